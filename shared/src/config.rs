@@ -1,0 +1,217 @@
+//! Configuration, read once at start from the environment. Invalid values are start-up errors that name
+//! the variable, so a misconfigured function fails its cold start instead of its first request.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::dynamo::DynamoConfig;
+
+/// Errors while reading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {problem}")]
+    Invalid { var: &'static str, problem: String },
+}
+
+/// The deployment environment, detected once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+
+    fn parse(var: &'static str, text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "dev" | "development" | "local" => Ok(Self::Development),
+            "staging" | "stage" | "preview" => Ok(Self::Staging),
+            "prod" | "production" => Ok(Self::Production),
+            other => Err(ConfigError::Invalid {
+                var,
+                problem: format!(
+                    "unknown environment {other:?} (use development, staging or production)"
+                ),
+            }),
+        }
+    }
+}
+
+/// Which platform runs this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Vercel,
+    Lambda,
+    Local,
+}
+
+impl Platform {
+    /// Vercel first: its functions may also see AWS variables, Lambda's never see `VERCEL_IPC_PATH`.
+    pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        if env("VERCEL_IPC_PATH").is_some() {
+            Self::Vercel
+        } else if env("AWS_LAMBDA_RUNTIME_API").is_some() {
+            Self::Lambda
+        } else {
+            Self::Local
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vercel => "vercel",
+            Self::Lambda => "lambda",
+            Self::Local => "local",
+        }
+    }
+}
+
+/// Which store backend to use.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Embedded { data_dir: PathBuf },
+    DynamoDb(DynamoConfig),
+}
+
+/// Everything the app reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub platform: Platform,
+    pub store: StoreSettings,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Budget for one request, end to end.
+    pub request_timeout: Duration,
+    /// The running release (`releaseId` in health output).
+    pub release_id: String,
+}
+
+/// Default data directory of the embedded store.
+pub const DEFAULT_DATA_DIR: &str = ".cloudagent";
+/// Default DynamoDB table name (template.yaml passes the real one in `TABLE_NAME`).
+pub const DEFAULT_TABLE: &str = "cloud-agent";
+const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `env`, so tests can supply their own variables.
+    pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let platform = Platform::detect(env);
+        let environment = detect_environment(env)?;
+        let store = match env("CLOUD_AGENT_STORE").as_deref() {
+            Some("embedded") => StoreSettings::Embedded {
+                data_dir: data_dir(env),
+            },
+            Some("dynamodb") => StoreSettings::DynamoDb(dynamo(env)),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "CLOUD_AGENT_STORE",
+                    problem: format!("unknown store {other:?} (use embedded or dynamodb)"),
+                });
+            }
+            // Functions default to the shared table; only a local process may default to a private file.
+            None if platform == Platform::Local => StoreSettings::Embedded {
+                data_dir: data_dir(env),
+            },
+            None => StoreSettings::DynamoDb(dynamo(env)),
+        };
+        if environment == Environment::Production && matches!(store, StoreSettings::Embedded { .. })
+        {
+            return Err(ConfigError::Invalid {
+                var: "CLOUD_AGENT_STORE",
+                problem:
+                    "production needs the shared DynamoDB table; the embedded store is per instance"
+                        .into(),
+            });
+        }
+        let body_limit = parse_number(
+            env,
+            "CLOUD_AGENT_BODY_LIMIT",
+            DEFAULT_BODY_LIMIT as u64,
+            1..=6 * 1024 * 1024,
+        )?;
+        let timeout_ms = parse_number(
+            env,
+            "CLOUD_AGENT_REQUEST_TIMEOUT_MS",
+            DEFAULT_TIMEOUT_MS,
+            100..=900_000,
+        )?;
+        let release_id = env("CLOUD_AGENT_RELEASE")
+            .or_else(|| env("VERCEL_GIT_COMMIT_SHA").map(|s| s.chars().take(12).collect()))
+            .or_else(|| env("AWS_LAMBDA_FUNCTION_VERSION").filter(|v| v != "$LATEST"))
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        Ok(Self {
+            environment,
+            platform,
+            store,
+            body_limit: usize::try_from(body_limit).unwrap_or(DEFAULT_BODY_LIMIT),
+            request_timeout: Duration::from_millis(timeout_ms),
+            release_id,
+        })
+    }
+}
+
+/// `APP_ENV` wins; then Vercel's `VERCEL_ENV`; then a Lambda stage variable; else development.
+fn detect_environment(env: &dyn Fn(&str) -> Option<String>) -> Result<Environment, ConfigError> {
+    if let Some(explicit) = env("APP_ENV") {
+        return Environment::parse("APP_ENV", &explicit);
+    }
+    if let Some(vercel) = env("VERCEL_ENV") {
+        return Environment::parse("VERCEL_ENV", &vercel);
+    }
+    if env("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        if let Some(stage) = env("STAGE") {
+            return Environment::parse("STAGE", &stage);
+        }
+    }
+    Ok(Environment::Development)
+}
+
+fn data_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    env("CLOUD_AGENT_DATA_DIR").map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from)
+}
+
+fn dynamo(env: &dyn Fn(&str) -> Option<String>) -> DynamoConfig {
+    DynamoConfig {
+        table: env("TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
+        endpoint: env("DYNAMODB_ENDPOINT"),
+        region: env("AWS_REGION"),
+    }
+}
+
+fn parse_number(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(text) = env(var) else {
+        return Ok(default);
+    };
+    let value: u64 = text.trim().parse().map_err(|_| ConfigError::Invalid {
+        var,
+        problem: format!("{text:?} is not a whole number"),
+    })?;
+    if !range.contains(&value) {
+        return Err(ConfigError::Invalid {
+            var,
+            problem: format!("{value} is outside {}..={}", range.start(), range.end()),
+        });
+    }
+    Ok(value)
+}

@@ -1,0 +1,34 @@
+//! HTTP plumbing shared by every route: errors as problem+json, request context, the JSON extractor, and the
+//! layer stack every entry point (local server, Lambda, Vercel) wraps around the same router.
+
+pub mod json;
+pub mod problem;
+pub mod request_id;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware;
+use http::StatusCode;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use json::ApiJson;
+pub use problem::{ApiError, Problem};
+pub use request_id::RequestContext;
+
+/// Wraps `router` in the cross-cutting layers, outermost first: request context (ids, span, access log),
+/// problem rendering, panic catching, the request deadline, and the body limit.
+pub fn layered(router: Router, body_limit: usize, timeout: Duration) -> Router {
+    // `Router::layer` wraps from the inside out: the last call is the outermost layer.
+    router
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(problem::panic_response))
+        .layer(middleware::from_fn(problem::render_problems))
+        .layer(middleware::from_fn(request_id::request_context))
+}

@@ -1,0 +1,256 @@
+//! The one place errors become `application/problem+json` (RFC 9457).
+//!
+//! Handlers return [`ApiError`]; it becomes a [`Problem`] carried in the response's extensions. The
+//! [`render_problems`] middleware then writes every error response — ours, axum's 404/405, the body limit's
+//! 413, the timeout's 503, a caught panic's 500 — as one problem+json shape with `request_id` and `instance`.
+
+use std::any::Any;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::request_id::RequestContext;
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem details object.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path this occurrence happened on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Quote this id when reporting the problem; it is in every log line of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// For invalid input: where in the body (a JSON Pointer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+}
+
+/// Base of our problem type URIs.
+pub const PROBLEM_BASE: &str = "urn:cloud-agent:problem:";
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+        Self {
+            kind: format!("{PROBLEM_BASE}{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            request_id: None,
+            pointer: None,
+        }
+    }
+
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// A problem for a status that reached us without one (axum's own rejections, tower-http's layers).
+    fn for_status(status: StatusCode) -> Self {
+        let (slug, detail) = match status {
+            StatusCode::NOT_FOUND => ("not-found", "no route matches this path"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method-not-allowed",
+                "this route does not accept this method; see the Allow header",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "payload-too-large",
+                "the request body is larger than this service accepts",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported-media-type",
+                "send the body as application/json",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "unavailable",
+                "the request did not finish within its time budget; retry later",
+            ),
+            s if s.is_server_error() => (
+                "internal",
+                "an internal error occurred; quote the request_id when reporting it",
+            ),
+            _ => ("http-error", ""),
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        let problem = Self::new(status, slug, title);
+        if detail.is_empty() {
+            problem
+        } else {
+            problem.detail(detail)
+        }
+    }
+}
+
+/// Every error a handler can return. Each maps to exactly one status and problem type.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Syntactically broken or wrongly shaped JSON.
+    #[error("invalid JSON body: {detail}")]
+    InvalidJson {
+        detail: String,
+        pointer: Option<String>,
+    },
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Well-formed input that breaks a rule.
+    #[error("invalid request: {detail}")]
+    Unprocessable {
+        detail: String,
+        pointer: Option<String>,
+    },
+    /// A dependency is down or slow; the client may retry after `retry_after` seconds.
+    #[error("service unavailable: {detail}")]
+    Unavailable { detail: String, retry_after: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug or misconfiguration. The message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::InvalidJson { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let status = self.status();
+        match self {
+            Self::NotFound(what) => {
+                Problem::new(status, "not-found", "Not Found").detail(what.clone())
+            }
+            Self::InvalidJson { detail, pointer } => Problem {
+                pointer: pointer.clone(),
+                ..Problem::new(status, "invalid-json", "Invalid JSON body").detail(detail.clone())
+            },
+            Self::UnsupportedMediaType(detail) => {
+                Problem::new(status, "unsupported-media-type", "Unsupported Media Type")
+                    .detail(detail.clone())
+            }
+            Self::PayloadTooLarge => Problem::for_status(status),
+            Self::Unprocessable { detail, pointer } => Problem {
+                pointer: pointer.clone(),
+                ..Problem::new(status, "validation", "Invalid request").detail(detail.clone())
+            },
+            Self::Unavailable { detail, .. } => {
+                Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
+            }
+            Self::Store(e) if e.is_transient() => Problem::new(
+                status,
+                "unavailable",
+                "Service Unavailable",
+            )
+            .detail(
+                "the datastore is unavailable; nothing was changed by a failed write, retry later",
+            ),
+            Self::Store(_) | Self::Internal(_) => Problem::for_status(status),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            Self::Store(e) if e.is_transient() => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // The cause goes to the log (with the request id from the span), not to the client.
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        } else {
+            tracing::info!(error = %self, status = status.as_u16(), "request rejected");
+        }
+        let mut response = status.into_response();
+        if let Some(secs) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response.extensions_mut().insert(self.problem());
+        response
+    }
+}
+
+/// Writes every error response as problem+json (see the module docs). Successful responses pass untouched.
+pub async fn render_problems(request: Request, next: Next) -> Response {
+    let context = request.extensions().get::<RequestContext>().cloned();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let mut problem = match parts.extensions.remove::<Problem>() {
+        Some(problem) => problem,
+        // Already problem+json from elsewhere in our code: keep its body.
+        None if is_problem(&parts.headers) && !status.is_server_error() => {
+            return Response::from_parts(parts, body);
+        }
+        // Anything else — including a 5xx body we did not write — is replaced, so internals never leak.
+        None => Problem::for_status(status),
+    };
+    problem.instance.get_or_insert(path);
+    if problem.request_id.is_none() {
+        problem.request_id = context.map(|c| c.request_id);
+    }
+    let bytes = serde_json::to_vec(&problem).unwrap_or_default();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn is_problem(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+}
+
+/// A panic becomes a plain 500; [`render_problems`] turns it into a generic problem. The payload is logged.
+pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %message, "handler panicked");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}

@@ -1,0 +1,67 @@
+//! Request and correlation ids: taken from the caller when valid, generated otherwise, echoed back on every
+//! response, and recorded on the request's span so every log line of the request carries them.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use tracing::Instrument as _;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// The ids of the request being served, available to handlers as an extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// Ties together the requests of one piece of work across services; defaults to the request id.
+    pub correlation_id: String,
+}
+
+/// Accepts a caller-supplied id only if it is short and visible ASCII: ids end up in logs and headers.
+fn valid_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| text.to_owned())
+}
+
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(valid_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let correlation_id = request
+        .headers()
+        .get(CORRELATION_ID)
+        .and_then(valid_id)
+        .unwrap_or_else(|| request_id.clone());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |m| m.as_str().to_owned(),
+    );
+    let span = tracing::info_span!("request", %request_id, %correlation_id, %method, path = %route);
+    request.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        correlation_id: correlation_id.clone(),
+    });
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    let headers = response.headers_mut();
+    // Both ids passed validation or were generated, so they are valid header values.
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&correlation_id) {
+        headers.insert(CORRELATION_ID, v);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status, latency_ms, "request served"));
+    response
+}

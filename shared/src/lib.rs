@@ -1,0 +1,17 @@
+//! Cloud Agent: the control plane for fleets of software agents.
+//!
+//! One router ([`app`]) holds every route. The same router runs under three entry points: AWS Lambda and
+//! Vercel (via [`runtime::run_function`], one thin binary per route in `api/`) and the local server
+//! (`cloudagent serve`, via [`runtime::serve`]). State lives behind the [`store::Store`] trait, backed by
+//! DynamoDB in production and an embedded redb file locally.
+
+pub mod config;
+pub mod http;
+pub mod routes;
+pub mod runtime;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use routes::{ROUTES, RouteSpec, app, app_for};
+pub use state::AppState;

@@ -1,0 +1,66 @@
+//! Every route, once. [`ROUTES`] is the single list the router, the per-route binaries, template.yaml and
+//! vercel.json are checked against (`tests/infra.rs`).
+
+pub mod health;
+pub mod openapi;
+
+use axum::Router;
+use axum::routing::{MethodRouter, get};
+use http::Method;
+
+use crate::http::{ApiError, layered};
+use crate::state::AppState;
+
+/// One route: its public path, methods, and the function binary that serves it when deployed.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// Binary name in Cargo.toml (and `Binary` in template.yaml).
+    pub binary: &'static str,
+    /// File under `api/` (the Vercel function).
+    pub file: &'static str,
+    /// Public path, in axum syntax.
+    pub path: &'static str,
+    pub methods: &'static [Method],
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+pub const HEALTH: RouteSpec = RouteSpec {
+    binary: "health",
+    file: "api/health.rs",
+    path: "/health",
+    methods: &[Method::GET],
+    handler: || get(health::health),
+};
+
+pub const OPENAPI: RouteSpec = RouteSpec {
+    binary: "openapi",
+    file: "api/v1/openapi.rs",
+    path: "/api/v1/openapi.json",
+    methods: &[Method::GET],
+    handler: || get(openapi::spec),
+};
+
+/// All routes, in the order the local server mounts them.
+pub const ROUTES: &[RouteSpec] = &[HEALTH, OPENAPI];
+
+/// The router with every route: what `cloudagent serve` runs.
+pub fn app(state: AppState) -> Router {
+    app_for(state, ROUTES)
+}
+
+/// The router with only `routes` mounted, wrapped in the same layers: what a per-route function runs.
+/// Paths outside `routes` answer 404 problem+json, exactly like an unknown path on the local server.
+pub fn app_for(state: AppState, routes: &[RouteSpec]) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    for route in routes {
+        router = router.route(route.path, (route.handler)());
+    }
+    let config = state.config();
+    let (limit, timeout) = (config.body_limit, config.request_timeout);
+    let router = router.fallback(not_found).with_state(state);
+    layered(router, limit, timeout)
+}
+
+async fn not_found(uri: http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,39 @@
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use axum::response::{IntoResponse, Response};
+use http::header;
+use once_cell::sync::Lazy;
+use utoipa::OpenApi;
+
+use crate::http::Problem;
+use crate::routes::health::{Check, HealthReport, HealthStatus};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cloud Agent", description = "Control plane for fleets of software agents."),
+    paths(crate::routes::health::health, spec),
+    components(schemas(Problem, HealthReport, Check, HealthStatus)),
+    tags((name = "platform", description = "Health, metrics and the API description"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// Rendered once per instance: the document cannot change while the process runs.
+static DOCUMENT: Lazy<String> =
+    Lazy::new(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
+
+/// The document as JSON text.
+pub fn document() -> &'static str {
+    &DOCUMENT
+}
+
+/// This API, described in OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "platform",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+pub async fn spec() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}

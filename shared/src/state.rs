@@ -1,0 +1,67 @@
+//! The state every handler shares: configuration and the store, built once per process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Config, StoreSettings};
+use crate::store::dynamo::DynamoStore;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{DynStore, StoreError};
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: DynStore,
+    started: Instant,
+    instance_id: String,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: DynStore) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                started: Instant::now(),
+                instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            }),
+        }
+    }
+
+    /// Builds the configured store (the DynamoDB client is created here, once) and the state.
+    pub async fn from_config(config: Config) -> Result<Self, StoreError> {
+        let store = open_store(&config.store).await?;
+        Ok(Self::new(config, store))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.inner.store
+    }
+
+    /// Instances are per process: health and metrics say which one answered.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+}
+
+/// Opens the store the settings name.
+pub async fn open_store(settings: &StoreSettings) -> Result<DynStore, StoreError> {
+    Ok(match settings {
+        StoreSettings::Embedded { data_dir } => Arc::new(EmbeddedStore::open(data_dir)?),
+        StoreSettings::DynamoDb(dynamo) => Arc::new(DynamoStore::connect(dynamo).await),
+    })
+}

@@ -1,0 +1,402 @@
+//! The store: one interface with exactly the operations the app needs, and two real backends —
+//! DynamoDB (production) and an embedded redb file (local runs). Both pass the same conformance suite
+//! (`tests/store_conformance.rs`).
+//!
+//! Semantics both backends keep: an item whose `expires_at` has passed is absent for every read and
+//! every condition, whether or not the TTL reaper has removed it yet; writes are durable when they return.
+
+mod condition;
+pub mod dynamo;
+pub mod embedded;
+mod item;
+mod retry;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+pub use condition::{CmpOp, Condition, Update};
+pub use item::{EXPIRES_AT, GSI1_PK, GSI1_SK, Item, Key, Number, PK, SK, Value};
+pub use retry::{BatchRetry, full_jitter};
+
+/// DynamoDB's limit on one BatchWriteItem call.
+pub const MAX_BATCH_WRITE: usize = 25;
+/// DynamoDB's limit on one TransactWriteItems call.
+pub const MAX_TRANSACT_ITEMS: usize = 100;
+/// The largest page a query may ask for.
+pub const MAX_QUERY_LIMIT: u32 = 1000;
+
+/// Errors of the store, the same for both backends.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The write's condition did not hold; `current` is the live item it was checked against.
+    #[error("condition check failed")]
+    ConditionFailed { current: Option<Box<Item>> },
+    /// A transaction was cancelled; one reason per operation, in order.
+    #[error("transaction cancelled: {}", display_reasons(.reasons))]
+    TransactionCanceled { reasons: Vec<CancelReason> },
+    /// The request itself is invalid (too many items, duplicate keys, changing a key ...): a caller bug.
+    #[error("invalid store request: {0}")]
+    Validation(String),
+    /// The backend asked us to slow down; safe to retry later.
+    #[error("store throttled: {0}")]
+    Throttled(String),
+    /// The backend could not be reached or timed out; the write may or may not have happened.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (misconfiguration, corrupt data).
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True for errors a caller may retry.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled(_) | Self::Unavailable(_))
+    }
+}
+
+fn display_reasons(reasons: &[CancelReason]) -> String {
+    reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why one operation of a cancelled transaction failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelReason {
+    /// This operation was fine; another one cancelled the transaction.
+    None,
+    ConditionalCheckFailed,
+    /// Another writer touched the item at the same moment.
+    TransactionConflict,
+    Other(String),
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::ConditionalCheckFailed => f.write_str("ConditionalCheckFailed"),
+            Self::TransactionConflict => f.write_str("TransactionConflict"),
+            Self::Other(code) => f.write_str(code),
+        }
+    }
+}
+
+/// Which key a query walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Index {
+    #[default]
+    Primary,
+    /// The `gsi1` global secondary index (`gsi1pk`/`gsi1sk`), eventually consistent on DynamoDB.
+    Gsi1,
+}
+
+impl Index {
+    pub(crate) fn key_names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Primary => (PK, SK),
+            Self::Gsi1 => (GSI1_PK, GSI1_SK),
+        }
+    }
+}
+
+/// An opaque paging cursor: where the previous page stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(String);
+
+/// What a cursor holds. Kept private so callers cannot forge positions in other partitions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub pk: String,
+    pub sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi: Option<(String, String)>,
+}
+
+impl Cursor {
+    pub(crate) fn encode(position: &Position) -> Self {
+        let json = serde_json::to_vec(position).unwrap_or_default();
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    }
+
+    pub(crate) fn decode(&self) -> Result<Position, StoreError> {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&self.0)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| StoreError::Validation("malformed paging cursor".into()))
+    }
+
+    /// Parses a cursor a client sent back.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let cursor = Self(text.to_owned());
+        cursor.decode()?;
+        Ok(cursor)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A query over one partition, optionally narrowed to sort keys with a prefix.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub index: Index,
+    pub partition: String,
+    pub sk_prefix: Option<String>,
+    /// Items examined per page (expired ones are examined, then hidden — as DynamoDB's Limit works).
+    pub limit: u32,
+    pub start: Option<Cursor>,
+    pub forward: bool,
+}
+
+impl Query {
+    pub fn partition(partition: impl Into<String>) -> Self {
+        Self {
+            index: Index::Primary,
+            partition: partition.into(),
+            sk_prefix: None,
+            limit: 100,
+            start: None,
+            forward: true,
+        }
+    }
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.sk_prefix = Some(prefix.into());
+        self
+    }
+    #[must_use]
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+    #[must_use]
+    pub fn after(mut self, cursor: Option<Cursor>) -> Self {
+        self.start = cursor;
+        self
+    }
+    #[must_use]
+    pub fn backward(mut self) -> Self {
+        self.forward = false;
+        self
+    }
+    #[must_use]
+    pub fn on(mut self, index: Index) -> Self {
+        self.index = index;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        if self.limit == 0 || self.limit > MAX_QUERY_LIMIT {
+            return Err(StoreError::Validation(format!(
+                "query limit must be 1..={MAX_QUERY_LIMIT}"
+            )));
+        }
+        if self.partition.is_empty() {
+            return Err(StoreError::Validation(
+                "query partition must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Present when the query stopped at its limit; pass it back to continue.
+    pub next: Option<Cursor>,
+}
+
+/// One operation of a batch write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    Put(Item),
+    Delete(Key),
+}
+
+impl WriteOp {
+    pub fn key(&self) -> Option<Key> {
+        match self {
+            Self::Put(item) => item.key(),
+            Self::Delete(key) => Some(key.clone()),
+        }
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxOp {
+    Put {
+        item: Item,
+        condition: Option<Condition>,
+    },
+    Update {
+        key: Key,
+        update: Update,
+        condition: Option<Condition>,
+    },
+    Delete {
+        key: Key,
+        condition: Option<Condition>,
+    },
+    Check {
+        key: Key,
+        condition: Condition,
+    },
+}
+
+impl TxOp {
+    pub fn key(&self) -> Option<Key> {
+        match self {
+            Self::Put { item, .. } => item.key(),
+            Self::Update { key, .. } | Self::Delete { key, .. } | Self::Check { key, .. } => {
+                Some(key.clone())
+            }
+        }
+    }
+}
+
+/// The store interface. Object safe: the app holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which backend this is (`dynamodb` or `embedded`), for health output and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Strongly consistent read of a live item.
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
+
+    /// Writes a whole item if `condition` holds for the live item under its key.
+    async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError>;
+
+    /// Applies `update` if `condition` holds; creates the item when absent. Returns the item as written.
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, StoreError>;
+
+    /// Deletes if `condition` holds; returns the live item that was removed.
+    async fn delete(
+        &self,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<Option<Item>, StoreError>;
+
+    /// One page of a partition, in sort-key order.
+    async fn query(&self, query: Query) -> Result<Page, StoreError>;
+
+    /// One BatchWriteItem call of at most 25 operations; returns what the backend left unprocessed.
+    async fn batch_write_once(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOp>, StoreError>;
+
+    /// All-or-nothing write of up to 100 operations on distinct items.
+    async fn transact_write(&self, ops: Vec<TxOp>) -> Result<(), StoreError>;
+
+    /// A batch write of at most 25 operations, retrying unprocessed items with full-jitter backoff while
+    /// `policy` allows. Returns what is still unprocessed (empty when everything is durable).
+    async fn batch_write(
+        &self,
+        ops: Vec<WriteOp>,
+        policy: BatchRetry,
+    ) -> Result<Vec<WriteOp>, StoreError> {
+        retry::batch_write_with_retry(self, ops, policy).await
+    }
+}
+
+/// The shared handle the app passes around.
+pub type DynStore = Arc<dyn Store>;
+
+/// Checks shared by both backends before a batch write.
+pub(crate) fn validate_batch(ops: &[WriteOp]) -> Result<(), StoreError> {
+    if ops.is_empty() || ops.len() > MAX_BATCH_WRITE {
+        return Err(StoreError::Validation(format!(
+            "a batch write takes 1..={MAX_BATCH_WRITE} operations, got {}",
+            ops.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    for op in ops {
+        let key = op
+            .key()
+            .ok_or_else(|| StoreError::Validation("batch item without a string pk/sk".into()))?;
+        if !seen.insert(key) {
+            return Err(StoreError::Validation(
+                "a batch write must not name the same key twice".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks shared by both backends before a transaction.
+pub(crate) fn validate_transaction(ops: &[TxOp]) -> Result<(), StoreError> {
+    if ops.is_empty() || ops.len() > MAX_TRANSACT_ITEMS {
+        return Err(StoreError::Validation(format!(
+            "a transaction takes 1..={MAX_TRANSACT_ITEMS} operations, got {}",
+            ops.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    for op in ops {
+        let key = op.key().ok_or_else(|| {
+            StoreError::Validation("transaction item without a string pk/sk".into())
+        })?;
+        if !seen.insert(key) {
+            return Err(StoreError::Validation(
+                "a transaction must not touch the same item twice".into(),
+            ));
+        }
+        if let TxOp::Update { update, .. } = op {
+            validate_update(update)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_update(update: &Update) -> Result<(), StoreError> {
+    if update.is_empty() {
+        return Err(StoreError::Validation(
+            "an update must change something".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for attr in update.attributes() {
+        if attr == PK || attr == SK {
+            return Err(StoreError::Validation(format!(
+                "an update must not change the key attribute {attr}"
+            )));
+        }
+        if !seen.insert(attr) {
+            return Err(StoreError::Validation(format!(
+                "an update names {attr} twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch, the unit of `expires_at`.
+pub fn now_epoch() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// How long a health probe may take before the datastore counts as failing.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The key the health check reads: a real round trip that needs no data.
+pub fn probe_key() -> Key {
+    Key::new("HEALTH#probe", "PROBE")
+}
