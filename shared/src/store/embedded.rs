@@ -483,3 +483,40 @@ impl Store for EmbeddedStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn data_survives_reopen_and_purge_removes_only_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store
+                .put(Item::new(&Key::new("A", "1")).with("v", 1i64), None)
+                .await
+                .unwrap();
+            store
+                .put(
+                    Item::new(&Key::new("A", "2")).with("expires_at", now_epoch() - 1),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .get(&Key::new("A", "1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .get_i64("v"),
+            Some(1)
+        );
+        assert_eq!(store.purge_expired().await.unwrap(), 1);
+        assert_eq!(store.purge_expired().await.unwrap(), 0);
+        assert!(store.get(&Key::new("A", "1")).await.unwrap().is_some());
+    }
+}

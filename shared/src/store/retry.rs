@@ -60,3 +60,141 @@ pub(super) async fn batch_write_with_retry<S: Store + ?Sized>(
     }
     Ok(pending)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::{Condition, Item, Key, Page, Query, TxOp, Update};
+
+    /// DynamoDB returns UnprocessedItems under throttling, which DynamoDB Local never does. This wrapper plays
+    /// only that part of the cloud: it writes all but the last item through the real embedded store for the
+    /// first `stingy_calls` calls and hands the rest back as unprocessed.
+    #[derive(Debug)]
+    struct Throttling {
+        inner: EmbeddedStore,
+        stingy_calls: usize,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Store for Throttling {
+        fn backend(&self) -> &'static str {
+            "throttling"
+        }
+        async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, item: Item, c: Option<Condition>) -> Result<(), StoreError> {
+            self.inner.put(item, c).await
+        }
+        async fn update(
+            &self,
+            key: &Key,
+            u: Update,
+            c: Option<Condition>,
+        ) -> Result<Item, StoreError> {
+            self.inner.update(key, u, c).await
+        }
+        async fn delete(
+            &self,
+            key: &Key,
+            c: Option<Condition>,
+        ) -> Result<Option<Item>, StoreError> {
+            self.inner.delete(key, c).await
+        }
+        async fn query(&self, q: Query) -> Result<Page, StoreError> {
+            self.inner.query(q).await
+        }
+        async fn transact_write(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
+            self.inner.transact_write(ops).await
+        }
+        async fn batch_write_once(
+            &self,
+            mut ops: Vec<WriteOp>,
+        ) -> Result<Vec<WriteOp>, StoreError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if call < self.stingy_calls && ops.len() > 1 {
+                let rest = ops.split_off(ops.len() / 2);
+                self.inner.batch_write_once(ops).await?;
+                return Ok(rest);
+            }
+            self.inner.batch_write_once(ops).await
+        }
+    }
+
+    fn ops(n: usize) -> Vec<WriteOp> {
+        (0..n)
+            .map(|i| WriteOp::Put(Item::new(&Key::new("P", format!("{i:02}")))))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unprocessed_items_are_retried_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Throttling {
+            inner: EmbeddedStore::open(dir.path()).unwrap(),
+            stingy_calls: 3,
+            calls: AtomicUsize::new(0),
+        };
+        let left = store
+            .batch_write(ops(25), BatchRetry::default())
+            .await
+            .unwrap();
+        assert!(left.is_empty());
+        assert_eq!(store.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            store
+                .query(Query::partition("P"))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            25
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_cannot_be_written_in_budget_is_reported_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Throttling {
+            inner: EmbeddedStore::open(dir.path()).unwrap(),
+            stingy_calls: 100,
+            calls: AtomicUsize::new(0),
+        };
+        let policy = BatchRetry {
+            max_attempts: 3,
+            ..BatchRetry::default()
+        };
+        let left = store.batch_write(ops(24), policy).await.unwrap();
+        let written = store
+            .query(Query::partition("P"))
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+        assert!(!left.is_empty());
+        assert_eq!(
+            written + left.len(),
+            24,
+            "every item is either durable or handed back"
+        );
+    }
+
+    #[test]
+    fn full_jitter_stays_under_the_cap() {
+        for attempt in 0..30 {
+            let d = full_jitter(Duration::from_millis(25), Duration::from_secs(1), attempt);
+            assert!(d <= Duration::from_secs(1));
+        }
+        assert!(
+            full_jitter(Duration::from_millis(25), Duration::from_secs(1), 0)
+                <= Duration::from_millis(25)
+        );
+    }
+}
