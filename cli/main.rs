@@ -10,11 +10,7 @@ use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cloudagent",
-    version,
-    about = "Cloud Agent: the control plane for fleets of software agents"
-)]
+#[command(name = "cloudagent", version, about = "Cloud Agent: the control plane for fleets of software agents")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,10 +67,7 @@ struct TableArgs {
 fn main() -> ExitCode {
     cloud_agent::telemetry::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cloudagent: cannot start the async runtime: {e}");
@@ -93,9 +86,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Table {
-            command: TableCommand::Create(args),
-        } => {
+        Command::Table { command: TableCommand::Create(args) } => {
             let store = DynamoStore::connect(&DynamoConfig {
                 table: args.table.clone(),
                 endpoint: args.endpoint,
@@ -116,14 +107,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     // Flags win over the environment's defaults for the store.
     config.store = match args.store {
-        StoreKind::Embedded => StoreSettings::Embedded {
-            data_dir: args.data_dir,
-        },
+        StoreKind::Embedded => StoreSettings::Embedded { data_dir: args.data_dir },
         StoreKind::Dynamodb => match config.store {
             dynamo @ StoreSettings::DynamoDb(_) => dynamo,
             StoreSettings::Embedded { .. } => StoreSettings::DynamoDb(DynamoConfig {
-                table: std::env::var("TABLE_NAME")
-                    .unwrap_or_else(|_| cloud_agent::config::DEFAULT_TABLE.into()),
+                table: std::env::var("TABLE_NAME").unwrap_or_else(|_| cloud_agent::config::DEFAULT_TABLE.into()),
                 endpoint: std::env::var("DYNAMODB_ENDPOINT").ok(),
                 region: std::env::var("AWS_REGION").ok(),
             }),
@@ -131,10 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = AppState::from_config(config).await?;
     let addr = SocketAddr::new(args.bind, args.port);
-    eprintln!(
-        "cloudagent: serving on http://{addr} (store: {})",
-        state.store().backend()
-    );
+    eprintln!("cloudagent: serving on http://{addr} (store: {})", state.store().backend());
     cloud_agent::runtime::serve(state, addr).await?;
     Ok(())
 }

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use cloud_agent::store::{
-    BatchRetry, CancelReason, Condition, DynStore, Index, Item, Key, Page, Query, StoreError, TxOp,
-    Update, Value, WriteOp, now_epoch,
+    BatchRetry, CancelReason, Condition, DynStore, Index, Item, Key, Page, Query, StoreError, TxOp, Update, Value,
+    WriteOp, now_epoch,
 };
 
 fn item(pk: &str, sk: &str) -> Item {
@@ -19,10 +19,7 @@ async fn all_pages(store: &DynStore, query: Query) -> (Vec<Item>, usize) {
     let mut pages = 0;
     let mut cursor = None;
     loop {
-        let Page { items: got, next } = store
-            .query(query.clone().after(cursor))
-            .await
-            .expect("query");
+        let Page { items: got, next } = store.query(query.clone().after(cursor)).await.expect("query");
         pages += 1;
         items.extend(got);
         match next {
@@ -46,48 +43,23 @@ async fn put_then_get_round_trips_every_type(store: DynStore) {
         .with("l", Value::L(vec![Value::from(1i64), Value::from("two")]))
         .with("m", Value::M(map));
     store.put(written.clone(), None).await.unwrap();
-    let read = store
-        .get(&Key::new("T#1", "A"))
-        .await
-        .unwrap()
-        .expect("item present");
+    let read = store.get(&Key::new("T#1", "A")).await.unwrap().expect("item present");
     assert_eq!(read, written);
     assert!(store.get(&Key::new("T#1", "B")).await.unwrap().is_none());
 }
 
 async fn conditional_put_fails_and_returns_the_current_item(store: DynStore) {
     let first = item("T#2", "A").with("owner", "alice");
-    store
-        .put(first.clone(), Some(Condition::NotExists))
-        .await
-        .unwrap();
-    let err = store
-        .put(
-            item("T#2", "A").with("owner", "mallory"),
-            Some(Condition::NotExists),
-        )
-        .await
-        .unwrap_err();
+    store.put(first.clone(), Some(Condition::NotExists)).await.unwrap();
+    let err = store.put(item("T#2", "A").with("owner", "mallory"), Some(Condition::NotExists)).await.unwrap_err();
     match err {
         StoreError::ConditionFailed { current } => assert_eq!(current.as_deref(), Some(&first)),
         other => panic!("expected ConditionFailed, got {other:?}"),
     }
     // The failed write changed nothing.
-    assert_eq!(
-        store
-            .get(&Key::new("T#2", "A"))
-            .await
-            .unwrap()
-            .unwrap()
-            .get_str("owner"),
-        Some("alice")
-    );
+    assert_eq!(store.get(&Key::new("T#2", "A")).await.unwrap().unwrap().get_str("owner"), Some("alice"));
     // Exists on an absent key fails with no current item.
-    match store
-        .put(item("T#2", "B"), Some(Condition::Exists))
-        .await
-        .unwrap_err()
-    {
+    match store.put(item("T#2", "B"), Some(Condition::Exists)).await.unwrap_err() {
         StoreError::ConditionFailed { current } => assert!(current.is_none()),
         other => panic!("expected ConditionFailed, got {other:?}"),
     }
@@ -95,127 +67,55 @@ async fn conditional_put_fails_and_returns_the_current_item(store: DynStore) {
 
 async fn conditional_update_is_compare_and_set(store: DynStore) {
     let key = Key::new("T#3", "META");
-    store
-        .put(
-            item("T#3", "META").with("version", 1i64).with("state", "a"),
-            None,
-        )
-        .await
-        .unwrap();
+    store.put(item("T#3", "META").with("version", 1i64).with("state", "a"), None).await.unwrap();
     let updated = store
-        .update(
-            &key,
-            Update::new().set("state", "b").add("version", 1),
-            Some(Condition::eq("version", 1i64)),
-        )
+        .update(&key, Update::new().set("state", "b").add("version", 1), Some(Condition::eq("version", 1i64)))
         .await
         .unwrap();
     assert_eq!(updated.get_i64("version"), Some(2));
     assert_eq!(updated.get_str("state"), Some("b"));
     // A stale writer (still thinks version is 1) loses and learns the current state.
-    match store
-        .update(
-            &key,
-            Update::new().set("state", "stale"),
-            Some(Condition::eq("version", 1i64)),
-        )
-        .await
-    {
-        Err(StoreError::ConditionFailed {
-            current: Some(current),
-        }) => assert_eq!(current.get_i64("version"), Some(2)),
+    match store.update(&key, Update::new().set("state", "stale"), Some(Condition::eq("version", 1i64))).await {
+        Err(StoreError::ConditionFailed { current: Some(current) }) => assert_eq!(current.get_i64("version"), Some(2)),
         other => panic!("expected ConditionFailed with the current item, got {other:?}"),
     }
-    assert_eq!(
-        store.get(&key).await.unwrap().unwrap().get_str("state"),
-        Some("b")
-    );
+    assert_eq!(store.get(&key).await.unwrap().unwrap().get_str("state"), Some("b"));
 }
 
 async fn update_add_set_if_absent_and_remove(store: DynStore) {
     let key = Key::new("T#4", "COUNT");
-    let first = store
-        .update(
-            &key,
-            Update::new().add("hits", 1).set_if_absent("created", "t0"),
-            None,
-        )
-        .await
-        .unwrap();
+    let first = store.update(&key, Update::new().add("hits", 1).set_if_absent("created", "t0"), None).await.unwrap();
     assert_eq!(first.get_i64("hits"), Some(1));
     let second = store
-        .update(
-            &key,
-            Update::new()
-                .add("hits", 5)
-                .set_if_absent("created", "t1")
-                .set("note", "x"),
-            None,
-        )
+        .update(&key, Update::new().add("hits", 5).set_if_absent("created", "t1").set("note", "x"), None)
         .await
         .unwrap();
     assert_eq!(second.get_i64("hits"), Some(6));
-    assert_eq!(
-        second.get_str("created"),
-        Some("t0"),
-        "set_if_absent keeps the first value"
-    );
-    let third = store
-        .update(&key, Update::new().remove("note"), None)
-        .await
-        .unwrap();
+    assert_eq!(second.get_str("created"), Some("t0"), "set_if_absent keeps the first value");
+    let third = store.update(&key, Update::new().remove("note"), None).await.unwrap();
     assert!(third.get("note").is_none());
     // Changing a key attribute is a caller bug on both backends.
-    assert!(matches!(
-        store
-            .update(&key, Update::new().set("pk", "other"), None)
-            .await,
-        Err(StoreError::Validation(_))
-    ));
+    assert!(matches!(store.update(&key, Update::new().set("pk", "other"), None).await, Err(StoreError::Validation(_))));
     // ADD on a string is rejected, not silently coerced.
-    assert!(matches!(
-        store
-            .update(&key, Update::new().add("created", 1), None)
-            .await,
-        Err(StoreError::Validation(_))
-    ));
+    assert!(matches!(store.update(&key, Update::new().add("created", 1), None).await, Err(StoreError::Validation(_))));
 }
 
 async fn conditional_delete_returns_the_removed_item(store: DynStore) {
     let key = Key::new("T#5", "A");
-    store
-        .put(item("T#5", "A").with("status", "open"), None)
-        .await
-        .unwrap();
+    store.put(item("T#5", "A").with("status", "open"), None).await.unwrap();
     assert!(matches!(
-        store
-            .delete(&key, Some(Condition::eq("status", "closed")))
-            .await,
+        store.delete(&key, Some(Condition::eq("status", "closed"))).await,
         Err(StoreError::ConditionFailed { current: Some(_) })
     ));
-    let removed = store
-        .delete(&key, Some(Condition::eq("status", "open")))
-        .await
-        .unwrap();
-    assert_eq!(
-        removed
-            .and_then(|i| i.get_str("status").map(str::to_owned))
-            .as_deref(),
-        Some("open")
-    );
+    let removed = store.delete(&key, Some(Condition::eq("status", "open"))).await.unwrap();
+    assert_eq!(removed.and_then(|i| i.get_str("status").map(str::to_owned)).as_deref(), Some("open"));
     assert!(store.get(&key).await.unwrap().is_none());
     assert!(store.delete(&key, None).await.unwrap().is_none());
 }
 
 async fn query_by_prefix_pages_in_order(store: DynStore) {
     for i in 0..7 {
-        store
-            .put(
-                item("TASK#9", &format!("EVENT#{i:03}")).with("i", i64::from(i)),
-                None,
-            )
-            .await
-            .unwrap();
+        store.put(item("TASK#9", &format!("EVENT#{i:03}")).with("i", i64::from(i)), None).await.unwrap();
     }
     store.put(item("TASK#9", "STATE"), None).await.unwrap();
     store.put(item("TASK#90", "EVENT#000"), None).await.unwrap(); // a neighbouring partition
@@ -231,11 +131,7 @@ async fn query_by_prefix_pages_in_order(store: DynStore) {
     let order: Vec<i64> = backward.iter().map(|i| i.get_i64("i").unwrap()).collect();
     assert_eq!(order, vec![6, 5, 4, 3, 2, 1, 0]);
     let (whole, _) = all_pages(&store, Query::partition("TASK#9")).await;
-    assert_eq!(
-        whole.len(),
-        8,
-        "no prefix: the whole partition and nothing else"
-    );
+    assert_eq!(whole.len(), 8, "no prefix: the whole partition and nothing else");
 }
 
 async fn gsi1_query_finds_items_by_secondary_key(store: DynStore) {
@@ -260,211 +156,82 @@ async fn gsi1_query_finds_items_by_secondary_key(store: DynStore) {
 }
 
 async fn batch_write_takes_25_and_rejects_26(store: DynStore) {
-    let ops: Vec<WriteOp> = (0..25)
-        .map(|i| WriteOp::Put(item("B#1", &format!("{i:02}"))))
-        .collect();
+    let ops: Vec<WriteOp> = (0..25).map(|i| WriteOp::Put(item("B#1", &format!("{i:02}")))).collect();
     let left = store.batch_write(ops, BatchRetry::default()).await.unwrap();
     assert!(left.is_empty());
     assert_eq!(all_pages(&store, Query::partition("B#1")).await.0.len(), 25);
-    let too_many: Vec<WriteOp> = (0..26)
-        .map(|i| WriteOp::Put(item("B#2", &format!("{i:02}"))))
-        .collect();
-    assert!(matches!(
-        store.batch_write_once(too_many).await,
-        Err(StoreError::Validation(_))
-    ));
-    assert!(
-        store
-            .query(Query::partition("B#2"))
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "a rejected batch writes nothing"
-    );
-    let duplicate = vec![
-        WriteOp::Put(item("B#3", "A")),
-        WriteOp::Delete(Key::new("B#3", "A")),
-    ];
-    assert!(matches!(
-        store.batch_write_once(duplicate).await,
-        Err(StoreError::Validation(_))
-    ));
+    let too_many: Vec<WriteOp> = (0..26).map(|i| WriteOp::Put(item("B#2", &format!("{i:02}")))).collect();
+    assert!(matches!(store.batch_write_once(too_many).await, Err(StoreError::Validation(_))));
+    assert!(store.query(Query::partition("B#2")).await.unwrap().items.is_empty(), "a rejected batch writes nothing");
+    let duplicate = vec![WriteOp::Put(item("B#3", "A")), WriteOp::Delete(Key::new("B#3", "A"))];
+    assert!(matches!(store.batch_write_once(duplicate).await, Err(StoreError::Validation(_))));
     // Deletes in a batch.
-    let deletes: Vec<WriteOp> = (0..10)
-        .map(|i| WriteOp::Delete(Key::new("B#1", format!("{i:02}"))))
-        .collect();
-    assert!(
-        store
-            .batch_write(deletes, BatchRetry::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let deletes: Vec<WriteOp> = (0..10).map(|i| WriteOp::Delete(Key::new("B#1", format!("{i:02}")))).collect();
+    assert!(store.batch_write(deletes, BatchRetry::default()).await.unwrap().is_empty());
     assert_eq!(all_pages(&store, Query::partition("B#1")).await.0.len(), 15);
 }
 
 async fn transaction_is_all_or_nothing_with_reasons(store: DynStore) {
-    store
-        .put(item("X#1", "A").with("balance", 10i64), None)
-        .await
-        .unwrap();
+    store.put(item("X#1", "A").with("balance", 10i64), None).await.unwrap();
     let ok = vec![
         TxOp::Update {
             key: Key::new("X#1", "A"),
             update: Update::new().add("balance", -5),
             condition: Some(Condition::ge("balance", 5i64)),
         },
-        TxOp::Put {
-            item: item("X#1", "B").with("balance", 5i64),
-            condition: Some(Condition::NotExists),
-        },
+        TxOp::Put { item: item("X#1", "B").with("balance", 5i64), condition: Some(Condition::NotExists) },
     ];
     store.transact_write(ok).await.unwrap();
     let failing = vec![
-        TxOp::Put {
-            item: item("X#1", "C"),
-            condition: None,
-        },
+        TxOp::Put { item: item("X#1", "C"), condition: None },
         TxOp::Update {
             key: Key::new("X#1", "A"),
             update: Update::new().add("balance", -50),
             condition: Some(Condition::ge("balance", 50i64)),
         },
-        TxOp::Check {
-            key: Key::new("X#1", "B"),
-            condition: Condition::Exists,
-        },
+        TxOp::Check { key: Key::new("X#1", "B"), condition: Condition::Exists },
     ];
     match store.transact_write(failing).await {
         Err(StoreError::TransactionCanceled { reasons }) => {
-            assert_eq!(
-                reasons,
-                vec![
-                    CancelReason::None,
-                    CancelReason::ConditionalCheckFailed,
-                    CancelReason::None
-                ]
-            );
+            assert_eq!(reasons, vec![CancelReason::None, CancelReason::ConditionalCheckFailed, CancelReason::None]);
         }
         other => panic!("expected TransactionCanceled, got {other:?}"),
     }
-    assert!(
-        store.get(&Key::new("X#1", "C")).await.unwrap().is_none(),
-        "nothing of a cancelled transaction is written"
-    );
-    assert_eq!(
-        store
-            .get(&Key::new("X#1", "A"))
-            .await
-            .unwrap()
-            .unwrap()
-            .get_i64("balance"),
-        Some(5)
-    );
+    assert!(store.get(&Key::new("X#1", "C")).await.unwrap().is_none(), "nothing of a cancelled transaction is written");
+    assert_eq!(store.get(&Key::new("X#1", "A")).await.unwrap().unwrap().get_i64("balance"), Some(5));
     let twice = vec![
-        TxOp::Put {
-            item: item("X#1", "D"),
-            condition: None,
-        },
-        TxOp::Delete {
-            key: Key::new("X#1", "D"),
-            condition: None,
-        },
+        TxOp::Put { item: item("X#1", "D"), condition: None },
+        TxOp::Delete { key: Key::new("X#1", "D"), condition: None },
     ];
-    assert!(matches!(
-        store.transact_write(twice).await,
-        Err(StoreError::Validation(_))
-    ));
+    assert!(matches!(store.transact_write(twice).await, Err(StoreError::Validation(_))));
 }
 
 async fn expired_items_are_absent_everywhere(store: DynStore) {
     let past = now_epoch() - 10;
     let future = now_epoch() + 3600;
-    store
-        .put(
-            item("TTL#1", "GONE")
-                .with("expires_at", past)
-                .with("hits", 100i64),
-            None,
-        )
-        .await
-        .unwrap();
-    store
-        .put(item("TTL#1", "LIVE").with("expires_at", future), None)
-        .await
-        .unwrap();
-    assert!(
-        store
-            .get(&Key::new("TTL#1", "GONE"))
-            .await
-            .unwrap()
-            .is_none(),
-        "reads hide expired items"
-    );
-    assert!(
-        store
-            .get(&Key::new("TTL#1", "LIVE"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    store.put(item("TTL#1", "GONE").with("expires_at", past).with("hits", 100i64), None).await.unwrap();
+    store.put(item("TTL#1", "LIVE").with("expires_at", future), None).await.unwrap();
+    assert!(store.get(&Key::new("TTL#1", "GONE")).await.unwrap().is_none(), "reads hide expired items");
+    assert!(store.get(&Key::new("TTL#1", "LIVE")).await.unwrap().is_some());
     let (items, _) = all_pages(&store, Query::partition("TTL#1")).await;
     assert_eq!(items.len(), 1, "queries hide expired items");
     assert!(matches!(
-        store
-            .put(item("TTL#1", "GONE"), Some(Condition::Exists))
-            .await,
+        store.put(item("TTL#1", "GONE"), Some(Condition::Exists)).await,
         Err(StoreError::ConditionFailed { current: None })
     ));
     // An expired idempotency record or nonce can be claimed again.
-    store
-        .put(
-            item("TTL#1", "GONE")
-                .with("expires_at", past)
-                .with("hits", 100i64),
-            None,
-        )
-        .await
-        .unwrap();
-    store
-        .put(
-            item("TTL#1", "GONE").with("claimed", true),
-            Some(Condition::NotExists),
-        )
-        .await
-        .unwrap();
+    store.put(item("TTL#1", "GONE").with("expires_at", past).with("hits", 100i64), None).await.unwrap();
+    store.put(item("TTL#1", "GONE").with("claimed", true), Some(Condition::NotExists)).await.unwrap();
     // An update on an expired item starts from nothing: a rate window's counter restarts at zero.
-    store
-        .put(
-            item("TTL#1", "WINDOW")
-                .with("expires_at", past)
-                .with("count", 100i64),
-            None,
-        )
-        .await
-        .unwrap();
+    store.put(item("TTL#1", "WINDOW").with("expires_at", past).with("count", 100i64), None).await.unwrap();
     let fresh = store
-        .update(
-            &Key::new("TTL#1", "WINDOW"),
-            Update::new().add("count", 1).set("expires_at", future),
-            None,
-        )
+        .update(&Key::new("TTL#1", "WINDOW"), Update::new().add("count", 1).set("expires_at", future), None)
         .await
         .unwrap();
     assert_eq!(fresh.get_i64("count"), Some(1));
     // Deleting an expired item reports nothing removed.
-    store
-        .put(item("TTL#1", "OLD").with("expires_at", past), None)
-        .await
-        .unwrap();
-    assert!(
-        store
-            .delete(&Key::new("TTL#1", "OLD"), None)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    store.put(item("TTL#1", "OLD").with("expires_at", past), None).await.unwrap();
+    assert!(store.delete(&Key::new("TTL#1", "OLD"), None).await.unwrap().is_none());
 }
 
 async fn concurrent_claims_have_exactly_one_winner(store: DynStore) {
@@ -472,12 +239,7 @@ async fn concurrent_claims_have_exactly_one_winner(store: DynStore) {
     for i in 0..20i64 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .put(
-                    item("NONCE#abc", "SEEN").with("by", i),
-                    Some(Condition::NotExists),
-                )
-                .await
+            store.put(item("NONCE#abc", "SEEN").with("by", i), Some(Condition::NotExists)).await
         }));
     }
     let mut wins = 0;
@@ -494,39 +256,19 @@ async fn concurrent_claims_have_exactly_one_winner(store: DynStore) {
     for _ in 0..20 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .update(
-                    &Key::new("RL#k#1", "COUNT"),
-                    Update::new().add("n", 1),
-                    None,
-                )
-                .await
+            store.update(&Key::new("RL#k#1", "COUNT"), Update::new().add("n", 1), None).await
         }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(
-        store
-            .get(&Key::new("RL#k#1", "COUNT"))
-            .await
-            .unwrap()
-            .unwrap()
-            .get_i64("n"),
-        Some(20)
-    );
+    assert_eq!(store.get(&Key::new("RL#k#1", "COUNT")).await.unwrap().unwrap().get_i64("n"), Some(20));
 }
 
 async fn invalid_cursor_and_limits_are_rejected(store: DynStore) {
     assert!(cloud_agent::store::Cursor::parse("not a cursor!").is_err());
-    assert!(matches!(
-        store.query(Query::partition("A").limit(0)).await,
-        Err(StoreError::Validation(_))
-    ));
-    assert!(matches!(
-        store.query(Query::partition("A").limit(1001)).await,
-        Err(StoreError::Validation(_))
-    ));
+    assert!(matches!(store.query(Query::partition("A").limit(0)).await, Err(StoreError::Validation(_))));
+    assert!(matches!(store.query(Query::partition("A").limit(1001)).await, Err(StoreError::Validation(_))));
 }
 
 macro_rules! conformance {

@@ -38,9 +38,7 @@ impl Environment {
             "prod" | "production" => Ok(Self::Production),
             other => Err(ConfigError::Invalid {
                 var,
-                problem: format!(
-                    "unknown environment {other:?} (use development, staging or production)"
-                ),
+                problem: format!("unknown environment {other:?} (use development, staging or production)"),
             }),
         }
     }
@@ -114,9 +112,7 @@ impl Config {
         let platform = Platform::detect(env);
         let environment = detect_environment(env)?;
         let store = match env("CLOUD_AGENT_STORE").as_deref() {
-            Some("embedded") => StoreSettings::Embedded {
-                data_dir: data_dir(env),
-            },
+            Some("embedded") => StoreSettings::Embedded { data_dir: data_dir(env) },
             Some("dynamodb") => StoreSettings::DynamoDb(dynamo(env)),
             Some(other) => {
                 return Err(ConfigError::Invalid {
@@ -125,32 +121,17 @@ impl Config {
                 });
             }
             // Functions default to the shared table; only a local process may default to a private file.
-            None if platform == Platform::Local => StoreSettings::Embedded {
-                data_dir: data_dir(env),
-            },
+            None if platform == Platform::Local => StoreSettings::Embedded { data_dir: data_dir(env) },
             None => StoreSettings::DynamoDb(dynamo(env)),
         };
-        if environment == Environment::Production && matches!(store, StoreSettings::Embedded { .. })
-        {
+        if environment == Environment::Production && matches!(store, StoreSettings::Embedded { .. }) {
             return Err(ConfigError::Invalid {
                 var: "CLOUD_AGENT_STORE",
-                problem:
-                    "production needs the shared DynamoDB table; the embedded store is per instance"
-                        .into(),
+                problem: "production needs the shared DynamoDB table; the embedded store is per instance".into(),
             });
         }
-        let body_limit = parse_number(
-            env,
-            "CLOUD_AGENT_BODY_LIMIT",
-            DEFAULT_BODY_LIMIT as u64,
-            1..=6 * 1024 * 1024,
-        )?;
-        let timeout_ms = parse_number(
-            env,
-            "CLOUD_AGENT_REQUEST_TIMEOUT_MS",
-            DEFAULT_TIMEOUT_MS,
-            100..=900_000,
-        )?;
+        let body_limit = parse_number(env, "CLOUD_AGENT_BODY_LIMIT", DEFAULT_BODY_LIMIT as u64, 1..=6 * 1024 * 1024)?;
+        let timeout_ms = parse_number(env, "CLOUD_AGENT_REQUEST_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 100..=900_000)?;
         let release_id = env("CLOUD_AGENT_RELEASE")
             .or_else(|| env("VERCEL_GIT_COMMIT_SHA").map(|s| s.chars().take(12).collect()))
             .or_else(|| env("AWS_LAMBDA_FUNCTION_VERSION").filter(|v| v != "$LATEST"))
@@ -203,10 +184,10 @@ fn parse_number(
     let Some(text) = env(var) else {
         return Ok(default);
     };
-    let value: u64 = text.trim().parse().map_err(|_| ConfigError::Invalid {
-        var,
-        problem: format!("{text:?} is not a whole number"),
-    })?;
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::Invalid { var, problem: format!("{text:?} is not a whole number") })?;
     if !range.contains(&value) {
         return Err(ConfigError::Invalid {
             var,

@@ -30,12 +30,8 @@ pub fn run_function(routes: &[RouteSpec]) -> ExitCode {
     // Lambda sends one event at a time per instance: a single thread is enough and starts faster.
     // A Vercel instance may serve concurrent requests, so it gets the multi-threaded runtime.
     let runtime = match platform {
-        Platform::Lambda => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+        Platform::Lambda => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
         Ok(rt) => rt,
@@ -63,12 +59,9 @@ pub fn run_function(routes: &[RouteSpec]) -> ExitCode {
         let router = app_for(state, routes);
         let outcome = match platform {
             Platform::Vercel => {
-                let service = tower::ServiceBuilder::new()
-                    .layer(vercel_runtime::axum::VercelLayer::new())
-                    .service(router);
-                vercel_runtime::run(service)
-                    .await
-                    .map_err(|e| e.to_string())
+                let service =
+                    tower::ServiceBuilder::new().layer(vercel_runtime::axum::VercelLayer::new()).service(router);
+                vercel_runtime::run(service).await.map_err(|e| e.to_string())
             }
             _ => lambda_http::run(router).await.map_err(|e| e.to_string()),
         };
@@ -86,13 +79,10 @@ async fn init_state() -> Result<AppState, String> {
     let config = Config::from_env().map_err(|e| format!("invalid configuration: {e}"))?;
     let warm_up = matches!(config.store, StoreSettings::DynamoDb(_))
         && std::env::var("CLOUD_AGENT_WARMUP").map_or(true, |v| v != "0");
-    let state = AppState::from_config(config)
-        .await
-        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let state = AppState::from_config(config).await.map_err(|e| format!("cannot open the store: {e}"))?;
     if warm_up {
         // The first DynamoDB call pays DNS + TLS set-up; do it during init rather than on a caller's request.
-        let _ = tokio::time::timeout(Duration::from_millis(1500), state.store().get(&probe_key()))
-            .await;
+        let _ = tokio::time::timeout(Duration::from_millis(1500), state.store().get(&probe_key())).await;
     }
     Ok(state)
 }
@@ -111,9 +101,7 @@ pub async fn serve_on(state: AppState, listener: TcpListener) -> std::io::Result
         store = state.store().backend(),
         "cloudagent serving all routes"
     );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

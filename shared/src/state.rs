@@ -61,7 +61,11 @@ impl AppState {
 /// Opens the store the settings name.
 pub async fn open_store(settings: &StoreSettings) -> Result<DynStore, StoreError> {
     Ok(match settings {
-        StoreSettings::Embedded { data_dir } => Arc::new(EmbeddedStore::open(data_dir)?),
+        StoreSettings::Embedded { data_dir } => {
+            let store = EmbeddedStore::open(data_dir)?;
+            store.spawn_reaper(std::time::Duration::from_secs(600));
+            Arc::new(store)
+        }
         StoreSettings::DynamoDb(dynamo) => Arc::new(DynamoStore::connect(dynamo).await),
     })
 }

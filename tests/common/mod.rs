@@ -20,9 +20,7 @@ pub fn dynamodb_endpoint() -> Option<String> {
                 std::env::var("CLOUD_AGENT_REQUIRE_DYNAMODB").is_err(),
                 "{DYNAMODB_ENV} is not set but CLOUD_AGENT_REQUIRE_DYNAMODB is: run the tests with infra/test.sh"
             );
-            eprintln!(
-                "SKIPPED: {DYNAMODB_ENV} not set (infra/test.sh starts DynamoDB Local and sets it)"
-            );
+            eprintln!("SKIPPED: {DYNAMODB_ENV} not set (infra/test.sh starts DynamoDB Local and sets it)");
             None
         }
     }
@@ -38,32 +36,57 @@ pub struct TestStore {
 pub fn embedded() -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(dir.path()).expect("open embedded store");
-    TestStore {
-        store: Arc::new(store),
-        table: None,
-        _dir: Some(dir),
-    }
+    TestStore { store: Arc::new(store), table: None, _dir: Some(dir) }
 }
 
 /// A fresh table on DynamoDB Local, so tests never see each other's items.
 pub async fn dynamodb() -> Option<TestStore> {
     let endpoint = dynamodb_endpoint()?;
     let table = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let store = DynamoStore::connect(&DynamoConfig {
-        table: table.clone(),
-        endpoint: Some(endpoint),
-        region: None,
+    let store =
+        DynamoStore::connect(&DynamoConfig { table: table.clone(), endpoint: Some(endpoint), region: None }).await;
+    assert!(store.create_table().await.expect("create table on DynamoDB Local"));
+    Some(TestStore { store: Arc::new(store), table: Some(table), _dir: None })
+}
+
+/// A running local server on a random port (the zero-to-production `spawn_app` pattern).
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+/// Configuration for tests: development, embedded store in a temp dir, small limits.
+pub fn test_config(data_dir: &std::path::Path) -> cloud_agent::config::Config {
+    let dir = data_dir.to_string_lossy().into_owned();
+    cloud_agent::config::Config::from_lookup(&move |name| match name {
+        "CLOUD_AGENT_STORE" => Some("embedded".into()),
+        "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
+        "CLOUD_AGENT_BODY_LIMIT" => Some("4096".into()),
+        "CLOUD_AGENT_RELEASE" => Some("test-release".into()),
+        _ => None,
     })
-    .await;
-    assert!(
-        store
-            .create_table()
-            .await
-            .expect("create table on DynamoDB Local")
-    );
-    Some(TestStore {
-        store: Arc::new(store),
-        table: Some(table),
-        _dir: None,
-    })
+    .expect("test config")
+}
+
+/// Serves `router` on 127.0.0.1:0 in the background.
+pub async fn serve_router(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    address
+}
+
+/// The whole app, as `cloudagent serve` runs it, on the embedded store.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let state = cloud_agent::AppState::from_config(test_config(dir.path())).await.unwrap();
+    let address = serve_router(cloud_agent::app(state)).await;
+    TestApp { address, client: reqwest::Client::new(), _dir: Some(dir) }
 }

@@ -14,14 +14,8 @@ use super::problem::ApiError;
 pub struct ApiJson<T>(pub T);
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -32,36 +26,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let content_type =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !is_json(content_type) {
-            let got = if content_type.is_empty() {
-                "no Content-Type"
-            } else {
-                content_type
-            };
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "expected application/json, got {got}"
-            )));
+            let got = if content_type.is_empty() { "no Content-Type" } else { content_type };
+            return Err(ApiError::UnsupportedMediaType(format!("expected application/json, got {got}")));
         }
         // The body-limit layer caps the stream; here we only turn its error into our 413.
-        let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
-            .await
-            .map_err(|e| {
-                if std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::InvalidJson {
-                        detail: "the request body could not be read".into(),
-                        pointer: None,
-                    }
-                }
-            })?;
+        let bytes = axum::body::to_bytes(request.into_body(), usize::MAX).await.map_err(|e| {
+            // axum wraps the limit's error (sometimes twice): look through the whole chain.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut too_large = false;
+            while let Some(c) = cause {
+                too_large |= c.is::<http_body_util::LengthLimitError>();
+                cause = c.source();
+            }
+            if too_large {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidJson { detail: "the request body could not be read".into(), pointer: None }
+            }
+        })?;
         parse(&bytes).map(ApiJson)
     }
 }
@@ -109,9 +94,7 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.0) {
             Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-            Err(e) => {
-                ApiError::Internal(format!("response serialisation failed: {e}")).into_response()
-            }
+            Err(e) => ApiError::Internal(format!("response serialisation failed: {e}")).into_response(),
         }
     }
 }
@@ -123,10 +106,7 @@ mod tests {
     #[test]
     fn pointers_follow_rfc6901() {
         assert_eq!(pointer_from_path("agent_id"), "/agent_id");
-        assert_eq!(
-            pointer_from_path("updates[2].progress"),
-            "/updates/2/progress"
-        );
+        assert_eq!(pointer_from_path("updates[2].progress"), "/updates/2/progress");
         assert_eq!(pointer_from_path("a/b"), "/a~1b");
     }
 

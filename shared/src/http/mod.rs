@@ -24,10 +24,7 @@ pub fn layered(router: Router, body_limit: usize, timeout: Duration) -> Router {
     // `Router::layer` wraps from the inside out: the last call is the outermost layer.
     router
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(problem::panic_response))
         .layer(middleware::from_fn(problem::render_problems))
         .layer(middleware::from_fn(request_id::request_context))

@@ -66,35 +66,24 @@ impl Problem {
     fn for_status(status: StatusCode) -> Self {
         let (slug, detail) = match status {
             StatusCode::NOT_FOUND => ("not-found", "no route matches this path"),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "method-not-allowed",
-                "this route does not accept this method; see the Allow header",
-            ),
-            StatusCode::PAYLOAD_TOO_LARGE => (
-                "payload-too-large",
-                "the request body is larger than this service accepts",
-            ),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                "unsupported-media-type",
-                "send the body as application/json",
-            ),
-            StatusCode::SERVICE_UNAVAILABLE => (
-                "unavailable",
-                "the request did not finish within its time budget; retry later",
-            ),
-            s if s.is_server_error() => (
-                "internal",
-                "an internal error occurred; quote the request_id when reporting it",
-            ),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ("method-not-allowed", "this route does not accept this method; see the Allow header")
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ("payload-too-large", "the request body is larger than this service accepts")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "send the body as application/json"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                ("unavailable", "the request did not finish within its time budget; retry later")
+            }
+            s if s.is_server_error() => {
+                ("internal", "an internal error occurred; quote the request_id when reporting it")
+            }
             _ => ("http-error", ""),
         };
         let title = status.canonical_reason().unwrap_or("Error");
         let problem = Self::new(status, slug, title);
-        if detail.is_empty() {
-            problem
-        } else {
-            problem.detail(detail)
-        }
+        if detail.is_empty() { problem } else { problem.detail(detail) }
     }
 }
 
@@ -105,20 +94,14 @@ pub enum ApiError {
     NotFound(String),
     /// Syntactically broken or wrongly shaped JSON.
     #[error("invalid JSON body: {detail}")]
-    InvalidJson {
-        detail: String,
-        pointer: Option<String>,
-    },
+    InvalidJson { detail: String, pointer: Option<String> },
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     #[error("payload too large")]
     PayloadTooLarge,
     /// Well-formed input that breaks a rule.
     #[error("invalid request: {detail}")]
-    Unprocessable {
-        detail: String,
-        pointer: Option<String>,
-    },
+    Unprocessable { detail: String, pointer: Option<String> },
     /// A dependency is down or slow; the client may retry after `retry_after` seconds.
     #[error("service unavailable: {detail}")]
     Unavailable { detail: String, retry_after: u64 },
@@ -146,16 +129,13 @@ impl ApiError {
     fn problem(&self) -> Problem {
         let status = self.status();
         match self {
-            Self::NotFound(what) => {
-                Problem::new(status, "not-found", "Not Found").detail(what.clone())
-            }
+            Self::NotFound(what) => Problem::new(status, "not-found", "Not Found").detail(what.clone()),
             Self::InvalidJson { detail, pointer } => Problem {
                 pointer: pointer.clone(),
                 ..Problem::new(status, "invalid-json", "Invalid JSON body").detail(detail.clone())
             },
             Self::UnsupportedMediaType(detail) => {
-                Problem::new(status, "unsupported-media-type", "Unsupported Media Type")
-                    .detail(detail.clone())
+                Problem::new(status, "unsupported-media-type", "Unsupported Media Type").detail(detail.clone())
             }
             Self::PayloadTooLarge => Problem::for_status(status),
             Self::Unprocessable { detail, pointer } => Problem {
@@ -165,14 +145,8 @@ impl ApiError {
             Self::Unavailable { detail, .. } => {
                 Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
             }
-            Self::Store(e) if e.is_transient() => Problem::new(
-                status,
-                "unavailable",
-                "Service Unavailable",
-            )
-            .detail(
-                "the datastore is unavailable; nothing was changed by a failed write, retry later",
-            ),
+            Self::Store(e) if e.is_transient() => Problem::new(status, "unavailable", "Service Unavailable")
+                .detail("the datastore is unavailable; nothing was changed by a failed write, retry later"),
             Self::Store(_) | Self::Internal(_) => Problem::for_status(status),
         }
     }
@@ -197,14 +171,17 @@ impl IntoResponse for ApiError {
         }
         let mut response = status.into_response();
         if let Some(secs) = self.retry_after() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response.extensions_mut().insert(self.problem());
         response
     }
 }
+
+/// Response extension: this error-status response carries a deliberate body (e.g. health+json on 503),
+/// so [`render_problems`] must leave it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnErrorBody;
 
 /// Writes every error response as problem+json (see the module docs). Successful responses pass untouched.
 pub async fn render_problems(request: Request, next: Next) -> Response {
@@ -218,6 +195,8 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
     let (mut parts, body) = response.into_parts();
     let mut problem = match parts.extensions.remove::<Problem>() {
         Some(problem) => problem,
+        // A handler that answers an error status with a document of its own (health's 503) says so.
+        None if parts.extensions.get::<OwnErrorBody>().is_some() => return Response::from_parts(parts, body),
         // Already problem+json from elsewhere in our code: keep its body.
         None if is_problem(&parts.headers) && !status.is_server_error() => {
             return Response::from_parts(parts, body);
@@ -230,18 +209,13 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
         problem.request_id = context.map(|c| c.request_id);
     }
     let bytes = serde_json::to_vec(&problem).unwrap_or_default();
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(bytes))
 }
 
 fn is_problem(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(PROBLEM_JSON))
 }
 
 /// A panic becomes a plain 500; [`render_problems`] turns it into a generic problem. The payload is logged.

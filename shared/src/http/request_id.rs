@@ -23,32 +23,23 @@ pub struct RequestContext {
 /// Accepts a caller-supplied id only if it is short and visible ASCII: ids end up in logs and headers.
 fn valid_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
-    (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
-        .then(|| text.to_owned())
+    (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())).then(|| text.to_owned())
 }
 
 pub async fn request_context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(valid_id)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let correlation_id = request
-        .headers()
-        .get(CORRELATION_ID)
-        .and_then(valid_id)
-        .unwrap_or_else(|| request_id.clone());
+    let request_id =
+        request.headers().get(REQUEST_ID).and_then(valid_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let correlation_id = request.headers().get(CORRELATION_ID).and_then(valid_id).unwrap_or_else(|| request_id.clone());
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |m| m.as_str().to_owned(),
-    );
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
     let span = tracing::info_span!("request", %request_id, %correlation_id, %method, path = %route);
-    request.extensions_mut().insert(RequestContext {
-        request_id: request_id.clone(),
-        correlation_id: correlation_id.clone(),
-    });
+    request
+        .extensions_mut()
+        .insert(RequestContext { request_id: request_id.clone(), correlation_id: correlation_id.clone() });
 
     let mut response = next.run(request).instrument(span.clone()).await;
 

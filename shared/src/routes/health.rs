@@ -9,6 +9,7 @@ use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::http::problem::OwnErrorBody;
 use crate::state::AppState;
 use crate::store::{PROBE_TIMEOUT, probe_key};
 
@@ -65,9 +66,7 @@ pub struct HealthReport {
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// A bounded-time read against the store.
@@ -76,20 +75,14 @@ async fn datastore_check(state: &AppState) -> Check {
     let outcome = tokio::time::timeout(PROBE_TIMEOUT, state.store().get(&probe_key())).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (status, output) = match outcome {
-        Ok(Ok(_)) if elapsed_ms > SLOW_STORE_MS => (
-            HealthStatus::Warn,
-            Some(format!("slow read: {elapsed_ms:.0} ms")),
-        ),
+        Ok(Ok(_)) if elapsed_ms > SLOW_STORE_MS => (HealthStatus::Warn, Some(format!("slow read: {elapsed_ms:.0} ms"))),
         Ok(Ok(_)) => (HealthStatus::Pass, None),
         // The kind of failure helps an operator; the full error (endpoints, ARNs) stays in the log.
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "datastore health check failed");
             (HealthStatus::Fail, Some(store_failure_kind(&e).to_owned()))
         }
-        Err(_) => (
-            HealthStatus::Fail,
-            Some(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
-        ),
+        Err(_) => (HealthStatus::Fail, Some(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()))),
     };
     Check {
         component_type: "datastore".into(),
@@ -107,10 +100,7 @@ fn store_failure_kind(e: &crate::store::StoreError) -> &'static str {
     match e {
         E::Throttled(_) => "throttled",
         E::Unavailable(_) => "unreachable",
-        E::Validation(_)
-        | E::Internal(_)
-        | E::ConditionFailed { .. }
-        | E::TransactionCanceled { .. } => "error",
+        E::Validation(_) | E::Internal(_) | E::ConditionFailed { .. } | E::TransactionCanceled { .. } => "error",
     }
 }
 
@@ -129,12 +119,7 @@ pub async fn report(state: &AppState) -> HealthReport {
     let mut checks = BTreeMap::new();
     checks.insert("datastore:responseTime".to_owned(), vec![datastore]);
     checks.insert("uptime".to_owned(), vec![uptime]);
-    let status = checks
-        .values()
-        .flatten()
-        .map(|c| c.status)
-        .max()
-        .unwrap_or(HealthStatus::Pass);
+    let status = checks.values().flatten().map(|c| c.status).max().unwrap_or(HealthStatus::Pass);
     let config = state.config();
     HealthReport {
         status,
@@ -163,20 +148,11 @@ pub async fn report(state: &AppState) -> HealthReport {
 )]
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = report(&state).await;
-    let status = if report.status == HealthStatus::Fail {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
+    let status = if report.status == HealthStatus::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let body = serde_json::to_vec(&report).unwrap_or_default();
     // Health is a live reading: never cached by a CDN (Vercel) or a client.
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, HEALTH_JSON),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
+    let headers = [(header::CONTENT_TYPE, HEALTH_JSON), (header::CACHE_CONTROL, "no-store")];
+    let mut response = (status, headers, body).into_response();
+    response.extensions_mut().insert(OwnErrorBody);
+    response
 }

@@ -19,8 +19,7 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
 pub struct ApiDoc;
 
 /// Rendered once per instance: the document cannot change while the process runs.
-static DOCUMENT: Lazy<String> =
-    Lazy::new(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
+static DOCUMENT: Lazy<String> = Lazy::new(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
 
 /// The document as JSON text.
 pub fn document() -> &'static str {

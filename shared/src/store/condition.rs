@@ -85,12 +85,10 @@ impl Condition {
             Self::NotExists => item.is_none(),
             Self::AttrExists(a) => item.and_then(|i| i.get(a)).is_some(),
             Self::AttrNotExists(a) => item.and_then(|i| i.get(a)).is_none(),
-            Self::Cmp(a, op, v) => item
-                .and_then(|i| i.get(a))
-                .is_some_and(|current| compare(current, *op, v)),
-            Self::BeginsWith(a, prefix) => item
-                .and_then(|i| i.get_str(a))
-                .is_some_and(|s| s.starts_with(prefix.as_str())),
+            Self::Cmp(a, op, v) => item.and_then(|i| i.get(a)).is_some_and(|current| compare(current, *op, v)),
+            Self::BeginsWith(a, prefix) => {
+                item.and_then(|i| i.get_str(a)).is_some_and(|s| s.starts_with(prefix.as_str()))
+            }
             Self::And(all) => all.iter().all(|c| c.evaluate(item)),
             Self::Or(any) => any.iter().any(|c| c.evaluate(item)),
             Self::Not(c) => !c.evaluate(item),
@@ -146,10 +144,7 @@ impl Update {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-            && self.set_if_absent.is_empty()
-            && self.add.is_empty()
-            && self.remove.is_empty()
+        self.set.is_empty() && self.set_if_absent.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
 
     /// Every attribute the update touches, for validation (keys may not be changed).

@@ -14,16 +14,16 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
-    GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem, Update as DynUpdate, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    Update as DynUpdate, WriteRequest,
 };
 
 use super::{
-    CancelReason, Condition, Cursor, EXPIRES_AT, GSI1_PK, GSI1_SK, Index, Item, Key, Number, PK,
-    Page, Position, Query, SK, Store, StoreError, TxOp, Update, Value, WriteOp, now_epoch,
-    validate_batch, validate_transaction, validate_update,
+    CancelReason, Condition, Cursor, EXPIRES_AT, GSI1_PK, GSI1_SK, Index, Item, Key, Number, PK, Page, Position, Query,
+    SK, Store, StoreError, TxOp, Update, Value, WriteOp, now_epoch, validate_batch, validate_transaction,
+    validate_update,
 };
 
 /// Name of the one global secondary index.
@@ -67,16 +67,12 @@ impl DynamoStore {
             loader = loader.endpoint_url(endpoint);
             // DynamoDB Local accepts any credentials; do not make developers configure AWS to run tests.
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                loader = loader.credentials_provider(aws_credential_types::Credentials::from_keys(
-                    "test", "test", None,
-                ));
+                loader =
+                    loader.credentials_provider(aws_credential_types::Credentials::from_keys("test", "test", None));
             }
         }
         let sdk = loader.load().await;
-        Self {
-            client: Client::new(&sdk),
-            table: config.table.clone(),
-        }
+        Self { client: Client::new(&sdk), table: config.table.clone() }
     }
 
     pub fn client(&self) -> &Client {
@@ -98,21 +94,13 @@ impl DynamoStore {
                 .map_err(internal)
         };
         let k = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(internal)
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(internal)
         };
         let gsi = GlobalSecondaryIndex::builder()
             .index_name(GSI1_NAME)
             .key_schema(k(GSI1_PK, KeyType::Hash)?)
             .key_schema(k(GSI1_SK, KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
             .build()
             .map_err(internal)?;
         let created = self
@@ -153,11 +141,7 @@ impl DynamoStore {
     /// Removes an expired item that DynamoDB's TTL process has not reaped yet, so a write can start afresh.
     async fn purge_if_expired(&self, key: &Key) -> Result<(), StoreError> {
         let mut expr = Expr::default();
-        let cond = format!(
-            "{} <= {}",
-            expr.name(EXPIRES_AT),
-            expr.value(AttributeValue::N(now_epoch().to_string()))
-        );
+        let cond = format!("{} <= {}", expr.name(EXPIRES_AT), expr.value(AttributeValue::N(now_epoch().to_string())));
         let out = self
             .client
             .delete_item()
@@ -176,12 +160,7 @@ impl DynamoStore {
         }
     }
 
-    async fn update_once(
-        &self,
-        key: &Key,
-        update: &Update,
-        condition: Option<&Condition>,
-    ) -> Result<Item, StoreError> {
+    async fn update_once(&self, key: &Key, update: &Update, condition: Option<&Condition>) -> Result<Item, StoreError> {
         let mut expr = Expr::default();
         let update_expr = expr.update(update);
         let cond = expr.update_condition(condition);
@@ -199,11 +178,7 @@ impl DynamoStore {
             .send()
             .await;
         match out {
-            Ok(out) => out
-                .attributes
-                .map(from_map)
-                .transpose()?
-                .ok_or_else(|| internal("update returned no item")),
+            Ok(out) => out.attributes.map(from_map).transpose()?.ok_or_else(|| internal("update returned no item")),
             Err(e) => Err(conditional_error(e, |s| match s {
                 UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                 _ => None,
@@ -225,18 +200,12 @@ impl DynamoStore {
                             .set_condition_expression(cond)
                             .set_expression_attribute_names(expr.names())
                             .set_expression_attribute_values(expr.values())
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
+                            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                             .build()
                             .map_err(internal)?,
                     )
                 }
-                TxOp::Update {
-                    key,
-                    update,
-                    condition,
-                } => {
+                TxOp::Update { key, update, condition } => {
                     let update_expr = expr.update(update);
                     let cond = expr.update_condition(condition.as_ref());
                     TransactWriteItem::builder().update(
@@ -247,9 +216,7 @@ impl DynamoStore {
                             .condition_expression(cond)
                             .set_expression_attribute_names(expr.names())
                             .set_expression_attribute_values(expr.values())
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
+                            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                             .build()
                             .map_err(internal)?,
                     )
@@ -283,16 +250,9 @@ impl DynamoStore {
             };
             items.push(item.build());
         }
-        let out = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let out = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         let Err(e) = out else { return Ok(()) };
-        let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
-            e.as_service_error()
-        else {
+        let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) = e.as_service_error() else {
             return Err(map_error(&e));
         };
         let now = now_epoch();
@@ -303,9 +263,7 @@ impl DynamoStore {
                 None | Some("None") => CancelReason::None,
                 Some("ConditionalCheckFailed") => {
                     let old = reason.item().cloned().map(from_map).transpose()?;
-                    if old.as_ref().is_some_and(|i| i.is_expired(now))
-                        && matches!(op, TxOp::Update { .. })
-                    {
+                    if old.as_ref().is_some_and(|i| i.is_expired(now)) && matches!(op, TxOp::Update { .. }) {
                         stale.extend(op.key());
                     }
                     CancelReason::ConditionalCheckFailed
@@ -352,8 +310,7 @@ impl Store for DynamoStore {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
-        item.key()
-            .ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
+        item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
         let mut expr = Expr::default();
         let cond = condition.as_ref().map(|c| expr.guarded(c));
         let out = self
@@ -376,12 +333,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> Result<Item, StoreError> {
+    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, StoreError> {
         validate_update(&update)?;
         match self.update_once(key, &update, condition.as_ref()).await {
             // The guard failed on an expired, unreaped item: remove it and apply the update to a fresh item.
@@ -393,11 +345,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn delete(
-        &self,
-        key: &Key,
-        condition: Option<Condition>,
-    ) -> Result<Option<Item>, StoreError> {
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<Option<Item>, StoreError> {
         let mut expr = Expr::default();
         let cond = condition.as_ref().map(|c| expr.guarded(c));
         let out = self
@@ -413,11 +361,7 @@ impl Store for DynamoStore {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out
-                .attributes
-                .map(from_map)
-                .transpose()?
-                .filter(|i| !i.is_expired(now_epoch()))),
+            Ok(out) => Ok(out.attributes.map(from_map).transpose()?.filter(|i| !i.is_expired(now_epoch()))),
             Err(e) => Err(conditional_error(e, |s| match s {
                 DeleteItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                 _ => None,
@@ -429,11 +373,8 @@ impl Store for DynamoStore {
         query.validate()?;
         let (pk_name, sk_name) = query.index.key_names();
         let mut expr = Expr::default();
-        let mut key_cond = format!(
-            "{} = {}",
-            expr.name(pk_name),
-            expr.value(AttributeValue::S(query.partition.clone()))
-        );
+        let mut key_cond =
+            format!("{} = {}", expr.name(pk_name), expr.value(AttributeValue::S(query.partition.clone())));
         if let Some(prefix) = query.sk_prefix.as_ref().filter(|p| !p.is_empty()) {
             key_cond = format!(
                 "{key_cond} AND begins_with({}, {})",
@@ -448,9 +389,7 @@ impl Store for DynamoStore {
                 let p = cursor.decode()?;
                 let mut key = key_map(&Key::new(p.pk, p.sk));
                 if query.index == Index::Gsi1 {
-                    let (gpk, gsk) = p
-                        .gsi
-                        .ok_or_else(|| StoreError::Validation("cursor is not for gsi1".into()))?;
+                    let (gpk, gsk) = p.gsi.ok_or_else(|| StoreError::Validation("cursor is not for gsi1".into()))?;
                     key.insert(GSI1_PK.into(), AttributeValue::S(gpk));
                     key.insert(GSI1_SK.into(), AttributeValue::S(gsk));
                 }
@@ -473,21 +412,14 @@ impl Store for DynamoStore {
             Index::Gsi1 => request.index_name(GSI1_NAME),
         };
         let out = request.send().await.map_err(|e| map_error(&e))?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_map)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = out.items.unwrap_or_default().into_iter().map(from_map).collect::<Result<Vec<_>, _>>()?;
         let next = match out.last_evaluated_key {
             None => None,
             Some(lek) => {
                 let s = |name: &str| lek.get(name).and_then(|v| v.as_s().ok()).cloned();
                 let pk = s(PK).ok_or_else(|| internal("LastEvaluatedKey without pk"))?;
                 let sk = s(SK).ok_or_else(|| internal("LastEvaluatedKey without sk"))?;
-                let gsi = s(GSI1_PK)
-                    .zip(s(GSI1_SK))
-                    .filter(|_| query.index == Index::Gsi1);
+                let gsi = s(GSI1_PK).zip(s(GSI1_SK)).filter(|_| query.index == Index::Gsi1);
                 Some(Cursor::encode(&Position { pk, sk, gsi }))
             }
         };
@@ -501,20 +433,10 @@ impl Store for DynamoStore {
             .map(|op| {
                 Ok(match op {
                     WriteOp::Put(item) => WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(to_map(item)))
-                                .build()
-                                .map_err(internal)?,
-                        )
+                        .put_request(PutRequest::builder().set_item(Some(to_map(item))).build().map_err(internal)?)
                         .build(),
                     WriteOp::Delete(key) => WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(key_map(key)))
-                                .build()
-                                .map_err(internal)?,
-                        )
+                        .delete_request(DeleteRequest::builder().set_key(Some(key_map(key))).build().map_err(internal)?)
                         .build(),
                 })
             })
@@ -527,20 +449,13 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| map_error(&e))?;
         let mut unprocessed = Vec::new();
-        for request in out
-            .unprocessed_items
-            .unwrap_or_default()
-            .remove(&self.table)
-            .unwrap_or_default()
-        {
+        for request in out.unprocessed_items.unwrap_or_default().remove(&self.table).unwrap_or_default() {
             if let Some(put) = request.put_request {
                 unprocessed.push(WriteOp::Put(from_map(put.item)?));
             } else if let Some(delete) = request.delete_request {
                 let item = from_map(delete.key)?;
-                unprocessed.push(WriteOp::Delete(
-                    item.key()
-                        .ok_or_else(|| internal("unprocessed delete without key"))?,
-                ));
+                unprocessed
+                    .push(WriteOp::Delete(item.key().ok_or_else(|| internal("unprocessed delete without key"))?));
             }
         }
         Ok(unprocessed)
@@ -567,11 +482,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| map_error(&e))?;
-        Ok(out
-            .item
-            .map(from_map)
-            .transpose()?
-            .is_some_and(|i| i.is_expired(now_epoch())))
+        Ok(out.item.map(from_map).transpose()?.is_some_and(|i| i.is_expired(now_epoch())))
     }
 }
 
@@ -711,14 +622,7 @@ fn join(parts: Vec<String>, sep: &str, empty: &str) -> String {
     if parts.is_empty() {
         return format!("({empty})");
     }
-    format!(
-        "({})",
-        parts
-            .iter()
-            .map(|p| format!("({p})"))
-            .collect::<Vec<_>>()
-            .join(sep)
-    )
+    format!("({})", parts.iter().map(|p| format!("({p})")).collect::<Vec<_>>().join(sep))
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -726,9 +630,7 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// One mapping from SDK errors to store errors, by DynamoDB's error code.
-fn map_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-) -> StoreError {
+fn map_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: &SdkError<E, R>) -> StoreError {
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::Unavailable(format!("{e:?}").chars().take(300).collect())
@@ -737,9 +639,9 @@ fn map_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             let code = e.code().unwrap_or("Unknown").to_owned();
             let message = format!("{code}: {}", e.message().unwrap_or_default());
             match code.as_str() {
-                "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-                | "ThrottlingException" => StoreError::Throttled(message),
+                "ProvisionedThroughputExceededException" | "RequestLimitExceeded" | "ThrottlingException" => {
+                    StoreError::Throttled(message)
+                }
                 "InternalServerError" | "ServiceUnavailable" => StoreError::Unavailable(message),
                 "ValidationException" => StoreError::Validation(message),
                 _ => StoreError::Internal(message),
@@ -759,11 +661,7 @@ where
     R: std::fmt::Debug,
 {
     if e.code() == Some("ConditionalCheckFailedException") {
-        let old = e
-            .as_service_error()
-            .and_then(item)
-            .map(from_map)
-            .transpose()?;
+        let old = e.as_service_error().and_then(item).map(from_map).transpose()?;
         let current = old.filter(|i| !i.is_expired(now_epoch())).map(Box::new);
         return Ok(StoreError::ConditionFailed { current });
     }
@@ -778,10 +676,7 @@ fn key_map(key: &Key) -> HashMap<String, AttributeValue> {
 }
 
 fn to_map(item: &Item) -> HashMap<String, AttributeValue> {
-    item.0
-        .iter()
-        .map(|(k, v)| (k.clone(), to_attr(v)))
-        .collect()
+    item.0.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()
 }
 
 fn to_attr(value: &Value) -> AttributeValue {
@@ -791,36 +686,24 @@ fn to_attr(value: &Value) -> AttributeValue {
         Value::Bool(b) => AttributeValue::Bool(*b),
         Value::Null => AttributeValue::Null(true),
         Value::L(list) => AttributeValue::L(list.iter().map(to_attr).collect()),
-        Value::M(map) => {
-            AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect())
-        }
+        Value::M(map) => AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()),
     }
 }
 
 fn from_map(map: HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
-    Ok(Item(
-        map.into_iter()
-            .map(|(k, v)| from_attr(v).map(|v| (k, v)))
-            .collect::<Result<_, _>>()?,
-    ))
+    Ok(Item(map.into_iter().map(|(k, v)| from_attr(v).map(|v| (k, v))).collect::<Result<_, _>>()?))
 }
 
 fn from_attr(value: AttributeValue) -> Result<Value, StoreError> {
     Ok(match value {
         AttributeValue::S(s) => Value::S(s),
-        AttributeValue::N(n) => {
-            Value::N(Number::parse(&n).ok_or_else(|| internal(format!("bad number {n}")))?)
-        }
+        AttributeValue::N(n) => Value::N(Number::parse(&n).ok_or_else(|| internal(format!("bad number {n}")))?),
         AttributeValue::Bool(b) => Value::Bool(b),
         AttributeValue::Null(_) => Value::Null,
-        AttributeValue::L(list) => {
-            Value::L(list.into_iter().map(from_attr).collect::<Result<_, _>>()?)
+        AttributeValue::L(list) => Value::L(list.into_iter().map(from_attr).collect::<Result<_, _>>()?),
+        AttributeValue::M(map) => {
+            Value::M(map.into_iter().map(|(k, v)| from_attr(v).map(|v| (k, v))).collect::<Result<_, _>>()?)
         }
-        AttributeValue::M(map) => Value::M(
-            map.into_iter()
-                .map(|(k, v)| from_attr(v).map(|v| (k, v)))
-                .collect::<Result<_, _>>()?,
-        ),
         other => return Err(internal(format!("unsupported attribute type {other:?}"))),
     })
 }

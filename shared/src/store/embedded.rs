@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase as _, ReadableTable, Table, TableDefinition};
 
 use super::{
-    CancelReason, Condition, Cursor, Index, Item, Key, Page, Position, Query, Store, StoreError,
-    TxOp, Update, WriteOp, now_epoch, validate_batch, validate_transaction, validate_update,
+    CancelReason, Condition, Cursor, Index, Item, Key, Page, Position, Query, Store, StoreError, TxOp, Update, WriteOp,
+    now_epoch, validate_batch, validate_transaction, validate_update,
 };
 
 /// Items by primary key; the value is the item as DynamoDB JSON.
@@ -31,9 +31,7 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -44,19 +42,30 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`. Fails if another process holds the file.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
-            .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
         // Create both tables up front so readers never meet a missing table.
         let txn = db.begin_write().map_err(internal)?;
         txn.open_table(ITEMS).map_err(internal)?;
         txn.open_table(GSI1).map_err(internal)?;
         txn.commit().map_err(internal)?;
-        Ok(Self {
-            db: Arc::new(db),
-            path,
+        Ok(Self { db: Arc::new(db), path })
+    }
+
+    /// Deletes expired items every `every`, like DynamoDB's TTL process, so the file does not grow forever.
+    pub fn spawn_reaper(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match store.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "purged expired items"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired items failed"),
+                }
+            }
         })
     }
 
@@ -98,9 +107,7 @@ impl EmbeddedStore {
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
-            .await
-            .map_err(internal)?
+        tokio::task::spawn_blocking(move || work(&db)).await.map_err(internal)?
     }
 
     /// Runs `work` inside one write transaction and commits (durably) only if it succeeds.
@@ -140,12 +147,9 @@ fn remove_item(
     item: &Item,
 ) -> Result<(), StoreError> {
     if let Some(key) = item.key() {
-        items
-            .remove((key.pk.as_str(), key.sk.as_str()))
-            .map_err(internal)?;
+        items.remove((key.pk.as_str(), key.sk.as_str())).map_err(internal)?;
         if let Some((gpk, gsk)) = item.gsi1_key() {
-            gsi.remove((gpk, gsk, key.pk.as_str(), key.sk.as_str()))
-                .map_err(internal)?;
+            gsi.remove((gpk, gsk, key.pk.as_str(), key.sk.as_str())).map_err(internal)?;
         }
     }
     Ok(())
@@ -161,11 +165,7 @@ struct Tables<'txn> {
 impl Tables<'_> {
     /// The stored item, expired or not.
     fn raw(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        match self
-            .items
-            .get((key.pk.as_str(), key.sk.as_str()))
-            .map_err(internal)?
-        {
+        match self.items.get((key.pk.as_str(), key.sk.as_str())).map_err(internal)? {
             Some(guard) => decode(guard.value()).map(Some),
             None => Ok(None),
         }
@@ -179,28 +179,22 @@ impl Tables<'_> {
     fn check(&self, key: &Key, condition: Option<&Condition>) -> Result<Option<Item>, StoreError> {
         let current = self.live(key)?;
         match condition {
-            Some(c) if !c.evaluate(current.as_ref()) => Err(StoreError::ConditionFailed {
-                current: current.map(Box::new),
-            }),
+            Some(c) if !c.evaluate(current.as_ref()) => {
+                Err(StoreError::ConditionFailed { current: current.map(Box::new) })
+            }
             _ => Ok(current),
         }
     }
 
     fn write_item(&mut self, item: &Item) -> Result<(), StoreError> {
-        let key = item
-            .key()
-            .ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
+        let key = item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
         if let Some(old) = self.raw(&key)? {
             remove_item(&mut self.items, &mut self.gsi, &old)?;
         }
         let bytes = encode(item)?;
-        self.items
-            .insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice())
-            .map_err(internal)?;
+        self.items.insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice()).map_err(internal)?;
         if let Some((gpk, gsk)) = item.gsi1_key() {
-            self.gsi
-                .insert((gpk, gsk, key.pk.as_str(), key.sk.as_str()), ())
-                .map_err(internal)?;
+            self.gsi.insert((gpk, gsk, key.pk.as_str(), key.sk.as_str()), ()).map_err(internal)?;
         }
         Ok(())
     }
@@ -213,19 +207,12 @@ impl Tables<'_> {
     }
 
     fn put(&mut self, item: &Item, condition: Option<&Condition>) -> Result<(), StoreError> {
-        let key = item
-            .key()
-            .ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
+        let key = item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
         self.check(&key, condition)?;
         self.write_item(item)
     }
 
-    fn update(
-        &mut self,
-        key: &Key,
-        update: &Update,
-        condition: Option<&Condition>,
-    ) -> Result<Item, StoreError> {
+    fn update(&mut self, key: &Key, update: &Update, condition: Option<&Condition>) -> Result<Item, StoreError> {
         let current = self.check(key, condition)?;
         let mut item = current.unwrap_or_else(|| Item::new(key));
         update.apply(&mut item).map_err(StoreError::Validation)?;
@@ -233,11 +220,7 @@ impl Tables<'_> {
         Ok(item)
     }
 
-    fn delete(
-        &mut self,
-        key: &Key,
-        condition: Option<&Condition>,
-    ) -> Result<Option<Item>, StoreError> {
+    fn delete(&mut self, key: &Key, condition: Option<&Condition>) -> Result<Option<Item>, StoreError> {
         let current = self.check(key, condition)?;
         self.delete_key(key)?;
         Ok(current)
@@ -255,13 +238,9 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
             let items = txn.open_table(ITEMS).map_err(internal)?;
-            let found = items
-                .get((key.pk.as_str(), key.sk.as_str()))
-                .map_err(internal)?;
+            let found = items.get((key.pk.as_str(), key.sk.as_str())).map_err(internal)?;
             match found {
-                Some(guard) => {
-                    Ok(Some(decode(guard.value())?).filter(|i| !i.is_expired(now_epoch())))
-                }
+                Some(guard) => Ok(Some(decode(guard.value())?).filter(|i| !i.is_expired(now_epoch()))),
                 None => Ok(None),
             }
         })
@@ -272,26 +251,15 @@ impl Store for EmbeddedStore {
         self.write(move |t| t.put(&item, condition.as_ref())).await
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> Result<Item, StoreError> {
+    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, StoreError> {
         validate_update(&update)?;
         let key = key.clone();
-        self.write(move |t| t.update(&key, &update, condition.as_ref()))
-            .await
+        self.write(move |t| t.update(&key, &update, condition.as_ref())).await
     }
 
-    async fn delete(
-        &self,
-        key: &Key,
-        condition: Option<Condition>,
-    ) -> Result<Option<Item>, StoreError> {
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<Option<Item>, StoreError> {
         let key = key.clone();
-        self.write(move |t| t.delete(&key, condition.as_ref()))
-            .await
+        self.write(move |t| t.delete(&key, condition.as_ref())).await
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
@@ -312,27 +280,18 @@ impl Store for EmbeddedStore {
             match query.index {
                 Index::Primary => {
                     let lower_sk = if query.forward { prefix.as_str() } else { "" };
-                    let (lo, hi): (Bound<(&str, &str)>, Bound<(&str, &str)>) =
-                        match (&start, query.forward) {
-                            (Some(p), true) => (
-                                Bound::Excluded((p.pk.as_str(), p.sk.as_str())),
-                                Bound::Excluded((next_part.as_str(), "")),
-                            ),
-                            (Some(p), false) => (
-                                Bound::Included((part, lower_sk)),
-                                Bound::Excluded((p.pk.as_str(), p.sk.as_str())),
-                            ),
-                            (None, _) => (
-                                Bound::Included((part, lower_sk)),
-                                Bound::Excluded((next_part.as_str(), "")),
-                            ),
-                        };
-                    let range = items.range::<(&str, &str)>((lo, hi)).map_err(internal)?;
-                    let iter: Box<dyn Iterator<Item = _>> = if query.forward {
-                        Box::new(range)
-                    } else {
-                        Box::new(range.rev())
+                    let (lo, hi): (Bound<(&str, &str)>, Bound<(&str, &str)>) = match (&start, query.forward) {
+                        (Some(p), true) => {
+                            (Bound::Excluded((p.pk.as_str(), p.sk.as_str())), Bound::Excluded((next_part.as_str(), "")))
+                        }
+                        (Some(p), false) => {
+                            (Bound::Included((part, lower_sk)), Bound::Excluded((p.pk.as_str(), p.sk.as_str())))
+                        }
+                        (None, _) => (Bound::Included((part, lower_sk)), Bound::Excluded((next_part.as_str(), ""))),
                     };
+                    let range = items.range::<(&str, &str)>((lo, hi)).map_err(internal)?;
+                    let iter: Box<dyn Iterator<Item = _>> =
+                        if query.forward { Box::new(range) } else { Box::new(range.rev()) };
                     for entry in iter {
                         let (k, v) = entry.map_err(internal)?;
                         let (pk, sk) = k.value();
@@ -343,11 +302,7 @@ impl Store for EmbeddedStore {
                             continue;
                         }
                         examined += 1;
-                        last = Some(Position {
-                            pk: pk.to_owned(),
-                            sk: sk.to_owned(),
-                            gsi: None,
-                        });
+                        last = Some(Position { pk: pk.to_owned(), sk: sk.to_owned(), gsi: None });
                         let item = decode(v.value())?;
                         if !item.is_expired(now) {
                             page.items.push(item);
@@ -360,20 +315,15 @@ impl Store for EmbeddedStore {
                 Index::Gsi1 => {
                     let gsi = txn.open_table(GSI1).map_err(internal)?;
                     type G<'a> = (&'a str, &'a str, &'a str, &'a str);
-                    let first: G<'_> = (
-                        part,
-                        if query.forward { prefix.as_str() } else { "" },
-                        "",
-                        "",
-                    );
+                    let first: G<'_> = (part, if query.forward { prefix.as_str() } else { "" }, "", "");
                     let end: G<'_> = (next_part.as_str(), "", "", "");
                     let (lo, hi): (Bound<G<'_>>, Bound<G<'_>>) = match (&start, query.forward) {
                         (Some(p), fwd) => {
-                            let (gpk, gsk) = p.gsi.as_ref().ok_or_else(|| {
-                                StoreError::Validation("cursor is not for gsi1".into())
-                            })?;
-                            let at: G<'_> =
-                                (gpk.as_str(), gsk.as_str(), p.pk.as_str(), p.sk.as_str());
+                            let (gpk, gsk) = p
+                                .gsi
+                                .as_ref()
+                                .ok_or_else(|| StoreError::Validation("cursor is not for gsi1".into()))?;
+                            let at: G<'_> = (gpk.as_str(), gsk.as_str(), p.pk.as_str(), p.sk.as_str());
                             if fwd {
                                 (Bound::Excluded(at), Bound::Excluded(end))
                             } else {
@@ -383,11 +333,8 @@ impl Store for EmbeddedStore {
                         (None, _) => (Bound::Included(first), Bound::Excluded(end)),
                     };
                     let range = gsi.range::<G<'_>>((lo, hi)).map_err(internal)?;
-                    let iter: Box<dyn Iterator<Item = _>> = if query.forward {
-                        Box::new(range)
-                    } else {
-                        Box::new(range.rev())
-                    };
+                    let iter: Box<dyn Iterator<Item = _>> =
+                        if query.forward { Box::new(range) } else { Box::new(range.rev()) };
                     for entry in iter {
                         let (k, ()) = (entry.map_err(internal)?.0, ());
                         let (gpk, gsk, pk, sk) = k.value();
@@ -452,18 +399,9 @@ impl Store for EmbeddedStore {
                     }
                     TxOp::Check { key, condition } => (Some(key.clone()), Some(condition)),
                 };
-                let key = key
-                    .ok_or_else(|| StoreError::Validation("transaction item without key".into()))?;
-                let holds = condition.is_none_or(|c| {
-                    t.live(&key)
-                        .map(|cur| c.evaluate(cur.as_ref()))
-                        .unwrap_or(false)
-                });
-                reasons.push(if holds {
-                    CancelReason::None
-                } else {
-                    CancelReason::ConditionalCheckFailed
-                });
+                let key = key.ok_or_else(|| StoreError::Validation("transaction item without key".into()))?;
+                let holds = condition.is_none_or(|c| t.live(&key).map(|cur| c.evaluate(cur.as_ref())).unwrap_or(false));
+                reasons.push(if holds { CancelReason::None } else { CancelReason::ConditionalCheckFailed });
             }
             if reasons.iter().any(|r| *r != CancelReason::None) {
                 return Err(StoreError::TransactionCanceled { reasons });
@@ -493,28 +431,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            store
-                .put(Item::new(&Key::new("A", "1")).with("v", 1i64), None)
-                .await
-                .unwrap();
-            store
-                .put(
-                    Item::new(&Key::new("A", "2")).with("expires_at", now_epoch() - 1),
-                    None,
-                )
-                .await
-                .unwrap();
+            store.put(Item::new(&Key::new("A", "1")).with("v", 1i64), None).await.unwrap();
+            store.put(Item::new(&Key::new("A", "2")).with("expires_at", now_epoch() - 1), None).await.unwrap();
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store
-                .get(&Key::new("A", "1"))
-                .await
-                .unwrap()
-                .unwrap()
-                .get_i64("v"),
-            Some(1)
-        );
+        assert_eq!(store.get(&Key::new("A", "1")).await.unwrap().unwrap().get_i64("v"), Some(1));
         assert_eq!(store.purge_expired().await.unwrap(), 1);
         assert_eq!(store.purge_expired().await.unwrap(), 0);
         assert!(store.get(&Key::new("A", "1")).await.unwrap().is_some());

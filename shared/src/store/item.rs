@@ -25,10 +25,7 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self {
-            pk: pk.into(),
-            sk: sk.into(),
-        }
+        Self { pk: pk.into(), sk: sk.into() }
     }
 }
 
@@ -51,10 +48,7 @@ impl Number {
         if let Ok(i) = text.parse::<i64>() {
             return Some(Self::Int(i));
         }
-        text.parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Self::Float)
+        text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Self::Float)
     }
 
     pub fn as_f64(self) -> f64 {
@@ -75,9 +69,7 @@ impl Number {
     /// DynamoDB's ADD on numbers.
     pub fn add(self, other: Self) -> Self {
         match (self, other) {
-            (Self::Int(a), Self::Int(b)) => a
-                .checked_add(b)
-                .map_or(Self::Float(a as f64 + b as f64), Self::Int),
+            (Self::Int(a), Self::Int(b)) => a.checked_add(b).map_or(Self::Float(a as f64 + b as f64), Self::Int),
             (a, b) => Self::Float(a.as_f64() + b.as_f64()),
         }
     }
@@ -226,9 +218,7 @@ impl Item {
     }
 
     pub fn get_i64(&self, name: &str) -> Option<i64> {
-        self.get(name)
-            .and_then(Value::as_number)
-            .and_then(Number::as_i64)
+        self.get(name).and_then(Value::as_number).and_then(Number::as_i64)
     }
 
     /// The item's key, if both key attributes are strings.

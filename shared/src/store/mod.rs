@@ -62,11 +62,7 @@ impl StoreError {
 }
 
 fn display_reasons(reasons: &[CancelReason]) -> String {
-    reasons
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Why one operation of a cancelled transaction failed.
@@ -199,14 +195,10 @@ impl Query {
 
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         if self.limit == 0 || self.limit > MAX_QUERY_LIMIT {
-            return Err(StoreError::Validation(format!(
-                "query limit must be 1..={MAX_QUERY_LIMIT}"
-            )));
+            return Err(StoreError::Validation(format!("query limit must be 1..={MAX_QUERY_LIMIT}")));
         }
         if self.partition.is_empty() {
-            return Err(StoreError::Validation(
-                "query partition must not be empty".into(),
-            ));
+            return Err(StoreError::Validation("query partition must not be empty".into()));
         }
         Ok(())
     }
@@ -239,32 +231,17 @@ impl WriteOp {
 /// One operation of a transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TxOp {
-    Put {
-        item: Item,
-        condition: Option<Condition>,
-    },
-    Update {
-        key: Key,
-        update: Update,
-        condition: Option<Condition>,
-    },
-    Delete {
-        key: Key,
-        condition: Option<Condition>,
-    },
-    Check {
-        key: Key,
-        condition: Condition,
-    },
+    Put { item: Item, condition: Option<Condition> },
+    Update { key: Key, update: Update, condition: Option<Condition> },
+    Delete { key: Key, condition: Option<Condition> },
+    Check { key: Key, condition: Condition },
 }
 
 impl TxOp {
     pub fn key(&self) -> Option<Key> {
         match self {
             Self::Put { item, .. } => item.key(),
-            Self::Update { key, .. } | Self::Delete { key, .. } | Self::Check { key, .. } => {
-                Some(key.clone())
-            }
+            Self::Update { key, .. } | Self::Delete { key, .. } | Self::Check { key, .. } => Some(key.clone()),
         }
     }
 }
@@ -282,19 +259,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError>;
 
     /// Applies `update` if `condition` holds; creates the item when absent. Returns the item as written.
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> Result<Item, StoreError>;
+    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, StoreError>;
 
     /// Deletes if `condition` holds; returns the live item that was removed.
-    async fn delete(
-        &self,
-        key: &Key,
-        condition: Option<Condition>,
-    ) -> Result<Option<Item>, StoreError>;
+    async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<Option<Item>, StoreError>;
 
     /// One page of a partition, in sort-key order.
     async fn query(&self, query: Query) -> Result<Page, StoreError>;
@@ -307,11 +275,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A batch write of at most 25 operations, retrying unprocessed items with full-jitter backoff while
     /// `policy` allows. Returns what is still unprocessed (empty when everything is durable).
-    async fn batch_write(
-        &self,
-        ops: Vec<WriteOp>,
-        policy: BatchRetry,
-    ) -> Result<Vec<WriteOp>, StoreError> {
+    async fn batch_write(&self, ops: Vec<WriteOp>, policy: BatchRetry) -> Result<Vec<WriteOp>, StoreError> {
         retry::batch_write_with_retry(self, ops, policy).await
     }
 }
@@ -329,13 +293,9 @@ pub(crate) fn validate_batch(ops: &[WriteOp]) -> Result<(), StoreError> {
     }
     let mut seen = HashSet::new();
     for op in ops {
-        let key = op
-            .key()
-            .ok_or_else(|| StoreError::Validation("batch item without a string pk/sk".into()))?;
+        let key = op.key().ok_or_else(|| StoreError::Validation("batch item without a string pk/sk".into()))?;
         if !seen.insert(key) {
-            return Err(StoreError::Validation(
-                "a batch write must not name the same key twice".into(),
-            ));
+            return Err(StoreError::Validation("a batch write must not name the same key twice".into()));
         }
     }
     Ok(())
@@ -351,13 +311,9 @@ pub(crate) fn validate_transaction(ops: &[TxOp]) -> Result<(), StoreError> {
     }
     let mut seen = HashSet::new();
     for op in ops {
-        let key = op.key().ok_or_else(|| {
-            StoreError::Validation("transaction item without a string pk/sk".into())
-        })?;
+        let key = op.key().ok_or_else(|| StoreError::Validation("transaction item without a string pk/sk".into()))?;
         if !seen.insert(key) {
-            return Err(StoreError::Validation(
-                "a transaction must not touch the same item twice".into(),
-            ));
+            return Err(StoreError::Validation("a transaction must not touch the same item twice".into()));
         }
         if let TxOp::Update { update, .. } = op {
             validate_update(update)?;
@@ -368,21 +324,15 @@ pub(crate) fn validate_transaction(ops: &[TxOp]) -> Result<(), StoreError> {
 
 pub(crate) fn validate_update(update: &Update) -> Result<(), StoreError> {
     if update.is_empty() {
-        return Err(StoreError::Validation(
-            "an update must change something".into(),
-        ));
+        return Err(StoreError::Validation("an update must change something".into()));
     }
     let mut seen = HashSet::new();
     for attr in update.attributes() {
         if attr == PK || attr == SK {
-            return Err(StoreError::Validation(format!(
-                "an update must not change the key attribute {attr}"
-            )));
+            return Err(StoreError::Validation(format!("an update must not change the key attribute {attr}")));
         }
         if !seen.insert(attr) {
-            return Err(StoreError::Validation(format!(
-                "an update names {attr} twice"
-            )));
+            return Err(StoreError::Validation(format!("an update names {attr} twice")));
         }
     }
     Ok(())

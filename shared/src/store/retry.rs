@@ -19,20 +19,13 @@ pub struct BatchRetry {
 
 impl Default for BatchRetry {
     fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base: Duration::from_millis(25),
-            cap: Duration::from_secs(1),
-            deadline: None,
-        }
+        Self { max_attempts: 8, base: Duration::from_millis(25), cap: Duration::from_secs(1), deadline: None }
     }
 }
 
 /// AWS's "full jitter": sleep a uniform random time in [0, min(cap, base * 2^attempt)].
 pub fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-        .min(cap);
+    let ceiling = base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(cap);
     let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::rng().random_range(0..=millis))
 }
@@ -92,19 +85,10 @@ mod tests {
         async fn put(&self, item: Item, c: Option<Condition>) -> Result<(), StoreError> {
             self.inner.put(item, c).await
         }
-        async fn update(
-            &self,
-            key: &Key,
-            u: Update,
-            c: Option<Condition>,
-        ) -> Result<Item, StoreError> {
+        async fn update(&self, key: &Key, u: Update, c: Option<Condition>) -> Result<Item, StoreError> {
             self.inner.update(key, u, c).await
         }
-        async fn delete(
-            &self,
-            key: &Key,
-            c: Option<Condition>,
-        ) -> Result<Option<Item>, StoreError> {
+        async fn delete(&self, key: &Key, c: Option<Condition>) -> Result<Option<Item>, StoreError> {
             self.inner.delete(key, c).await
         }
         async fn query(&self, q: Query) -> Result<Page, StoreError> {
@@ -113,10 +97,7 @@ mod tests {
         async fn transact_write(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
             self.inner.transact_write(ops).await
         }
-        async fn batch_write_once(
-            &self,
-            mut ops: Vec<WriteOp>,
-        ) -> Result<Vec<WriteOp>, StoreError> {
+        async fn batch_write_once(&self, mut ops: Vec<WriteOp>) -> Result<Vec<WriteOp>, StoreError> {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             if call < self.stingy_calls && ops.len() > 1 {
                 let rest = ops.split_off(ops.len() / 2);
@@ -128,34 +109,18 @@ mod tests {
     }
 
     fn ops(n: usize) -> Vec<WriteOp> {
-        (0..n)
-            .map(|i| WriteOp::Put(Item::new(&Key::new("P", format!("{i:02}")))))
-            .collect()
+        (0..n).map(|i| WriteOp::Put(Item::new(&Key::new("P", format!("{i:02}"))))).collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn unprocessed_items_are_retried_until_written() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Throttling {
-            inner: EmbeddedStore::open(dir.path()).unwrap(),
-            stingy_calls: 3,
-            calls: AtomicUsize::new(0),
-        };
-        let left = store
-            .batch_write(ops(25), BatchRetry::default())
-            .await
-            .unwrap();
+        let store =
+            Throttling { inner: EmbeddedStore::open(dir.path()).unwrap(), stingy_calls: 3, calls: AtomicUsize::new(0) };
+        let left = store.batch_write(ops(25), BatchRetry::default()).await.unwrap();
         assert!(left.is_empty());
         assert_eq!(store.calls.load(Ordering::SeqCst), 4);
-        assert_eq!(
-            store
-                .query(Query::partition("P"))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            25
-        );
+        assert_eq!(store.query(Query::partition("P")).await.unwrap().items.len(), 25);
     }
 
     #[tokio::test(start_paused = true)]
@@ -166,24 +131,12 @@ mod tests {
             stingy_calls: 100,
             calls: AtomicUsize::new(0),
         };
-        let policy = BatchRetry {
-            max_attempts: 3,
-            ..BatchRetry::default()
-        };
+        let policy = BatchRetry { max_attempts: 3, ..BatchRetry::default() };
         let left = store.batch_write(ops(24), policy).await.unwrap();
-        let written = store
-            .query(Query::partition("P"))
-            .await
-            .unwrap()
-            .items
-            .len();
+        let written = store.query(Query::partition("P")).await.unwrap().items.len();
         assert_eq!(store.calls.load(Ordering::SeqCst), 3);
         assert!(!left.is_empty());
-        assert_eq!(
-            written + left.len(),
-            24,
-            "every item is either durable or handed back"
-        );
+        assert_eq!(written + left.len(), 24, "every item is either durable or handed back");
     }
 
     #[test]
@@ -192,9 +145,6 @@ mod tests {
             let d = full_jitter(Duration::from_millis(25), Duration::from_secs(1), attempt);
             assert!(d <= Duration::from_secs(1));
         }
-        assert!(
-            full_jitter(Duration::from_millis(25), Duration::from_secs(1), 0)
-                <= Duration::from_millis(25)
-        );
+        assert!(full_jitter(Duration::from_millis(25), Duration::from_secs(1), 0) <= Duration::from_millis(25));
     }
 }

@@ -1,0 +1,260 @@
+//! The router in-process: health, request ids, and every error path rendered as problem+json.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use cloud_agent::http::{ApiError, ApiJson, layered};
+use common::{TestApp, serve_router, spawn_app};
+use serde::Deserialize;
+use serde_json::Value;
+
+async fn problem(response: reqwest::Response, status: u16) -> Value {
+    if response.status().as_u16() != status {
+        panic!("expected {status}, got {}: {}", response.status(), response.text().await.unwrap_or_default());
+    }
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("urn:cloud-agent:problem:"), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')));
+    assert_eq!(body["request_id"], request_id.as_str(), "the problem quotes the request id");
+    body
+}
+
+#[tokio::test]
+async fn health_passes_with_a_datastore_check() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/health+json");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "pass");
+    assert_eq!(body["releaseId"], "test-release");
+    assert_eq!(body["version"], "1");
+    let check = &body["checks"]["datastore:responseTime"][0];
+    assert_eq!(check["componentType"], "datastore");
+    assert_eq!(check["componentId"], "embedded");
+    assert_eq!(check["status"], "pass");
+    assert_eq!(check["observedUnit"], "ms");
+    assert!(check["observedValue"].as_f64().is_some());
+    for key in body["checks"].as_object().unwrap().keys() {
+        assert!(key.split(':').count() <= 2, "checks are keyed component[:measurement]: {key}");
+    }
+}
+
+#[tokio::test]
+async fn health_fails_with_503_when_the_datastore_is_unreachable() {
+    // A real DynamoDB client pointed at a port nobody listens on.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.store = cloud_agent::config::StoreSettings::DynamoDb(cloud_agent::store::dynamo::DynamoConfig {
+        table: "nowhere".into(),
+        endpoint: Some("http://127.0.0.1:9".into()),
+        region: None,
+    });
+    let state = cloud_agent::AppState::from_config(config).await.unwrap();
+    let address = serve_router(cloud_agent::app(state)).await;
+    let response = reqwest::get(format!("{address}/health")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["content-type"], "application/health+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "fail");
+    let check = &body["checks"]["datastore:responseTime"][0];
+    assert_eq!(check["status"], "fail");
+    let output = check["output"].as_str().unwrap();
+    assert!(!output.contains("127.0.0.1"), "health output does not leak endpoints: {output}");
+}
+
+#[tokio::test]
+async fn request_ids_are_generated_echoed_and_validated() {
+    let app = spawn_app().await;
+    let generated = app.client.get(app.url("/health")).send().await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "a UUID is generated when none is sent");
+    assert_eq!(generated.headers()["x-correlation-id"], id.as_str(), "correlation defaults to the request id");
+
+    let echoed = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "req-123")
+        .header("x-correlation-id", "job-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "req-123");
+    assert_eq!(echoed.headers()["x-correlation-id"], "job-9");
+
+    let hostile = app.client.get(app.url("/health")).header("x-request-id", "x".repeat(500)).send().await.unwrap();
+    assert_eq!(hostile.headers()["x-request-id"].len(), 36, "an oversized id is replaced, not logged");
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_problem() {
+    let app = spawn_app().await;
+    let body = problem(app.client.get(app.url("/api/v1/nope")).send().await.unwrap(), 404).await;
+    assert_eq!(body["instance"], "/api/v1/nope");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_problem_with_allow() {
+    let app = spawn_app().await;
+    let response = app.client.delete(app.url("/health")).send().await.unwrap();
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET"), "Allow lists GET: {allow}");
+    problem(response, 405).await;
+}
+
+#[tokio::test]
+async fn openapi_document_is_3_1_and_lists_every_route() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for route in cloud_agent::ROUTES {
+        let path = route.path.replace('{', "{").replace('}', "}");
+        let ops = paths.get(&path).unwrap_or_else(|| panic!("{path} missing from OpenAPI"));
+        for method in route.methods {
+            assert!(ops.get(method.as_str().to_lowercase()).is_some(), "{method} {path} missing from OpenAPI");
+        }
+    }
+    assert_eq!(paths.len(), cloud_agent::ROUTES.len(), "OpenAPI names only real routes");
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+// --- the JSON error paths, through the real layer stack and the real `ApiJson` extractor ---
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Report {
+    agent_id: String,
+    progress: u8,
+    tags: Vec<String>,
+}
+
+async fn json_app() -> TestApp {
+    let router = Router::new()
+        .route(
+            "/report",
+            post(|ApiJson(r): ApiJson<Report>| async move { ApiJson(serde_json::json!({"agent": r.agent_id})) }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("secret database password hunter2")
+                }
+            }),
+        )
+        .route("/fail", get(|| async { ApiError::Internal("connection string postgres://admin:pw@db".into()) }))
+        .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }));
+    let address = serve_router(layered(router, 1024, Duration::from_millis(300))).await;
+    TestApp { address, client: reqwest::Client::new(), _dir: None }
+}
+
+async fn post_json(app: &TestApp, body: &'static str) -> reqwest::Response {
+    app.client.post(app.url("/report")).header("content-type", "application/json").body(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn valid_json_is_accepted() {
+    let app = json_app().await;
+    let response = post_json(&app, r#"{"agent_id":"a1","progress":50,"tags":["x"]}"#).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["agent"], "a1");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_problem() {
+    let app = json_app().await;
+    let body = problem(post_json(&app, r#"{"agent_id": "a1", "progress": "#).await, 400).await;
+    assert!(body["detail"].as_str().unwrap().contains("EOF"), "{body}");
+}
+
+#[tokio::test]
+async fn wrong_field_type_is_400_naming_the_field() {
+    let app = json_app().await;
+    let body = problem(post_json(&app, r#"{"agent_id":"a1","progress":500,"tags":["x"]}"#).await, 400).await;
+    assert_eq!(body["pointer"], "/progress");
+    assert!(body["detail"].as_str().unwrap().starts_with("/progress"), "{body}");
+    let body = problem(post_json(&app, r#"{"agent_id":"a1","progress":5,"tags":["x", 7]}"#).await, 400).await;
+    assert_eq!(body["pointer"], "/tags/1");
+    let body = problem(post_json(&app, r#"{"progress":5,"tags":[]}"#).await, 400).await;
+    assert!(body["detail"].as_str().unwrap().contains("agent_id"), "a missing field is named: {body}");
+}
+
+#[tokio::test]
+async fn oversize_body_is_413_problem() {
+    let app = json_app().await;
+    let big = format!(r#"{{"agent_id":"{}","progress":1,"tags":[]}}"#, "a".repeat(5000));
+    let response = app
+        .client
+        .post(app.url("/report"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    problem(response, 413).await;
+    // Without a Content-Length (streamed), the limit still holds.
+    let stream = futures_once(big.into_bytes());
+    let response = app
+        .client
+        .post(app.url("/report"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 413).await;
+}
+
+fn futures_once(bytes: Vec<u8>) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    struct Once(Option<Vec<u8>>);
+    impl futures_core::Stream for Once {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.take().map(Ok))
+        }
+    }
+    Once(Some(bytes))
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415_problem() {
+    let app = json_app().await;
+    let response =
+        app.client.post(app.url("/report")).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let body = problem(response, 415).await;
+    assert!(body["detail"].as_str().unwrap().contains("text/plain"));
+    let response = app.client.post(app.url("/report")).body("{}").send().await.unwrap();
+    problem(response, 415).await;
+}
+
+#[tokio::test]
+async fn server_errors_never_leak_internals() {
+    let app = json_app().await;
+    for path in ["/panic", "/fail"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let body = problem(response, 500).await;
+        let text = body.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("postgres://"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_past_its_budget_is_503_problem() {
+    let app = json_app().await;
+    problem(app.client.get(app.url("/slow")).send().await.unwrap(), 503).await;
+}
