@@ -1,0 +1,552 @@
+//! The built function binaries under both platform protocols, played by this test:
+//! - AWS Lambda's Runtime API (2018-06-01) fed real API Gateway HTTP API v2, REST v1, ALB and Function URL events;
+//! - Vercel's Rust runtime protocol (IPC socket with NUL-terminated JSON, internal headers, `/_vercel/ping`, SIGTERM).
+//! Every request is also sent to `cloudagent serve`; status, the headers that matter and the body must agree.
+
+mod common;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, oneshot};
+
+/// What a client sees: status, the headers we compare, and the body.
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Value,
+}
+
+/// Headers whose values must match across platforms.
+const COMPARED_HEADERS: &[&str] =
+    &["content-type", "allow", "cache-control", "retry-after", "x-request-id", "x-correlation-id"];
+
+/// One request, as the tests phrase it.
+#[derive(Debug, Clone)]
+struct Call {
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Option<&'static str>,
+}
+
+fn call(method: &'static str, path: &'static str, request_id: &'static str) -> Call {
+    Call { method, path, headers: vec![("x-request-id", request_id), ("x-correlation-id", "cmp-job")], body: None }
+}
+
+fn answer_from_parts(status: u16, headers: impl IntoIterator<Item = (String, String)>, body: &[u8]) -> Answer {
+    let headers = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .filter(|(k, _)| COMPARED_HEADERS.contains(&k.as_str()))
+        .collect();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    };
+    Answer { status, headers, body: normalise(body) }
+}
+
+/// Blanks what differs by instance and moment (timings, uptime, instance ids); everything else must match.
+fn normalise(mut body: Value) -> Value {
+    if let Some(checks) = body.get_mut("checks").and_then(Value::as_object_mut) {
+        for list in checks.values_mut() {
+            for check in list.as_array_mut().into_iter().flatten() {
+                for field in ["time", "observedValue", "componentId"] {
+                    if check.get(field).is_some() {
+                        check[field] = Value::Null;
+                    }
+                }
+            }
+        }
+        body["notes"] = Value::Null;
+        body["description"] = Value::Null;
+    }
+    body
+}
+
+// ---------------------------------------------------------------- processes
+
+fn binary(name: &str) -> PathBuf {
+    match name {
+        "health" => env!("CARGO_BIN_EXE_health").into(),
+        "openapi" => env!("CARGO_BIN_EXE_openapi").into(),
+        "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
+        other => panic!("no binary {other}: add it to tests/platforms.rs"),
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn base_command(name: &str, data_dir: &Path) -> Command {
+    let mut cmd = Command::new(binary(name));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CLOUD_AGENT_STORE", "embedded")
+        .env("CLOUD_AGENT_DATA_DIR", data_dir)
+        .env("CLOUD_AGENT_RELEASE", "test-release")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------- local server
+
+struct Local {
+    _proc: Proc,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_local() -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = base_command("cloudagent", dir.path());
+    cmd.args(["serve", "--port", &port.to_string(), "--data-dir"]).arg(dir.path());
+    let proc = Proc(cmd.spawn().expect("spawn cloudagent serve"));
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{base}/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "cloudagent serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Local { _proc: proc, base, _dir: dir }
+}
+
+async fn http_call(base: &str, c: &Call, extra: &[(&str, String)]) -> Answer {
+    let client = reqwest::Client::new();
+    let mut request = client.request(c.method.parse().unwrap(), format!("{base}{}", c.path));
+    for (k, v) in &c.headers {
+        request = request.header(*k, *v);
+    }
+    for (k, v) in extra {
+        request = request.header(*k, v);
+    }
+    if let Some(body) = c.body {
+        request = request.header("content-type", "application/json").body(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers: Vec<(String, String)> =
+        response.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned())).collect();
+    let body = response.bytes().await.unwrap();
+    answer_from_parts(status, headers, &body)
+}
+
+// ---------------------------------------------------------------- Lambda Runtime API
+
+#[derive(Default)]
+struct RuntimeApi {
+    events: Mutex<VecDeque<(String, Value)>>,
+    waiting: Mutex<BTreeMap<String, oneshot::Sender<Result<Value, Value>>>>,
+    init_error: Mutex<Option<Value>>,
+    arrived: Notify,
+}
+
+async fn next_invocation(State(api): State<Arc<RuntimeApi>>) -> axum::response::Response {
+    loop {
+        let notified = api.arrived.notified();
+        let event = api.events.lock().unwrap().pop_front();
+        if let Some((id, event)) = event {
+            let deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            return axum::response::Response::builder()
+                .header("lambda-runtime-aws-request-id", id)
+                .header("lambda-runtime-deadline-ms", deadline.to_string())
+                .header("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:test")
+                .header("lambda-runtime-trace-id", "Root=1-6741e45f-1c2a4c2f5b6a1d6e3f7a8b9c;Sampled=0")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(event.to_string()))
+                .unwrap();
+        }
+        notified.await;
+    }
+}
+
+async fn invocation_response(
+    State(api): State<Arc<RuntimeApi>>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> &'static str {
+    if let Some(tx) = api.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send(Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))));
+    }
+    "{}"
+}
+
+async fn invocation_error(
+    State(api): State<Arc<RuntimeApi>>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> &'static str {
+    if let Some(tx) = api.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send(Err(serde_json::from_str(&body).unwrap_or(Value::String(body))));
+    }
+    "{}"
+}
+
+async fn init_error(State(api): State<Arc<RuntimeApi>>, body: String) -> &'static str {
+    *api.init_error.lock().unwrap() = Some(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+    "{}"
+}
+
+struct Lambda {
+    api: Arc<RuntimeApi>,
+    proc: Proc,
+    _dir: tempfile::TempDir,
+    counter: u64,
+}
+
+async fn start_lambda(function: &str) -> Lambda {
+    let api = Arc::new(RuntimeApi::default());
+    let router = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(invocation_response))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = base_command(function, dir.path());
+    cmd.env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", format!("cloud-agent-{function}"))
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
+        // As template.yaml sets it: REST API stage names are not part of our routes.
+        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+    let proc = Proc(cmd.spawn().expect("spawn function under Lambda"));
+    Lambda { api, proc, _dir: dir, counter: 0 }
+}
+
+impl Lambda {
+    async fn invoke(&mut self, event: Value) -> Value {
+        self.counter += 1;
+        let id = format!("8476a536-e9f4-11e8-9739-{:012}", self.counter);
+        let (tx, rx) = oneshot::channel();
+        self.api.waiting.lock().unwrap().insert(id.clone(), tx);
+        self.api.events.lock().unwrap().push_back((id, event));
+        self.api.arrived.notify_waiters();
+        match tokio::time::timeout(Duration::from_secs(20), rx).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(error))) => panic!("function reported an invocation error: {error}"),
+            _ => panic!("no response from the function (init error: {:?})", self.api.init_error.lock().unwrap()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EventKind {
+    HttpApiV2,
+    RestV1,
+    Alb,
+    FunctionUrl,
+}
+
+const EVENT_KINDS: [EventKind; 4] = [EventKind::HttpApiV2, EventKind::RestV1, EventKind::Alb, EventKind::FunctionUrl];
+
+fn fixture(kind: EventKind) -> Value {
+    let file = match kind {
+        EventKind::HttpApiV2 => "apigw-http-v2.json",
+        EventKind::RestV1 => "apigw-rest-v1.json",
+        EventKind::Alb => "alb.json",
+        EventKind::FunctionUrl => "function-url.json",
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda").join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The fixture with this call's method, path, headers and body written in, where each event format keeps them.
+fn event_for(kind: EventKind, c: &Call) -> Value {
+    let mut event = fixture(kind);
+    let body = c.body.map_or(Value::Null, |b| Value::String(b.to_owned()));
+    match kind {
+        EventKind::HttpApiV2 | EventKind::FunctionUrl => {
+            event["rawPath"] = json!(c.path);
+            event["requestContext"]["http"]["method"] = json!(c.method);
+            event["requestContext"]["http"]["path"] = json!(c.path);
+            if kind == EventKind::HttpApiV2 {
+                event["routeKey"] = json!(format!("{} {}", c.method, c.path));
+                event["requestContext"]["routeKey"] = event["routeKey"].clone();
+            }
+            for (k, v) in &c.headers {
+                event["headers"][*k] = json!(v);
+            }
+            if c.body.is_some() {
+                event["headers"]["content-type"] = json!("application/json");
+                event["body"] = body;
+            }
+        }
+        EventKind::RestV1 => {
+            event["path"] = json!(c.path);
+            event["resource"] = json!(c.path);
+            event["httpMethod"] = json!(c.method);
+            event["requestContext"]["httpMethod"] = json!(c.method);
+            event["requestContext"]["path"] = json!(format!("/prod{}", c.path));
+            event["requestContext"]["resourcePath"] = json!(c.path);
+            for (k, v) in &c.headers {
+                event["headers"][*k] = json!(v);
+                event["multiValueHeaders"][*k] = json!([v]);
+            }
+            if c.body.is_some() {
+                event["headers"]["Content-Type"] = json!("application/json");
+                event["multiValueHeaders"]["Content-Type"] = json!(["application/json"]);
+            }
+            event["body"] = body;
+        }
+        EventKind::Alb => {
+            event["path"] = json!(c.path);
+            event["httpMethod"] = json!(c.method);
+            for (k, v) in &c.headers {
+                event["headers"][*k] = json!(v);
+            }
+            if c.body.is_some() {
+                event["headers"]["content-type"] = json!("application/json");
+            }
+            event["body"] = c.body.map_or(json!(""), |b| json!(b));
+        }
+    }
+    event
+}
+
+/// Reads a Lambda proxy response (any of the four formats) back into what the client would see.
+fn answer_from_lambda(response: &Value) -> Answer {
+    let status = u16::try_from(response["statusCode"].as_u64().expect("statusCode")).unwrap();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(map) = response["multiValueHeaders"].as_object() {
+        for (k, values) in map {
+            let joined: Vec<&str> = values.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            headers.push((k.clone(), joined.join(",")));
+        }
+    }
+    if let Some(map) = response["headers"].as_object() {
+        for (k, v) in map {
+            if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                headers.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+            }
+        }
+    }
+    let raw = response["body"].as_str().unwrap_or_default();
+    let body = if response["isBase64Encoded"].as_bool().unwrap_or(false) {
+        base64::engine::general_purpose::STANDARD.decode(raw).unwrap()
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    answer_from_parts(status, headers, &body)
+}
+
+// ---------------------------------------------------------------- Vercel
+
+struct Vercel {
+    proc: Proc,
+    port: u16,
+    messages: std::sync::mpsc::Receiver<Value>,
+    _dir: tempfile::TempDir,
+    counter: u64,
+}
+
+fn start_vercel(function: &str) -> Vercel {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ipc.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let port = free_port();
+    let mut cmd = base_command(function, &dir.path().join("data"));
+    cmd.env("VERCEL_IPC_PATH", &socket).env("VERCEL_DEV_PORT", port.to_string());
+    let proc = Proc(cmd.spawn().expect("spawn function under Vercel"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("the function connects to the IPC socket");
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut message = Vec::new();
+            match reader.read_until(0, &mut message) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    message.pop_if(|b| *b == 0);
+                    if let Ok(value) = serde_json::from_slice::<Value>(&message) {
+                        if tx.send(value).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let started = rx.recv_timeout(Duration::from_secs(20)).expect("server-started message");
+    assert_eq!(started["type"], "server-started");
+    assert_eq!(started["payload"]["httpPort"], port);
+    Vercel { proc, port, messages: rx, _dir: dir, counter: 0 }
+}
+
+impl Vercel {
+    async fn call(&mut self, c: &Call) -> Answer {
+        self.counter += 1;
+        let invocation = format!("inv-{}", self.counter);
+        let extra = [
+            ("x-vercel-internal-invocation-id", invocation.clone()),
+            ("x-vercel-internal-request-id", self.counter.to_string()),
+        ];
+        let answer = http_call(&format!("http://127.0.0.1:{}", self.port), c, &extra).await;
+        let end = self.next_message(Duration::from_secs(10));
+        assert_eq!(end["type"], "end", "after each request the function says end: {end}");
+        assert_eq!(end["payload"]["context"]["invocationId"], invocation.as_str());
+        assert_eq!(end["payload"]["context"]["requestId"], self.counter);
+        answer
+    }
+
+    fn next_message(&self, wait: Duration) -> Value {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.messages.recv_timeout(left).expect("an IPC message");
+            // Log messages may interleave; the protocol messages are what we check.
+            if message["type"] != "log" {
+                return message;
+            }
+        }
+    }
+
+    /// SIGTERM: stop accepting, drain, exit 0.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.proc.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.proc.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the function did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the tests
+
+/// Requests each function must answer identically everywhere: its route, a wrong method, an unknown path.
+fn calls_for(function: &str) -> Vec<Call> {
+    match function {
+        "health" => vec![
+            call("GET", "/health", "cmp-1"),
+            call("POST", "/health", "cmp-2"),
+            call("GET", "/health/nope", "cmp-3"),
+        ],
+        "openapi" => {
+            vec![call("GET", "/api/v1/openapi.json", "cmp-4"), call("DELETE", "/api/v1/openapi.json", "cmp-5")]
+        }
+        other => panic!("no calls for {other}"),
+    }
+}
+
+/// Every function binary that exists in api/ (the infra test keeps this list and the files in step).
+fn functions() -> Vec<&'static str> {
+    cloud_agent::ROUTES.iter().map(|r| r.binary).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_answers_under_lambda_like_the_local_server() {
+    let local = start_local().await;
+    for function in functions() {
+        let mut lambda = start_lambda(function).await;
+        for c in calls_for(function) {
+            let expected = http_call(&local.base, &c, &[]).await;
+            for kind in EVENT_KINDS {
+                let response = lambda.invoke(event_for(kind, &c)).await;
+                let got = answer_from_lambda(&response);
+                assert_eq!(got, expected, "{function} under Lambda ({kind:?}) differs from the local server for {c:?}");
+            }
+        }
+        assert!(lambda.proc.0.try_wait().unwrap().is_none(), "the Lambda process stays up between events");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_answers_under_vercel_like_the_local_server() {
+    let local = start_local().await;
+    for function in functions() {
+        let mut vercel = start_vercel(function);
+        for c in calls_for(function) {
+            let expected = http_call(&local.base, &c, &[]).await;
+            let got = vercel.call(&c).await;
+            assert_eq!(got, expected, "{function} under Vercel differs from the local server for {c:?}");
+        }
+        let ping = reqwest::get(format!("http://127.0.0.1:{}/_vercel/ping", vercel.port)).await.unwrap();
+        assert_eq!(ping.status(), 200);
+        assert_eq!(ping.text().await.unwrap(), "OK");
+        let status = vercel.terminate();
+        assert_eq!(status.code(), Some(0), "SIGTERM ends the function cleanly");
+    }
+}
+
+#[tokio::test]
+async fn the_answers_compared_are_the_real_ones() {
+    // Guards the comparison itself: a health answer and a 405 really carry what the tests compare.
+    let local = start_local().await;
+    let health = http_call(&local.base, &call("GET", "/health", "cmp-x"), &[]).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.headers["content-type"], "application/health+json");
+    assert_eq!(health.headers["x-request-id"], "cmp-x");
+    assert_eq!(health.body["status"], "pass");
+    let wrong = http_call(&local.base, &call("POST", "/health", "cmp-y"), &[]).await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.body["request_id"], "cmp-y");
+    assert!(wrong.headers["allow"].contains("GET"));
+}
+
+#[test]
+fn a_function_started_outside_lambda_and_vercel_points_to_cloudagent_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    for function in functions() {
+        let out = base_command(function, dir.path()).stderr(Stdio::piped()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{function} refuses to run without a platform");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cloudagent serve"), "{function} says what to run instead: {stderr}");
+    }
+}
+
+#[test]
+fn a_lambda_function_with_bad_configuration_fails_its_cold_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = base_command("health", dir.path())
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "x")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("CLOUD_AGENT_BODY_LIMIT", "lots")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CLOUD_AGENT_BODY_LIMIT"), "the error names the variable: {stderr}");
+}
