@@ -21,7 +21,16 @@ pub struct RouteSpec {
     /// Public path, in axum syntax.
     pub path: &'static str,
     pub methods: &'static [Method],
+    /// The DynamoDB actions this route's function needs: template.yaml grants exactly these (least privilege).
+    pub dynamodb_actions: &'static [&'static str],
     handler: fn() -> MethodRouter<AppState>,
+}
+
+impl RouteSpec {
+    /// The path Vercel gives the function's file (`api/v1/openapi.rs` → `/api/v1/openapi`).
+    pub fn function_path(&self) -> String {
+        format!("/{}", self.file.trim_end_matches(".rs"))
+    }
 }
 
 pub const HEALTH: RouteSpec = RouteSpec {
@@ -29,6 +38,7 @@ pub const HEALTH: RouteSpec = RouteSpec {
     file: "api/health.rs",
     path: "/health",
     methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem"],
     handler: || get(health::health),
 };
 
@@ -37,6 +47,7 @@ pub const OPENAPI: RouteSpec = RouteSpec {
     file: "api/v1/openapi.rs",
     path: "/api/v1/openapi.json",
     methods: &[Method::GET],
+    dynamodb_actions: &[],
     handler: || get(openapi::spec),
 };
 
@@ -50,10 +61,16 @@ pub fn app(state: AppState) -> Router {
 
 /// The router with only `routes` mounted, wrapped in the same layers: what a per-route function runs.
 /// Paths outside `routes` answer 404 problem+json, exactly like an unknown path on the local server.
+/// A function also answers on its Vercel file path, so it works whether Vercel's rewrite hands it the
+/// public path or the destination.
 pub fn app_for(state: AppState, routes: &[RouteSpec]) -> Router {
     let mut router: Router<AppState> = Router::new();
     for route in routes {
         router = router.route(route.path, (route.handler)());
+        let alias = route.function_path();
+        if routes.len() < ROUTES.len() && alias != route.path {
+            router = router.route(&alias, (route.handler)());
+        }
     }
     let config = state.config();
     let (limit, timeout) = (config.body_limit, config.request_timeout);

@@ -1,0 +1,260 @@
+//! The deployment files agree with the code: every binary in api/ is a route the library knows, is declared in
+//! Cargo.toml, deployed by template.yaml (with exactly the DynamoDB actions it needs) and by vercel.json; and no
+//! file names a route that does not exist. The checker is tested on broken inputs too, so it can fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use cloud_agent::ROUTES;
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+/// What the deployment files say, reduced to what we compare.
+#[derive(Debug, Clone, Default)]
+struct Deployment {
+    /// Files under api/ (relative paths).
+    api_files: BTreeSet<String>,
+    /// Cargo.toml [[bin]] name → path.
+    cargo_bins: BTreeMap<String, String>,
+    /// template.yaml: binary → (events as (METHOD, path), DynamoDB actions granted).
+    sam_functions: BTreeMap<String, (BTreeSet<(String, String)>, BTreeSet<String>)>,
+    /// vercel.json function keys.
+    vercel_functions: BTreeSet<String>,
+    /// vercel.json rewrites: source → destination.
+    vercel_rewrites: BTreeMap<String, String>,
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn api_files(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            api_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.insert(path.strip_prefix(root()).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// `[[bin]]` tables of Cargo.toml: a small reader is enough for `name = "..."` / `path = "..."` lines.
+fn cargo_bins(manifest: &str) -> BTreeMap<String, String> {
+    let mut bins = BTreeMap::new();
+    let (mut in_bin, mut name, mut path) = (false, None::<String>, None::<String>);
+    let mut flush = |name: &mut Option<String>, path: &mut Option<String>| {
+        if let (Some(n), Some(p)) = (name.take(), path.take()) {
+            bins.insert(n, p);
+        }
+    };
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            flush(&mut name, &mut path);
+            in_bin = line == "[[bin]]";
+            continue;
+        }
+        if !in_bin {
+            continue;
+        }
+        let value = |l: &str| l.split_once('=').map(|(_, v)| v.trim().trim_matches('"').to_owned());
+        if line.starts_with("name") {
+            name = value(line);
+        } else if line.starts_with("path") {
+            path = value(line);
+        }
+    }
+    flush(&mut name, &mut path);
+    bins
+}
+
+fn sam_functions(template: &Yaml) -> BTreeMap<String, (BTreeSet<(String, String)>, BTreeSet<String>)> {
+    let mut out = BTreeMap::new();
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    for (_, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary =
+            resource["Metadata"]["BuildProperties"]["Binary"].as_str().expect("BuildProperties.Binary").to_owned();
+        assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{binary}: BuildMethod");
+        let mut events = BTreeSet::new();
+        for (_, event) in resource["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{binary}: events are HttpApi");
+            let p = &event["Properties"];
+            events.insert((p["Method"].as_str().unwrap().to_uppercase(), p["Path"].as_str().unwrap().to_owned()));
+        }
+        let mut actions = BTreeSet::new();
+        for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+            for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+                for action in statement["Action"].as_sequence().into_iter().flatten() {
+                    actions.insert(action.as_str().unwrap().to_owned());
+                }
+                // Policies name our own table, never `*`.
+                let resource = serde_yaml::to_string(&statement["Resource"]).unwrap();
+                assert!(resource.contains("Table"), "{binary}: policy resource must be the table: {resource}");
+            }
+        }
+        out.insert(binary, (events, actions));
+    }
+    out
+}
+
+fn load() -> Deployment {
+    let mut files = BTreeSet::new();
+    api_files(&root().join("api"), &mut files);
+    let template: Yaml = serde_yaml::from_str(&read("template.yaml")).expect("template.yaml parses");
+    let vercel: Json = serde_json::from_str(&read("vercel.json")).expect("vercel.json parses");
+    Deployment {
+        api_files: files,
+        cargo_bins: cargo_bins(&read("Cargo.toml")),
+        sam_functions: sam_functions(&template),
+        vercel_functions: vercel["functions"].as_object().unwrap().keys().cloned().collect(),
+        vercel_rewrites: vercel["rewrites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["source"].as_str().unwrap().to_owned(), r["destination"].as_str().unwrap().to_owned()))
+            .collect(),
+    }
+}
+
+/// `/api/v1/progress/{task_id}` → `/api/v1/progress/:task_id` (Vercel's path syntax).
+fn vercel_syntax(path: &str) -> String {
+    path.split('/')
+        .map(|s| if s.starts_with('{') && s.ends_with('}') { format!(":{}", &s[1..s.len() - 1]) } else { s.to_owned() })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every disagreement between the deployment files and `ROUTES`.
+fn problems(d: &Deployment) -> Vec<String> {
+    let mut out = Vec::new();
+    let route_files: BTreeSet<String> = ROUTES.iter().map(|r| r.file.to_owned()).collect();
+    for file in d.api_files.symmetric_difference(&route_files) {
+        out.push(format!("{file}: api/ and the library's ROUTES disagree"));
+    }
+    for route in ROUTES {
+        match d.cargo_bins.get(route.binary) {
+            Some(path) if path == route.file => {}
+            other => out
+                .push(format!("Cargo.toml: [[bin]] {} should have path {} (has {other:?})", route.binary, route.file)),
+        }
+        let wanted: BTreeSet<(String, String)> =
+            route.methods.iter().map(|m| (m.as_str().to_owned(), route.path.to_owned())).collect();
+        let actions: BTreeSet<String> = route.dynamodb_actions.iter().map(|a| (*a).to_owned()).collect();
+        match d.sam_functions.get(route.binary) {
+            None => out.push(format!("template.yaml: no function builds binary {}", route.binary)),
+            Some((events, granted)) => {
+                if *events != wanted {
+                    out.push(format!("template.yaml: {} events {events:?}, routes say {wanted:?}", route.binary));
+                }
+                if *granted != actions {
+                    out.push(format!(
+                        "template.yaml: {} is granted {granted:?}, needs exactly {actions:?}",
+                        route.binary
+                    ));
+                }
+            }
+        }
+        if !d.vercel_functions.contains(route.file) {
+            out.push(format!("vercel.json: functions has no entry for {}", route.file));
+        }
+        let public = vercel_syntax(route.path);
+        if public != route.function_path() && d.vercel_rewrites.get(&public) != Some(&route.function_path()) {
+            out.push(format!("vercel.json: no rewrite {public} -> {}", route.function_path()));
+        }
+    }
+    for binary in d.sam_functions.keys() {
+        if !ROUTES.iter().any(|r| r.binary == binary) {
+            out.push(format!("template.yaml: function for binary {binary}, which is no route"));
+        }
+    }
+    for key in &d.vercel_functions {
+        if !route_files.contains(key) {
+            out.push(format!("vercel.json: function {key} is no route"));
+        }
+    }
+    for (source, destination) in &d.vercel_rewrites {
+        if !ROUTES.iter().any(|r| vercel_syntax(r.path) == *source && r.function_path() == *destination) {
+            out.push(format!("vercel.json: rewrite {source} -> {destination} names no route"));
+        }
+    }
+    for (name, path) in &d.cargo_bins {
+        if path.starts_with("api/") && !ROUTES.iter().any(|r| r.binary == name) {
+            out.push(format!("Cargo.toml: [[bin]] {name} ({path}) is no route"));
+        }
+    }
+    out
+}
+
+#[test]
+fn deployment_files_match_the_routes() {
+    let problems = problems(&load());
+    assert!(problems.is_empty(), "deployment files disagree with the code:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_checker_catches_a_missing_or_extra_function() {
+    let good = load();
+    let mut missing_sam = good.clone();
+    missing_sam.sam_functions.remove("health");
+    assert!(problems(&missing_sam).iter().any(|p| p.contains("no function builds binary health")));
+
+    let mut missing_vercel = good.clone();
+    missing_vercel.vercel_functions.remove("api/health.rs");
+    assert!(problems(&missing_vercel).iter().any(|p| p.contains("no entry for api/health.rs")));
+
+    let mut extra_file = good.clone();
+    extra_file.api_files.insert("api/v1/ghost.rs".into());
+    assert!(problems(&extra_file).iter().any(|p| p.contains("ghost")));
+
+    let mut ghost_rewrite = good.clone();
+    ghost_rewrite.vercel_rewrites.insert("/api/v1/ghost".into(), "/api/v1/ghost".into());
+    assert!(problems(&ghost_rewrite).iter().any(|p| p.contains("names no route")));
+
+    let mut wrong_event = good.clone();
+    wrong_event.sam_functions.get_mut("health").unwrap().0 = [("GET".to_owned(), "/healthz".to_owned())].into();
+    assert!(problems(&wrong_event).iter().any(|p| p.contains("events")));
+
+    let mut too_much_access = good;
+    too_much_access.sam_functions.get_mut("health").unwrap().1.insert("dynamodb:DeleteItem".into());
+    assert!(problems(&too_much_access).iter().any(|p| p.contains("granted")));
+}
+
+#[test]
+fn template_table_matches_the_code_and_functions_share_the_runtime_settings() {
+    let template: Yaml = serde_yaml::from_str(&read("template.yaml")).unwrap();
+    let table = &template["Resources"]["Table"]["Properties"];
+    assert_eq!(table["TimeToLiveSpecification"]["AttributeName"].as_str(), Some(cloud_agent::store::EXPIRES_AT));
+    assert_eq!(table["TimeToLiveSpecification"]["Enabled"].as_bool(), Some(true));
+    let keys: Vec<&str> =
+        table["KeySchema"].as_sequence().unwrap().iter().map(|k| k["AttributeName"].as_str().unwrap()).collect();
+    assert_eq!(keys, [cloud_agent::store::PK, cloud_agent::store::SK]);
+    let gsi = &table["GlobalSecondaryIndexes"][0];
+    assert_eq!(gsi["IndexName"].as_str(), Some(cloud_agent::store::dynamo::GSI1_NAME));
+    let gsi_keys: Vec<&str> =
+        gsi["KeySchema"].as_sequence().unwrap().iter().map(|k| k["AttributeName"].as_str().unwrap()).collect();
+    assert_eq!(gsi_keys, [cloud_agent::store::GSI1_PK, cloud_agent::store::GSI1_SK]);
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    assert_eq!(globals["Environment"]["Variables"]["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"].as_str(), Some("true"));
+    assert!(globals["Environment"]["Variables"]["TABLE_NAME"].is_tagged(), "TABLE_NAME comes from !Ref Table");
+    let ignore = read(".vercelignore");
+    assert!(ignore.lines().any(|l| l.trim() == "target/"), ".vercelignore keeps target/ out of uploads");
+}
+
+trait Tagged {
+    fn is_tagged(&self) -> bool;
+}
+
+impl Tagged for Yaml {
+    fn is_tagged(&self) -> bool {
+        matches!(self, Yaml::Tagged(t) if t.tag == "!Ref" && t.value.as_str() == Some("Table"))
+    }
+}
