@@ -9,6 +9,9 @@ use cloud_agent::ROUTES;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
+/// A SAM function: its events as (METHOD, path) and the DynamoDB actions it is granted.
+type SamFunction = (BTreeSet<(String, String)>, BTreeSet<String>);
+
 /// What the deployment files say, reduced to what we compare.
 #[derive(Debug, Clone, Default)]
 struct Deployment {
@@ -17,7 +20,7 @@ struct Deployment {
     /// Cargo.toml [[bin]] name → path.
     cargo_bins: BTreeMap<String, String>,
     /// template.yaml: binary → (events as (METHOD, path), DynamoDB actions granted).
-    sam_functions: BTreeMap<String, (BTreeSet<(String, String)>, BTreeSet<String>)>,
+    sam_functions: BTreeMap<String, SamFunction>,
     /// vercel.json function keys.
     vercel_functions: BTreeSet<String>,
     /// vercel.json rewrites: source → destination.
@@ -72,7 +75,7 @@ fn cargo_bins(manifest: &str) -> BTreeMap<String, String> {
     bins
 }
 
-fn sam_functions(template: &Yaml) -> BTreeMap<String, (BTreeSet<(String, String)>, BTreeSet<String>)> {
+fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
     let mut out = BTreeMap::new();
     let resources = template["Resources"].as_mapping().expect("Resources");
     for (_, resource) in resources {

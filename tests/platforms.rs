@@ -1,6 +1,7 @@
 //! The built function binaries under both platform protocols, played by this test:
 //! - AWS Lambda's Runtime API (2018-06-01) fed real API Gateway HTTP API v2, REST v1, ALB and Function URL events;
 //! - Vercel's Rust runtime protocol (IPC socket with NUL-terminated JSON, internal headers, `/_vercel/ping`, SIGTERM).
+//!
 //! Every request is also sent to `cloudagent serve`; status, the headers that matter and the body must agree.
 
 mod common;
@@ -393,10 +394,10 @@ fn start_vercel(function: &str) -> Vercel {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     message.pop_if(|b| *b == 0);
-                    if let Ok(value) = serde_json::from_slice::<Value>(&message) {
-                        if tx.send(value).is_err() {
-                            break;
-                        }
+                    if let Ok(value) = serde_json::from_slice::<Value>(&message)
+                        && tx.send(value).is_err()
+                    {
+                        break;
                     }
                 }
             }

@@ -155,10 +155,8 @@ fn detect_environment(env: &dyn Fn(&str) -> Option<String>) -> Result<Environmen
     if let Some(vercel) = env("VERCEL_ENV") {
         return Environment::parse("VERCEL_ENV", &vercel);
     }
-    if env("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        if let Some(stage) = env("STAGE") {
-            return Environment::parse("STAGE", &stage);
-        }
+    if let (Some(_), Some(stage)) = (env("AWS_LAMBDA_FUNCTION_NAME"), env("STAGE")) {
+        return Environment::parse("STAGE", &stage);
     }
     Ok(Environment::Development)
 }

@@ -63,7 +63,7 @@ pub async fn open_store(settings: &StoreSettings) -> Result<DynStore, StoreError
     Ok(match settings {
         StoreSettings::Embedded { data_dir } => {
             let store = EmbeddedStore::open(data_dir)?;
-            store.spawn_reaper(std::time::Duration::from_secs(600));
+            store.spawn_reaper(std::time::Duration::from_mins(10));
             Arc::new(store)
         }
         StoreSettings::DynamoDb(dynamo) => Arc::new(DynamoStore::connect(dynamo).await),

@@ -137,7 +137,6 @@ impl ApiError {
             Self::UnsupportedMediaType(detail) => {
                 Problem::new(status, "unsupported-media-type", "Unsupported Media Type").detail(detail.clone())
             }
-            Self::PayloadTooLarge => Problem::for_status(status),
             Self::Unprocessable { detail, pointer } => Problem {
                 pointer: pointer.clone(),
                 ..Problem::new(status, "validation", "Invalid request").detail(detail.clone())
@@ -147,7 +146,7 @@ impl ApiError {
             }
             Self::Store(e) if e.is_transient() => Problem::new(status, "unavailable", "Service Unavailable")
                 .detail("the datastore is unavailable; nothing was changed by a failed write, retry later"),
-            Self::Store(_) | Self::Internal(_) => Problem::for_status(status),
+            Self::PayloadTooLarge | Self::Store(_) | Self::Internal(_) => Problem::for_status(status),
         }
     }
 
@@ -219,6 +218,7 @@ fn is_problem(headers: &http::HeaderMap) -> bool {
 }
 
 /// A panic becomes a plain 500; [`render_problems`] turns it into a generic problem. The payload is logged.
+#[allow(clippy::needless_pass_by_value)] // the signature CatchPanicLayer::custom requires
 pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
     let message = payload
         .downcast_ref::<&str>()

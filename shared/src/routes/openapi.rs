@@ -19,6 +19,8 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
 pub struct ApiDoc;
 
 /// Rendered once per instance: the document cannot change while the process runs.
+/// (once_cell is the design card's choice for process-wide statics.)
+#[allow(clippy::non_std_lazy_statics)]
 static DOCUMENT: Lazy<String> = Lazy::new(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
 
 /// The document as JSON text.

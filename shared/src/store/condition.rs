@@ -170,7 +170,7 @@ impl Update {
         for (attr, by) in &self.add {
             let next = match item.get(attr) {
                 None => *by,
-                Some(Value::N(n)) => n.add(*by),
+                Some(Value::N(n)) => n.plus(*by),
                 Some(_) => return Err(format!("ADD on non-number attribute {attr}")),
             };
             item.set(attr, Value::N(next));

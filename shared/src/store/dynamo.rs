@@ -179,7 +179,7 @@ impl DynamoStore {
             .await;
         match out {
             Ok(out) => out.attributes.map(from_map).transpose()?.ok_or_else(|| internal("update returned no item")),
-            Err(e) => Err(conditional_error(e, |s| match s {
+            Err(e) => Err(conditional_error(&e, |s| match s {
                 UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                 _ => None,
             })?),
@@ -326,7 +326,7 @@ impl Store for DynamoStore {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e) => Err(conditional_error(e, |s| match s {
+            Err(e) => Err(conditional_error(&e, |s| match s {
                 PutItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                 _ => None,
             })?),
@@ -362,7 +362,7 @@ impl Store for DynamoStore {
             .await;
         match out {
             Ok(out) => Ok(out.attributes.map(from_map).transpose()?.filter(|i| !i.is_expired(now_epoch()))),
-            Err(e) => Err(conditional_error(e, |s| match s {
+            Err(e) => Err(conditional_error(&e, |s| match s {
                 DeleteItemError::ConditionalCheckFailedException(c) => c.item.clone(),
                 _ => None,
             })?),
@@ -568,12 +568,12 @@ impl Expr {
                 format!("begins_with({n}, {v})")
             }
             Condition::And(all) => join(
-                all.iter().map(|c| self.condition(c)).collect(),
+                &all.iter().map(|c| self.condition(c)).collect::<Vec<_>>(),
                 " AND ",
                 "attribute_exists(pk) OR attribute_not_exists(pk)",
             ),
             Condition::Or(any) => join(
-                any.iter().map(|c| self.condition(c)).collect(),
+                &any.iter().map(|c| self.condition(c)).collect::<Vec<_>>(),
                 " OR ",
                 "attribute_exists(pk) AND attribute_not_exists(pk)",
             ),
@@ -618,7 +618,7 @@ impl Expr {
 }
 
 /// Joins sub-conditions; an empty AND is true and an empty OR false, written as tautology/contradiction.
-fn join(parts: Vec<String>, sep: &str, empty: &str) -> String {
+fn join(parts: &[String], sep: &str, empty: &str) -> String {
     if parts.is_empty() {
         return format!("({empty})");
     }
@@ -653,7 +653,7 @@ fn map_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: &
 
 /// Maps a conditional write's error, keeping the live item DynamoDB returned for a failed condition.
 fn conditional_error<E, R>(
-    e: SdkError<E, R>,
+    e: &SdkError<E, R>,
     item: impl Fn(&E) -> Option<HashMap<String, AttributeValue>>,
 ) -> Result<StoreError, StoreError>
 where
@@ -665,7 +665,7 @@ where
         let current = old.filter(|i| !i.is_expired(now_epoch())).map(Box::new);
         return Ok(StoreError::ConditionFailed { current });
     }
-    Ok(map_error(&e))
+    Ok(map_error(e))
 }
 
 fn key_map(key: &Key) -> HashMap<String, AttributeValue> {

