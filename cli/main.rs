@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Serve every route on one port (the embedded store by default: no cloud needed).
     Serve(ServeArgs),
+    /// Print every route as JSON lines: binary, file, path, methods (for scripts and benchmarks).
+    Routes,
     /// Manage the DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -86,6 +88,16 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Routes => {
+            for route in cloud_agent::ROUTES {
+                let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();
+                let line = serde_json::json!({
+                    "binary": route.binary, "file": route.file, "path": route.path, "methods": methods,
+                });
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Table { command: TableCommand::Create(args) } => {
             let store = DynamoStore::connect(&DynamoConfig {
                 table: args.table.clone(),
@@ -122,4 +134,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     eprintln!("cloudagent: serving on http://{addr} (store: {})", state.store().backend());
     cloud_agent::runtime::serve(state, addr).await?;
     Ok(())
+}
+
+fn http_method_name(method: &cloud_agent::routes::Method) -> &str {
+    method.as_str()
 }

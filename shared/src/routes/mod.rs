@@ -6,7 +6,7 @@ pub mod openapi;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get};
-use http::Method;
+pub use http::Method;
 
 use crate::http::{ApiError, layered};
 use crate::state::AppState;
