@@ -51,4 +51,12 @@ step "infra: cfn-lint template.yaml, vercel.json types"
 infra/check-infra.sh
 
 step "cargo test"
-cargo test --workspace --locked
+mkdir -p infra/.run
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee infra/.run/test.log
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals of every test binary (cargo prints one "test result" line per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntotal: %d passed, %d failed\n", p, f }' infra/.run/test.log
+exit "$status"
