@@ -265,6 +265,24 @@ async fn concurrent_claims_have_exactly_one_winner(store: DynStore) {
     assert_eq!(store.get(&Key::new("RL#k#1", "COUNT")).await.unwrap().unwrap().get_i64("n"), Some(20));
 }
 
+async fn compound_conditions_evaluate_alike(store: DynStore) {
+    let key = Key::new("C#1", "META");
+    store.put(item("C#1", "META").with("state", "open").with("n", 3i64).with("tag", "ab-1"), None).await.unwrap();
+    let both = Condition::eq("state", "open")
+        .and(Condition::gt("n", 2i64))
+        .and(Condition::BeginsWith("tag".into(), "ab".into()));
+    store.update(&key, Update::new().add("n", 1), Some(both)).await.unwrap();
+    let either = Condition::eq("state", "closed").or(Condition::Not(Box::new(Condition::lt("n", 4i64))));
+    store.update(&key, Update::new().add("n", 1), Some(either.clone())).await.unwrap();
+    let neither = Condition::eq("state", "closed").or(Condition::AttrExists("missing".into()));
+    assert!(matches!(store.put(item("C#1", "META"), Some(neither)).await, Err(StoreError::ConditionFailed { .. })));
+    let nested = Condition::And(vec![Condition::Exists, either, Condition::ne("state", "closed")]);
+    store.delete(&key, Some(nested)).await.unwrap();
+    // A compound condition that holds for an absent item (so the TTL guard takes its other branch).
+    let absent_ok = Condition::NotExists.or(Condition::eq("state", "x"));
+    store.put(item("C#1", "META").with("state", "new"), Some(absent_ok)).await.unwrap();
+}
+
 async fn invalid_cursor_and_limits_are_rejected(store: DynStore) {
     assert!(cloud_agent::store::Cursor::parse("not a cursor!").is_err());
     assert!(matches!(store.query(Query::partition("A").limit(0)).await, Err(StoreError::Validation(_))));
@@ -307,4 +325,5 @@ conformance!(
     expired_items_are_absent_everywhere,
     concurrent_claims_have_exactly_one_winner,
     invalid_cursor_and_limits_are_rejected,
+    compound_conditions_evaluate_alike,
 );

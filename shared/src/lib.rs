@@ -9,9 +9,11 @@ pub mod config;
 pub mod http;
 pub mod routes;
 pub mod runtime;
+pub mod sdk;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod token;
 
 pub use routes::{ROUTES, RouteSpec, app, app_for};
 pub use state::AppState;

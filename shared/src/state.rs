@@ -7,6 +7,7 @@ use crate::config::{Config, StoreSettings};
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{DynStore, StoreError};
+use crate::token::Tokens;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone, Debug)]
@@ -18,6 +19,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     store: DynStore,
+    tokens: Tokens,
     started: Instant,
     instance_id: String,
 }
@@ -26,6 +28,7 @@ impl AppState {
     pub fn new(config: Config, store: DynStore) -> Self {
         Self {
             inner: Arc::new(Inner {
+                tokens: Tokens::new(&config),
                 config,
                 store,
                 started: Instant::now(),
@@ -46,6 +49,10 @@ impl AppState {
 
     pub fn store(&self) -> &DynStore {
         &self.inner.store
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
     }
 
     /// Instances are per process: health and metrics say which one answered.

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every route: errors as problem+json, request context, the JSON extractor, and the
 //! layer stack every entry point (local server, Lambda, Vercel) wraps around the same router.
 
+pub mod auth;
 pub mod json;
 pub mod problem;
 pub mod request_id;

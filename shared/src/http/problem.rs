@@ -16,6 +16,25 @@ use utoipa::ToSchema;
 
 use super::request_id::RequestContext;
 use crate::store::StoreError;
+use crate::token::TokenError;
+
+/// Token failures: one problem type each, with the OAuth error code clients already understand.
+fn token_problem(status: StatusCode, e: &TokenError) -> Problem {
+    let (slug, title, oauth, detail) = match e {
+        TokenError::InvalidClient => ("invalid-client", "Invalid agent credentials", "invalid_client", e.to_string()),
+        TokenError::InvalidGrant => ("invalid-grant", "Invalid refresh token", "invalid_grant", e.to_string()),
+        TokenError::Revoked => ("refresh-token-revoked", "Refresh token revoked", "invalid_grant", e.to_string()),
+        TokenError::ReuseDetected => (
+            "refresh-token-reused",
+            "Refresh token reuse detected",
+            "invalid_grant",
+            "this refresh token was already rotated; the whole token family is now revoked — log in again".into(),
+        ),
+        TokenError::InvalidRequest(d) => ("invalid-request", "Invalid token request", "invalid_request", d.clone()),
+        other => ("invalid-token", "Invalid access token", "invalid_token", other.to_string()),
+    };
+    Problem { error: Some(oauth.into()), ..Problem::new(status, slug, title).detail(detail) }
+}
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -38,6 +57,9 @@ pub struct Problem {
     /// For invalid input: where in the body (a JSON Pointer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
+    /// The OAuth 2.0 error code (RFC 6749 §5.2), on token endpoint and bearer failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Base of our problem type URIs.
@@ -53,6 +75,7 @@ impl Problem {
             instance: None,
             request_id: None,
             pointer: None,
+            error: None,
         }
     }
 
@@ -105,6 +128,11 @@ pub enum ApiError {
     /// A dependency is down or slow; the client may retry after `retry_after` seconds.
     #[error("service unavailable: {detail}")]
     Unavailable { detail: String, retry_after: u64 },
+    /// No `Authorization: Bearer` header on an agent route.
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A bug or misconfiguration. The message is logged, never sent.
@@ -116,11 +144,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidJson { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidJson { .. } | Self::Token(TokenError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Token(TokenError::Store(e)) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Token(TokenError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -141,6 +172,13 @@ impl ApiError {
                 pointer: pointer.clone(),
                 ..Problem::new(status, "validation", "Invalid request").detail(detail.clone())
             },
+            Self::MissingToken => Problem {
+                error: Some("invalid_request".into()),
+                ..Problem::new(status, "missing-token", "Authentication required")
+                    .detail("send an access token: Authorization: Bearer <token>")
+            },
+            Self::Token(TokenError::Store(e)) => Self::Store(StoreError::clone_kind(e)).problem(),
+            Self::Token(e) => token_problem(status, e),
             Self::Unavailable { detail, .. } => {
                 Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
             }
@@ -150,10 +188,27 @@ impl ApiError {
         }
     }
 
+    /// `WWW-Authenticate` for 401s (RFC 6750 §3, RFC 6749 §5.2).
+    fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken => Some(r#"Bearer realm="cloud-agent""#),
+            Self::Token(TokenError::InvalidClient) => Some(r#"Basic realm="cloud-agent""#),
+            Self::Token(
+                TokenError::Malformed
+                | TokenError::UnknownKey
+                | TokenError::WrongType { .. }
+                | TokenError::Expired
+                | TokenError::NotYetValid
+                | TokenError::Invalid(_),
+            ) => Some(r#"Bearer realm="cloud-agent", error="invalid_token""#),
+            _ => None,
+        }
+    }
+
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
-            Self::Store(e) if e.is_transient() => Some(1),
+            Self::Store(e) | Self::Token(TokenError::Store(e)) if e.is_transient() => Some(1),
             _ => None,
         }
     }
@@ -169,6 +224,9 @@ impl IntoResponse for ApiError {
             tracing::info!(error = %self, status = status.as_u16(), "request rejected");
         }
         let mut response = status.into_response();
+        if let Some(challenge) = self.www_authenticate() {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         if let Some(secs) = self.retry_after() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -3,12 +3,14 @@
 
 pub mod health;
 pub mod openapi;
+pub mod token;
 
 use axum::Router;
-use axum::routing::{MethodRouter, get};
+use axum::middleware;
+use axum::routing::{MethodRouter, get, post};
 pub use http::Method;
 
-use crate::http::{ApiError, layered};
+use crate::http::{ApiError, auth, layered};
 use crate::state::AppState;
 
 /// One route: its public path, methods, and the function binary that serves it when deployed.
@@ -23,7 +25,17 @@ pub struct RouteSpec {
     pub methods: &'static [Method],
     /// The DynamoDB actions this route's function needs: template.yaml grants exactly these (least privilege).
     pub dynamodb_actions: &'static [&'static str],
+    /// Who may call it.
+    pub auth: Auth,
     handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Authentication a route requires; applied as a route layer, never inside handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Public,
+    /// A valid agent access token (`Authorization: Bearer`).
+    Agent,
 }
 
 impl RouteSpec {
@@ -39,6 +51,7 @@ pub const HEALTH: RouteSpec = RouteSpec {
     path: "/health",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
+    auth: Auth::Public,
     handler: || get(health::health),
 };
 
@@ -48,11 +61,55 @@ pub const OPENAPI: RouteSpec = RouteSpec {
     path: "/api/v1/openapi.json",
     methods: &[Method::GET],
     dynamodb_actions: &[],
+    auth: Auth::Public,
     handler: || get(openapi::spec),
 };
 
+/// The store's update on an expired, unreaped item reads it and deletes it before applying (see store docs).
+const UPDATE_ACTIONS: &[&str] = &["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"];
+
+pub const TOKEN: RouteSpec = RouteSpec {
+    binary: "token",
+    file: "api/v1/agent/token.rs",
+    path: "/api/v1/agent/token",
+    methods: &[Method::POST],
+    dynamodb_actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
+    auth: Auth::Public,
+    handler: || post(token::token),
+};
+
+pub const TOKEN_REFRESH: RouteSpec = RouteSpec {
+    binary: "token-refresh",
+    file: "api/v1/agent/token/refresh.rs",
+    path: "/api/v1/agent/token/refresh",
+    methods: &[Method::POST],
+    dynamodb_actions: UPDATE_ACTIONS,
+    auth: Auth::Public,
+    handler: || post(token::refresh),
+};
+
+pub const TOKEN_REVOKE: RouteSpec = RouteSpec {
+    binary: "token-revoke",
+    file: "api/v1/agent/token/revoke.rs",
+    path: "/api/v1/agent/token/revoke",
+    methods: &[Method::POST],
+    dynamodb_actions: UPDATE_ACTIONS,
+    auth: Auth::Public,
+    handler: || post(token::revoke),
+};
+
+pub const AGENT_ME: RouteSpec = RouteSpec {
+    binary: "agent-me",
+    file: "api/v1/agent/me.rs",
+    path: "/api/v1/agent/me",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Agent,
+    handler: || get(token::me),
+};
+
 /// All routes, in the order the local server mounts them.
-pub const ROUTES: &[RouteSpec] = &[HEALTH, OPENAPI];
+pub const ROUTES: &[RouteSpec] = &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME];
 
 /// The router with every route: what `cloudagent serve` runs.
 pub fn app(state: AppState) -> Router {
@@ -65,11 +122,18 @@ pub fn app(state: AppState) -> Router {
 /// public path or the destination.
 pub fn app_for(state: AppState, routes: &[RouteSpec]) -> Router {
     let mut router: Router<AppState> = Router::new();
+    let mount = |route: &RouteSpec| {
+        let handler = (route.handler)();
+        match route.auth {
+            Auth::Public => handler,
+            Auth::Agent => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent)),
+        }
+    };
     for route in routes {
-        router = router.route(route.path, (route.handler)());
+        router = router.route(route.path, mount(route));
         let alias = route.function_path();
         if routes.len() < ROUTES.len() && alias != route.path {
-            router = router.route(&alias, (route.handler)());
+            router = router.route(&alias, mount(route));
         }
     }
     let config = state.config();

@@ -11,12 +11,48 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Cloud Agent", description = "Control plane for fleets of software agents."),
-    paths(crate::routes::health::health, spec),
-    components(schemas(Problem, HealthReport, Check, HealthStatus)),
-    tags((name = "platform", description = "Health, metrics and the API description"))
+    paths(
+        crate::routes::health::health,
+        spec,
+        crate::routes::token::token,
+        crate::routes::token::refresh,
+        crate::routes::token::revoke,
+        crate::routes::token::me
+    ),
+    components(schemas(
+        Problem,
+        HealthReport,
+        Check,
+        HealthStatus,
+        crate::token::family::Issued,
+        crate::routes::token::TokenRequest,
+        crate::routes::token::RefreshRequest,
+        crate::routes::token::RevokeRequest,
+        crate::routes::token::Me
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "platform", description = "Health, metrics and the API description"),
+        (name = "agent", description = "Agent identity: tokens, refresh, revoke")
+    )
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
+
+/// Declares the bearer scheme agent routes require.
+#[derive(Debug)]
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 /// Rendered once per instance: the document cannot change while the process runs.
 /// (once_cell is the design card's choice for process-wide statics.)

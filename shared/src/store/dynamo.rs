@@ -531,10 +531,10 @@ impl Expr {
         if condition.evaluate(None) {
             let exp = self.name(EXPIRES_AT);
             let now = self.value(AttributeValue::N(now_epoch().to_string()));
-            format!("(({plain}) OR {exp} <= {now})")
+            format!("({} OR {exp} <= {now})", paren(&plain))
         } else {
             let live = self.live();
-            format!("({live} AND ({plain}))")
+            format!("({live} AND {})", paren(&plain))
         }
     }
 
@@ -545,7 +545,7 @@ impl Expr {
         match condition {
             Some(c) => {
                 let plain = self.condition(c);
-                format!("({live} AND ({plain}))")
+                format!("({live} AND {})", paren(&plain))
             }
             None => live,
         }
@@ -577,7 +577,10 @@ impl Expr {
                 " OR ",
                 "attribute_exists(pk) AND attribute_not_exists(pk)",
             ),
-            Condition::Not(c) => format!("NOT ({})", self.condition(c)),
+            Condition::Not(c) => {
+                let inner = self.condition(c);
+                format!("(NOT {})", paren(&inner))
+            }
         }
     }
 
@@ -622,7 +625,30 @@ fn join(parts: &[String], sep: &str, empty: &str) -> String {
     if parts.is_empty() {
         return format!("({empty})");
     }
-    format!("({})", parts.iter().map(|p| format!("({p})")).collect::<Vec<_>>().join(sep))
+    format!("({})", parts.iter().map(|p| paren(p)).collect::<Vec<_>>().join(sep))
+}
+
+/// Wraps `expr` in parentheses unless it already is one parenthesised group: DynamoDB rejects redundant ones.
+fn paren(expr: &str) -> String {
+    let bytes = expr.as_bytes();
+    if bytes.first() == Some(&b'(') && bytes.last() == Some(&b')') {
+        // Wrapped as a whole only if the first '(' closes at the very end.
+        let mut depth = 0i32;
+        for (i, b) in bytes.iter().enumerate() {
+            match b {
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                if i == bytes.len() - 1 {
+                    return expr.to_owned();
+                }
+                break;
+            }
+        }
+    }
+    format!("({expr})")
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -706,4 +732,17 @@ fn from_attr(value: AttributeValue) -> Result<Value, StoreError> {
         }
         other => return Err(internal(format!("unsupported attribute type {other:?}"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paren;
+
+    #[test]
+    fn paren_wraps_once() {
+        assert_eq!(paren("a = b"), "(a = b)");
+        assert_eq!(paren("(a = b)"), "(a = b)");
+        assert_eq!(paren("(a) AND (b)"), "((a) AND (b))");
+        assert_eq!(paren("attribute_exists(#n0)"), "(attribute_exists(#n0))");
+    }
 }

@@ -55,6 +55,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A copy for error reporting (the current item of a failed condition is not kept).
+    #[must_use]
+    pub fn clone_kind(&self) -> Self {
+        match self {
+            Self::ConditionFailed { .. } => Self::ConditionFailed { current: None },
+            Self::TransactionCanceled { reasons } => Self::TransactionCanceled { reasons: reasons.clone() },
+            Self::Validation(m) => Self::Validation(m.clone()),
+            Self::Throttled(m) => Self::Throttled(m.clone()),
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::Internal(m) => Self::Internal(m.clone()),
+        }
+    }
+
     /// True for errors a caller may retry.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Throttled(_) | Self::Unavailable(_))

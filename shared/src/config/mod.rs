@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod secrets;
+
 use crate::store::dynamo::DynamoConfig;
+pub use secrets::{Secret, Secrets};
 
 /// Errors while reading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,47 @@ pub struct Config {
     pub request_timeout: Duration,
     /// The running release (`releaseId` in health output).
     pub release_id: String,
+    pub secrets: Secrets,
+    pub tokens: TokenSettings,
+}
+
+/// Token lifetimes and identifiers; per-environment defaults, each overridable.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub access_ttl: Duration,
+    /// Absolute lifetime of a refresh family; rotation never extends it.
+    pub refresh_ttl: Duration,
+    /// How long the immediately previous refresh token still yields the already-issued successor.
+    pub refresh_grace: Duration,
+    /// Clock-skew allowance when verifying (at most 60 s).
+    pub leeway: Duration,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl TokenSettings {
+    fn from_lookup(env: &dyn Fn(&str) -> Option<String>, environment: Environment) -> Result<Self, ConfigError> {
+        let (access, refresh) = match environment {
+            Environment::Production | Environment::Staging => (15 * 60, 30 * 24 * 3600),
+            Environment::Development => (60 * 60, 7 * 24 * 3600),
+        };
+        let access_ttl = parse_number(env, "CLOUD_AGENT_ACCESS_TTL_SECS", access, 1..=24 * 3600)?;
+        let refresh_ttl = parse_number(env, "CLOUD_AGENT_REFRESH_TTL_SECS", refresh, 1..=365 * 24 * 3600)?;
+        if refresh_ttl <= access_ttl {
+            return Err(ConfigError::Invalid {
+                var: "CLOUD_AGENT_REFRESH_TTL_SECS",
+                problem: format!("must be longer than the access token lifetime ({access_ttl} s)"),
+            });
+        }
+        Ok(Self {
+            access_ttl: Duration::from_secs(access_ttl),
+            refresh_ttl: Duration::from_secs(refresh_ttl),
+            refresh_grace: Duration::from_secs(parse_number(env, "CLOUD_AGENT_REFRESH_GRACE_SECS", 10, 0..=300)?),
+            leeway: Duration::from_secs(parse_number(env, "CLOUD_AGENT_TOKEN_LEEWAY_SECS", 30, 0..=60)?),
+            issuer: env("CLOUD_AGENT_ISSUER").unwrap_or_else(|| "cloud-agent".to_owned()),
+            audience: env("CLOUD_AGENT_AUDIENCE").unwrap_or_else(|| "cloud-agent-api".to_owned()),
+        })
+    }
 }
 
 /// Default data directory of the embedded store.
@@ -136,7 +180,11 @@ impl Config {
             .or_else(|| env("VERCEL_GIT_COMMIT_SHA").map(|s| s.chars().take(12).collect()))
             .or_else(|| env("AWS_LAMBDA_FUNCTION_VERSION").filter(|v| v != "$LATEST"))
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        let secrets = Secrets::from_lookup(env, environment)?;
+        let tokens = TokenSettings::from_lookup(env, environment)?;
         Ok(Self {
+            secrets,
+            tokens,
             environment,
             platform,
             store,

@@ -1,0 +1,223 @@
+//! Per-environment secrets. A [`Secret`] never prints; production refuses missing, shared-fallback or short ones.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use rand::RngCore as _;
+use sha2::Sha256;
+
+use super::{ConfigError, Environment};
+
+/// The shortest secret accepted outside development: 256 bits, HS256's key size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Secret bytes. `Debug` and `Display` print `[redacted]`, so a secret cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// 32 random bytes, for development only.
+    pub fn random() -> Self {
+        let mut bytes = vec![0u8; MIN_SECRET_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// HMAC-SHA256 of `message` under this secret.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256>>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A public key id derived from the secret (it reveals nothing about it): lets verifiers pick the key
+    /// during rotation without configuring ids by hand.
+    pub fn key_id(&self) -> String {
+        let digest = self.mac(b"cloud-agent key id");
+        hex(&digest[..6])
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Where a secret came from: the environment-specific variable, the generic fallback, or generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    Specific,
+    Fallback,
+    Generated,
+}
+
+/// The secrets of the running environment.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// Pepper for agent credential hashes.
+    pub agent: Secret,
+    /// Signs new tokens.
+    pub jwt: Secret,
+    /// Still accepted for verification during a rotation.
+    pub jwt_previous: Vec<Secret>,
+    pub agent_source: SecretSource,
+    pub jwt_source: SecretSource,
+}
+
+fn prefix(environment: Environment) -> &'static str {
+    match environment {
+        Environment::Development => "DEV",
+        Environment::Staging => "STAGING",
+        Environment::Production => "PROD",
+    }
+}
+
+/// Variable names, leaked so `ConfigError` can carry `&'static str` (a handful, once per process).
+fn var_name(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+fn one(
+    env: &dyn Fn(&str) -> Option<String>,
+    environment: Environment,
+    kind: &str,
+) -> Result<(Secret, SecretSource), ConfigError> {
+    let specific = var_name(format!("{}_{kind}", prefix(environment)));
+    let generic = var_name(kind.to_owned());
+    let (value, source, var) = match (env(specific), env(generic)) {
+        (Some(v), _) => (v, SecretSource::Specific, specific),
+        (None, Some(v)) => {
+            if environment == Environment::Production {
+                return Err(ConfigError::Invalid {
+                    var: specific,
+                    problem: format!("production refuses the shared fallback {generic}; set {specific}"),
+                });
+            }
+            tracing::warn!(variable = generic, wanted = specific, "using the generic fallback secret");
+            (v, SecretSource::Fallback, generic)
+        }
+        (None, None) if environment == Environment::Development => {
+            tracing::warn!(
+                variable = specific,
+                "NO SECRET CONFIGURED: generated an ephemeral one; tokens and agent credentials die with this process"
+            );
+            return Ok((Secret::random(), SecretSource::Generated));
+        }
+        (None, None) => {
+            return Err(ConfigError::Invalid {
+                var: specific,
+                problem: "missing (required outside development)".into(),
+            });
+        }
+    };
+    if environment != Environment::Development && value.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            var,
+            problem: format!("too short: {} bytes, at least {MIN_SECRET_BYTES} required", value.len()),
+        });
+    }
+    Ok((Secret::new(value.into_bytes()), source))
+}
+
+impl Secrets {
+    pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>, environment: Environment) -> Result<Self, ConfigError> {
+        let (agent, agent_source) = one(env, environment, "AGENT_SECRET")?;
+        let (jwt, jwt_source) = one(env, environment, "JWT_SECRET")?;
+        let previous_var = var_name(format!("{}_JWT_SECRET_PREVIOUS", prefix(environment)));
+        let mut jwt_previous = Vec::new();
+        // Comma-separated: several old keys may still sign live tokens during a rotation.
+        for old in env(previous_var).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if environment != Environment::Development && old.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid {
+                    var: previous_var,
+                    problem: "a previous secret is too short".into(),
+                });
+            }
+            jwt_previous.push(Secret::new(old.as_bytes().to_vec()));
+        }
+        Ok(Self { agent, jwt, jwt_previous, agent_source, jwt_source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    const LONG: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new(b"hunter2hunter2".to_vec());
+        assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
+    }
+
+    #[test]
+    fn production_requires_specific_long_secrets() {
+        let missing = Secrets::from_lookup(&lookup(&[]), Environment::Production).unwrap_err();
+        assert!(missing.to_string().contains("PROD_AGENT_SECRET"), "{missing}");
+        let fallback =
+            Secrets::from_lookup(&lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]), Environment::Production)
+                .unwrap_err();
+        assert!(fallback.to_string().contains("fallback"), "{fallback}");
+        let short = Secrets::from_lookup(
+            &lookup(&[("PROD_AGENT_SECRET", "short"), ("PROD_JWT_SECRET", LONG)]),
+            Environment::Production,
+        )
+        .unwrap_err();
+        assert!(short.to_string().contains("too short"), "{short}");
+        let ok = Secrets::from_lookup(
+            &lookup(&[("PROD_AGENT_SECRET", LONG), ("PROD_JWT_SECRET", LONG)]),
+            Environment::Production,
+        )
+        .unwrap();
+        assert_eq!(ok.jwt_source, SecretSource::Specific);
+    }
+
+    #[test]
+    fn staging_accepts_the_fallback_and_development_generates() {
+        let staging =
+            Secrets::from_lookup(&lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]), Environment::Staging)
+                .unwrap();
+        assert_eq!(staging.agent_source, SecretSource::Fallback);
+        let dev = Secrets::from_lookup(&lookup(&[]), Environment::Development).unwrap();
+        assert_eq!(dev.jwt_source, SecretSource::Generated);
+        assert_eq!(dev.jwt.expose().len(), MIN_SECRET_BYTES);
+    }
+
+    #[test]
+    fn key_ids_differ_per_secret_and_are_stable() {
+        let a = Secret::new(LONG.as_bytes().to_vec());
+        assert_eq!(a.key_id(), Secret::new(LONG.as_bytes().to_vec()).key_id());
+        assert_ne!(a.key_id(), Secret::random().key_id());
+        assert_eq!(a.key_id().len(), 12);
+    }
+}

@@ -1,0 +1,63 @@
+//! The agent authentication layer: a route-level middleware that accepts only a valid access token
+//! (`Authorization: Bearer …`) and hands the handler a typed [`AgentIdentity`].
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header;
+use http::request::Parts;
+
+use super::problem::ApiError;
+use crate::state::AppState;
+use crate::token::TokenError;
+
+/// Who is calling: put in the request by [`require_agent`], taken by handlers as an extractor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    pub agent_id: String,
+    /// The user the agent works for.
+    pub owner: String,
+    /// The refresh family the access token belongs to.
+    pub family: String,
+    pub token_id: String,
+    /// Epoch seconds when the access token expires.
+    pub expires_at: i64,
+}
+
+fn bearer(request: &Request) -> Result<&str, ApiError> {
+    let value = request.headers().get(header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
+    let text = value.to_str().map_err(|_| ApiError::from(TokenError::Malformed))?;
+    match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::MissingToken),
+    }
+}
+
+pub async fn require_agent(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let identity = match bearer(&request).and_then(|t| state.tokens().verify_access(t).map_err(ApiError::from)) {
+        Ok(claims) => AgentIdentity {
+            agent_id: claims.sub,
+            owner: claims.owner,
+            family: claims.fid,
+            token_id: claims.jti,
+            expires_at: claims.exp,
+        },
+        Err(e) => return e.into_response(),
+    };
+    tracing::Span::current().record("agent", identity.agent_id.as_str());
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentIdentity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Only missing if a route forgot `Auth::Agent`: a bug, not the caller's fault.
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("agent route without the auth layer".into()))
+    }
+}

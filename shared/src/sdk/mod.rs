@@ -1,0 +1,5 @@
+//! The agent-side SDK: what a Rust agent (and the `cloudagent agent …` commands) use to talk to Cloud Agent.
+
+pub mod token_manager;
+
+pub use token_manager::{SdkError, TokenManager, TokenManagerOptions};

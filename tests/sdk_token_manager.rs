@@ -1,0 +1,130 @@
+//! The SDK's token manager against a real local server with lifetimes shortened to seconds.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use cloud_agent::AppState;
+use cloud_agent::config::{Config, Secret};
+use cloud_agent::sdk::{SdkError, TokenManager, TokenManagerOptions};
+use cloud_agent::token::credentials::{self, AgentId};
+
+const ACCESS_TTL: u64 = 3;
+
+async fn server(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> (String, AppState) {
+    let dir = data_dir.to_string_lossy().into_owned();
+    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let config = Config::from_lookup(&move |name| {
+        extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| match name {
+            "CLOUD_AGENT_STORE" => Some("embedded".into()),
+            "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
+            "CLOUD_AGENT_ACCESS_TTL_SECS" => Some(ACCESS_TTL.to_string()),
+            "CLOUD_AGENT_REFRESH_TTL_SECS" => Some("600".into()),
+            "CLOUD_AGENT_TOKEN_LEEWAY_SECS" => Some("0".into()),
+            _ => None,
+        })
+    })
+    .unwrap();
+    let state = AppState::from_config(config).await.unwrap();
+    let address = common::serve_router(cloud_agent::app(state.clone())).await;
+    (address, state)
+}
+
+async fn register(state: &AppState, id: &str) -> String {
+    let secret = credentials::generate_secret();
+    let id = AgentId::parse(id).unwrap();
+    credentials::register(state.store(), &state.config().secrets.agent, &id, "user-1", &secret).await.unwrap();
+    secret
+}
+
+fn exp_of(token: &str) -> f64 {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["exp"].as_f64().unwrap()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn options() -> TokenManagerOptions {
+    TokenManagerOptions { refresh_margin: Duration::from_mins(5), ..TokenManagerOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_callers_never_get_an_expired_token_and_refreshes_match_expiries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, state) = server(dir.path(), &[]).await;
+    let secret = register(&state, "sdk-agent").await;
+    let manager =
+        TokenManager::login(&address, "sdk-agent", Secret::new(secret.into_bytes()), options()).await.unwrap();
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let started = Instant::now();
+    let run_for = Duration::from_secs(9);
+    let mut callers = Vec::new();
+    for _ in 0..50 {
+        let (manager, seen) = (manager.clone(), seen.clone());
+        callers.push(tokio::spawn(async move {
+            let mut calls = 0u32;
+            while started.elapsed() < run_for {
+                let token = manager.token().await.expect("a token");
+                let left = exp_of(&token) - now();
+                assert!(left > 0.0, "a caller received a token that expired {:.3} s ago", -left);
+                seen.lock().unwrap().insert(token);
+                calls += 1;
+                tokio::time::sleep(Duration::from_millis(37)).await;
+            }
+            calls
+        }));
+    }
+    let mut calls = 0;
+    for caller in callers {
+        calls += caller.await.unwrap();
+    }
+    let distinct = seen.lock().unwrap().len() as u64;
+    let refreshes = manager.refresh_count();
+    assert!(calls > 1000, "the callers really ran ({calls} calls)");
+    assert_eq!(refreshes, distinct - 1, "one refresh per token generation, not per caller");
+    // Margin = lifetime/3 = 1 s, so a token lasts ~2 s: 9 s holds about 4 expiries, never 50 × that.
+    assert!((3..=6).contains(&refreshes), "refreshes = expiries: got {refreshes} over {run_for:?}");
+    assert_eq!(manager.login_count(), 1);
+    // The token the manager hands out works on an agent route.
+    let token = manager.token().await.unwrap();
+    let me = reqwest::Client::new().get(format!("{address}/api/v1/agent/me")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<serde_json::Value>().await.unwrap()["agent_id"], "sdk-agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_logs_in_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, state) = server(dir.path(), &[]).await;
+    let secret = register(&state, "sdk-agent-2").await;
+    let manager =
+        TokenManager::login(&address, "sdk-agent-2", Secret::new(secret.into_bytes()), options()).await.unwrap();
+    let refresh = manager.refresh_token().await;
+    let revoked = reqwest::Client::new()
+        .post(format!("{address}/api/v1/agent/token/revoke"))
+        .json(&serde_json::json!({ "token": refresh }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    tokio::time::sleep(Duration::from_secs(ACCESS_TTL)).await;
+    let token = manager.token().await.expect("re-authenticated with the agent credential");
+    assert!(exp_of(&token) > now());
+    assert_eq!(manager.login_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_credential_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, state) = server(dir.path(), &[]).await;
+    register(&state, "sdk-agent-3").await;
+    let result = TokenManager::login(&address, "sdk-agent-3", Secret::new(b"cas_wrong".to_vec()), options()).await;
+    assert!(matches!(result, Err(SdkError::Unauthorized(_))), "{result:?}");
+}
