@@ -38,7 +38,8 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 endpoint="$(infra/dynamodb-local/start.sh "$port")"
 echo "DynamoDB Local at $endpoint"
 export CLOUD_AGENT_TEST_DYNAMODB_ENDPOINT="$endpoint"
-# Tests that need DynamoDB fail (rather than skip) when it is missing.
+export CLOUD_AGENT_TEST_PYTHON="$root/infra/.venv/bin/python"
+# Tests that need DynamoDB (or PyJWT) fail, rather than skip, when it is missing.
 export CLOUD_AGENT_REQUIRE_DYNAMODB=1
 
 step "cargo fmt --check"

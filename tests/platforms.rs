@@ -31,7 +31,7 @@ struct Answer {
 
 /// Headers whose values must match across platforms.
 const COMPARED_HEADERS: &[&str] =
-    &["content-type", "allow", "cache-control", "retry-after", "x-request-id", "x-correlation-id"];
+    &["content-type", "allow", "cache-control", "retry-after", "www-authenticate", "x-request-id", "x-correlation-id"];
 
 /// One request, as the tests phrase it.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ struct Call {
     path: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     body: Option<&'static str>,
+}
+
+fn with_body(call: Call, body: &'static str) -> Call {
+    Call { body: Some(body), ..call }
 }
 
 fn call(method: &'static str, path: &'static str, request_id: &'static str) -> Call {
@@ -84,6 +88,10 @@ fn binary(name: &str) -> PathBuf {
     match name {
         "health" => env!("CARGO_BIN_EXE_health").into(),
         "openapi" => env!("CARGO_BIN_EXE_openapi").into(),
+        "token" => env!("CARGO_BIN_EXE_token").into(),
+        "token-refresh" => env!("CARGO_BIN_EXE_token-refresh").into(),
+        "token-revoke" => env!("CARGO_BIN_EXE_token-revoke").into(),
+        "agent-me" => env!("CARGO_BIN_EXE_agent-me").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -465,6 +473,31 @@ fn calls_for(function: &str) -> Vec<Call> {
         "openapi" => {
             vec![call("GET", "/api/v1/openapi.json", "cmp-4"), call("DELETE", "/api/v1/openapi.json", "cmp-5")]
         }
+        "token" => vec![
+            with_body(
+                call("POST", "/api/v1/agent/token", "cmp-6"),
+                r#"{"agent_id":"ghost","agent_secret":"cas_nope"}"#,
+            ),
+            with_body(call("POST", "/api/v1/agent/token", "cmp-7"), r#"{"agent_id":"ghost""#),
+            call("GET", "/api/v1/agent/token", "cmp-8"),
+        ],
+        "token-refresh" => {
+            vec![with_body(call("POST", "/api/v1/agent/token/refresh", "cmp-9"), r#"{"refresh_token":"not.a.token"}"#)]
+        }
+        "token-revoke" => {
+            vec![with_body(call("POST", "/api/v1/agent/token/revoke", "cmp-10"), r#"{"token":"unknown"}"#)]
+        }
+        "agent-me" => vec![
+            call("GET", "/api/v1/agent/me", "cmp-11"),
+            Call {
+                headers: vec![
+                    ("x-request-id", "cmp-12"),
+                    ("x-correlation-id", "cmp-job"),
+                    ("authorization", "Bearer forged"),
+                ],
+                ..call("GET", "/api/v1/agent/me", "cmp-12")
+            },
+        ],
         other => panic!("no calls for {other}"),
     }
 }
@@ -533,6 +566,44 @@ fn a_function_started_outside_lambda_and_vercel_points_to_cloudagent_serve() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("cloudagent serve"), "{function} says what to run instead: {stderr}");
     }
+}
+
+#[test]
+fn production_refuses_to_start_without_proper_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "0123456789abcdef0123456789abcdef";
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "PROD_AGENT_SECRET"),
+        (&[("AGENT_SECRET", long), ("JWT_SECRET", long)], "fallback"),
+        (&[("PROD_AGENT_SECRET", long), ("PROD_JWT_SECRET", "short")], "too short"),
+    ];
+    for (vars, expected) in cases {
+        let mut cmd = base_command("health", dir.path());
+        cmd.env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("AWS_LAMBDA_FUNCTION_NAME", "x")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("APP_ENV", "production")
+            .env("CLOUD_AGENT_STORE", "dynamodb")
+            .stderr(Stdio::piped());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "production start must fail for {vars:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "the message says what is wrong ({expected}): {stderr}");
+    }
+    // And `cloudagent serve` refuses the same way.
+    let out = base_command("cloudagent", dir.path())
+        .args(["serve", "--port", "0"])
+        .env("APP_ENV", "production")
+        .env("CLOUD_AGENT_STORE", "dynamodb")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PROD_AGENT_SECRET"));
 }
 
 #[test]

@@ -269,7 +269,8 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Pair, Failure> {
     let status = response.status();
     if status.is_success() {
         let issued: Issued = response.json().await.map_err(|e| Failure::Protocol(e.to_string()))?;
-        let lifetime = Duration::from_secs(issued.expires_in);
+        // `expires_in` counts from the server's whole second; one second less keeps us on the safe side.
+        let lifetime = Duration::from_secs(issued.expires_in.saturating_sub(1));
         return Ok(Pair {
             access: issued.access_token,
             access_expires: sent_at + lifetime,
