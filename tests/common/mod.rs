@@ -85,8 +85,13 @@ pub async fn serve_router(router: axum::Router) -> String {
 
 /// The whole app, as `cloudagent serve` runs it, on the embedded store.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_state().await.0
+}
+
+/// Like [`spawn_app`], also handing back the state (to register agents in its store).
+pub async fn spawn_app_with_state() -> (TestApp, cloud_agent::AppState) {
     let dir = tempfile::tempdir().unwrap();
     let state = cloud_agent::AppState::from_config(test_config(dir.path())).await.unwrap();
-    let address = serve_router(cloud_agent::app(state)).await;
-    TestApp { address, client: reqwest::Client::new(), _dir: Some(dir) }
+    let address = serve_router(cloud_agent::app(state.clone())).await;
+    (TestApp { address, client: reqwest::Client::new(), _dir: Some(dir) }, state)
 }
