@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloud_agent::config::{Config, StoreSettings};
+use cloud_agent::config::{Config, Environment, Secret, StoreSettings};
+use cloud_agent::sdk::{TokenManager, TokenManagerOptions};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
+use cloud_agent::token::credentials::{self, AgentId};
 
 #[derive(Debug, Parser)]
 #[command(name = "cloudagent", version, about = "Cloud Agent: the control plane for fleets of software agents")]
@@ -22,6 +24,11 @@ enum Command {
     Serve(ServeArgs),
     /// Print every route as JSON lines: binary, file, path, methods (for scripts and benchmarks).
     Routes,
+    /// Agent tools: create an agent, log in, get a fresh access token (these use the SDK's token manager).
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Manage the DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -42,11 +49,56 @@ struct ServeArgs {
     /// Address to bind; loopback by default so a laptop does not expose the API.
     #[arg(long, default_value = "127.0.0.1", env = "CLOUD_AGENT_BIND")]
     bind: IpAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Register an agent in the store and print its secret (shown once; only a keyed hash is stored).
+    /// With the embedded store, run it while `cloudagent serve` is stopped (the file has one owner).
+    Create {
+        #[arg(long)]
+        id: String,
+        /// The user the agent works for.
+        #[arg(long, default_value = "local-user")]
+        owner: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Log in with an agent credential and save the session (0600) for `cloudagent agent token`.
+    Login {
+        #[arg(long, default_value = "http://127.0.0.1:3000", env = "CLOUD_AGENT_URL")]
+        url: String,
+        #[arg(long, env = "CLOUD_AGENT_AGENT_ID")]
+        id: String,
+        #[arg(long, env = "CLOUD_AGENT_AGENT_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long, default_value = ".cloudagent/agent-session.json")]
+        session: PathBuf,
+    },
+    /// Print an access token valid for at least the refresh margin, rotating the saved refresh token.
+    Token {
+        #[arg(long, default_value = ".cloudagent/agent-session.json")]
+        session: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded, env = "CLOUD_AGENT_STORE")]
     store: StoreKind,
-    /// Where the embedded store keeps its file.
     #[arg(long, default_value = ".cloudagent", env = "CLOUD_AGENT_DATA_DIR")]
     data_dir: PathBuf,
+}
+
+/// What `agent login` saves.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Session {
+    url: String,
+    agent_id: String,
+    agent_secret: String,
+    refresh_token: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Agent { command } => agent(command).await,
         Command::Table { command: TableCommand::Create(args) } => {
             let store = DynamoStore::connect(&DynamoConfig {
                 table: args.table.clone(),
@@ -115,9 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Configuration from the environment, with the store chosen by flags.
+fn config_with_store(args: StoreArgs) -> anyhow::Result<Config> {
     let mut config = Config::from_env()?;
-    // Flags win over the environment's defaults for the store.
     config.store = match args.store {
         StoreKind::Embedded => StoreSettings::Embedded { data_dir: args.data_dir },
         StoreKind::Dynamodb => match config.store {
@@ -129,10 +182,99 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }),
         },
     };
+    if config.environment == Environment::Production && matches!(config.store, StoreSettings::Embedded { .. }) {
+        anyhow::bail!(
+            "production needs the shared DynamoDB table (--store dynamodb); the embedded store is per instance"
+        );
+    }
+    Ok(config)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config_with_store(args.store)?;
     let state = AppState::from_config(config).await?;
     let addr = SocketAddr::new(args.bind, args.port);
     eprintln!("cloudagent: serving on http://{addr} (store: {})", state.store().backend());
+    if state.config().environment == Environment::Development {
+        // A ready-made agent for trying things out; never in staging or production.
+        let secret = demo_secret(&state.config().secrets.agent);
+        let id = AgentId::parse(DEMO_AGENT)?;
+        credentials::register(state.store(), &state.config().secrets.agent, &id, "local-user", &secret).await?;
+        eprintln!(
+            "cloudagent: development demo agent ready:\n  cloudagent agent login --url http://{addr} --id {DEMO_AGENT} --secret {secret}"
+        );
+    }
     cloud_agent::runtime::serve(state, addr).await?;
+    Ok(())
+}
+
+const DEMO_AGENT: &str = "demo-agent";
+
+/// Stable for a given agent pepper, so a restart with the same DEV_AGENT_SECRET keeps the demo login working.
+fn demo_secret(pepper: &Secret) -> String {
+    use base64::Engine as _;
+    let mac = pepper.mac(b"cloud-agent demo agent");
+    format!("{}{}", credentials::SECRET_PREFIX, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac))
+}
+
+async fn agent(command: AgentCommand) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Create { id, owner, store } => {
+            let config = config_with_store(store)?;
+            let id = AgentId::parse(&id)?;
+            let state = AppState::from_config(config).await?;
+            let secret = credentials::generate_secret();
+            credentials::register(state.store(), &state.config().secrets.agent, &id, &owner, &secret).await?;
+            println!("agent_id: {id}\nagent_secret: {secret}\n(store the secret now: only a keyed hash is kept)");
+            Ok(())
+        }
+        AgentCommand::Login { url, id, secret, session } => {
+            let manager = TokenManager::login(
+                &url,
+                &id,
+                Secret::new(secret.clone().into_bytes()),
+                TokenManagerOptions::default(),
+            )
+            .await?;
+            let saved =
+                Session { url, agent_id: id, agent_secret: secret, refresh_token: manager.refresh_token().await };
+            save_session(&session, &saved)?;
+            eprintln!("logged in as {}; session saved to {}", saved.agent_id, session.display());
+            Ok(())
+        }
+        AgentCommand::Token { session } => {
+            let text = std::fs::read_to_string(&session)
+                .map_err(|e| anyhow::anyhow!("{}: {e} (run `cloudagent agent login` first)", session.display()))?;
+            let mut saved: Session = serde_json::from_str(&text)?;
+            let manager = TokenManager::resume(
+                &saved.url,
+                &saved.agent_id,
+                Secret::new(saved.agent_secret.clone().into_bytes()),
+                &saved.refresh_token,
+                TokenManagerOptions::default(),
+            )
+            .await?;
+            let token = manager.token().await?;
+            saved.refresh_token = manager.refresh_token().await;
+            save_session(&session, &saved)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// Writes the session readable by its owner only: it holds the agent secret and a refresh token.
+fn save_session(path: &std::path::Path, session: &Session) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(serde_json::to_string_pretty(session)?.as_bytes())?;
     Ok(())
 }
 

@@ -118,16 +118,43 @@ impl TokenManager {
         agent_secret: Secret,
         options: TokenManagerOptions,
     ) -> Result<Self, SdkError> {
-        let http = reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .build()
-            .map_err(|e| SdkError::Protocol(e.to_string()))?;
+        let http = client(&options)?;
         let base = base_url.trim_end_matches('/').to_owned();
-        let pair = login_request(&http, &base, agent_id, &agent_secret).await.map_err(|f| match f {
-            Failure::Rejected(m) | Failure::SessionGone(m) => SdkError::Unauthorized(m),
-            Failure::Transient(m) => SdkError::Unavailable(m),
-            Failure::Protocol(m) => SdkError::Protocol(m),
-        })?;
+        let pair = login_request(&http, &base, agent_id, &agent_secret).await.map_err(login_error)?;
+        Ok(Self::start(http, base, agent_id, agent_secret, options, pair, 1))
+    }
+
+    /// Continues a saved session: rotates `refresh_token` (logging in again if it is no longer valid).
+    pub async fn resume(
+        base_url: &str,
+        agent_id: &str,
+        agent_secret: Secret,
+        refresh_token: &str,
+        options: TokenManagerOptions,
+    ) -> Result<Self, SdkError> {
+        let http = client(&options)?;
+        let base = base_url.trim_end_matches('/').to_owned();
+        let (pair, logins, refreshes) = match refresh_request(&http, &base, refresh_token).await {
+            Ok(pair) => (pair, 0, 1),
+            Err(Failure::SessionGone(_)) => {
+                (login_request(&http, &base, agent_id, &agent_secret).await.map_err(login_error)?, 1, 0)
+            }
+            Err(other) => return Err(login_error(other)),
+        };
+        let manager = Self::start(http, base, agent_id, agent_secret, options, pair, logins);
+        manager.inner.refreshes.store(refreshes, Ordering::SeqCst);
+        Ok(manager)
+    }
+
+    fn start(
+        http: reqwest::Client,
+        base: String,
+        agent_id: &str,
+        agent_secret: Secret,
+        options: TokenManagerOptions,
+        pair: Pair,
+        logins: u64,
+    ) -> Self {
         let inner = Arc::new(Inner {
             http,
             base,
@@ -137,10 +164,10 @@ impl TokenManager {
             pair: RwLock::new(pair),
             refreshing: Mutex::new(()),
             refreshes: AtomicU64::new(0),
-            logins: AtomicU64::new(1),
+            logins: AtomicU64::new(logins),
         });
         tokio::spawn(background(Arc::downgrade(&inner)));
-        Ok(Self { inner })
+        Self { inner }
     }
 
     /// An access token valid for at least the refresh margin; refreshes first when needed (single flight).
@@ -175,6 +202,18 @@ impl TokenManager {
     }
 }
 
+fn client(options: &TokenManagerOptions) -> Result<reqwest::Client, SdkError> {
+    reqwest::Client::builder().timeout(options.request_timeout).build().map_err(|e| SdkError::Protocol(e.to_string()))
+}
+
+fn login_error(failure: Failure) -> SdkError {
+    match failure {
+        Failure::Rejected(m) | Failure::SessionGone(m) => SdkError::Unauthorized(m),
+        Failure::Transient(m) => SdkError::Unavailable(m),
+        Failure::Protocol(m) => SdkError::Protocol(m),
+    }
+}
+
 fn remaining(pair: &Pair) -> Duration {
     pair.access_expires.saturating_duration_since(Instant::now())
 }
@@ -187,13 +226,21 @@ impl Inner {
     /// Refreshes unless someone else just did (callers queue on the gate and re-check).
     async fn refresh_if_due(&self) -> Result<(), SdkError> {
         let _gate = self.refreshing.lock().await;
-        let (refresh, old_expires) = {
+        let (refresh, old_expires, family_over) = {
             let pair = self.pair.read().await;
             if remaining(&pair) >= margin(&self.options, &pair) {
                 return Ok(());
             }
-            (pair.refresh.clone(), pair.access_expires)
+            (pair.refresh.clone(), pair.access_expires, pair.refresh_expires <= Instant::now())
         };
+        if family_over {
+            // The refresh family reached its absolute lifetime: only the credential can start a new one.
+            let pair =
+                login_request(&self.http, &self.base, &self.agent_id, &self.secret).await.map_err(login_error)?;
+            *self.pair.write().await = pair;
+            self.logins.fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        }
         let mut attempt = 0;
         loop {
             match refresh_request(&self.http, &self.base, &refresh).await {
@@ -288,12 +335,4 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Pair, Failure> {
         408 | 429 | 500..=599 => Failure::Transient(detail),
         _ => Failure::Protocol(detail),
     })
-}
-
-impl Pair {
-    /// For diagnostics: when the refresh family ends.
-    #[allow(dead_code)]
-    fn refresh_left(&self) -> Duration {
-        self.refresh_expires.saturating_duration_since(Instant::now())
-    }
 }
