@@ -41,6 +41,7 @@ async fn health_passes_with_a_datastore_check() {
     assert_eq!(body["status"], "pass");
     assert_eq!(body["releaseId"], "test-release");
     assert_eq!(body["version"], "1");
+    assert_eq!(body["environment"], "development");
     let check = &body["checks"]["datastore:responseTime"][0];
     assert_eq!(check["componentType"], "datastore");
     assert_eq!(check["componentId"], "embedded");

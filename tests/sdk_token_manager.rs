@@ -89,8 +89,9 @@ async fn fifty_callers_never_get_an_expired_token_and_refreshes_match_expiries()
     let refreshes = manager.refresh_count();
     assert!(calls > 1000, "the callers really ran ({calls} calls)");
     assert_eq!(refreshes, distinct - 1, "one refresh per token generation, not per caller");
-    // Margin = lifetime/3 = 1 s, so a token lasts ~2 s: 9 s holds about 4 expiries, never 50 × that.
-    assert!((3..=6).contains(&refreshes), "refreshes = expiries: got {refreshes} over {run_for:?}");
+    // The SDK counts a 3 s token as 2 s (whole-second safety) and refreshes a third of that early, so each token
+    // serves 1.3–2 s: 9 s hold 4–7 expiries — and never one refresh per caller (50 ×).
+    assert!((3..=8).contains(&refreshes), "refreshes = expiries: got {refreshes} over {run_for:?}");
     assert_eq!(manager.login_count(), 1);
     // The token the manager hands out works on an agent route.
     let token = manager.token().await.unwrap();

@@ -1,6 +1,7 @@
 //! One conformance suite, run against both backends: `embedded::*` on a redb file, `dynamodb::*` on AWS's
 //! DynamoDB Local. Every test states a behaviour callers rely on; both backends must agree.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -289,30 +290,7 @@ async fn invalid_cursor_and_limits_are_rejected(store: DynStore) {
     assert!(matches!(store.query(Query::partition("A").limit(1001)).await, Err(StoreError::Validation(_))));
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let s = crate::common::embedded();
-                    super::$name(s.store.clone()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(s) = crate::common::dynamodb().await else { return };
-                    super::$name(s.store.clone()).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_backends!(
     put_then_get_round_trips_every_type,
     conditional_put_fails_and_returns_the_current_item,
     conditional_update_is_compare_and_set,

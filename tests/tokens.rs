@@ -1,6 +1,7 @@
 //! Agent identity end to end: issue → refresh chains on both store backends, concurrent rotation, reuse
 //! detection, forged and misused tokens, independent verification with PyJWT, and production start-up refusal.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -127,29 +128,6 @@ async fn credentials_verify_and_refuse(store: DynStore) {
     assert!(!format!("{stored:?}").contains(&secret), "the secret itself is never stored");
     assert!(credentials::disable(&store, &id).await.unwrap());
     assert!(matches!(credentials::authenticate(&store, &pepper, &id, &secret).await, Err(TokenError::InvalidClient)));
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let s = crate::common::embedded();
-                    super::$name(s.store.clone()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(s) = crate::common::dynamodb().await else { return };
-                    super::$name(s.store.clone()).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::sync::Arc;
 
@@ -94,4 +94,29 @@ pub async fn spawn_app_with_state() -> (TestApp, cloud_agent::AppState) {
     let state = cloud_agent::AppState::from_config(test_config(dir.path())).await.unwrap();
     let address = serve_router(cloud_agent::app(state.clone())).await;
     (TestApp { address, client: reqwest::Client::new(), _dir: Some(dir) }, state)
+}
+
+/// Generates `embedded::<test>` and `dynamodb::<test>` for each named `async fn <test>(store: DynStore)`, so
+/// one body runs against both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let s = crate::common::embedded();
+                    super::$name(s.store.clone()).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(s) = crate::common::dynamodb().await else { return };
+                    super::$name(s.store.clone()).await;
+                }
+            )*
+        }
+    };
 }

@@ -58,6 +58,8 @@ pub struct HealthReport {
     /// This exact release.
     pub release_id: String,
     pub service_id: String,
+    /// development, staging or production.
+    pub environment: String,
     pub description: String,
     /// Keyed `component:measurement`.
     pub checks: BTreeMap<String, Vec<Check>>,
@@ -126,6 +128,7 @@ pub async fn report(state: &AppState) -> HealthReport {
         version: API_VERSION.to_owned(),
         release_id: config.release_id.clone(),
         service_id: "cloud-agent".into(),
+        environment: config.environment.as_str().into(),
         description: format!(
             "Cloud Agent control plane ({}, {})",
             config.environment.as_str(),
