@@ -88,26 +88,22 @@ pub struct Secrets {
     pub jwt_source: SecretSource,
 }
 
-fn prefix(environment: Environment) -> &'static str {
+/// The variables of one environment: (agent secret, JWT secret, previous JWT secrets).
+fn names(environment: Environment) -> [&'static str; 3] {
     match environment {
-        Environment::Development => "DEV",
-        Environment::Staging => "STAGING",
-        Environment::Production => "PROD",
+        Environment::Development => ["DEV_AGENT_SECRET", "DEV_JWT_SECRET", "DEV_JWT_SECRET_PREVIOUS"],
+        Environment::Staging => ["STAGING_AGENT_SECRET", "STAGING_JWT_SECRET", "STAGING_JWT_SECRET_PREVIOUS"],
+        Environment::Production => ["PROD_AGENT_SECRET", "PROD_JWT_SECRET", "PROD_JWT_SECRET_PREVIOUS"],
     }
 }
 
-/// Variable names, leaked so `ConfigError` can carry `&'static str` (a handful, once per process).
-fn var_name(text: String) -> &'static str {
-    Box::leak(text.into_boxed_str())
-}
-
+/// One secret: the environment's own variable `specific`, else the shared fallback `generic`.
 fn one(
     env: &dyn Fn(&str) -> Option<String>,
     environment: Environment,
-    kind: &str,
+    specific: &'static str,
+    generic: &'static str,
 ) -> Result<(Secret, SecretSource), ConfigError> {
-    let specific = var_name(format!("{}_{kind}", prefix(environment)));
-    let generic = var_name(kind.to_owned());
     let (value, source, var) = match (env(specific), env(generic)) {
         (Some(v), _) => (v, SecretSource::Specific, specific),
         (None, Some(v)) => {
@@ -145,9 +141,9 @@ fn one(
 
 impl Secrets {
     pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>, environment: Environment) -> Result<Self, ConfigError> {
-        let (agent, agent_source) = one(env, environment, "AGENT_SECRET")?;
-        let (jwt, jwt_source) = one(env, environment, "JWT_SECRET")?;
-        let previous_var = var_name(format!("{}_JWT_SECRET_PREVIOUS", prefix(environment)));
+        let [agent_var, jwt_var, previous_var] = names(environment);
+        let (agent, agent_source) = one(env, environment, agent_var, "AGENT_SECRET")?;
+        let (jwt, jwt_source) = one(env, environment, jwt_var, "JWT_SECRET")?;
         let mut jwt_previous = Vec::new();
         // Comma-separated: several old keys may still sign live tokens during a rotation.
         for old in env(previous_var).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
