@@ -5,6 +5,8 @@
 //! (`cloudagent serve`, via [`runtime::serve`]). State lives behind the [`store::Store`] trait, backed by
 //! DynamoDB in production and an embedded redb file locally.
 
+pub mod batch;
+pub mod cache;
 pub mod config;
 pub mod http;
 pub mod routes;
