@@ -92,6 +92,8 @@ fn binary(name: &str) -> PathBuf {
         "token-refresh" => env!("CARGO_BIN_EXE_token-refresh").into(),
         "token-revoke" => env!("CARGO_BIN_EXE_token-revoke").into(),
         "agent-me" => env!("CARGO_BIN_EXE_agent-me").into(),
+        "progress" => env!("CARGO_BIN_EXE_progress").into(),
+        "progress-get" => env!("CARGO_BIN_EXE_progress-get").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -498,6 +500,11 @@ fn calls_for(function: &str) -> Vec<Call> {
                 ..call("GET", "/api/v1/agent/me", "cmp-12")
             },
         ],
+        "progress" => vec![
+            with_body(call("POST", "/api/v1/agent/progress", "cmp-13"), r#"{"updates":[]}"#),
+            call("GET", "/api/v1/agent/progress", "cmp-14"),
+        ],
+        "progress-get" => vec![call("GET", "/api/v1/agent/progress/task-1", "cmp-15")],
         other => panic!("no calls for {other}"),
     }
 }

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod http;
+pub mod progress;
 pub mod routes;
 pub mod runtime;
 pub mod sdk;

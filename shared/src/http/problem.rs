@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::request_id::RequestContext;
+use crate::progress::ProgressError;
 use crate::store::StoreError;
 use crate::token::TokenError;
 
@@ -134,6 +135,8 @@ pub enum ApiError {
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
+    Progress(#[from] ProgressError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// A bug or misconfiguration. The message is logged, never sent.
     #[error("internal error: {0}")]
@@ -152,6 +155,13 @@ impl ApiError {
             Self::Token(TokenError::Store(e)) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Token(TokenError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
+            Self::Progress(ProgressError::TooMany(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Progress(ProgressError::BadBatchId | ProgressError::Mismatch(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Progress(ProgressError::InProgress { .. }) => StatusCode::CONFLICT,
+            Self::Progress(ProgressError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Self::Progress(ProgressError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            Self::Progress(ProgressError::Store(e)) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Progress(ProgressError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -179,6 +189,19 @@ impl ApiError {
             },
             Self::Token(TokenError::Store(e)) => Self::Store(StoreError::clone_kind(e)).problem(),
             Self::Token(e) => token_problem(status, e),
+            Self::Progress(ProgressError::Store(e)) => Self::Store(StoreError::clone_kind(e)).problem(),
+            Self::Progress(e) => {
+                let (slug, title) = match e {
+                    ProgressError::TooMany(_) => ("too-many-updates", "Too many updates"),
+                    ProgressError::BadBatchId => ("validation", "Invalid request"),
+                    ProgressError::Mismatch(_) => ("idempotency-key-reused", "Batch id reused with a different body"),
+                    ProgressError::InProgress { .. } => ("batch-in-progress", "Batch still in progress"),
+                    ProgressError::NotFound(_) => ("not-found", "Not Found"),
+                    ProgressError::Forbidden(_) => ("forbidden", "Forbidden"),
+                    ProgressError::Store(_) => ("internal", "Internal Server Error"),
+                };
+                Problem::new(status, slug, title).detail(e.to_string())
+            }
             Self::Unavailable { detail, .. } => {
                 Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
             }
@@ -208,7 +231,12 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
-            Self::Store(e) | Self::Token(TokenError::Store(e)) if e.is_transient() => Some(1),
+            Self::Progress(ProgressError::InProgress { retry_after, .. }) => Some(*retry_after),
+            Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e))
+                if e.is_transient() =>
+            {
+                Some(1)
+            }
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod openapi;
+pub mod progress;
 pub mod token;
 
 use axum::Router;
@@ -109,7 +110,35 @@ pub const AGENT_ME: RouteSpec = RouteSpec {
 };
 
 /// All routes, in the order the local server mounts them.
-pub const ROUTES: &[RouteSpec] = &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME];
+pub const PROGRESS: RouteSpec = RouteSpec {
+    binary: "progress",
+    file: "api/v1/agent/progress.rs",
+    path: "/api/v1/agent/progress",
+    methods: &[Method::POST],
+    // Receipt claim/finish (put, update, delete), task state (update), events (batch write).
+    dynamodb_actions: &[
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ],
+    auth: Auth::Agent,
+    handler: || post(progress::post),
+};
+
+pub const PROGRESS_GET: RouteSpec = RouteSpec {
+    binary: "progress-get",
+    file: "api/v1/agent/progress/[task_id].rs",
+    path: "/api/v1/agent/progress/{task_id}",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem", "dynamodb:Query"],
+    auth: Auth::Agent,
+    handler: || get(progress::get),
+};
+
+pub const ROUTES: &[RouteSpec] =
+    &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME, PROGRESS, PROGRESS_GET];
 
 /// The router with every route: what `cloudagent serve` runs.
 pub fn app(state: AppState) -> Router {

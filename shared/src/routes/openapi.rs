@@ -17,7 +17,9 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::token::token,
         crate::routes::token::refresh,
         crate::routes::token::revoke,
-        crate::routes::token::me
+        crate::routes::token::me,
+        crate::routes::progress::post,
+        crate::routes::progress::get
     ),
     components(schemas(
         Problem,
@@ -28,7 +30,14 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::token::TokenRequest,
         crate::routes::token::RefreshRequest,
         crate::routes::token::RevokeRequest,
-        crate::routes::token::Me
+        crate::routes::token::Me,
+        crate::routes::progress::ProgressBatch,
+        crate::progress::ProgressUpdate,
+        crate::progress::TaskStatus,
+        crate::progress::Receipt,
+        crate::progress::ItemIssue,
+        crate::progress::TaskProgress,
+        crate::progress::ProgressEvent
     )),
     modifiers(&BearerAuth),
     tags(

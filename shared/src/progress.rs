@@ -1,0 +1,492 @@
+//! Agent progress: validation of updates, durable batched writes, idempotent receipts, and the task state.
+//!
+//! Writes follow the serverless rule "acknowledge only what is durable": an update counts as accepted only after
+//! its event item is in the store. Events go out with BatchWriteItem in chunks of 25, unprocessed items are
+//! retried with full-jitter backoff inside the request's budget, and whatever still is not written is reported
+//! as failed. Event keys are deterministic (`EVENT#{client ms}#{batch id}#{index}`), so replaying a batch can
+//! never duplicate an event. A batch id (body `batch_id` or `Idempotency-Key`) makes a retry return the stored
+//! receipt without writing; a claim with a lease keeps a crashed attempt from blocking retries for longer than
+//! the request budget.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sha2::{Digest as _, Sha256};
+use utoipa::ToSchema;
+
+use crate::config::secrets::hex;
+use crate::store::{BatchRetry, Condition, DynStore, Item, Key, StoreError, Update, Value, WriteOp, now_epoch};
+
+/// Most updates one request may carry (more → 413).
+pub const MAX_UPDATES: usize = 100;
+/// Largest `message`.
+pub const MAX_MESSAGE: usize = 2_000;
+/// Most entries in `metrics`.
+pub const MAX_METRICS: usize = 32;
+/// How long receipts are kept for idempotent replays.
+pub const RECEIPT_TTL_SECS: i64 = 24 * 3600;
+/// How long progress history is kept.
+pub const HISTORY_TTL_SECS: i64 = 30 * 24 * 3600;
+
+/// Errors of the progress service that are not per-item.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    #[error("too many updates in one request: {0} (at most {MAX_UPDATES})")]
+    TooMany(usize),
+    #[error("invalid batch id: 1-128 visible ASCII characters")]
+    BadBatchId,
+    #[error("batch {batch_id} is still being processed")]
+    InProgress { batch_id: String, retry_after: u64 },
+    #[error("batch id {0} was used with a different body")]
+    Mismatch(String),
+    #[error("no progress for task {0}")]
+    NotFound(String),
+    #[error("task {0} belongs to another agent")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Task status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One progress update as agents send it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressUpdate {
+    pub task_id: String,
+    /// 0–100.
+    pub progress: f64,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Small numeric measurements (at most 32).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// When the agent observed this state (RFC 3339). Orders updates: a late, older one never wins.
+    pub timestamp: String,
+    /// Tie-breaker for updates with the same timestamp (higher wins).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// A validated update, with its timestamp in epoch milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valid {
+    pub index: usize,
+    pub update: ProgressUpdate,
+    pub at_ms: i64,
+}
+
+/// Task ids: 1–128 of `A-Z a-z 0-9 . _ - :`.
+pub fn valid_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+}
+
+/// Checks one raw item; the error is the reason reported for its index.
+pub fn validate(index: usize, raw: Json) -> Result<Valid, (String, String)> {
+    let task_hint = raw.get("task_id").and_then(Json::as_str).unwrap_or_default().to_owned();
+    let update: ProgressUpdate = serde_json::from_value(raw).map_err(|e| (task_hint.clone(), e.to_string()))?;
+    let fail = |why: &str| Err((update.task_id.clone(), why.to_owned()));
+    if !valid_task_id(&update.task_id) {
+        return fail("task_id must be 1-128 characters of A-Z a-z 0-9 . _ - :");
+    }
+    if !(0.0..=100.0).contains(&update.progress) || !update.progress.is_finite() {
+        return fail("progress must be between 0 and 100");
+    }
+    if update.message.as_ref().is_some_and(|m| m.len() > MAX_MESSAGE) {
+        return fail("message is longer than 2000 bytes");
+    }
+    if update.metrics.len() > MAX_METRICS || update.metrics.values().any(|v| !v.is_finite()) {
+        return fail("metrics: at most 32 finite numbers");
+    }
+    let Ok(at) = time::OffsetDateTime::parse(&update.timestamp, &time::format_description::well_known::Rfc3339) else {
+        return fail("timestamp must be RFC 3339, e.g. 2026-11-23T10:00:00Z");
+    };
+    let at_ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    if !(0..=9_999_999_999_999).contains(&at_ms) {
+        return fail("timestamp out of range");
+    }
+    Ok(Valid { index, update, at_ms })
+}
+
+/// Batch ids become keys and headers: keep them short and printable.
+pub fn valid_batch_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An item that was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ItemIssue {
+    pub index: usize,
+    pub task_id: String,
+    pub reason: String,
+}
+
+/// The answer to a batch: what is durable, what was refused, what could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Receipt {
+    pub batch_id: String,
+    /// Updates durably stored.
+    pub accepted: usize,
+    /// Invalid updates (fix and resend them, with a new batch id).
+    pub rejected: Vec<ItemIssue>,
+    /// Valid updates that could not be stored in time (resend the batch: nothing is duplicated).
+    pub failed: Vec<ItemIssue>,
+}
+
+/// The latest of several updates: by timestamp, then `seq`, then position in the batch.
+pub fn newest<'a>(a: &'a Valid, b: &'a Valid) -> &'a Valid {
+    if (b.at_ms, b.update.seq, b.index) > (a.at_ms, a.update.seq, a.index) { b } else { a }
+}
+
+/// Coalesces a batch: the latest update per task (every event is still written to history).
+pub fn coalesce(updates: &[Valid]) -> BTreeMap<&str, &Valid> {
+    let mut latest: BTreeMap<&str, &Valid> = BTreeMap::new();
+    for v in updates {
+        latest.entry(v.update.task_id.as_str()).and_modify(|cur| *cur = newest(cur, v)).or_insert(v);
+    }
+    latest
+}
+
+fn receipt_key(agent: &str, batch_id: &str) -> Key {
+    Key::new(format!("BATCH#{agent}#{batch_id}"), "RECEIPT")
+}
+
+fn state_key(task: &str) -> Key {
+    Key::new(format!("TASK#{task}"), "STATE")
+}
+
+fn event_item(agent: &str, batch_id: &str, v: &Valid) -> Item {
+    let u = &v.update;
+    let mut item =
+        Item::new(&Key::new(format!("TASK#{}", u.task_id), format!("EVENT#{:013}#{batch_id}#{:04}", v.at_ms, v.index)))
+            .with("task_id", u.task_id.as_str())
+            .with("agent_id", agent)
+            .with("progress", u.progress)
+            .with("status", u.status.as_str())
+            .with("timestamp", u.timestamp.as_str())
+            .with("at_ms", v.at_ms)
+            .with("seq", i64::try_from(u.seq).unwrap_or(i64::MAX))
+            .with("batch_id", batch_id)
+            .with("expires_at", now_epoch() + HISTORY_TTL_SECS);
+    if let Some(m) = &u.message {
+        item.set("message", m.as_str());
+    }
+    if !u.metrics.is_empty() {
+        item.set("metrics", Value::M(u.metrics.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect()));
+    }
+    item
+}
+
+/// Outcome of claiming a batch id.
+#[derive(Debug)]
+pub enum Claim {
+    /// Ours to process; `lease` identifies our claim.
+    Fresh { lease: String },
+    /// Already processed: the stored receipt.
+    Done(Receipt),
+}
+
+/// Claims `batch_id` for this request, or returns the stored receipt, or says another attempt is running.
+pub async fn claim(
+    store: &DynStore,
+    agent: &str,
+    batch_id: &str,
+    body_hash: &str,
+    budget: Duration,
+) -> Result<Claim, ProgressError> {
+    let now = now_epoch();
+    let lease = crate::token::new_id();
+    let lease_secs = i64::try_from(budget.as_secs()).unwrap_or(60).max(1);
+    let item = Item::new(&receipt_key(agent, batch_id))
+        .with("status", "in_progress")
+        .with("lease", lease.as_str())
+        .with("lease_until", now + lease_secs)
+        .with("body_hash", body_hash)
+        .with("expires_at", now + RECEIPT_TTL_SECS);
+    // A claim whose lease ran out belonged to an attempt that died (timeout, frozen instance): take it over.
+    let free = Condition::NotExists.or(Condition::eq("status", "in_progress").and(Condition::lt("lease_until", now)));
+    match store.put(item, Some(free)).await {
+        Ok(()) => Ok(Claim::Fresh { lease }),
+        Err(StoreError::ConditionFailed { current: Some(current) }) => {
+            if current.get_str("body_hash") != Some(body_hash) {
+                return Err(ProgressError::Mismatch(batch_id.to_owned()));
+            }
+            if current.get_str("status") == Some("done") {
+                let receipt = current
+                    .get_str("receipt")
+                    .and_then(|r| serde_json::from_str(r).ok())
+                    .ok_or_else(|| StoreError::Internal("unreadable receipt".into()))?;
+                return Ok(Claim::Done(receipt));
+            }
+            let until = current.get_i64("lease_until").unwrap_or(now + 1);
+            Err(ProgressError::InProgress {
+                batch_id: batch_id.to_owned(),
+                retry_after: u64::try_from((until - now).max(1)).unwrap_or(1),
+            })
+        }
+        Err(StoreError::ConditionFailed { current: None }) => {
+            Err(StoreError::Internal("claim raced with TTL".into()).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores the receipt (only when everything valid is durable), or releases the claim so a retry runs again.
+pub async fn finish(
+    store: &DynStore,
+    agent: &str,
+    batch_id: &str,
+    lease: &str,
+    receipt: &Receipt,
+) -> Result<(), ProgressError> {
+    let key = receipt_key(agent, batch_id);
+    let ours = Condition::eq("lease", lease);
+    if receipt.failed.is_empty() {
+        let text = serde_json::to_string(receipt).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let update = Update::new().set("status", "done").set("receipt", text).remove("lease_until");
+        match store.update(&key, update, Some(ours)).await {
+            Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    } else {
+        match store.delete(&key, Some(ours)).await {
+            Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Hash of the request body, to refuse a batch id reused with different content.
+pub fn body_hash(body: &[u8]) -> String {
+    hex(&Sha256::digest(body)[..16])
+}
+
+/// Writes a validated batch: task state first (ownership, monotonic), then the events in chunks of 25.
+pub async fn write(
+    store: &DynStore,
+    agent: &str,
+    batch_id: &str,
+    valid: Vec<Valid>,
+    retry: BatchRetry,
+) -> (usize, Vec<ItemIssue>, Vec<ItemIssue>) {
+    let mut rejected = Vec::new();
+    let mut failed = Vec::new();
+    let issue = |v: &Valid, reason: &str| ItemIssue {
+        index: v.index,
+        task_id: v.update.task_id.clone(),
+        reason: reason.to_owned(),
+    };
+    // 1. One conditional update per task with its newest update; a late, older update leaves the state alone.
+    let mut refused_tasks: BTreeMap<String, String> = BTreeMap::new();
+    for (task, v) in coalesce(&valid) {
+        let u = &v.update;
+        let seq = i64::try_from(u.seq).unwrap_or(i64::MAX);
+        let owner_ok = Condition::NotExists.or(Condition::eq("agent_id", agent));
+        let newer = Condition::AttrNotExists("at_ms".into())
+            .or(Condition::lt("at_ms", v.at_ms))
+            .or(Condition::eq("at_ms", v.at_ms).and(Condition::lt("seq", seq)));
+        let mut update = Update::new()
+            .set("task_id", task)
+            .set("agent_id", agent)
+            .set("progress", u.progress)
+            .set("status", u.status.as_str())
+            .set("timestamp", u.timestamp.as_str())
+            .set("at_ms", v.at_ms)
+            .set("seq", seq)
+            .set("updated_at", now_epoch());
+        update = match &u.message {
+            Some(m) => update.set("message", m.as_str()),
+            None => update.remove("message"),
+        };
+        match store.update(&state_key(task), update, Some(owner_ok.and(newer))).await {
+            Ok(_) => {}
+            Err(StoreError::ConditionFailed { current: Some(cur) }) if cur.get_str("agent_id") != Some(agent) => {
+                refused_tasks.insert(task.to_owned(), "task belongs to another agent".into());
+            }
+            // Stale: the stored state is newer. The event still goes to history.
+            Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => {
+                refused_tasks.insert(task.to_owned(), format!("not stored ({}); resend the batch", short(&e)));
+            }
+        }
+    }
+    let mut writable = Vec::new();
+    for v in valid {
+        match refused_tasks.get(&v.update.task_id) {
+            Some(reason) if reason.starts_with("task belongs") => rejected.push(issue(&v, reason)),
+            Some(reason) => failed.push(issue(&v, reason)),
+            None => writable.push(v),
+        }
+    }
+    // 2. Events, 25 per BatchWriteItem; what stays unprocessed within the budget is failed, not accepted.
+    let mut accepted = 0;
+    for chunk in writable.chunks(crate::store::MAX_BATCH_WRITE) {
+        let ops: Vec<WriteOp> = chunk.iter().map(|v| WriteOp::Put(event_item(agent, batch_id, v))).collect();
+        match store.batch_write(ops, retry).await {
+            Ok(left) => {
+                let left_keys: Vec<Key> = left.iter().filter_map(WriteOp::key).collect();
+                for v in chunk {
+                    let key = event_item(agent, batch_id, v).key();
+                    if key.is_some_and(|k| left_keys.contains(&k)) {
+                        failed.push(issue(v, "not stored in time; resend the batch"));
+                    } else {
+                        accepted += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = format!("not stored ({}); resend the batch", short(&e));
+                failed.extend(chunk.iter().map(|v| issue(v, &reason)));
+            }
+        }
+    }
+    (accepted, rejected, failed)
+}
+
+fn short(e: &StoreError) -> &'static str {
+    if e.is_transient() { "store unavailable" } else { "store error" }
+}
+
+/// Latest state and one page of history (newest first).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskProgress {
+    pub task_id: String,
+    pub agent_id: String,
+    pub progress: f64,
+    pub status: String,
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub history: Vec<ProgressEvent>,
+    /// Pass as `cursor` for older history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgressEvent {
+    pub progress: f64,
+    pub status: String,
+    pub timestamp: String,
+    pub batch_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn number(item: &Item, name: &str) -> f64 {
+    item.get(name).and_then(Value::as_number).map_or(0.0, crate::store::Number::as_f64)
+}
+
+fn text(item: &Item, name: &str) -> String {
+    item.get_str(name).unwrap_or_default().to_owned()
+}
+
+/// Reads a task's progress for `agent` (403 for another agent's task).
+pub async fn read(
+    store: &DynStore,
+    agent: &str,
+    task: &str,
+    limit: u32,
+    cursor: Option<crate::store::Cursor>,
+) -> Result<TaskProgress, ProgressError> {
+    let state = store.get(&state_key(task)).await?.ok_or_else(|| ProgressError::NotFound(task.to_owned()))?;
+    if state.get_str("agent_id") != Some(agent) {
+        return Err(ProgressError::Forbidden(task.to_owned()));
+    }
+    let page = store
+        .query(
+            crate::store::Query::partition(format!("TASK#{task}"))
+                .prefix("EVENT#")
+                .backward()
+                .limit(limit)
+                .after(cursor),
+        )
+        .await?;
+    Ok(TaskProgress {
+        task_id: task.to_owned(),
+        agent_id: agent.to_owned(),
+        progress: number(&state, "progress"),
+        status: text(&state, "status"),
+        timestamp: text(&state, "timestamp"),
+        message: state.get_str("message").map(str::to_owned),
+        history: page
+            .items
+            .iter()
+            .map(|e| ProgressEvent {
+                progress: number(e, "progress"),
+                status: text(e, "status"),
+                timestamp: text(e, "timestamp"),
+                batch_id: text(e, "batch_id"),
+                message: e.get_str("message").map(str::to_owned),
+            })
+            .collect(),
+        next_cursor: page.next.map(|c| c.as_str().to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(task: &str, ts: &str, seq: u64) -> Json {
+        serde_json::json!({"task_id": task, "progress": 50, "status": "running", "timestamp": ts, "seq": seq})
+    }
+
+    #[test]
+    fn coalescing_keeps_the_newest_per_task() {
+        let items: Vec<Valid> = [
+            raw("a", "2026-11-23T10:00:02Z", 0),
+            raw("a", "2026-11-23T10:00:01Z", 9),
+            raw("b", "2026-11-23T10:00:00Z", 0),
+            raw("a", "2026-11-23T10:00:02Z", 1),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| validate(i, r).unwrap())
+        .collect();
+        let latest = coalesce(&items);
+        assert_eq!(latest["a"].index, 3, "same timestamp: higher seq wins");
+        assert_eq!(latest["b"].index, 2);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let bad = |r: Json| validate(0, r).unwrap_err().1;
+        assert!(bad(serde_json::json!({"task_id": "a", "progress": 101, "status": "running", "timestamp": "2026-11-23T10:00:00Z"})).contains("progress"));
+        assert!(bad(serde_json::json!({"task_id": "a", "progress": 1, "status": "bogus", "timestamp": "2026-11-23T10:00:00Z"})).contains("unknown variant"));
+        assert!(
+            bad(serde_json::json!({"task_id": "a", "progress": 1, "status": "running", "timestamp": "yesterday"}))
+                .contains("RFC 3339")
+        );
+        assert!(bad(serde_json::json!({"task_id": "a b", "progress": 1, "status": "running", "timestamp": "2026-11-23T10:00:00Z"})).contains("task_id"));
+        assert!(
+            bad(serde_json::json!({"progress": 1, "status": "running", "timestamp": "2026-11-23T10:00:00Z"}))
+                .contains("task_id")
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! `POST /api/v1/agent/progress` (batched, idempotent, partial success) and `GET /api/v1/agent/progress/{task_id}`.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::Value as Json;
+use tokio::time::Instant;
+
+use crate::http::auth::AgentIdentity;
+use crate::http::{ApiError, ApiJson, json};
+use crate::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
+use crate::state::AppState;
+use crate::store::{BatchRetry, Cursor};
+
+/// The envelope: `{batch_id?, updates: [...]}` (a single update object is accepted as well).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ProgressBatch {
+    /// Idempotency key for this batch (the `Idempotency-Key` header works too).
+    #[serde(default)]
+    pub batch_id: Option<String>,
+    pub updates: Vec<Json>,
+}
+
+/// Report progress. Each update is validated on its own; the answer says which were stored (`accepted`),
+/// which were invalid (`rejected`) and which could not be stored in time (`failed` — resend the batch with the
+/// same batch id; nothing is ever duplicated).
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/progress",
+    tag = "agent",
+    security(("bearer" = [])),
+    request_body(content = ProgressBatch, description = "A batch, or one update (see ProgressUpdate)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as batch_id")),
+    responses(
+        (status = 202, body = Receipt, description = "Receipt (also for a replayed batch: header Idempotency-Replayed)"),
+        (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "The same batch is still being processed; see Retry-After"),
+        (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "More than 100 updates"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Batch id reused with a different body"),
+    )
+)]
+pub async fn post(
+    State(state): State<AppState>,
+    identity: AgentIdentity,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType("expected application/json".into()));
+    }
+    let raw: Json = json::parse(&body)?;
+    let (batch_id, updates) = if raw.get("updates").is_some() {
+        let batch: ProgressBatch = json::parse(&body)?;
+        (batch.batch_id, batch.updates)
+    } else {
+        (None, vec![raw])
+    };
+    if updates.len() > progress::MAX_UPDATES {
+        return Err(ProgressError::TooMany(updates.len()).into());
+    }
+    let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let batch_id = batch_id.or(header_key).unwrap_or_else(crate::token::new_id);
+    if !progress::valid_batch_id(&batch_id) {
+        return Err(ProgressError::BadBatchId.into());
+    }
+    let agent = identity.agent_id.as_str();
+    let budget = state.config().request_timeout;
+    let lease = match progress::claim(state.store(), agent, &batch_id, &progress::body_hash(&body), budget).await? {
+        Claim::Done(receipt) => {
+            let mut response = (StatusCode::ACCEPTED, ApiJson(receipt)).into_response();
+            response.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Claim::Fresh { lease } => lease,
+    };
+    let mut valid = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, raw) in updates.into_iter().enumerate() {
+        match progress::validate(index, raw) {
+            Ok(v) => valid.push(v),
+            Err((task_id, reason)) => rejected.push(ItemIssue { index, task_id, reason }),
+        }
+    }
+    // Leave a margin of the budget for the receipt write.
+    let retry = BatchRetry { deadline: Some(started + budget.mul_f32(0.7)), ..BatchRetry::default() };
+    let (accepted, refused, failed) = progress::write(state.store(), agent, &batch_id, valid, retry).await;
+    rejected.extend(refused);
+    rejected.sort_by_key(|i| i.index);
+    let receipt = Receipt { batch_id: batch_id.clone(), accepted, rejected, failed };
+    progress::finish(state.store(), agent, &batch_id, &lease, &receipt).await?;
+    tracing::info!(batch = %batch_id, accepted, rejected = receipt.rejected.len(), failed = receipt.failed.len(), "progress batch");
+    Ok((StatusCode::ACCEPTED, ApiJson(receipt)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// A task's latest state and its history, newest first (`limit` ≤ 100, `cursor` for the next page).
+#[utoipa::path(
+    get,
+    path = "/api/v1/agent/progress/{task_id}",
+    tag = "agent",
+    security(("bearer" = [])),
+    params(("task_id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses(
+        (status = 200, body = TaskProgress),
+        (status = 403, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    identity: AgentIdentity,
+    Path(task_id): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<ApiJson<TaskProgress>, ApiError> {
+    if !progress::valid_task_id(&task_id) {
+        return Err(ApiError::Unprocessable { detail: "invalid task_id".into(), pointer: None });
+    }
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::Unprocessable { detail: "limit must be 1..=100".into(), pointer: None });
+    }
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|_| ApiError::Unprocessable { detail: "invalid cursor".into(), pointer: None })?;
+    Ok(ApiJson(progress::read(state.store(), &identity.agent_id, &task_id, limit, cursor).await?))
+}
