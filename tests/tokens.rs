@@ -312,78 +312,8 @@ print(json.dumps(claims))
 
 // ------------------------------------------------------------- store calls per refresh
 
-/// Counts the calls a real backend receives (a decorator, not a fake: every call goes through).
-#[derive(Debug)]
-struct Counting {
-    inner: DynStore,
-    calls: std::sync::atomic::AtomicUsize,
-}
-
-impl Counting {
-    fn hit(&self) {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-    fn take(&self) -> usize {
-        self.calls.swap(0, std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-#[async_trait::async_trait]
-impl cloud_agent::store::Store for Counting {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn get(&self, key: &Key) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.get(key).await
-    }
-    async fn put(
-        &self,
-        item: cloud_agent::store::Item,
-        c: Option<cloud_agent::store::Condition>,
-    ) -> Result<(), cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.put(item, c).await
-    }
-    async fn update(
-        &self,
-        key: &Key,
-        u: cloud_agent::store::Update,
-        c: Option<cloud_agent::store::Condition>,
-    ) -> Result<cloud_agent::store::Item, cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.update(key, u, c).await
-    }
-    async fn delete(
-        &self,
-        key: &Key,
-        c: Option<cloud_agent::store::Condition>,
-    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.delete(key, c).await
-    }
-    async fn query(
-        &self,
-        q: cloud_agent::store::Query,
-    ) -> Result<cloud_agent::store::Page, cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.query(q).await
-    }
-    async fn batch_write_once(
-        &self,
-        ops: Vec<cloud_agent::store::WriteOp>,
-    ) -> Result<Vec<cloud_agent::store::WriteOp>, cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.batch_write_once(ops).await
-    }
-    async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.transact_write(ops).await
-    }
-}
-
 async fn one_store_call_per_refresh(store: DynStore) {
-    let counting = Arc::new(Counting { inner: store, calls: std::sync::atomic::AtomicUsize::new(0) });
+    let counting = Arc::new(common::Counting::new(store));
     let store: DynStore = counting.clone();
     let tokens = tokens();
     let first = family::issue(&store, &tokens, &agent()).await.unwrap();

@@ -323,12 +323,11 @@ pub async fn write(
             None => update.remove("message"),
         };
         match store.update(&state_key(task), update, Some(owner_ok.and(newer))).await {
-            Ok(_) => {}
             Err(StoreError::ConditionFailed { current: Some(cur) }) if cur.get_str("agent_id") != Some(agent) => {
                 refused_tasks.insert(task.to_owned(), "task belongs to another agent".into());
             }
-            // Stale: the stored state is newer. The event still goes to history.
-            Err(StoreError::ConditionFailed { .. }) => {}
+            // Written, or stale (the stored state is newer; the event still goes to history).
+            Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
             Err(e) => {
                 refused_tasks.insert(task.to_owned(), format!("not stored ({}); resend the batch", short(&e)));
             }

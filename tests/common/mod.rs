@@ -68,7 +68,7 @@ pub fn test_config(data_dir: &std::path::Path) -> cloud_agent::config::Config {
     cloud_agent::config::Config::from_lookup(&move |name| match name {
         "CLOUD_AGENT_STORE" => Some("embedded".into()),
         "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
-        "CLOUD_AGENT_BODY_LIMIT" => Some("4096".into()),
+        "CLOUD_AGENT_BODY_LIMIT" => Some("65536".into()),
         "CLOUD_AGENT_RELEASE" => Some("test-release".into()),
         _ => None,
     })
@@ -119,4 +119,87 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Counts the calls a real backend receives (a decorator, not a fake: every call goes through).
+#[derive(Debug)]
+pub struct Counting {
+    inner: DynStore,
+    calls: std::sync::atomic::AtomicUsize,
+    /// BatchWriteItem calls alone.
+    pub batch_writes: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    pub fn new(inner: DynStore) -> Self {
+        Self {
+            inner,
+            calls: std::sync::atomic::AtomicUsize::default(),
+            batch_writes: std::sync::atomic::AtomicUsize::default(),
+        }
+    }
+    fn hit(&self) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn take(&self) -> usize {
+        self.calls.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl cloud_agent::store::Store for Counting {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(
+        &self,
+        key: &cloud_agent::store::Key,
+    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
+        self.hit();
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        item: cloud_agent::store::Item,
+        c: Option<cloud_agent::store::Condition>,
+    ) -> Result<(), cloud_agent::store::StoreError> {
+        self.hit();
+        self.inner.put(item, c).await
+    }
+    async fn update(
+        &self,
+        key: &cloud_agent::store::Key,
+        u: cloud_agent::store::Update,
+        c: Option<cloud_agent::store::Condition>,
+    ) -> Result<cloud_agent::store::Item, cloud_agent::store::StoreError> {
+        self.hit();
+        self.inner.update(key, u, c).await
+    }
+    async fn delete(
+        &self,
+        key: &cloud_agent::store::Key,
+        c: Option<cloud_agent::store::Condition>,
+    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
+        self.hit();
+        self.inner.delete(key, c).await
+    }
+    async fn query(
+        &self,
+        q: cloud_agent::store::Query,
+    ) -> Result<cloud_agent::store::Page, cloud_agent::store::StoreError> {
+        self.hit();
+        self.inner.query(q).await
+    }
+    async fn batch_write_once(
+        &self,
+        ops: Vec<cloud_agent::store::WriteOp>,
+    ) -> Result<Vec<cloud_agent::store::WriteOp>, cloud_agent::store::StoreError> {
+        self.hit();
+        self.batch_writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.batch_write_once(ops).await
+    }
+    async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
+        self.hit();
+        self.inner.transact_write(ops).await
+    }
 }

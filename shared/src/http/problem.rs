@@ -146,24 +146,21 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e)) => {
+                if e.is_transient() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR }
+            }
+            Self::NotFound(_) | Self::Progress(ProgressError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::InvalidJson { .. } | Self::Token(TokenError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge | Self::Progress(ProgressError::TooMany(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable { .. } | Self::Progress(ProgressError::BadBatchId | ProgressError::Mismatch(_)) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Token(TokenError::Store(e)) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Token(TokenError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
-            Self::Progress(ProgressError::TooMany(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Progress(ProgressError::BadBatchId | ProgressError::Mismatch(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Progress(ProgressError::InProgress { .. }) => StatusCode::CONFLICT,
-            Self::Progress(ProgressError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::Progress(ProgressError::Forbidden(_)) => StatusCode::FORBIDDEN,
-            Self::Progress(ProgressError::Store(e)) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Progress(ProgressError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -187,9 +184,10 @@ impl ApiError {
                 ..Problem::new(status, "missing-token", "Authentication required")
                     .detail("send an access token: Authorization: Bearer <token>")
             },
-            Self::Token(TokenError::Store(e)) => Self::Store(StoreError::clone_kind(e)).problem(),
+            Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e)) => {
+                Self::Store(StoreError::clone_kind(e)).problem()
+            }
             Self::Token(e) => token_problem(status, e),
-            Self::Progress(ProgressError::Store(e)) => Self::Store(StoreError::clone_kind(e)).problem(),
             Self::Progress(e) => {
                 let (slug, title) = match e {
                     ProgressError::TooMany(_) => ("too-many-updates", "Too many updates"),
@@ -230,8 +228,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Unavailable { retry_after, .. } => Some(*retry_after),
-            Self::Progress(ProgressError::InProgress { retry_after, .. }) => Some(*retry_after),
+            Self::Unavailable { retry_after, .. } | Self::Progress(ProgressError::InProgress { retry_after, .. }) => {
+                Some(*retry_after)
+            }
             Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e))
                 if e.is_transient() =>
             {
