@@ -94,6 +94,7 @@ fn binary(name: &str) -> PathBuf {
         "agent-me" => env!("CARGO_BIN_EXE_agent-me").into(),
         "progress" => env!("CARGO_BIN_EXE_progress").into(),
         "progress-get" => env!("CARGO_BIN_EXE_progress-get").into(),
+        "context" => env!("CARGO_BIN_EXE_context").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -505,6 +506,7 @@ fn calls_for(function: &str) -> Vec<Call> {
             call("GET", "/api/v1/agent/progress", "cmp-14"),
         ],
         "progress-get" => vec![call("GET", "/api/v1/agent/progress/task-1", "cmp-15")],
+        "context" => vec![call("GET", "/api/v1/agent/context", "cmp-16")],
         other => panic!("no calls for {other}"),
     }
 }

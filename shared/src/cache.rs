@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 /// How a value was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CacheStatus {
     Hit,

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod context;
 pub mod http;
 pub mod progress;
 pub mod routes;

@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
+use crate::context::StoredContext;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{DynStore, StoreError};
 use crate::token::Tokens;
+use std::num::NonZeroUsize;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone, Debug)]
@@ -20,6 +23,7 @@ struct Inner {
     config: Config,
     store: DynStore,
     tokens: Tokens,
+    context_cache: Cache<String, Arc<StoredContext>>,
     started: Instant,
     instance_id: String,
 }
@@ -29,6 +33,12 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 tokens: Tokens::new(&config),
+                context_cache: Cache::new(
+                    NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+                    16 * 1024 * 1024,
+                    config.context_ttl,
+                    crate::context::weigh,
+                ),
                 config,
                 store,
                 started: Instant::now(),
@@ -53,6 +63,11 @@ impl AppState {
 
     pub fn tokens(&self) -> &Tokens {
         &self.inner.tokens
+    }
+
+    /// Per-instance cache of user contexts.
+    pub fn context_cache(&self) -> &Cache<String, Arc<StoredContext>> {
+        &self.inner.context_cache
     }
 
     /// Instances are per process: health and metrics say which one answered.

@@ -64,13 +64,24 @@ impl TestApp {
 
 /// Configuration for tests: development, embedded store in a temp dir, small limits.
 pub fn test_config(data_dir: &std::path::Path) -> cloud_agent::config::Config {
+    test_config_with(data_dir, &[])
+}
+
+/// [`test_config`] with some variables set.
+pub fn test_config_with(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> cloud_agent::config::Config {
     let dir = data_dir.to_string_lossy().into_owned();
-    cloud_agent::config::Config::from_lookup(&move |name| match name {
-        "CLOUD_AGENT_STORE" => Some("embedded".into()),
-        "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
-        "CLOUD_AGENT_BODY_LIMIT" => Some("65536".into()),
-        "CLOUD_AGENT_RELEASE" => Some("test-release".into()),
-        _ => None,
+    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    cloud_agent::config::Config::from_lookup(&move |name| {
+        if let Some((_, v)) = extra.iter().find(|(k, _)| k == name) {
+            return Some(v.clone());
+        }
+        match name {
+            "CLOUD_AGENT_STORE" => Some("embedded".into()),
+            "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
+            "CLOUD_AGENT_BODY_LIMIT" => Some("65536".into()),
+            "CLOUD_AGENT_RELEASE" => Some("test-release".into()),
+            _ => None,
+        }
     })
     .expect("test config")
 }
@@ -200,6 +211,83 @@ impl cloud_agent::store::Store for Counting {
     }
     async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
         self.hit();
+        self.inner.transact_write(ops).await
+    }
+}
+
+/// Plays a store outage in front of a real backend (DynamoDB going away cannot be staged per test here):
+/// while `down` is set, every call fails as `Unavailable`.
+#[derive(Debug)]
+pub struct Outage {
+    inner: DynStore,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl Outage {
+    pub fn new(inner: DynStore) -> Self {
+        Self { inner, down: std::sync::atomic::AtomicBool::new(false) }
+    }
+    fn check(&self) -> Result<(), cloud_agent::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(cloud_agent::store::StoreError::Unavailable("injected outage".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl cloud_agent::store::Store for Outage {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn get(
+        &self,
+        key: &cloud_agent::store::Key,
+    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        item: cloud_agent::store::Item,
+        c: Option<cloud_agent::store::Condition>,
+    ) -> Result<(), cloud_agent::store::StoreError> {
+        self.check()?;
+        self.inner.put(item, c).await
+    }
+    async fn update(
+        &self,
+        key: &cloud_agent::store::Key,
+        u: cloud_agent::store::Update,
+        c: Option<cloud_agent::store::Condition>,
+    ) -> Result<cloud_agent::store::Item, cloud_agent::store::StoreError> {
+        self.check()?;
+        self.inner.update(key, u, c).await
+    }
+    async fn delete(
+        &self,
+        key: &cloud_agent::store::Key,
+        c: Option<cloud_agent::store::Condition>,
+    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
+        self.check()?;
+        self.inner.delete(key, c).await
+    }
+    async fn query(
+        &self,
+        q: cloud_agent::store::Query,
+    ) -> Result<cloud_agent::store::Page, cloud_agent::store::StoreError> {
+        self.check()?;
+        self.inner.query(q).await
+    }
+    async fn batch_write_once(
+        &self,
+        ops: Vec<cloud_agent::store::WriteOp>,
+    ) -> Result<Vec<cloud_agent::store::WriteOp>, cloud_agent::store::StoreError> {
+        self.check()?;
+        self.inner.batch_write_once(ops).await
+    }
+    async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
+        self.check()?;
         self.inner.transact_write(ops).await
     }
 }

@@ -97,6 +97,8 @@ pub struct Config {
     pub release_id: String,
     pub secrets: Secrets,
     pub tokens: TokenSettings,
+    /// How long a user context stays fresh in an instance's cache.
+    pub context_ttl: Duration,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -182,7 +184,9 @@ impl Config {
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
         let secrets = Secrets::from_lookup(env, environment)?;
         let tokens = TokenSettings::from_lookup(env, environment)?;
+        let context_ttl = Duration::from_secs(parse_number(env, "CLOUD_AGENT_CONTEXT_TTL_SECS", 300, 0..=86_400)?);
         Ok(Self {
+            context_ttl,
             secrets,
             tokens,
             environment,

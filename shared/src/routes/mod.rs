@@ -1,6 +1,7 @@
 //! Every route, once. [`ROUTES`] is the single list the router, the per-route binaries, template.yaml and
 //! vercel.json are checked against (`tests/infra.rs`).
 
+pub mod context;
 pub mod health;
 pub mod openapi;
 pub mod progress;
@@ -137,8 +138,18 @@ pub const PROGRESS_GET: RouteSpec = RouteSpec {
     handler: || get(progress::get),
 };
 
+pub const CONTEXT: RouteSpec = RouteSpec {
+    binary: "context",
+    file: "api/v1/agent/context.rs",
+    path: "/api/v1/agent/context",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem"],
+    auth: Auth::Agent,
+    handler: || get(context::get),
+};
+
 pub const ROUTES: &[RouteSpec] =
-    &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME, PROGRESS, PROGRESS_GET];
+    &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME, PROGRESS, PROGRESS_GET, CONTEXT];
 
 /// The router with every route: what `cloudagent serve` runs.
 pub fn app(state: AppState) -> Router {

@@ -19,7 +19,8 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::token::revoke,
         crate::routes::token::me,
         crate::routes::progress::post,
-        crate::routes::progress::get
+        crate::routes::progress::get,
+        crate::routes::context::get
     ),
     components(schemas(
         Problem,
@@ -37,7 +38,11 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::progress::Receipt,
         crate::progress::ItemIssue,
         crate::progress::TaskProgress,
-        crate::progress::ProgressEvent
+        crate::progress::ProgressEvent,
+        crate::routes::context::ContextResponse,
+        crate::context::StoredContext,
+        crate::context::UserContext,
+        crate::cache::CacheStatus
     )),
     modifiers(&BearerAuth),
     tags(

@@ -1,0 +1,60 @@
+//! `GET /api/v1/agent/context`: the calling agent's user context, cached per instance.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::cache::CacheStatus;
+use crate::context::{self, ContextError, StoredContext};
+use crate::http::auth::AgentIdentity;
+use crate::http::{ApiError, ApiJson};
+use crate::state::AppState;
+
+/// The context plus where it came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContextResponse {
+    #[serde(flatten)]
+    pub context: StoredContext,
+    /// True when served from this instance's cache (fresh or stale).
+    pub cached: bool,
+    /// HIT, MISS or STALE (also in the `X-Cache` header).
+    pub cache: CacheStatus,
+}
+
+fn respond(context: &StoredContext, status: CacheStatus) -> Response {
+    let cached = status != CacheStatus::Miss;
+    let mut response = ApiJson(ContextResponse { context: context.clone(), cached, cache: status }).into_response();
+    response.headers_mut().insert("x-cache", HeaderValue::from_static(status.as_str()));
+    response
+}
+
+/// The context of the user the agent works for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agent/context",
+    tag = "agent",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ContextResponse, headers(("X-Cache" = String, description = "HIT, MISS or STALE"))),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 503, body = crate::http::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(State(state): State<AppState>, identity: AgentIdentity) -> Result<Response, ApiError> {
+    let user = identity.owner;
+    let store = state.store().clone();
+    let loaded = state.context_cache().get_or_load(user.clone(), || context::load(&store, &user)).await;
+    match loaded {
+        Ok((value, status)) => Ok(respond(&value, status)),
+        Err(ContextError::NotFound(user)) => Err(ApiError::NotFound(format!("no context stored for user {user}"))),
+        Err(ContextError::Store(e)) => match state.context_cache().get_stale(&user) {
+            Some(stale) => {
+                tracing::warn!(error = %e, "store failed; serving a stale cached context");
+                Ok(respond(&stale, CacheStatus::Stale))
+            }
+            None => Err(e.into()),
+        },
+    }
+}

@@ -1,0 +1,121 @@
+//! The user context route: cache MISS then HIT, one loader for concurrent callers, STALE when the store fails.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cloud_agent::AppState;
+use cloud_agent::context::{self, UserContext};
+use cloud_agent::store::DynStore;
+use common::{Counting, Outage, serve_router};
+use serde_json::{Value, json};
+
+struct App {
+    base: String,
+    state: AppState,
+    outage: Arc<Outage>,
+    counting: Arc<Counting>,
+    _dir: tempfile::TempDir,
+}
+
+async fn app(store: DynStore, ttl: &str) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let outage = Arc::new(Outage::new(store));
+    let counting = Arc::new(Counting::new(outage.clone()));
+    let config = common::test_config_with(dir.path(), &[("CLOUD_AGENT_CONTEXT_TTL_SECS", ttl)]);
+    let state = AppState::new(config, counting.clone());
+    let base = serve_router(cloud_agent::app(state.clone())).await;
+    App { base, state, outage, counting, _dir: dir }
+}
+
+impl App {
+    async fn get(&self, owner: &str) -> reqwest::Response {
+        let tokens = self.state.tokens();
+        let token =
+            tokens.sign_access(&tokens.access_claims("agent-1", owner, "fam", "jti", cloud_agent::store::now_epoch()));
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/agent/context", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn sample() -> UserContext {
+    UserContext {
+        profile: json!({"name": "Ada", "timezone": "Europe/London"}),
+        preferences: json!({"verbosity": "terse"}),
+        permissions: vec!["repo:read".into(), "tickets:write".into()],
+    }
+}
+
+async fn served_from_cache_after_the_first_read(store: DynStore) {
+    let app = app(store, "300").await;
+    context::save(app.state.store(), "user-1", &sample()).await.unwrap();
+    let first = app.get("user-1").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["cached"], false);
+    assert_eq!(body["user_id"], "user-1");
+    assert_eq!(body["profile"]["name"], "Ada");
+    assert_eq!(body["permissions"], json!(["repo:read", "tickets:write"]));
+    app.counting.take();
+    let second = app.get("user-1").await;
+    assert_eq!(second.headers()["x-cache"], "HIT");
+    assert_eq!(second.json::<Value>().await.unwrap()["cached"], true);
+    assert_eq!(app.counting.take(), 0, "a hit does not touch the store");
+    assert_eq!(app.get("user-without-context").await.status(), 404);
+    let stats = app.state.context_cache().stats();
+    assert_eq!((stats.hits, stats.entries), (1, 1));
+}
+
+async fn concurrent_first_reads_load_once(store: DynStore) {
+    let app = Arc::new(app(store, "300").await);
+    context::save(app.state.store(), "user-2", &sample()).await.unwrap();
+    app.counting.take();
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(
+            async move { app.get("user-2").await.headers()["x-cache"].to_str().unwrap().to_owned() },
+        ));
+    }
+    let mut misses = 0;
+    for t in tasks {
+        if t.await.unwrap() == "MISS" {
+            misses += 1;
+        }
+    }
+    assert_eq!(misses, 1);
+    assert_eq!(app.counting.take(), 1, "one store read for 30 concurrent callers");
+}
+
+async fn a_store_outage_serves_stale_or_503(store: DynStore) {
+    let app = app(store, "1").await;
+    context::save(app.state.store(), "user-3", &sample()).await.unwrap();
+    assert_eq!(app.get("user-3").await.headers()["x-cache"], "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.outage.down.store(true, Ordering::SeqCst);
+    let stale = app.get("user-3").await;
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.headers()["x-cache"], "STALE");
+    assert_eq!(stale.json::<Value>().await.unwrap()["profile"]["name"], "Ada");
+    let nothing_cached = app.get("user-4").await;
+    assert_eq!(nothing_cached.status(), 503);
+    assert_eq!(nothing_cached.headers()["content-type"], "application/problem+json");
+    assert!(nothing_cached.headers().contains_key("retry-after"));
+    app.outage.down.store(false, Ordering::SeqCst);
+    assert_eq!(app.get("user-3").await.headers()["x-cache"], "MISS", "back to the store once it recovers");
+    assert_eq!(app.state.context_cache().stats().stale, 1);
+}
+
+on_both_backends!(
+    served_from_cache_after_the_first_read,
+    concurrent_first_reads_load_once,
+    a_store_outage_serves_stale_or_503
+);
