@@ -22,11 +22,13 @@ pub struct BatchConfig {
     pub max_delay: Duration,
     /// Items accepted but not yet resolved, across all groups; `submit` waits beyond this.
     pub max_pending: usize,
+    /// Flushes running at once; further full groups wait their turn (no thundering herd on the backend).
+    pub max_inflight: usize,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_items: 10, max_delay: Duration::from_secs(5), max_pending: 10_000 }
+        Self { max_items: 10, max_delay: Duration::from_secs(5), max_pending: 10_000, max_inflight: 4 }
     }
 }
 
@@ -98,7 +100,10 @@ where
         F: Fn(K, Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Outcomes<O>> + Send + 'static,
     {
-        assert!(config.max_items > 0 && config.max_pending > 0, "batch sizes must be positive");
+        assert!(
+            config.max_items > 0 && config.max_pending > 0 && config.max_inflight > 0,
+            "batch sizes must be positive"
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let flush: FlushFn<K, T, O> = Arc::new(move |key, items| Box::pin(flush(key, items)));
         let done = Arc::new(tokio::sync::Notify::new());
@@ -171,12 +176,12 @@ where
                     if group.items.len() >= config.max_items
                         && let Some(group) = groups.remove(&key)
                     {
-                        start(&mut inflight, &flush, key, group);
+                        start(&mut inflight, &flush, key, group, config.max_inflight).await;
                     }
                 }
                 Some(Command::Flush(done)) => {
                     for (key, group) in groups.drain() {
-                        start(&mut inflight, &flush, key, group);
+                        start(&mut inflight, &flush, key, group, config.max_inflight).await;
                     }
                     while inflight.join_next().await.is_some() {}
                     let _ = done.send(());
@@ -184,7 +189,7 @@ where
                 None => {
                     // Every handle is gone: flush what is left (flush on drop) and stop.
                     for (key, group) in groups.drain() {
-                        start(&mut inflight, &flush, key, group);
+                        start(&mut inflight, &flush, key, group, config.max_inflight).await;
                     }
                     while inflight.join_next().await.is_some() {}
                     return;
@@ -195,7 +200,7 @@ where
                 let due: Vec<K> = groups.iter().filter(|(_, g)| g.oldest + config.max_delay <= now).map(|(k, _)| k.clone()).collect();
                 for key in due {
                     if let Some(group) = groups.remove(&key) {
-                        start(&mut inflight, &flush, key, group);
+                        start(&mut inflight, &flush, key, group, config.max_inflight).await;
                     }
                 }
             }
@@ -210,12 +215,20 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn start<K, T, O>(inflight: &mut JoinSet<()>, flush: &FlushFn<K, T, O>, key: K, group: Group<T, O>)
-where
+async fn start<K, T, O>(
+    inflight: &mut JoinSet<()>,
+    flush: &FlushFn<K, T, O>,
+    key: K,
+    group: Group<T, O>,
+    max_inflight: usize,
+) where
     K: Send + 'static,
     T: Send + 'static,
     O: Send + 'static,
 {
+    while inflight.len() >= max_inflight {
+        inflight.join_next().await;
+    }
     let flush = flush.clone();
     inflight.spawn(async move {
         let (items, waiting): (Vec<T>, Vec<_>) = group.items.into_iter().map(|p| (p.item, (p.reply, p.permit))).unzip();
@@ -330,7 +343,7 @@ mod tests {
         let flushed = Arc::new(AtomicUsize::new(0));
         let (r, f) = (release.clone(), flushed.clone());
         let batcher: Batcher<(), u32, ()> = Batcher::new(
-            BatchConfig { max_items: 2, max_delay: Duration::from_secs(1), max_pending: 2 },
+            BatchConfig { max_items: 2, max_delay: Duration::from_secs(1), max_pending: 2, max_inflight: 4 },
             move |(), items: Vec<u32>| {
                 let (r, f) = (r.clone(), f.clone());
                 async move {
