@@ -68,7 +68,7 @@ async fn relay(State(net): State<FaultyNetwork>, request: Request) -> Response {
 }
 
 fn update(task: usize, step: usize) -> ProgressUpdate {
-    let at = time::OffsetDateTime::from_unix_timestamp(1_795_000_000 + step as i64).unwrap();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_795_000_000 + i64::try_from(step).unwrap()).unwrap();
     ProgressUpdate {
         task_id: format!("sim-{task:03}"),
         progress: step as f64 * 100.0 / (STEPS - 1) as f64,
@@ -141,7 +141,11 @@ async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
             }
         }
         let state = store.get(&Key::new(format!("TASK#sim-{task:03}"), "STATE")).await.unwrap().unwrap();
-        assert_eq!(state.get_i64("seq"), Some((STEPS - 1) as i64), "task {task} ends in its newest state");
+        assert_eq!(
+            state.get_i64("seq"),
+            Some(i64::try_from(STEPS - 1).unwrap()),
+            "task {task} ends in its newest state"
+        );
         assert_eq!(state.get_str("status"), Some("succeeded"));
     }
     assert_eq!(events, TASKS * STEPS, "exactly 10 000 events");
