@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cloud_agent::config::{Config, Environment, Secret, StoreSettings};
-use cloud_agent::sdk::{TokenManager, TokenManagerOptions};
+use cloud_agent::context::UserContext;
+use cloud_agent::progress::{ProgressUpdate, TaskStatus};
+use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 use cloud_agent::token::credentials::{self, AgentId};
@@ -28,6 +30,11 @@ enum Command {
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
+    },
+    /// User contexts that agents read.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
     },
     /// Manage the DynamoDB table.
     Table {
@@ -81,6 +88,68 @@ enum AgentCommand {
     Token {
         #[arg(long, default_value = ".cloudagent/agent-session.json")]
         session: PathBuf,
+    },
+    /// Report one progress update for a task (through the SDK's batching reporter).
+    Progress {
+        #[arg(long)]
+        task: String,
+        /// 0-100.
+        #[arg(long)]
+        progress: f64,
+        #[arg(long, value_enum, default_value_t = StatusArg::Running)]
+        status: StatusArg,
+        #[arg(long)]
+        message: Option<String>,
+        #[arg(long, default_value = ".cloudagent/agent-session.json")]
+        session: PathBuf,
+    },
+    /// Run a fake workload: N tasks stepping from 0 to 100%, reporting progress as a real agent would.
+    Simulate {
+        #[arg(long, default_value_t = 5)]
+        tasks: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Pause between steps of one task, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        step_ms: u64,
+        #[arg(long, default_value = ".cloudagent/agent-session.json")]
+        session: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<StatusArg> for TaskStatus {
+    fn from(value: StatusArg) -> Self {
+        match value {
+            StatusArg::Queued => Self::Queued,
+            StatusArg::Running => Self::Running,
+            StatusArg::Succeeded => Self::Succeeded,
+            StatusArg::Failed => Self::Failed,
+            StatusArg::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ContextCommand {
+    /// Store a user's context (JSON with profile, preferences, permissions) directly in the store.
+    /// With the embedded store, run it while `cloudagent serve` is stopped (the file has one owner).
+    Set {
+        #[arg(long)]
+        user: String,
+        /// JSON file; `-` reads standard input.
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -151,6 +220,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent { command } => agent(command).await,
+        Command::Context { command: ContextCommand::Set { user, file, store } } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)?
+            };
+            let context: UserContext = serde_json::from_str(&text)?;
+            let state = AppState::from_config(config_with_store(store)?).await?;
+            cloud_agent::context::save(state.store(), &user, &context).await?;
+            println!("stored the context of {user}");
+            Ok(())
+        }
         Command::Table { command: TableCommand::Create(args) } => {
             let store = DynamoStore::connect(&DynamoConfig {
                 table: args.table.clone(),
@@ -243,24 +324,91 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AgentCommand::Token { session } => {
-            let text = std::fs::read_to_string(&session)
-                .map_err(|e| anyhow::anyhow!("{}: {e} (run `cloudagent agent login` first)", session.display()))?;
-            let mut saved: Session = serde_json::from_str(&text)?;
-            let manager = TokenManager::resume(
-                &saved.url,
-                &saved.agent_id,
-                Secret::new(saved.agent_secret.clone().into_bytes()),
-                &saved.refresh_token,
-                TokenManagerOptions::default(),
-            )
-            .await?;
+            let (manager, saved) = resume(&session).await?;
             let token = manager.token().await?;
-            saved.refresh_token = manager.refresh_token().await;
-            save_session(&session, &saved)?;
+            save_session(&session, &Session { refresh_token: manager.refresh_token().await, ..saved })?;
             println!("{token}");
             Ok(())
         }
+        AgentCommand::Progress { task, progress, status, message, session } => {
+            let (manager, saved) = resume(&session).await?;
+            let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
+            let update = ProgressUpdate {
+                task_id: task,
+                progress,
+                status: status.into(),
+                message,
+                metrics: std::collections::BTreeMap::new(),
+                timestamp: now_rfc3339(),
+                seq: 0,
+            };
+            let outcome = reporter.report(update).await?;
+            reporter.shutdown().await;
+            save_session(&session, &Session { refresh_token: manager.refresh_token().await, ..saved })?;
+            match outcome.await? {
+                Ok(()) => {
+                    println!("stored");
+                    Ok(())
+                }
+                Err(e) => anyhow::bail!("not stored: {e}"),
+            }
+        }
+        AgentCommand::Simulate { tasks, steps, step_ms, session } => {
+            let (manager, saved) = resume(&session).await?;
+            let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
+            let run = cloud_agent::token::new_id()[..6].to_owned();
+            let started = std::time::Instant::now();
+            let mut outcomes = Vec::new();
+            for step in 0..steps.max(1) {
+                for task in 0..tasks {
+                    let last = step + 1 == steps.max(1);
+                    let update = ProgressUpdate {
+                        task_id: format!("sim-{run}-{task}"),
+                        progress: if steps <= 1 { 100.0 } else { step as f64 * 100.0 / (steps - 1) as f64 },
+                        status: if last { TaskStatus::Succeeded } else { TaskStatus::Running },
+                        message: Some(format!("step {}/{}", step + 1, steps)),
+                        metrics: std::collections::BTreeMap::from([("step".to_owned(), step as f64)]),
+                        timestamp: now_rfc3339(),
+                        seq: step as u64,
+                    };
+                    outcomes.push(reporter.report(update).await?);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(step_ms)).await;
+            }
+            let batches = reporter.stats().batches.load(std::sync::atomic::Ordering::Relaxed);
+            reporter.shutdown().await;
+            let (mut stored, mut lost) = (0, 0);
+            for outcome in outcomes {
+                if matches!(outcome.await, Ok(Ok(()))) { stored += 1 } else { lost += 1 }
+            }
+            save_session(&session, &Session { refresh_token: manager.refresh_token().await, ..saved })?;
+            println!(
+                "simulated {tasks} tasks x {steps} steps: {stored} updates stored, {lost} not, in {batches} batches, {:.1} s (tasks sim-{run}-*)",
+                started.elapsed().as_secs_f64()
+            );
+            if lost > 0 { anyhow::bail!("{lost} updates were not stored") } else { Ok(()) }
+        }
     }
+}
+
+/// Loads the saved session and resumes it with the SDK.
+async fn resume(path: &std::path::Path) -> anyhow::Result<(TokenManager, Session)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (run `cloudagent agent login` first)", path.display()))?;
+    let saved: Session = serde_json::from_str(&text)?;
+    let manager = TokenManager::resume(
+        &saved.url,
+        &saved.agent_id,
+        Secret::new(saved.agent_secret.clone().into_bytes()),
+        &saved.refresh_token,
+        TokenManagerOptions::default(),
+    )
+    .await?;
+    Ok((manager, saved))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Writes the session readable by its owner only: it holds the agent secret and a refresh token.

@@ -23,6 +23,14 @@ fn cloudagent(dir: &std::path::Path) -> Command {
 async fn login_then_token_uses_a_working_rotating_session() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The demo agent works for `local-user`: give that user a context before the server owns the store file.
+    std::fs::write(dir.path().join("ctx.json"), r#"{"profile":{"name":"Ada"},"permissions":["repo:read"]}"#).unwrap();
+    let set = cloudagent(dir.path())
+        .args(["context", "set", "--user", "local-user", "--file", "ctx.json", "--data-dir", "data"])
+        .env("DEV_AGENT_SECRET", "a-development-pepper")
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "context set failed: {}", String::from_utf8_lossy(&set.stderr));
     let mut child = cloudagent(dir.path())
         .args(["serve", "--port", &port.to_string(), "--data-dir", "data"])
         .env("DEV_AGENT_SECRET", "a-development-pepper")
@@ -66,6 +74,40 @@ async fn login_then_token_uses_a_working_rotating_session() {
         assert_eq!(me.status(), 200);
         assert_eq!(me.json::<serde_json::Value>().await.unwrap()["agent_id"], "demo-agent");
     }
+    let progress = cloudagent(dir.path())
+        .args(["agent", "progress", "--task", "cli-task", "--progress", "40", "--message", "half way"])
+        .output()
+        .unwrap();
+    assert!(progress.status.success(), "progress failed: {}", String::from_utf8_lossy(&progress.stderr));
+    let simulate = cloudagent(dir.path())
+        .args(["agent", "simulate", "--tasks", "3", "--steps", "4", "--step-ms", "10"])
+        .output()
+        .unwrap();
+    assert!(simulate.status.success(), "simulate failed: {}", String::from_utf8_lossy(&simulate.stderr));
+    assert!(String::from_utf8_lossy(&simulate.stdout).contains("12 updates stored, 0 not"));
+    let token = String::from_utf8(cloudagent(dir.path()).args(["agent", "token"]).output().unwrap().stdout).unwrap();
+    let client = reqwest::Client::new();
+    let task: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/agent/progress/cli-task"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["progress"], 40.0);
+    assert_eq!(task["message"], "half way");
+    let context: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/agent/context"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(context["profile"]["name"], "Ada");
     let bad = cloudagent(dir.path())
         .args([
             "agent",
