@@ -119,3 +119,55 @@ on_both_backends!(
     concurrent_first_reads_load_once,
     a_store_outage_serves_stale_or_503
 );
+
+#[tokio::test]
+async fn the_admin_route_sets_a_context_with_the_admin_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "admin-key-0123456789abcdef0123456789";
+    let state = AppState::from_config(common::test_config_with(dir.path(), &[("DEV_ADMIN_KEY", key)])).await.unwrap();
+    let base = serve_router(cloud_agent::app(state.clone())).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/admin/users/user-9/context");
+    let body = json!({"profile": {"name": "Grace"}, "preferences": {}, "permissions": ["deploy"]});
+    assert_eq!(client.put(&url).json(&body).send().await.unwrap().status(), 401);
+    assert_eq!(client.put(&url).bearer_auth("wrong-key").json(&body).send().await.unwrap().status(), 401);
+    let agent_token = state.tokens().sign_access(&state.tokens().access_claims(
+        "a",
+        "user-9",
+        "f",
+        "j",
+        cloud_agent::store::now_epoch(),
+    ));
+    assert_eq!(
+        client.put(&url).bearer_auth(&agent_token).json(&body).send().await.unwrap().status(),
+        401,
+        "agents are not admins"
+    );
+    let stored = client.put(&url).bearer_auth(key).json(&body).send().await.unwrap();
+    assert_eq!(stored.status(), 200);
+    let context: Value = client
+        .get(format!("{base}/api/v1/agent/context"))
+        .bearer_auth(&agent_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(context["profile"]["name"], "Grace");
+    assert_eq!(context["permissions"], json!(["deploy"]));
+    let bad = client.put(&url).bearer_auth(key).json(&json!({"permissions": "all"})).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "malformed context is refused, naming the field");
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::from_config(common::test_config(dir.path())).await.unwrap();
+    let base = serve_router(cloud_agent::app(state)).await;
+    let off = client
+        .put(format!("{base}/api/v1/admin/users/user-9/context"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 403, "no admin key configured: the admin API is off");
+}

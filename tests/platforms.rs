@@ -95,6 +95,7 @@ fn binary(name: &str) -> PathBuf {
         "progress" => env!("CARGO_BIN_EXE_progress").into(),
         "progress-get" => env!("CARGO_BIN_EXE_progress-get").into(),
         "context" => env!("CARGO_BIN_EXE_context").into(),
+        "admin-context" => env!("CARGO_BIN_EXE_admin-context").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -507,6 +508,9 @@ fn calls_for(function: &str) -> Vec<Call> {
         ],
         "progress-get" => vec![call("GET", "/api/v1/agent/progress/task-1", "cmp-15")],
         "context" => vec![call("GET", "/api/v1/agent/context", "cmp-16")],
+        "admin-context" => {
+            vec![with_body(call("PUT", "/api/v1/admin/users/u1/context", "cmp-17"), r#"{"profile":{}}"#)]
+        }
         other => panic!("no calls for {other}"),
     }
 }

@@ -86,14 +86,28 @@ pub struct Secrets {
     pub jwt_previous: Vec<Secret>,
     pub agent_source: SecretSource,
     pub jwt_source: SecretSource,
+    /// Bearer key of the admin API; `None` disables it.
+    pub admin: Option<Secret>,
 }
 
-/// The variables of one environment: (agent secret, JWT secret, previous JWT secrets).
-fn names(environment: Environment) -> [&'static str; 3] {
+/// Compares two byte strings in constant time (via HMAC verification).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let digest = Secret::new(b"cloud-agent compare".to_vec()).mac(b);
+    let mut mac = <Hmac<Sha256>>::new_from_slice(b"cloud-agent compare").expect("HMAC takes keys of any length");
+    mac.update(a);
+    mac.verify_slice(&digest).is_ok()
+}
+
+/// The variables of one environment: agent secret, JWT secret, previous JWT secrets, admin key.
+fn names(environment: Environment) -> [&'static str; 4] {
     match environment {
-        Environment::Development => ["DEV_AGENT_SECRET", "DEV_JWT_SECRET", "DEV_JWT_SECRET_PREVIOUS"],
-        Environment::Staging => ["STAGING_AGENT_SECRET", "STAGING_JWT_SECRET", "STAGING_JWT_SECRET_PREVIOUS"],
-        Environment::Production => ["PROD_AGENT_SECRET", "PROD_JWT_SECRET", "PROD_JWT_SECRET_PREVIOUS"],
+        Environment::Development => ["DEV_AGENT_SECRET", "DEV_JWT_SECRET", "DEV_JWT_SECRET_PREVIOUS", "DEV_ADMIN_KEY"],
+        Environment::Staging => {
+            ["STAGING_AGENT_SECRET", "STAGING_JWT_SECRET", "STAGING_JWT_SECRET_PREVIOUS", "STAGING_ADMIN_KEY"]
+        }
+        Environment::Production => {
+            ["PROD_AGENT_SECRET", "PROD_JWT_SECRET", "PROD_JWT_SECRET_PREVIOUS", "PROD_ADMIN_KEY"]
+        }
     }
 }
 
@@ -141,7 +155,12 @@ fn one(
 
 impl Secrets {
     pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>, environment: Environment) -> Result<Self, ConfigError> {
-        let [agent_var, jwt_var, previous_var] = names(environment);
+        let [agent_var, jwt_var, previous_var, admin_var] = names(environment);
+        let admin = env(admin_var).map(String::into_bytes);
+        if environment != Environment::Development && admin.as_ref().is_some_and(|a| a.len() < MIN_SECRET_BYTES) {
+            return Err(ConfigError::Invalid { var: admin_var, problem: "too short: at least 32 bytes".into() });
+        }
+        let admin = admin.map(Secret::new);
         let (agent, agent_source) = one(env, environment, agent_var, "AGENT_SECRET")?;
         let (jwt, jwt_source) = one(env, environment, jwt_var, "JWT_SECRET")?;
         let mut jwt_previous = Vec::new();
@@ -155,7 +174,7 @@ impl Secrets {
             }
             jwt_previous.push(Secret::new(old.as_bytes().to_vec()));
         }
-        Ok(Self { agent, jwt, jwt_previous, agent_source, jwt_source })
+        Ok(Self { agent, jwt, jwt_previous, agent_source, jwt_source, admin })
     }
 }
 

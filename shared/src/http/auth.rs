@@ -61,3 +61,18 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentIdentity {
             .ok_or_else(|| ApiError::Internal("agent route without the auth layer".into()))
     }
 }
+
+/// Admin routes: `Authorization: Bearer <admin key>` (`<ENV>_ADMIN_KEY`); without a configured key the admin
+/// API is off.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(key) = state.config().secrets.admin.as_ref() else {
+        return ApiError::AdminDisabled.into_response();
+    };
+    match bearer(&request) {
+        Ok(presented) if crate::config::secrets::constant_time_eq(presented.as_bytes(), key.expose()) => {
+            next.run(request).await
+        }
+        Ok(_) => ApiError::from(TokenError::Invalid("not the admin key")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -132,6 +132,9 @@ pub enum ApiError {
     /// No `Authorization: Bearer` header on an agent route.
     #[error("missing bearer token")]
     MissingToken,
+    /// No admin key is configured for this environment.
+    #[error("the admin API is disabled")]
+    AdminDisabled,
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -159,7 +162,7 @@ impl ApiError {
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::Progress(ProgressError::InProgress { .. }) => StatusCode::CONFLICT,
-            Self::Progress(ProgressError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            Self::Progress(ProgressError::Forbidden(_)) | Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -188,6 +191,8 @@ impl ApiError {
                 Self::Store(StoreError::clone_kind(e)).problem()
             }
             Self::Token(e) => token_problem(status, e),
+            Self::AdminDisabled => Problem::new(status, "admin-disabled", "Admin API disabled")
+                .detail("set <ENV>_ADMIN_KEY (at least 32 bytes outside development) to enable the admin API"),
             Self::Progress(e) => {
                 let (slug, title) = match e {
                     ProgressError::TooMany(_) => ("too-many-updates", "Too many updates"),

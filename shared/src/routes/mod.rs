@@ -1,6 +1,7 @@
 //! Every route, once. [`ROUTES`] is the single list the router, the per-route binaries, template.yaml and
 //! vercel.json are checked against (`tests/infra.rs`).
 
+pub mod admin;
 pub mod context;
 pub mod health;
 pub mod openapi;
@@ -9,7 +10,7 @@ pub mod token;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 pub use http::Method;
 
 use crate::http::{ApiError, auth, layered};
@@ -38,6 +39,8 @@ pub enum Auth {
     Public,
     /// A valid agent access token (`Authorization: Bearer`).
     Agent,
+    /// The environment's admin key (`Authorization: Bearer`).
+    Admin,
 }
 
 impl RouteSpec {
@@ -148,8 +151,18 @@ pub const CONTEXT: RouteSpec = RouteSpec {
     handler: || get(context::get),
 };
 
+pub const ADMIN_CONTEXT: RouteSpec = RouteSpec {
+    binary: "admin-context",
+    file: "api/v1/admin/users/[user_id]/context.rs",
+    path: "/api/v1/admin/users/{user_id}/context",
+    methods: &[Method::PUT],
+    dynamodb_actions: &["dynamodb:PutItem"],
+    auth: Auth::Admin,
+    handler: || put(admin::put_context),
+};
+
 pub const ROUTES: &[RouteSpec] =
-    &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME, PROGRESS, PROGRESS_GET, CONTEXT];
+    &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME, PROGRESS, PROGRESS_GET, CONTEXT, ADMIN_CONTEXT];
 
 /// The router with every route: what `cloudagent serve` runs.
 pub fn app(state: AppState) -> Router {
@@ -167,6 +180,7 @@ pub fn app_for(state: AppState, routes: &[RouteSpec]) -> Router {
         match route.auth {
             Auth::Public => handler,
             Auth::Agent => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent)),
+            Auth::Admin => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin)),
         }
     };
     for route in routes {

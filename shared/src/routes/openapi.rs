@@ -20,7 +20,8 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::token::me,
         crate::routes::progress::post,
         crate::routes::progress::get,
-        crate::routes::context::get
+        crate::routes::context::get,
+        crate::routes::admin::put_context
     ),
     components(schemas(
         Problem,
@@ -42,12 +43,14 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::context::ContextResponse,
         crate::context::StoredContext,
         crate::context::UserContext,
-        crate::cache::CacheStatus
+        crate::cache::CacheStatus,
+        crate::routes::admin::ContextStored
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "platform", description = "Health, metrics and the API description"),
-        (name = "agent", description = "Agent identity: tokens, refresh, revoke")
+        (name = "agent", description = "Agent identity, progress and context"),
+        (name = "admin", description = "Operator routes (admin key)")
     )
 )]
 #[derive(Debug)]

@@ -1,0 +1,49 @@
+//! Admin routes (admin bearer key): setting the context agents read.
+
+use axum::extract::{Path, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::context::{self, UserContext};
+use crate::http::{ApiError, ApiJson};
+use crate::state::AppState;
+
+/// Confirmation of a stored context.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContextStored {
+    pub user_id: String,
+    /// Instances that cached the old context serve it until their cache entry expires (the context TTL).
+    pub cache_ttl_secs: u64,
+}
+
+/// Store the context of a user. Caches on other instances refresh within the context TTL.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/users/{user_id}/context",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("user_id" = String, Path)),
+    request_body = UserContext,
+    responses(
+        (status = 200, body = ContextStored),
+        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 403, body = crate::http::Problem, content_type = "application/problem+json", description = "Admin API disabled"),
+    )
+)]
+pub async fn put_context(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<UserContext>,
+) -> Result<ApiJson<ContextStored>, ApiError> {
+    let valid =
+        !user_id.is_empty() && user_id.len() <= 128 && user_id.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if !valid {
+        return Err(ApiError::Unprocessable {
+            detail: "user_id: 1-128 visible characters, no #".into(),
+            pointer: None,
+        });
+    }
+    context::save(state.store(), &user_id, &body).await?;
+    state.context_cache().remove(&user_id);
+    Ok(ApiJson(ContextStored { user_id, cache_ttl_secs: state.config().context_ttl.as_secs() }))
+}
