@@ -386,7 +386,10 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                 "simulated {tasks} tasks x {steps} steps: {stored} updates stored, {lost} not, in {batches} batches, {:.1} s (tasks sim-{run}-*)",
                 started.elapsed().as_secs_f64()
             );
-            if lost > 0 { anyhow::bail!("{lost} updates were not stored") } else { Ok(()) }
+            if lost > 0 {
+                anyhow::bail!("{lost} updates were not stored");
+            }
+            Ok(())
         }
     }
 }
