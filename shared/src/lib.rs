@@ -6,6 +6,7 @@
 //! DynamoDB in production and an embedded redb file locally.
 
 pub mod batch;
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod context;

@@ -1,0 +1,559 @@
+//! Circuit breakers: CLOSED → OPEN → HALF_OPEN, after resilience4j and Polly.
+//!
+//! - Failure rate over a sliding window, count-based (last N calls) or time-based (calls in the last T), counted
+//!   only once `minimum_calls` have been seen; slow calls (over `slow_call_duration`) count towards their own
+//!   rate. The seed's simple mode — open after N consecutive failures — is also available.
+//! - OPEN rejects at once with `retry_after`; after `open_duration` (optionally growing on each re-open, capped)
+//!   the breaker goes HALF_OPEN and lets `half_open_calls` trial calls through; their success closes it, a
+//!   failure re-opens it, extra calls are rejected.
+//! - Which errors count is a predicate: a caller's 4xx is not the dependency's failure; throttling is.
+//!
+//! Defaults suit short-lived serverless instances: a 30 s time window with a minimum of 5 calls (an instance
+//! may live minutes and see few calls, so a count window of 100 would never fill), 50 % failure rate, 10 s open.
+//! State is per instance.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// The sliding window the failure rate is computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last N calls.
+    Count(usize),
+    /// The calls of the last duration.
+    Time(Duration),
+}
+
+/// Tuning of one breaker.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    pub window: Window,
+    /// Failure rate (0–1) at or above which the breaker opens.
+    pub failure_rate: f64,
+    /// Calls the window must hold before the rates count.
+    pub minimum_calls: usize,
+    /// Calls slower than this are slow.
+    pub slow_call_duration: Duration,
+    /// Slow-call rate (0–1) at or above which the breaker opens.
+    pub slow_call_rate: f64,
+    /// Seed mode: open after this many consecutive failures, whatever the rate.
+    pub consecutive_failures: Option<usize>,
+    pub open_duration: Duration,
+    /// Each re-open without a close in between multiplies the open duration by this (1 = constant)...
+    pub open_backoff: f64,
+    /// ...up to this.
+    pub max_open_duration: Duration,
+    /// Trial calls allowed in HALF_OPEN.
+    pub half_open_calls: usize,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            window: Window::Time(Duration::from_secs(30)),
+            failure_rate: 0.5,
+            minimum_calls: 5,
+            slow_call_duration: Duration::from_secs(2),
+            slow_call_rate: 1.0,
+            consecutive_failures: None,
+            open_duration: Duration::from_secs(10),
+            open_backoff: 2.0,
+            max_open_duration: Duration::from_mins(1),
+            half_open_calls: 2,
+        }
+    }
+}
+
+/// The breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+    /// Held open by an operator until reset.
+    ForcedOpen,
+}
+
+/// A call that did not run, or ran and failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BreakerError<E> {
+    #[error("circuit open; retry after {retry_after:?}")]
+    Open { retry_after: Duration },
+    #[error(transparent)]
+    Inner(E),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    at: Instant,
+    failed: bool,
+    slow: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    outcomes: VecDeque<Outcome>,
+    consecutive: usize,
+    open_until: Instant,
+    opens_in_a_row: u32,
+    trial_permits: usize,
+    trial_successes: usize,
+    last_transition: Option<(Instant, State, State)>,
+    transitions: u64,
+}
+
+/// One circuit breaker. Share it with `Arc`.
+#[derive(Debug)]
+pub struct Breaker {
+    name: String,
+    config: BreakerConfig,
+    inner: Mutex<Inner>,
+}
+
+/// A point-in-time view, for health and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub name: String,
+    pub state: State,
+    pub calls_in_window: usize,
+    pub failure_rate: f64,
+    pub slow_call_rate: f64,
+    /// Seconds until a HALF_OPEN trial is allowed (when open).
+    pub retry_after_secs: Option<f64>,
+    pub transitions: u64,
+}
+
+impl Breaker {
+    pub fn new(name: impl Into<String>, config: BreakerConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            name: name.into(),
+            config,
+            inner: Mutex::new(Inner {
+                state: State::Closed,
+                outcomes: VecDeque::new(),
+                consecutive: 0,
+                open_until: now,
+                opens_in_a_row: 0,
+                trial_permits: 0,
+                trial_successes: 0,
+                last_transition: None,
+                transitions: 0,
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn transition(&self, inner: &mut Inner, to: State) {
+        let from = inner.state;
+        if from == to {
+            return;
+        }
+        inner.state = to;
+        inner.transitions += 1;
+        inner.last_transition = Some((Instant::now(), from, to));
+        tracing::warn!(breaker = %self.name, ?from, ?to, "circuit breaker state change");
+    }
+
+    fn open(&self, inner: &mut Inner) {
+        let factor = self.config.open_backoff.max(1.0).powi(i32::try_from(inner.opens_in_a_row).unwrap_or(i32::MAX));
+        let duration = self.config.open_duration.mul_f64(factor).min(self.config.max_open_duration);
+        inner.opens_in_a_row = inner.opens_in_a_row.saturating_add(1);
+        inner.open_until = Instant::now() + duration;
+        inner.outcomes.clear();
+        inner.consecutive = 0;
+        self.transition(inner, State::Open);
+    }
+
+    /// Asks to make a call: `Ok` means go ahead (and report the outcome), `Err` gives the wait.
+    fn acquire(&self) -> Result<(), Duration> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        match inner.state {
+            State::Closed => Ok(()),
+            State::ForcedOpen => Err(self.config.open_duration),
+            State::Open if now < inner.open_until => Err(inner.open_until - now),
+            State::Open => {
+                inner.trial_permits = self.config.half_open_calls.max(1) - 1;
+                inner.trial_successes = 0;
+                self.transition(&mut inner, State::HalfOpen);
+                Ok(())
+            }
+            State::HalfOpen if inner.trial_permits > 0 => {
+                inner.trial_permits -= 1;
+                Ok(())
+            }
+            // Trials are out; the quota is spent until they report.
+            State::HalfOpen => Err(Duration::from_secs(1)),
+        }
+    }
+
+    fn record(&self, failed: bool, elapsed: Duration) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let slow = elapsed >= self.config.slow_call_duration;
+        match inner.state {
+            State::HalfOpen => {
+                if failed || slow {
+                    self.open(&mut inner);
+                } else {
+                    inner.trial_successes += 1;
+                    if inner.trial_successes >= self.config.half_open_calls.max(1) {
+                        inner.opens_in_a_row = 0;
+                        inner.outcomes.clear();
+                        self.transition(&mut inner, State::Closed);
+                    }
+                }
+            }
+            State::Closed => {
+                inner.outcomes.push_back(Outcome { at: now, failed, slow });
+                match self.config.window {
+                    Window::Count(n) => {
+                        while inner.outcomes.len() > n {
+                            inner.outcomes.pop_front();
+                        }
+                    }
+                    Window::Time(span) => {
+                        while inner.outcomes.front().is_some_and(|o| now.duration_since(o.at) > span) {
+                            inner.outcomes.pop_front();
+                        }
+                    }
+                }
+                inner.consecutive = if failed { inner.consecutive + 1 } else { 0 };
+                let (calls, failures, slows) = counts(&inner.outcomes);
+                let by_rate = calls >= self.config.minimum_calls
+                    && (failures as f64 / calls as f64 >= self.config.failure_rate
+                        || slows as f64 / calls as f64 >= self.config.slow_call_rate);
+                let by_streak = self.config.consecutive_failures.is_some_and(|n| inner.consecutive >= n);
+                if by_rate || by_streak {
+                    self.open(&mut inner);
+                }
+            }
+            // Outcomes of calls admitted before an operator opened it, or late reports: ignored.
+            State::Open | State::ForcedOpen => {}
+        }
+    }
+
+    /// Runs `call` through the breaker; `counts` decides whether an error is the dependency's failure.
+    pub async fn call<T, E, F, Fut>(&self, counts: impl Fn(&E) -> bool, call: F) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.acquire().map_err(|retry_after| BreakerError::Open { retry_after })?;
+        let started = Instant::now();
+        let result = call().await;
+        let failed = result.as_ref().err().is_some_and(&counts);
+        self.record(failed, started.elapsed());
+        result.map_err(BreakerError::Inner)
+    }
+
+    /// Holds the breaker open until [`Breaker::reset`] (an operator isolating a dependency).
+    pub fn isolate(&self) {
+        let mut inner = self.lock();
+        self.transition(&mut inner, State::ForcedOpen);
+    }
+
+    /// Back to CLOSED with an empty window.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.outcomes.clear();
+        inner.consecutive = 0;
+        inner.opens_in_a_row = 0;
+        self.transition(&mut inner, State::Closed);
+    }
+
+    pub fn state(&self) -> State {
+        let inner = self.lock();
+        // An OPEN breaker past its deadline reports HALF_OPEN-to-be as OPEN until a call arrives.
+        inner.state
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        let (calls, failures, slows) = counts(&inner.outcomes);
+        let rate = |n: usize| if calls == 0 { 0.0 } else { n as f64 / calls as f64 };
+        let now = Instant::now();
+        Snapshot {
+            name: self.name.clone(),
+            state: inner.state,
+            calls_in_window: calls,
+            failure_rate: rate(failures),
+            slow_call_rate: rate(slows),
+            retry_after_secs: (inner.state == State::Open)
+                .then(|| inner.open_until.saturating_duration_since(now).as_secs_f64()),
+            transitions: inner.transitions,
+        }
+    }
+}
+
+fn counts(outcomes: &VecDeque<Outcome>) -> (usize, usize, usize) {
+    let failures = outcomes.iter().filter(|o| o.failed).count();
+    let slows = outcomes.iter().filter(|o| o.slow).count();
+    (outcomes.len(), failures, slows)
+}
+
+/// What to answer while a breaker is open.
+#[derive(Debug, Clone)]
+pub enum Fallback<T> {
+    /// A fixed response.
+    Mock(T),
+    /// The last value a successful call returned.
+    Cache,
+    /// A degraded, minimal answer computed on the spot.
+    Basic(fn() -> T),
+}
+
+/// A breaker that remembers the last good value, for [`Fallback::Cache`].
+#[derive(Debug)]
+pub struct WithFallback<T> {
+    pub breaker: Breaker,
+    fallback: Fallback<T>,
+    last_good: Mutex<Option<T>>,
+}
+
+impl<T: Clone> WithFallback<T> {
+    pub fn new(breaker: Breaker, fallback: Fallback<T>) -> Self {
+        Self { breaker, fallback, last_good: Mutex::new(None) }
+    }
+
+    /// Runs `call`; while the breaker is open answers with the fallback (or `Open` when there is none yet).
+    pub async fn call<E, F, Fut>(&self, counts: impl Fn(&E) -> bool, call: F) -> Result<T, BreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.breaker.call(counts, call).await {
+            Ok(value) => {
+                *self.last_good.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value.clone());
+                Ok(value)
+            }
+            Err(BreakerError::Open { retry_after }) => match &self.fallback {
+                Fallback::Mock(value) => Ok(value.clone()),
+                Fallback::Basic(make) => Ok(make()),
+                Fallback::Cache => self
+                    .last_good
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .ok_or(BreakerError::Open { retry_after }),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Dep {
+        Down,
+        BadRequest,
+    }
+
+    fn counts(e: &Dep) -> bool {
+        *e == Dep::Down
+    }
+
+    async fn fail(b: &Breaker) -> Result<(), BreakerError<Dep>> {
+        b.call(counts, || async { Err::<(), _>(Dep::Down) }).await
+    }
+
+    async fn succeed(b: &Breaker) -> Result<(), BreakerError<Dep>> {
+        b.call(counts, || async { Ok::<(), Dep>(()) }).await
+    }
+
+    fn config() -> BreakerConfig {
+        BreakerConfig {
+            window: Window::Count(10),
+            minimum_calls: 4,
+            open_duration: Duration::from_secs(10),
+            open_backoff: 1.0,
+            ..BreakerConfig::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_at_the_failure_rate_only_after_minimum_calls() {
+        let b = Breaker::new("store", config());
+        for _ in 0..3 {
+            assert_eq!(fail(&b).await, Err(BreakerError::Inner(Dep::Down)));
+        }
+        assert_eq!(b.state(), State::Closed, "3 calls < minimum 4: the rate does not count yet");
+        assert!(fail(&b).await.is_err());
+        assert_eq!(b.state(), State::Open);
+        assert!(
+            matches!(succeed(&b).await, Err(BreakerError::Open { retry_after }) if retry_after == Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stays_closed_under_the_threshold() {
+        let b = Breaker::new("store", config());
+        for i in 0..10 {
+            let _ = if i % 3 == 2 { fail(&b).await } else { succeed(&b).await };
+        }
+        assert_eq!(b.state(), State::Closed, "3 of 10 failed, never 50 % at any point: stays closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_admits_a_quota_then_closes_on_success() {
+        let b = Breaker::new("store", BreakerConfig { half_open_calls: 2, ..config() });
+        for _ in 0..4 {
+            let _ = fail(&b).await;
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+        let b = std::sync::Arc::new(b);
+        let mut trials = Vec::new();
+        for _ in 0..2 {
+            let (b, gate) = (b.clone(), gate.clone());
+            trials.push(tokio::spawn(async move {
+                b.call(counts, || async move {
+                    gate.notified().await;
+                    Ok::<(), Dep>(())
+                })
+                .await
+            }));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(b.state(), State::HalfOpen);
+        assert!(matches!(succeed(&b).await, Err(BreakerError::Open { .. })), "a third trial is rejected");
+        gate.notify_waiters();
+        for t in trials {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(b.state(), State::Closed);
+        assert!(succeed(&b).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_trial_reopens_for_longer() {
+        let b = Breaker::new("store", BreakerConfig { open_backoff: 2.0, ..config() });
+        for _ in 0..4 {
+            let _ = fail(&b).await;
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(fail(&b).await, Err(BreakerError::Inner(Dep::Down)));
+        assert_eq!(b.state(), State::Open);
+        assert!(
+            matches!(succeed(&b).await, Err(BreakerError::Open { retry_after }) if retry_after == Duration::from_secs(20)),
+            "the open duration grows"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_open_it_too() {
+        let b = Breaker::new(
+            "store",
+            BreakerConfig { slow_call_duration: Duration::from_secs(1), slow_call_rate: 0.5, ..config() },
+        );
+        for _ in 0..4 {
+            b.call(counts, || async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok::<(), Dep>(())
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_predicate_decides_what_counts() {
+        let b = Breaker::new("store", config());
+        for _ in 0..10 {
+            let r = b.call(counts, || async { Err::<(), _>(Dep::BadRequest) }).await;
+            assert_eq!(r, Err(BreakerError::Inner(Dep::BadRequest)));
+        }
+        assert_eq!(b.state(), State::Closed, "a caller's 4xx is not the dependency's failure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_time_window_forgets_old_failures() {
+        let b = Breaker::new("store", BreakerConfig { window: Window::Time(Duration::from_secs(30)), ..config() });
+        for _ in 0..3 {
+            let _ = fail(&b).await;
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        for _ in 0..3 {
+            succeed(&b).await.unwrap();
+        }
+        let _ = fail(&b).await;
+        assert_eq!(b.state(), State::Closed, "old failures left the window");
+        assert_eq!(b.snapshot().calls_in_window, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_mode() {
+        let b = Breaker::new("seed", BreakerConfig { consecutive_failures: Some(3), minimum_calls: 100, ..config() });
+        let _ = fail(&b).await;
+        let _ = fail(&b).await;
+        succeed(&b).await.unwrap();
+        let _ = fail(&b).await;
+        let _ = fail(&b).await;
+        assert_eq!(b.state(), State::Closed, "the streak was broken");
+        let _ = fail(&b).await;
+        assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolate_and_reset() {
+        let b = Breaker::new("host", config());
+        b.isolate();
+        assert!(matches!(succeed(&b).await, Err(BreakerError::Open { .. })));
+        tokio::time::advance(Duration::from_hours(1)).await;
+        assert_eq!(b.state(), State::ForcedOpen, "an isolated breaker stays open");
+        b.reset();
+        assert!(succeed(&b).await.is_ok());
+        assert_eq!(b.snapshot().transitions, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fallbacks_answer_while_open() {
+        let open = |f| {
+            let w = WithFallback::new(Breaker::new("dep", config()), f);
+            w.breaker.isolate();
+            w
+        };
+        let mock = open(Fallback::Mock("mock".to_owned()));
+        assert_eq!(mock.call(counts, || async { Ok::<_, Dep>("live".to_owned()) }).await, Ok("mock".to_owned()));
+        let basic = open(Fallback::Basic(|| "basic".to_owned()));
+        assert_eq!(basic.call(counts, || async { Ok::<_, Dep>("live".to_owned()) }).await, Ok("basic".to_owned()));
+        let cache = WithFallback::new(Breaker::new("dep", config()), Fallback::Cache);
+        assert!(
+            matches!(
+                {
+                    cache.breaker.isolate();
+                    cache.call(counts, || async { Ok::<_, Dep>("x".to_owned()) }).await
+                },
+                Err(BreakerError::Open { .. })
+            ),
+            "nothing cached yet"
+        );
+        cache.breaker.reset();
+        assert_eq!(cache.call(counts, || async { Ok::<_, Dep>("fresh".to_owned()) }).await, Ok("fresh".to_owned()));
+        cache.breaker.isolate();
+        assert_eq!(
+            cache.call(counts, || async { Ok::<_, Dep>("ignored".to_owned()) }).await,
+            Ok("fresh".to_owned()),
+            "last known good"
+        );
+    }
+}
