@@ -171,3 +171,35 @@ async fn the_admin_route_sets_a_context_with_the_admin_key_only() {
         .unwrap();
     assert_eq!(off.status(), 403, "no admin key configured: the admin API is off");
 }
+
+#[tokio::test]
+async fn a_failing_store_opens_its_breaker_and_writes_answer_503_with_retry_after() {
+    let s = common::embedded();
+    let app = app(s.store.clone(), "300").await;
+    let breakers = || async {
+        reqwest::get(format!("{}/api/v1/circuit-breakers", app.base)).await.unwrap().json::<Value>().await.unwrap()
+    };
+    assert_eq!(breakers().await["breakers"][0]["state"], "CLOSED");
+    app.outage.down.store(true, Ordering::SeqCst);
+    for user in 0..5 {
+        assert_eq!(app.get(&format!("u{user}")).await.status(), 503);
+    }
+    let view = breakers().await;
+    assert_eq!(view["breakers"][0]["name"], "store");
+    assert_eq!(view["breakers"][0]["state"], "OPEN", "5 failures of 5 calls open the store breaker: {view}");
+    app.counting.take();
+    // While open, nothing reaches the store, and a write is refused rather than acknowledged.
+    let tokens = app.state.tokens();
+    let token = tokens.sign_access(&tokens.access_claims("agent-1", "u", "f", "j", cloud_agent::store::now_epoch()));
+    let write = reqwest::Client::new()
+        .post(format!("{}/api/v1/agent/progress", app.base))
+        .bearer_auth(token)
+        .json(&json!({"task_id": "t", "progress": 1, "status": "running", "timestamp": "2026-11-23T10:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 503);
+    let retry_after: u64 = write.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "Retry-After says when the breaker will try again: {retry_after}");
+    assert_eq!(app.counting.take(), 0, "an open breaker spares the failing store");
+}

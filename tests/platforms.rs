@@ -96,6 +96,7 @@ fn binary(name: &str) -> PathBuf {
         "progress-get" => env!("CARGO_BIN_EXE_progress-get").into(),
         "context" => env!("CARGO_BIN_EXE_context").into(),
         "admin-context" => env!("CARGO_BIN_EXE_admin-context").into(),
+        "circuit-breakers" => env!("CARGO_BIN_EXE_circuit-breakers").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -511,6 +512,7 @@ fn calls_for(function: &str) -> Vec<Call> {
         "admin-context" => {
             vec![with_body(call("PUT", "/api/v1/admin/users/u1/context", "cmp-17"), r#"{"profile":{}}"#)]
         }
+        "circuit-breakers" => vec![call("POST", "/api/v1/circuit-breakers", "cmp-18")],
         other => panic!("no calls for {other}"),
     }
 }

@@ -357,6 +357,29 @@ impl<T: Clone> WithFallback<T> {
     }
 }
 
+/// Named breakers of this instance: one per dependency (the store, each outbound host, ...).
+#[derive(Debug, Default)]
+pub struct Registry {
+    breakers: Mutex<std::collections::BTreeMap<String, std::sync::Arc<Breaker>>>,
+}
+
+impl Registry {
+    /// The breaker called `name`, created with `config` on first use.
+    pub fn breaker(&self, name: &str, config: BreakerConfig) -> std::sync::Arc<Breaker> {
+        let mut map = self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.to_owned()).or_insert_with(|| std::sync::Arc::new(Breaker::new(name, config))).clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<std::sync::Arc<Breaker>> {
+        self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        let map = self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().map(|b| b.snapshot()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::breaker::{BreakerConfig, Registry};
 use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
 use crate::context::StoredContext;
+use crate::store::Guarded;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{DynStore, StoreError};
@@ -23,15 +25,20 @@ struct Inner {
     config: Config,
     store: DynStore,
     tokens: Tokens,
+    breakers: Registry,
     context_cache: Cache<String, Arc<StoredContext>>,
     started: Instant,
     instance_id: String,
 }
 
 impl AppState {
+    /// Puts `store` behind this instance's "store" circuit breaker.
     pub fn new(config: Config, store: DynStore) -> Self {
+        let breakers = Registry::default();
+        let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker("store", BreakerConfig::default())));
         Self {
             inner: Arc::new(Inner {
+                breakers,
                 tokens: Tokens::new(&config),
                 context_cache: Cache::new(
                     NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
@@ -63,6 +70,11 @@ impl AppState {
 
     pub fn tokens(&self) -> &Tokens {
         &self.inner.tokens
+    }
+
+    /// This instance's circuit breakers.
+    pub fn breakers(&self) -> &Registry {
+        &self.inner.breakers
     }
 
     /// Per-instance cache of user contexts.

@@ -239,7 +239,10 @@ impl ApiError {
             Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e))
                 if e.is_transient() =>
             {
-                Some(1)
+                match e {
+                    StoreError::CircuitOpen { retry_after_secs } => Some(*retry_after_secs),
+                    _ => Some(1),
+                }
             }
             _ => None,
         }

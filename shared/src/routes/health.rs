@@ -102,6 +102,7 @@ fn store_failure_kind(e: &crate::store::StoreError) -> &'static str {
     match e {
         E::Throttled(_) => "throttled",
         E::Unavailable(_) => "unreachable",
+        E::CircuitOpen { .. } => "circuit open",
         E::Validation(_) | E::Internal(_) | E::ConditionFailed { .. } | E::TransactionCanceled { .. } => "error",
     }
 }

@@ -2,6 +2,7 @@
 //! vercel.json are checked against (`tests/infra.rs`).
 
 pub mod admin;
+pub mod breakers;
 pub mod context;
 pub mod health;
 pub mod openapi;
@@ -161,8 +162,29 @@ pub const ADMIN_CONTEXT: RouteSpec = RouteSpec {
     handler: || put(admin::put_context),
 };
 
-pub const ROUTES: &[RouteSpec] =
-    &[HEALTH, OPENAPI, TOKEN, TOKEN_REFRESH, TOKEN_REVOKE, AGENT_ME, PROGRESS, PROGRESS_GET, CONTEXT, ADMIN_CONTEXT];
+pub const BREAKERS: RouteSpec = RouteSpec {
+    binary: "circuit-breakers",
+    file: "api/v1/circuit-breakers.rs",
+    path: "/api/v1/circuit-breakers",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(breakers::list),
+};
+
+pub const ROUTES: &[RouteSpec] = &[
+    HEALTH,
+    OPENAPI,
+    TOKEN,
+    TOKEN_REFRESH,
+    TOKEN_REVOKE,
+    AGENT_ME,
+    PROGRESS,
+    PROGRESS_GET,
+    CONTEXT,
+    ADMIN_CONTEXT,
+    BREAKERS,
+];
 
 /// The router with every route: what `cloudagent serve` runs.
 pub fn app(state: AppState) -> Router {

@@ -21,7 +21,8 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::progress::post,
         crate::routes::progress::get,
         crate::routes::context::get,
-        crate::routes::admin::put_context
+        crate::routes::admin::put_context,
+        crate::routes::breakers::list
     ),
     components(schemas(
         Problem,
@@ -44,7 +45,8 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::context::StoredContext,
         crate::context::UserContext,
         crate::cache::CacheStatus,
-        crate::routes::admin::ContextStored
+        crate::routes::admin::ContextStored,
+        crate::routes::breakers::Breakers
     )),
     modifiers(&BearerAuth),
     tags(

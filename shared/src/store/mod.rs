@@ -8,6 +8,7 @@
 mod condition;
 pub mod dynamo;
 pub mod embedded;
+mod guarded;
 mod item;
 mod retry;
 
@@ -21,6 +22,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 pub use condition::{CmpOp, Condition, Update};
+pub use guarded::Guarded;
 pub use item::{EXPIRES_AT, GSI1_PK, GSI1_SK, Item, Key, Number, PK, SK, Value};
 pub use retry::{BatchRetry, full_jitter};
 
@@ -49,6 +51,9 @@ pub enum StoreError {
     /// The backend could not be reached or timed out; the write may or may not have happened.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store's circuit breaker is open: the call was not made.
+    #[error("store circuit open; retry in {retry_after_secs} s")]
+    CircuitOpen { retry_after_secs: u64 },
     /// Anything else (misconfiguration, corrupt data).
     #[error("store failure: {0}")]
     Internal(String),
@@ -64,13 +69,14 @@ impl StoreError {
             Self::Validation(m) => Self::Validation(m.clone()),
             Self::Throttled(m) => Self::Throttled(m.clone()),
             Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::CircuitOpen { retry_after_secs } => Self::CircuitOpen { retry_after_secs: *retry_after_secs },
             Self::Internal(m) => Self::Internal(m.clone()),
         }
     }
 
     /// True for errors a caller may retry.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Throttled(_) | Self::Unavailable(_))
+        matches!(self, Self::Throttled(_) | Self::Unavailable(_) | Self::CircuitOpen { .. })
     }
 }
 
