@@ -12,7 +12,7 @@ if [ -z "$lib" ]; then
   exit 1
 fi
 mkdir -p "$infra/.run"
-log="$infra/.run/dynamodb.log"
+log="$infra/.run/dynamodb-$port.log"
 java -Djava.library.path="$lib/DynamoDBLocal_lib" -cp "$lib/DynamoDBLocal.jar:$lib/DynamoDBLocal_lib/*" \
   "$here/Launcher.java" -inMemory -sharedDb -disableTelemetry -port "$port" >"$log" 2>&1 &
 pid=$!

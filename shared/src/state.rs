@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::breaker::{BreakerConfig, Registry};
+use crate::breaker::Registry;
 use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
 use crate::context::StoredContext;
@@ -35,7 +35,7 @@ impl AppState {
     /// Puts `store` behind this instance's "store" circuit breaker.
     pub fn new(config: Config, store: DynStore) -> Self {
         let breakers = Registry::default();
-        let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker("store", BreakerConfig::default())));
+        let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker("store", config.breaker)));
         Self {
             inner: Arc::new(Inner {
                 breakers,

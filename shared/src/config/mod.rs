@@ -99,6 +99,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// How long a user context stays fresh in an instance's cache.
     pub context_ttl: Duration,
+    /// Settings of the store's circuit breaker.
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -185,7 +187,22 @@ impl Config {
         let secrets = Secrets::from_lookup(env, environment)?;
         let tokens = TokenSettings::from_lookup(env, environment)?;
         let context_ttl = Duration::from_secs(parse_number(env, "CLOUD_AGENT_CONTEXT_TTL_SECS", 300, 0..=86_400)?);
+        let defaults = crate::breaker::BreakerConfig::default();
+        let breaker = crate::breaker::BreakerConfig {
+            window: crate::breaker::Window::Time(Duration::from_secs(parse_number(
+                env,
+                "CLOUD_AGENT_BREAKER_WINDOW_SECS",
+                30,
+                1..=3600,
+            )?)),
+            minimum_calls: usize::try_from(parse_number(env, "CLOUD_AGENT_BREAKER_MIN_CALLS", 5, 1..=10_000)?)
+                .unwrap_or(5),
+            failure_rate: parse_number(env, "CLOUD_AGENT_BREAKER_FAILURE_RATE_PCT", 50, 1..=100)? as f64 / 100.0,
+            open_duration: Duration::from_secs(parse_number(env, "CLOUD_AGENT_BREAKER_OPEN_SECS", 10, 1..=3600)?),
+            ..defaults
+        };
         Ok(Self {
+            breaker,
             context_ttl,
             secrets,
             tokens,
