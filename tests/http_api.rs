@@ -260,3 +260,50 @@ async fn a_request_past_its_budget_is_503_problem() {
     let app = json_app().await;
     problem(app.client.get(app.url("/slow")).send().await.unwrap(), 503).await;
 }
+
+#[tokio::test]
+async fn metrics_are_valid_prometheus_text_with_route_counts() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.client.get(app.url("/health")).send().await.unwrap();
+    }
+    app.client.get(app.url("/api/v1/agent/progress/some-task")).send().await.unwrap();
+    app.client.get(app.url("/no/such/path")).send().await.unwrap();
+    let response = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    assert!(text.contains(r#"cloud_agent_requests_total{route="/health",status="200"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"route="/api/v1/agent/progress/{task_id}",status="401""#),
+        "paths are labelled by template"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "unknown paths do not create labels");
+    assert!(text.contains(r#"cloud_agent_breaker_state{name="store"} 0"#));
+    let Some(python) = std::env::var("CLOUD_AGENT_TEST_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        assert!(std::env::var("CLOUD_AGENT_REQUIRE_DYNAMODB").is_err(), "infra/test.sh sets CLOUD_AGENT_TEST_PYTHON");
+        eprintln!("SKIPPED: the Prometheus parser check needs CLOUD_AGENT_TEST_PYTHON");
+        return;
+    };
+    // A real parser: prometheus_client's, which rejects malformed exposition text.
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
+hist = families["cloud_agent_request_duration_seconds"]
+assert hist.type == "histogram", hist.type
+counts = [s for s in hist.samples if s.name.endswith("_count") and s.labels["route"] == "/health"]
+assert counts and counts[0].value == 3, counts
+print(len(families))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "prometheus_client rejected the text: {}", String::from_utf8_lossy(&out.stderr));
+}

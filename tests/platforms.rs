@@ -97,6 +97,7 @@ fn binary(name: &str) -> PathBuf {
         "context" => env!("CARGO_BIN_EXE_context").into(),
         "admin-context" => env!("CARGO_BIN_EXE_admin-context").into(),
         "circuit-breakers" => env!("CARGO_BIN_EXE_circuit-breakers").into(),
+        "metrics" => env!("CARGO_BIN_EXE_metrics").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -513,6 +514,7 @@ fn calls_for(function: &str) -> Vec<Call> {
             vec![with_body(call("PUT", "/api/v1/admin/users/u1/context", "cmp-17"), r#"{"profile":{}}"#)]
         }
         "circuit-breakers" => vec![call("POST", "/api/v1/circuit-breakers", "cmp-18")],
+        "metrics" => vec![call("DELETE", "/api/v1/metrics", "cmp-19")],
         other => panic!("no calls for {other}"),
     }
 }

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod http;
+pub mod metrics;
 pub mod progress;
 pub mod routes;
 pub mod runtime;

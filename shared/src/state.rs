@@ -7,6 +7,7 @@ use crate::breaker::Registry;
 use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
 use crate::context::StoredContext;
+use crate::metrics::Metrics;
 use crate::store::Guarded;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
@@ -26,6 +27,7 @@ struct Inner {
     store: DynStore,
     tokens: Tokens,
     breakers: Registry,
+    metrics: Metrics,
     context_cache: Cache<String, Arc<StoredContext>>,
     started: Instant,
     instance_id: String,
@@ -39,6 +41,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 breakers,
+                metrics: Metrics::default(),
                 tokens: Tokens::new(&config),
                 context_cache: Cache::new(
                     NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
@@ -70,6 +73,11 @@ impl AppState {
 
     pub fn tokens(&self) -> &Tokens {
         &self.inner.tokens
+    }
+
+    /// This instance's request metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// This instance's circuit breakers.

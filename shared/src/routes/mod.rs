@@ -5,6 +5,7 @@ pub mod admin;
 pub mod breakers;
 pub mod context;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod progress;
 pub mod token;
@@ -172,6 +173,16 @@ pub const BREAKERS: RouteSpec = RouteSpec {
     handler: || get(breakers::list),
 };
 
+pub const METRICS: RouteSpec = RouteSpec {
+    binary: "metrics",
+    file: "api/v1/metrics.rs",
+    path: "/api/v1/metrics",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(metrics::prometheus),
+};
+
 pub const ROUTES: &[RouteSpec] = &[
     HEALTH,
     OPENAPI,
@@ -184,6 +195,7 @@ pub const ROUTES: &[RouteSpec] = &[
     CONTEXT,
     ADMIN_CONTEXT,
     BREAKERS,
+    METRICS,
 ];
 
 /// The router with every route: what `cloudagent serve` runs.
@@ -214,8 +226,9 @@ pub fn app_for(state: AppState, routes: &[RouteSpec]) -> Router {
     }
     let config = state.config();
     let (limit, timeout) = (config.body_limit, config.request_timeout);
+    let track = middleware::from_fn_with_state(state.clone(), crate::metrics::track);
     let router = router.fallback(not_found).with_state(state);
-    layered(router, limit, timeout)
+    layered(router, limit, timeout).layer(track)
 }
 
 async fn not_found(uri: http::Uri) -> ApiError {

@@ -22,7 +22,8 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::progress::get,
         crate::routes::context::get,
         crate::routes::admin::put_context,
-        crate::routes::breakers::list
+        crate::routes::breakers::list,
+        crate::routes::metrics::prometheus
     ),
     components(schemas(
         Problem,

@@ -1,0 +1,236 @@
+//! Per-instance request metrics: counts by route and status, latency histograms (percentiles from the buckets),
+//! error rate, cold-start flag, uptime — exposed as Prometheus text by `GET /api/v1/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::Serialize;
+
+use crate::routes::ROUTES;
+use crate::state::AppState;
+
+/// Upper bounds of the latency buckets, in seconds (Prometheus' own defaults, plus finer low end).
+pub const BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Counts per bucket, plus the +Inf bucket at the end (not cumulative).
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// The upper bound of the bucket holding the q-quantile (an over-estimate by at most one bucket).
+    fn quantile(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+            }
+        }
+        f64::INFINITY
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+    all: Histogram,
+}
+
+/// The metrics of this instance.
+#[derive(Debug)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    served_first: AtomicBool,
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self { inner: Mutex::default(), served_first: AtomicBool::new(false), started: Instant::now() }
+    }
+}
+
+/// A summary for health and alerts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub server_errors: u64,
+    pub error_rate: f64,
+    pub p50_seconds: f64,
+    pub p95_seconds: f64,
+    pub p99_seconds: f64,
+    pub uptime_seconds: f64,
+    /// True until this instance has served its first request.
+    pub cold: bool,
+}
+
+/// The route template a path belongs to (bounded label values: never the raw path).
+pub fn route_label(path: &str) -> &'static str {
+    let parts: Vec<&str> = path.split('/').collect();
+    ROUTES
+        .iter()
+        .find(|r| {
+            let pattern: Vec<&str> = r.path.split('/').collect();
+            pattern.len() == parts.len()
+                && pattern.iter().zip(&parts).all(|(p, s)| (p.starts_with('{') && !s.is_empty()) || p == s)
+        })
+        .map_or("unmatched", |r| r.path)
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records one request; returns true for the instance's first (its cold start).
+    pub fn record(&self, route: &'static str, status: u16, secs: f64) -> bool {
+        let mut inner = self.lock();
+        *inner.requests.entry((route, status)).or_default() += 1;
+        inner.latency.entry(route).or_default().observe(secs);
+        inner.all.observe(secs);
+        !self.served_first.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn summary(&self) -> Summary {
+        let inner = self.lock();
+        let requests = inner.all.count;
+        let server_errors: u64 = inner.requests.iter().filter(|((_, s), _)| *s >= 500).map(|(_, n)| n).sum();
+        Summary {
+            requests,
+            server_errors,
+            error_rate: if requests == 0 { 0.0 } else { server_errors as f64 / requests as f64 },
+            p50_seconds: inner.all.quantile(0.5),
+            p95_seconds: inner.all.quantile(0.95),
+            p99_seconds: inner.all.quantile(0.99),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            cold: !self.served_first.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn prometheus(&self, state: &AppState) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        let instance = state.instance_id();
+        out.push_str("# HELP cloud_agent_requests_total Requests served by this instance, by route and status.\n");
+        out.push_str("# TYPE cloud_agent_requests_total counter\n");
+        for ((route, status), n) in &inner.requests {
+            let _ = writeln!(out, "cloud_agent_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP cloud_agent_request_duration_seconds Request latency by route.\n");
+        out.push_str("# TYPE cloud_agent_request_duration_seconds histogram\n");
+        for (route, h) in &inner.latency {
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += h.counts[i];
+                let _ = writeln!(
+                    out,
+                    "cloud_agent_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "cloud_agent_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "cloud_agent_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "cloud_agent_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+        }
+        drop(inner);
+        let summary = self.summary();
+        let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
+            let _ =
+                write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{instance=\"{instance}\"}} {value}\n");
+        };
+        gauge(&mut out, "cloud_agent_uptime_seconds", "Seconds since this instance started.", summary.uptime_seconds);
+        gauge(&mut out, "cloud_agent_error_rate", "Share of requests answered 5xx.", summary.error_rate);
+        gauge(
+            &mut out,
+            "cloud_agent_cold",
+            "1 until the instance has served a request.",
+            f64::from(u8::from(summary.cold)),
+        );
+        out.push_str(
+            "# HELP cloud_agent_breaker_state Circuit breaker state (0 closed, 1 open, 2 half-open, 3 forced open).\n",
+        );
+        out.push_str("# TYPE cloud_agent_breaker_state gauge\n");
+        for b in state.breakers().snapshots() {
+            let code = match b.state {
+                crate::breaker::State::Closed => 0,
+                crate::breaker::State::Open => 1,
+                crate::breaker::State::HalfOpen => 2,
+                crate::breaker::State::ForcedOpen => 3,
+            };
+            let _ = writeln!(out, "cloud_agent_breaker_state{{name=\"{}\"}} {code}", b.name);
+        }
+        let cache = state.context_cache().stats();
+        out.push_str("# HELP cloud_agent_context_cache_events_total Context cache lookups and evictions.\n");
+        out.push_str("# TYPE cloud_agent_context_cache_events_total counter\n");
+        for (kind, n) in
+            [("hit", cache.hits), ("miss", cache.misses), ("stale", cache.stale), ("eviction", cache.evictions)]
+        {
+            let _ = writeln!(out, "cloud_agent_context_cache_events_total{{kind=\"{kind}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// Middleware: times every request and records it under its route template.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = route_label(request.uri().path());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let cold = state.metrics().record(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    if cold {
+        tracing::info!(route, cold_start = true, "first request of this instance");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_labelled_by_template() {
+        assert_eq!(route_label("/health"), "/health");
+        assert_eq!(route_label("/api/v1/agent/progress/task-7"), "/api/v1/agent/progress/{task_id}");
+        assert_eq!(route_label("/api/v1/agent/progress/"), "unmatched");
+        assert_eq!(route_label("/wp-admin.php"), "unmatched");
+    }
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let mut h = Histogram::default();
+        for _ in 0..90 {
+            h.observe(0.004);
+        }
+        for _ in 0..10 {
+            h.observe(0.3);
+        }
+        assert!((h.quantile(0.5) - 0.005).abs() < 1e-9);
+        assert!((h.quantile(0.95) - 0.5).abs() < 1e-9);
+    }
+}
