@@ -48,6 +48,17 @@ async fn health_passes_with_a_datastore_check() {
     assert_eq!(check["status"], "pass");
     assert_eq!(check["observedUnit"], "ms");
     assert!(check["observedValue"].as_f64().is_some());
+    for key in ["circuitBreaker:state", "tokens:keys", "config:environment", "memory:utilization", "requests:errorRate"]
+    {
+        assert!(body["checks"][key][0]["status"].is_string(), "{key} is checked: {body}");
+    }
+    assert_eq!(body["checks"]["circuitBreaker:state"][0]["componentId"], "store");
+    assert_eq!(body["alerts"], serde_json::json!([]));
+    let live = app.client.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "pass");
     for key in body["checks"].as_object().unwrap().keys() {
         assert!(key.split(':').count() <= 2, "checks are keyed component[:measurement]: {key}");
     }
@@ -70,6 +81,8 @@ async fn health_fails_with_503_when_the_datastore_is_unreachable() {
     assert_eq!(response.headers()["content-type"], "application/health+json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "fail");
+    assert_eq!(reqwest::get(format!("{address}/health/ready")).await.unwrap().status(), 503, "not ready");
+    assert_eq!(reqwest::get(format!("{address}/health/live")).await.unwrap().status(), 200, "but alive");
     let check = &body["checks"]["datastore:responseTime"][0];
     assert_eq!(check["status"], "fail");
     let output = check["output"].as_str().unwrap();

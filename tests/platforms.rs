@@ -98,6 +98,8 @@ fn binary(name: &str) -> PathBuf {
         "admin-context" => env!("CARGO_BIN_EXE_admin-context").into(),
         "circuit-breakers" => env!("CARGO_BIN_EXE_circuit-breakers").into(),
         "metrics" => env!("CARGO_BIN_EXE_metrics").into(),
+        "health-live" => env!("CARGO_BIN_EXE_health-live").into(),
+        "health-ready" => env!("CARGO_BIN_EXE_health-ready").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -515,6 +517,8 @@ fn calls_for(function: &str) -> Vec<Call> {
         }
         "circuit-breakers" => vec![call("POST", "/api/v1/circuit-breakers", "cmp-18")],
         "metrics" => vec![call("DELETE", "/api/v1/metrics", "cmp-19")],
+        "health-live" => vec![call("POST", "/health/live", "cmp-20")],
+        "health-ready" => vec![call("GET", "/health/ready", "cmp-21")],
         other => panic!("no calls for {other}"),
     }
 }

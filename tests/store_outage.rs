@@ -58,6 +58,7 @@ async fn the_store_breaker_rides_out_a_dynamodb_outage() {
             ("CLOUD_AGENT_CONTEXT_TTL_SECS", "1"),
             ("CLOUD_AGENT_BREAKER_OPEN_SECS", "3"),
             ("CLOUD_AGENT_BREAKER_MIN_CALLS", "4"),
+            ("CLOUD_AGENT_HEALTH_CACHE_MS", "0"),
         ],
     );
     let state = AppState::new(config, store);

@@ -89,17 +89,78 @@ pub enum BreakerError<E> {
     Inner(E),
 }
 
+/// Calls aggregated over a slot: one call (count window) or one second (time window). Running totals keep
+/// each call O(1) and memory bounded by N calls or by the window's seconds, however busy the instance is.
 #[derive(Debug, Clone, Copy)]
-struct Outcome {
-    at: Instant,
-    failed: bool,
-    slow: bool,
+struct Bucket {
+    start: Instant,
+    calls: usize,
+    failures: usize,
+    slows: usize,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    buckets: VecDeque<Bucket>,
+    calls: usize,
+    failures: usize,
+    slows: usize,
+}
+
+impl Tally {
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(b) = self.buckets.pop_front() {
+            self.calls -= b.calls;
+            self.failures -= b.failures;
+            self.slows -= b.slows;
+        }
+    }
+
+    fn record(&mut self, window: Window, now: Instant, failed: bool, slow: bool) {
+        let (f, s) = (usize::from(failed), usize::from(slow));
+        match window {
+            Window::Count(n) => {
+                self.buckets.push_back(Bucket { start: now, calls: 1, failures: f, slows: s });
+                while self.buckets.len() > n.max(1) {
+                    self.pop_front();
+                }
+            }
+            Window::Time(span) => {
+                match self.buckets.back_mut() {
+                    Some(last) if now.duration_since(last.start) < Duration::from_secs(1) => {
+                        last.calls += 1;
+                        last.failures += f;
+                        last.slows += s;
+                    }
+                    _ => self.buckets.push_back(Bucket { start: now, calls: 1, failures: f, slows: s }),
+                }
+                self.calls += 1;
+                self.failures += f;
+                self.slows += s;
+                self.expire(span, now);
+                return;
+            }
+        }
+        self.calls += 1;
+        self.failures += f;
+        self.slows += s;
+    }
+
+    fn expire(&mut self, span: Duration, now: Instant) {
+        while self.buckets.front().is_some_and(|b| now.duration_since(b.start) > span) {
+            self.pop_front();
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
     state: State,
-    outcomes: VecDeque<Outcome>,
+    outcomes: Tally,
     consecutive: usize,
     open_until: Instant,
     opens_in_a_row: u32,
@@ -138,7 +199,7 @@ impl Breaker {
             config,
             inner: Mutex::new(Inner {
                 state: State::Closed,
-                outcomes: VecDeque::new(),
+                outcomes: Tally::default(),
                 consecutive: 0,
                 open_until: now,
                 opens_in_a_row: 0,
@@ -220,21 +281,9 @@ impl Breaker {
                 }
             }
             State::Closed => {
-                inner.outcomes.push_back(Outcome { at: now, failed, slow });
-                match self.config.window {
-                    Window::Count(n) => {
-                        while inner.outcomes.len() > n {
-                            inner.outcomes.pop_front();
-                        }
-                    }
-                    Window::Time(span) => {
-                        while inner.outcomes.front().is_some_and(|o| now.duration_since(o.at) > span) {
-                            inner.outcomes.pop_front();
-                        }
-                    }
-                }
+                inner.outcomes.record(self.config.window, now, failed, slow);
                 inner.consecutive = if failed { inner.consecutive + 1 } else { 0 };
-                let (calls, failures, slows) = counts(&inner.outcomes);
+                let (calls, failures, slows) = (inner.outcomes.calls, inner.outcomes.failures, inner.outcomes.slows);
                 let by_rate = calls >= self.config.minimum_calls
                     && (failures as f64 / calls as f64 >= self.config.failure_rate
                         || slows as f64 / calls as f64 >= self.config.slow_call_rate);
@@ -284,10 +333,13 @@ impl Breaker {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let inner = self.lock();
-        let (calls, failures, slows) = counts(&inner.outcomes);
-        let rate = |n: usize| if calls == 0 { 0.0 } else { n as f64 / calls as f64 };
+        let mut inner = self.lock();
         let now = Instant::now();
+        if let Window::Time(span) = self.config.window {
+            inner.outcomes.expire(span, now);
+        }
+        let (calls, failures, slows) = (inner.outcomes.calls, inner.outcomes.failures, inner.outcomes.slows);
+        let rate = |n: usize| if calls == 0 { 0.0 } else { n as f64 / calls as f64 };
         Snapshot {
             name: self.name.clone(),
             state: inner.state,
@@ -299,12 +351,6 @@ impl Breaker {
             transitions: inner.transitions,
         }
     }
-}
-
-fn counts(outcomes: &VecDeque<Outcome>) -> (usize, usize, usize) {
-    let failures = outcomes.iter().filter(|o| o.failed).count();
-    let slows = outcomes.iter().filter(|o| o.slow).count();
-    (outcomes.len(), failures, slows)
 }
 
 /// What to answer while a breaker is open.

@@ -5,6 +5,7 @@
 //! (`cloudagent serve`, via [`runtime::serve`]). State lives behind the [`store::Store`] trait, backed by
 //! DynamoDB in production and an embedded redb file locally.
 
+pub mod alerts;
 pub mod batch;
 pub mod breaker;
 pub mod cache;

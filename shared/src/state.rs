@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::alerts::Alerts;
 use crate::breaker::Registry;
 use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
@@ -28,6 +29,8 @@ struct Inner {
     tokens: Tokens,
     breakers: Registry,
     metrics: Metrics,
+    alerts: Alerts,
+    health: std::sync::Mutex<Option<(Instant, crate::routes::health::HealthReport)>>,
     context_cache: Cache<String, Arc<StoredContext>>,
     started: Instant,
     instance_id: String,
@@ -42,6 +45,8 @@ impl AppState {
             inner: Arc::new(Inner {
                 breakers,
                 metrics: Metrics::default(),
+                alerts: Alerts::new(config.alerts),
+                health: std::sync::Mutex::new(None),
                 tokens: Tokens::new(&config),
                 context_cache: Cache::new(
                     NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
@@ -78,6 +83,22 @@ impl AppState {
     /// This instance's request metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Alert conditions with their cooldowns.
+    pub fn alerts(&self) -> &Alerts {
+        &self.inner.alerts
+    }
+
+    /// The last health report if it is younger than `max_age`.
+    pub fn cached_health(&self, max_age: std::time::Duration) -> Option<crate::routes::health::HealthReport> {
+        let guard = self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, r)| r.clone())
+    }
+
+    pub fn store_health(&self, report: &crate::routes::health::HealthReport) {
+        *self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), report.clone()));
     }
 
     /// This instance's circuit breakers.

@@ -101,6 +101,9 @@ pub struct Config {
     pub context_ttl: Duration,
     /// Settings of the store's circuit breaker.
     pub breaker: crate::breaker::BreakerConfig,
+    /// How long a health report is reused, so health requests cannot hammer the store.
+    pub health_cache: Duration,
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -201,7 +204,20 @@ impl Config {
             open_duration: Duration::from_secs(parse_number(env, "CLOUD_AGENT_BREAKER_OPEN_SECS", 10, 1..=3600)?),
             ..defaults
         };
+        let health_cache = Duration::from_millis(parse_number(env, "CLOUD_AGENT_HEALTH_CACHE_MS", 2000, 0..=60_000)?);
+        // Memory alert at 80 % of the Lambda memory size when known, else 200 MiB.
+        let memory_mb =
+            env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|m| m.parse::<u64>().ok()).map_or(200, |m| m * 8 / 10);
+        let alerts = crate::alerts::AlertConfig {
+            error_rate: parse_number(env, "CLOUD_AGENT_ALERT_ERROR_RATE_PCT", 5, 1..=100)? as f64 / 100.0,
+            p95: Duration::from_millis(parse_number(env, "CLOUD_AGENT_ALERT_P95_MS", 1000, 1..=60_000)?),
+            memory_bytes: parse_number(env, "CLOUD_AGENT_ALERT_MEMORY_MB", memory_mb, 1..=100_000)? << 20,
+            cooldown: Duration::from_secs(parse_number(env, "CLOUD_AGENT_ALERT_COOLDOWN_SECS", 300, 1..=86_400)?),
+            ..crate::alerts::AlertConfig::default()
+        };
         Ok(Self {
+            health_cache,
+            alerts,
             breaker,
             context_ttl,
             secrets,

@@ -9,6 +9,10 @@ use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::alerts::AlertKind;
+use crate::breaker::State as BreakerState;
+use crate::config::Environment;
+use crate::config::secrets::SecretSource;
 use crate::http::problem::OwnErrorBody;
 use crate::state::AppState;
 use crate::store::{PROBE_TIMEOUT, probe_key};
@@ -65,6 +69,9 @@ pub struct HealthReport {
     pub checks: BTreeMap<String, Vec<Check>>,
     /// Which instance answered (in-memory state is per instance).
     pub notes: Vec<String>,
+    /// Alert conditions holding on this instance.
+    #[schema(value_type = Vec<Object>)]
+    pub alerts: Vec<crate::alerts::Active>,
 }
 
 fn now_rfc3339() -> String {
@@ -107,24 +114,126 @@ fn store_failure_kind(e: &crate::store::StoreError) -> &'static str {
     }
 }
 
-/// Builds the report (also used by tests and the CLI).
-pub async fn report(state: &AppState) -> HealthReport {
-    let datastore = datastore_check(state).await;
-    let uptime = Check {
-        component_type: "system".into(),
-        component_id: Some(state.instance_id().into()),
-        observed_value: Some(state.uptime().as_secs_f64().round()),
-        observed_unit: Some("s".into()),
-        status: HealthStatus::Pass,
+fn check(
+    component_type: &str,
+    id: Option<String>,
+    value: Option<f64>,
+    unit: Option<&str>,
+    status: HealthStatus,
+    output: Option<String>,
+) -> Check {
+    Check {
+        component_type: component_type.into(),
+        component_id: id,
+        observed_value: value,
+        observed_unit: unit.map(Into::into),
+        status,
         time: now_rfc3339(),
-        output: None,
-    };
-    let mut checks = BTreeMap::new();
-    checks.insert("datastore:responseTime".to_owned(), vec![datastore]);
-    checks.insert("uptime".to_owned(), vec![uptime]);
-    let status = checks.values().flatten().map(|c| c.status).max().unwrap_or(HealthStatus::Pass);
+        output,
+    }
+}
+
+/// Builds the report, or reuses one younger than the configured health cache.
+pub async fn report(state: &AppState) -> HealthReport {
+    if let Some(cached) = state.cached_health(state.config().health_cache) {
+        return cached;
+    }
     let config = state.config();
-    HealthReport {
+    let mut checks = BTreeMap::new();
+    checks.insert("datastore:responseTime".to_owned(), vec![datastore_check(state).await]);
+    let breakers = state.breakers().snapshots();
+    let open_breakers =
+        breakers.iter().filter(|b| matches!(b.state, BreakerState::Open | BreakerState::ForcedOpen)).count();
+    checks.insert(
+        "circuitBreaker:state".to_owned(),
+        breakers
+            .iter()
+            .map(|b| {
+                let status = match b.state {
+                    BreakerState::Closed => HealthStatus::Pass,
+                    BreakerState::HalfOpen => HealthStatus::Warn,
+                    BreakerState::Open | BreakerState::ForcedOpen => HealthStatus::Fail,
+                };
+                let state_name = serde_json::to_value(b.state).ok().and_then(|v| v.as_str().map(str::to_owned));
+                check("component", Some(b.name.clone()), Some(b.failure_rate), Some("failure rate"), status, state_name)
+            })
+            .collect(),
+    );
+    let secrets = &config.secrets;
+    let weak = config.environment != Environment::Development
+        && (secrets.jwt_source != SecretSource::Specific || secrets.agent_source != SecretSource::Specific);
+    checks.insert(
+        "tokens:keys".to_owned(),
+        vec![check(
+            "component",
+            None,
+            Some(state.tokens().verification_keys() as f64),
+            Some("verification keys"),
+            if weak { HealthStatus::Warn } else { HealthStatus::Pass },
+            weak.then(|| "using the shared fallback secret".to_owned()),
+        )],
+    );
+    checks.insert(
+        "config:environment".to_owned(),
+        vec![check("component", None, None, None, HealthStatus::Pass, Some(config.environment.as_str().to_owned()))],
+    );
+    let summary = state.metrics().summary();
+    let rss = crate::alerts::resident_bytes();
+    let active = state.alerts().evaluate(&crate::alerts::Readings {
+        requests: summary.requests,
+        error_rate: summary.error_rate,
+        p95: std::time::Duration::from_secs_f64(summary.p95_seconds.min(3600.0)),
+        open_breakers,
+        memory_bytes: rss,
+    });
+    let alert = |kind| active.iter().any(|a| a.kind == kind);
+    let warn_if = |b: bool| if b { HealthStatus::Warn } else { HealthStatus::Pass };
+    checks.insert(
+        "memory:utilization".to_owned(),
+        vec![check(
+            "system",
+            None,
+            rss.map(|b| (b >> 20) as f64),
+            Some("MiB"),
+            warn_if(alert(AlertKind::Memory)),
+            None,
+        )],
+    );
+    checks.insert(
+        "requests:errorRate".to_owned(),
+        vec![check(
+            "system",
+            None,
+            Some(summary.error_rate),
+            Some("ratio"),
+            warn_if(alert(AlertKind::ErrorRate)),
+            None,
+        )],
+    );
+    checks.insert(
+        "requests:p95".to_owned(),
+        vec![check(
+            "system",
+            None,
+            Some(summary.p95_seconds * 1000.0),
+            Some("ms"),
+            warn_if(alert(AlertKind::Latency)),
+            None,
+        )],
+    );
+    checks.insert(
+        "uptime".to_owned(),
+        vec![check(
+            "system",
+            Some(state.instance_id().into()),
+            Some(state.uptime().as_secs_f64().round()),
+            Some("s"),
+            HealthStatus::Pass,
+            None,
+        )],
+    );
+    let status = checks.values().flatten().map(|c| c.status).max().unwrap_or(HealthStatus::Pass);
+    let report = HealthReport {
         status,
         version: API_VERSION.to_owned(),
         release_id: config.release_id.clone(),
@@ -136,8 +245,42 @@ pub async fn report(state: &AppState) -> HealthReport {
             config.platform.as_str()
         ),
         checks,
-        notes: vec![format!("instance {}", state.instance_id())],
-    }
+        notes: vec![format!("instance {}", state.instance_id()), format!("cold start: {}", summary.cold)],
+        alerts: active,
+    };
+    state.store_health(&report);
+    report
+}
+
+fn health_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    // Health is a live reading: never cached by a CDN (Vercel) or a client.
+    let headers = [(header::CONTENT_TYPE, HEALTH_JSON), (header::CACHE_CONTROL, "no-store")];
+    let mut response = (status, headers, body).into_response();
+    response.extensions_mut().insert(OwnErrorBody);
+    response
+}
+
+/// Liveness: the process runs and answers (no dependency is consulted: a dead store must not get us restarted).
+#[utoipa::path(get, path = "/health/live", tag = "platform",
+    responses((status = 200, description = "alive", content_type = "application/health+json")))]
+pub async fn live(State(state): State<AppState>) -> Response {
+    health_response(StatusCode::OK, &serde_json::json!({"status": "pass", "instance": state.instance_id()}))
+}
+
+/// Readiness: the datastore answers and its breaker is not open (from the cached report).
+#[utoipa::path(get, path = "/health/ready", tag = "platform",
+    responses((status = 200, description = "ready", content_type = "application/health+json"),
+              (status = 503, description = "not ready", content_type = "application/health+json")))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let report = report(&state).await;
+    let failing: Vec<&str> = ["datastore:responseTime", "circuitBreaker:state"]
+        .into_iter()
+        .filter(|k| report.checks.get(*k).is_some_and(|cs| cs.iter().any(|c| c.status == HealthStatus::Fail)))
+        .collect();
+    let (code, status) =
+        if failing.is_empty() { (StatusCode::OK, "pass") } else { (StatusCode::SERVICE_UNAVAILABLE, "fail") };
+    health_response(code, &serde_json::json!({"status": status, "failing": failing}))
 }
 
 /// Health of this instance and its datastore.
@@ -153,10 +296,5 @@ pub async fn report(state: &AppState) -> HealthReport {
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = report(&state).await;
     let status = if report.status == HealthStatus::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    let body = serde_json::to_vec(&report).unwrap_or_default();
-    // Health is a live reading: never cached by a CDN (Vercel) or a client.
-    let headers = [(header::CONTENT_TYPE, HEALTH_JSON), (header::CACHE_CONTROL, "no-store")];
-    let mut response = (status, headers, body).into_response();
-    response.extensions_mut().insert(OwnErrorBody);
-    response
+    health_response(status, &report)
 }

@@ -183,6 +183,26 @@ pub const METRICS: RouteSpec = RouteSpec {
     handler: || get(metrics::prometheus),
 };
 
+pub const HEALTH_LIVE: RouteSpec = RouteSpec {
+    binary: "health-live",
+    file: "api/health/live.rs",
+    path: "/health/live",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(health::live),
+};
+
+pub const HEALTH_READY: RouteSpec = RouteSpec {
+    binary: "health-ready",
+    file: "api/health/ready.rs",
+    path: "/health/ready",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem"],
+    auth: Auth::Public,
+    handler: || get(health::ready),
+};
+
 pub const ROUTES: &[RouteSpec] = &[
     HEALTH,
     OPENAPI,
@@ -196,6 +216,8 @@ pub const ROUTES: &[RouteSpec] = &[
     ADMIN_CONTEXT,
     BREAKERS,
     METRICS,
+    HEALTH_LIVE,
+    HEALTH_READY,
 ];
 
 /// The router with every route: what `cloudagent serve` runs.

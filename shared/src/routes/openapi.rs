@@ -23,7 +23,9 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::context::get,
         crate::routes::admin::put_context,
         crate::routes::breakers::list,
-        crate::routes::metrics::prometheus
+        crate::routes::metrics::prometheus,
+        crate::routes::health::live,
+        crate::routes::health::ready
     ),
     components(schemas(
         Problem,
