@@ -203,3 +203,67 @@ async fn a_failing_store_opens_its_breaker_and_writes_answer_503_with_retry_afte
     assert!((1..=10).contains(&retry_after), "Retry-After says when the breaker will try again: {retry_after}");
     assert_eq!(app.counting.take(), 0, "an open breaker spares the failing store");
 }
+
+#[tokio::test]
+async fn agents_report_health_in_the_seed_004_shape_and_operators_list_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "admin-key-0123456789abcdef0123456789";
+    let state = AppState::from_config(common::test_config_with(dir.path(), &[("DEV_ADMIN_KEY", key)])).await.unwrap();
+    let base = serve_router(cloud_agent::app(state.clone())).await;
+    let client = reqwest::Client::new();
+    let token = |agent: &str| {
+        state.tokens().sign_access(&state.tokens().access_claims(agent, "u", "f", "j", cloud_agent::store::now_epoch()))
+    };
+    let report = json!({"status": "degraded", "checks": {"disk": {"status": "degraded", "detail": "91% full"}}, "metrics": {"queue": 12.0}});
+    let response = client
+        .post(format!("{base}/api/v1/agent/health"))
+        .bearer_auth(token("worker-1"))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "the worse of the agent's and the service's view");
+    assert_eq!(body["agent_id"], "worker-1");
+    assert_eq!(body["environment"], "development");
+    assert_eq!(body["health"]["overall"], "degraded");
+    assert_eq!(body["health"]["checks"]["disk"]["detail"], "91% full");
+    assert_eq!(body["health"]["metrics"]["queue"], 12.0);
+    assert!(body["health"]["alerts"].is_array());
+    for field in ["responseTime", "uptime", "requestCounts", "errorRate"] {
+        assert!(!body["performance"][field].is_null(), "performance.{field}: {body}");
+    }
+    let healthy = json!({"status": "healthy"});
+    client
+        .post(format!("{base}/api/v1/agent/health"))
+        .bearer_auth(token("worker-2"))
+        .json(&healthy)
+        .send()
+        .await
+        .unwrap();
+    let bad = client
+        .post(format!("{base}/api/v1/agent/health"))
+        .bearer_auth(token("worker-3"))
+        .json(&json!({"status": "fine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "unknown status is refused, naming the field");
+    assert_eq!(
+        client
+            .get(format!("{base}/api/v1/agents/health"))
+            .bearer_auth(token("worker-1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let list: Value =
+        client.get(format!("{base}/api/v1/agents/health")).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    let agents: Vec<&str> =
+        list["agents"].as_array().unwrap().iter().map(|a| a["agent_id"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["worker-1", "worker-2"]);
+    assert_eq!(list["agents"][0]["report"]["status"], "degraded");
+}

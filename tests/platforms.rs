@@ -100,6 +100,8 @@ fn binary(name: &str) -> PathBuf {
         "metrics" => env!("CARGO_BIN_EXE_metrics").into(),
         "health-live" => env!("CARGO_BIN_EXE_health-live").into(),
         "health-ready" => env!("CARGO_BIN_EXE_health-ready").into(),
+        "agent-health" => env!("CARGO_BIN_EXE_agent-health").into(),
+        "agents-health" => env!("CARGO_BIN_EXE_agents-health").into(),
         "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
         other => panic!("no binary {other}: add it to tests/platforms.rs"),
     }
@@ -519,6 +521,8 @@ fn calls_for(function: &str) -> Vec<Call> {
         "metrics" => vec![call("DELETE", "/api/v1/metrics", "cmp-19")],
         "health-live" => vec![call("POST", "/health/live", "cmp-20")],
         "health-ready" => vec![call("GET", "/health/ready", "cmp-21")],
+        "agent-health" => vec![with_body(call("POST", "/api/v1/agent/health", "cmp-22"), r#"{"status":"healthy"}"#)],
+        "agents-health" => vec![call("GET", "/api/v1/agents/health", "cmp-23")],
         other => panic!("no calls for {other}"),
     }
 }

@@ -2,6 +2,7 @@
 //! vercel.json are checked against (`tests/infra.rs`).
 
 pub mod admin;
+pub mod agent_health;
 pub mod breakers;
 pub mod context;
 pub mod health;
@@ -203,6 +204,26 @@ pub const HEALTH_READY: RouteSpec = RouteSpec {
     handler: || get(health::ready),
 };
 
+pub const AGENT_HEALTH: RouteSpec = RouteSpec {
+    binary: "agent-health",
+    file: "api/v1/agent/health.rs",
+    path: "/api/v1/agent/health",
+    methods: &[Method::POST],
+    dynamodb_actions: &["dynamodb:PutItem", "dynamodb:GetItem"],
+    auth: Auth::Agent,
+    handler: || post(agent_health::post),
+};
+
+pub const AGENTS_HEALTH: RouteSpec = RouteSpec {
+    binary: "agents-health",
+    file: "api/v1/agents/health.rs",
+    path: "/api/v1/agents/health",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:Query"],
+    auth: Auth::Admin,
+    handler: || get(agent_health::list),
+};
+
 pub const ROUTES: &[RouteSpec] = &[
     HEALTH,
     OPENAPI,
@@ -218,6 +239,8 @@ pub const ROUTES: &[RouteSpec] = &[
     METRICS,
     HEALTH_LIVE,
     HEALTH_READY,
+    AGENT_HEALTH,
+    AGENTS_HEALTH,
 ];
 
 /// The router with every route: what `cloudagent serve` runs.

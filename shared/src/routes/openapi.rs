@@ -25,7 +25,9 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::routes::breakers::list,
         crate::routes::metrics::prometheus,
         crate::routes::health::live,
-        crate::routes::health::ready
+        crate::routes::health::ready,
+        crate::routes::agent_health::post,
+        crate::routes::agent_health::list
     ),
     components(schemas(
         Problem,
@@ -49,7 +51,15 @@ use crate::routes::health::{Check, HealthReport, HealthStatus};
         crate::context::UserContext,
         crate::cache::CacheStatus,
         crate::routes::admin::ContextStored,
-        crate::routes::breakers::Breakers
+        crate::routes::breakers::Breakers,
+        crate::routes::agent_health::AgentStatus,
+        crate::routes::agent_health::AgentCheck,
+        crate::routes::agent_health::AgentReport,
+        crate::routes::agent_health::AgentHealth,
+        crate::routes::agent_health::HealthSection,
+        crate::routes::agent_health::Performance,
+        crate::routes::agent_health::Reported,
+        crate::routes::agent_health::AgentHealthList
     )),
     modifiers(&BearerAuth),
     tags(

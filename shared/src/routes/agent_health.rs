@@ -1,0 +1,202 @@
+//! Agents report their own health; operators list the latest report of every agent.
+//! The answer to a report has the seed-004 shape: `{status, agent_id, environment, health: {overall, checks,
+//! metrics, alerts}, performance: {responseTime, uptime, requestCounts, errorRate}}`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::auth::AgentIdentity;
+use crate::http::{ApiError, ApiJson};
+use crate::routes::health::{HealthStatus, report};
+use crate::state::AppState;
+use crate::store::{Cursor, Item, Key, Query as StoreQuery, now_epoch};
+
+/// How long an agent's report is kept: an agent that stops reporting drops off the list.
+pub const REPORT_TTL_SECS: i64 = 3600;
+const PARTITION: &str = "AGENTHEALTH";
+
+/// Seed-004 statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// One of the agent's own checks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCheck {
+    pub status: AgentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What an agent reports.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReport {
+    pub status: AgentStatus,
+    #[serde(default)]
+    pub checks: BTreeMap<String, AgentCheck>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthSection {
+    pub overall: AgentStatus,
+    pub checks: BTreeMap<String, AgentCheck>,
+    pub metrics: BTreeMap<String, f64>,
+    #[schema(value_type = Vec<Object>)]
+    pub alerts: Vec<crate::alerts::Active>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Performance {
+    /// Median and p95 response time of this instance, in ms.
+    pub response_time: BTreeMap<String, f64>,
+    /// Seconds this instance has been up.
+    pub uptime: f64,
+    pub request_counts: BTreeMap<String, u64>,
+    pub error_rate: f64,
+}
+
+/// The seed-004 answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentHealth {
+    pub status: AgentStatus,
+    pub agent_id: String,
+    pub environment: String,
+    pub health: HealthSection,
+    pub performance: Performance,
+}
+
+fn from_service(s: HealthStatus) -> AgentStatus {
+    match s {
+        HealthStatus::Pass => AgentStatus::Healthy,
+        HealthStatus::Warn => AgentStatus::Degraded,
+        HealthStatus::Fail => AgentStatus::Unhealthy,
+    }
+}
+
+/// Report this agent's health; the answer combines it with the service's view.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/health",
+    tag = "agent",
+    security(("bearer" = [])),
+    request_body = AgentReport,
+    responses((status = 200, body = AgentHealth))
+)]
+pub async fn post(
+    State(state): State<AppState>,
+    identity: AgentIdentity,
+    ApiJson(agent_report): ApiJson<AgentReport>,
+) -> Result<ApiJson<AgentHealth>, ApiError> {
+    if agent_report.checks.len() > 50
+        || agent_report.metrics.len() > 50
+        || agent_report.metrics.values().any(|v| !v.is_finite())
+    {
+        return Err(ApiError::Unprocessable {
+            detail: "at most 50 checks and 50 finite metrics".into(),
+            pointer: None,
+        });
+    }
+    let now = now_epoch();
+    let doc = serde_json::to_string(&agent_report).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let item = Item::new(&Key::new(PARTITION, identity.agent_id.as_str()))
+        .with("agent_id", identity.agent_id.as_str())
+        .with("report", doc)
+        .with("reported_at", now)
+        .with("expires_at", now + REPORT_TTL_SECS);
+    state.store().put(item, None).await?;
+    let service = report(&state).await;
+    let summary = state.metrics().summary();
+    let overall = agent_report.status.max(from_service(service.status));
+    Ok(ApiJson(AgentHealth {
+        status: overall,
+        agent_id: identity.agent_id,
+        environment: state.config().environment.as_str().into(),
+        health: HealthSection {
+            overall,
+            checks: agent_report.checks,
+            metrics: agent_report.metrics,
+            alerts: service.alerts,
+        },
+        performance: Performance {
+            response_time: BTreeMap::from([
+                ("p50".to_owned(), summary.p50_seconds * 1000.0),
+                ("p95".to_owned(), summary.p95_seconds * 1000.0),
+            ]),
+            uptime: summary.uptime_seconds,
+            request_counts: BTreeMap::from([
+                ("total".to_owned(), summary.requests),
+                ("errors".to_owned(), summary.server_errors),
+            ]),
+            error_rate: summary.error_rate,
+        },
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// One agent's latest report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reported {
+    pub agent_id: String,
+    pub reported_at: i64,
+    pub report: AgentReport,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentHealthList {
+    pub agents: Vec<Reported>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The latest report of every agent that reported within the last hour (admin key).
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/health",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("cursor" = Option<String>, Query)),
+    responses((status = 200, body = AgentHealthList))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<ApiJson<AgentHealthList>, ApiError> {
+    let cursor = params
+        .cursor
+        .as_deref()
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|_| ApiError::Unprocessable { detail: "invalid cursor".into(), pointer: None })?;
+    let page = state.store().query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
+    let agents = page
+        .items
+        .iter()
+        .filter_map(|i| {
+            Some(Reported {
+                agent_id: i.get_str("agent_id")?.to_owned(),
+                reported_at: i.get_i64("reported_at")?,
+                report: serde_json::from_str(i.get_str("report")?).ok()?,
+            })
+        })
+        .collect();
+    Ok(ApiJson(AgentHealthList { agents, next_cursor: page.next.map(|c| c.as_str().to_owned()) }))
+}
