@@ -197,14 +197,49 @@ impl Metrics {
     }
 }
 
-/// Middleware: times every request and records it under its route template.
+/// One CloudWatch Embedded Metric Format record for a request: CloudWatch turns the log line into metrics
+/// (Latency, Requests, Errors, ColdStart by Route) with no API call from the function.
+pub fn emf_line(route: &str, status: u16, secs: f64, cold: bool, function: &str, epoch_ms: i64) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": epoch_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "CloudAgent",
+                "Dimensions": [["Function", "Route"]],
+                "Metrics": [
+                    {"Name": "Latency", "Unit": "Milliseconds"},
+                    {"Name": "Requests", "Unit": "Count"},
+                    {"Name": "Errors", "Unit": "Count"},
+                    {"Name": "ColdStart", "Unit": "Count"}
+                ]
+            }]
+        },
+        "Function": function,
+        "Route": route,
+        "Status": status,
+        "Latency": secs * 1000.0,
+        "Requests": 1,
+        "Errors": u8::from(status >= 500),
+        "ColdStart": u8::from(cold)
+    })
+    .to_string()
+}
+
+/// Middleware: times every request and records it under its route template (and as EMF when enabled).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = route_label(request.uri().path());
     let started = Instant::now();
     let response = next.run(request).await;
-    let cold = state.metrics().record(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    let cold = state.metrics().record(route, status, secs);
     if cold {
         tracing::info!(route, cold_start = true, "first request of this instance");
+    }
+    if let Some(function) = &state.config().emf_function {
+        let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        // stdout, one line: the Lambda log agent forwards it to CloudWatch Logs, which extracts the metrics.
+        println!("{}", emf_line(route, status, secs, cold, function, now_ms));
     }
     response
 }
@@ -212,6 +247,25 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emf_lines_follow_the_specification() {
+        let line: serde_json::Value =
+            serde_json::from_str(&emf_line("/health", 503, 0.012, true, "health", 1_795_000_000_000)).unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(line["_aws"]["Timestamp"], 1_795_000_000_000i64);
+        assert_eq!(directive["Namespace"], "CloudAgent");
+        // Every dimension and metric the directive names is a top-level member of the record.
+        for dim in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(line[dim.as_str().unwrap()].is_string());
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(line[metric["Name"].as_str().unwrap()].is_number(), "{metric}");
+        }
+        assert_eq!(line["ColdStart"], 1);
+        assert_eq!(line["Errors"], 1);
+        assert!((line["Latency"].as_f64().unwrap() - 12.0).abs() < 1e-9);
+    }
 
     #[test]
     fn routes_are_labelled_by_template() {

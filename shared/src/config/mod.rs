@@ -104,6 +104,8 @@ pub struct Config {
     /// How long a health report is reused, so health requests cannot hammer the store.
     pub health_cache: Duration,
     pub alerts: crate::alerts::AlertConfig,
+    /// When set, each request also writes a CloudWatch EMF line under this function name (default on Lambda).
+    pub emf_function: Option<String>,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -215,7 +217,21 @@ impl Config {
             cooldown: Duration::from_secs(parse_number(env, "CLOUD_AGENT_ALERT_COOLDOWN_SECS", 300, 1..=86_400)?),
             ..crate::alerts::AlertConfig::default()
         };
+        let emf_default = platform == Platform::Lambda;
+        let emf = match env("CLOUD_AGENT_EMF").as_deref() {
+            None => emf_default,
+            Some("1" | "true" | "on") => true,
+            Some("0" | "false" | "off") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "CLOUD_AGENT_EMF",
+                    problem: format!("{other:?}: use on or off"),
+                });
+            }
+        };
+        let emf_function = emf.then(|| env("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_owned()));
         Ok(Self {
+            emf_function,
             health_cache,
             alerts,
             breaker,
