@@ -133,13 +133,19 @@ macro_rules! on_both_backends {
 }
 
 /// Counts the calls a real backend receives (a decorator, not a fake: every call goes through).
+/// It also plays a store outage (DynamoDB going away cannot be staged per test here): while `down` is set,
+/// every call fails as `Unavailable` without reaching the backend.
 #[derive(Debug)]
 pub struct Counting {
     inner: DynStore,
     calls: std::sync::atomic::AtomicUsize,
     /// BatchWriteItem calls alone.
     pub batch_writes: std::sync::atomic::AtomicUsize,
+    pub down: std::sync::atomic::AtomicBool,
 }
+
+/// The same decorator, used for its outage switch.
+pub type Outage = Counting;
 
 impl Counting {
     pub fn new(inner: DynStore) -> Self {
@@ -147,10 +153,15 @@ impl Counting {
             inner,
             calls: std::sync::atomic::AtomicUsize::default(),
             batch_writes: std::sync::atomic::AtomicUsize::default(),
+            down: std::sync::atomic::AtomicBool::new(false),
         }
     }
-    fn hit(&self) {
+    fn hit(&self) -> Result<(), cloud_agent::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(cloud_agent::store::StoreError::Unavailable("injected outage".into()));
+        }
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
     pub fn take(&self) -> usize {
         self.calls.swap(0, std::sync::atomic::Ordering::SeqCst)
@@ -166,7 +177,7 @@ impl cloud_agent::store::Store for Counting {
         &self,
         key: &cloud_agent::store::Key,
     ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.hit();
+        self.hit()?;
         self.inner.get(key).await
     }
     async fn put(
@@ -174,7 +185,7 @@ impl cloud_agent::store::Store for Counting {
         item: cloud_agent::store::Item,
         c: Option<cloud_agent::store::Condition>,
     ) -> Result<(), cloud_agent::store::StoreError> {
-        self.hit();
+        self.hit()?;
         self.inner.put(item, c).await
     }
     async fn update(
@@ -183,7 +194,7 @@ impl cloud_agent::store::Store for Counting {
         u: cloud_agent::store::Update,
         c: Option<cloud_agent::store::Condition>,
     ) -> Result<cloud_agent::store::Item, cloud_agent::store::StoreError> {
-        self.hit();
+        self.hit()?;
         self.inner.update(key, u, c).await
     }
     async fn delete(
@@ -191,103 +202,26 @@ impl cloud_agent::store::Store for Counting {
         key: &cloud_agent::store::Key,
         c: Option<cloud_agent::store::Condition>,
     ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.hit();
+        self.hit()?;
         self.inner.delete(key, c).await
     }
     async fn query(
         &self,
         q: cloud_agent::store::Query,
     ) -> Result<cloud_agent::store::Page, cloud_agent::store::StoreError> {
-        self.hit();
+        self.hit()?;
         self.inner.query(q).await
     }
     async fn batch_write_once(
         &self,
         ops: Vec<cloud_agent::store::WriteOp>,
     ) -> Result<Vec<cloud_agent::store::WriteOp>, cloud_agent::store::StoreError> {
-        self.hit();
+        self.hit()?;
         self.batch_writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.batch_write_once(ops).await
     }
     async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
-        self.hit();
-        self.inner.transact_write(ops).await
-    }
-}
-
-/// Plays a store outage in front of a real backend (DynamoDB going away cannot be staged per test here):
-/// while `down` is set, every call fails as `Unavailable`.
-#[derive(Debug)]
-pub struct Outage {
-    inner: DynStore,
-    pub down: std::sync::atomic::AtomicBool,
-}
-
-impl Outage {
-    pub fn new(inner: DynStore) -> Self {
-        Self { inner, down: std::sync::atomic::AtomicBool::new(false) }
-    }
-    fn check(&self) -> Result<(), cloud_agent::store::StoreError> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(cloud_agent::store::StoreError::Unavailable("injected outage".into()));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl cloud_agent::store::Store for Outage {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn get(
-        &self,
-        key: &cloud_agent::store::Key,
-    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.check()?;
-        self.inner.get(key).await
-    }
-    async fn put(
-        &self,
-        item: cloud_agent::store::Item,
-        c: Option<cloud_agent::store::Condition>,
-    ) -> Result<(), cloud_agent::store::StoreError> {
-        self.check()?;
-        self.inner.put(item, c).await
-    }
-    async fn update(
-        &self,
-        key: &cloud_agent::store::Key,
-        u: cloud_agent::store::Update,
-        c: Option<cloud_agent::store::Condition>,
-    ) -> Result<cloud_agent::store::Item, cloud_agent::store::StoreError> {
-        self.check()?;
-        self.inner.update(key, u, c).await
-    }
-    async fn delete(
-        &self,
-        key: &cloud_agent::store::Key,
-        c: Option<cloud_agent::store::Condition>,
-    ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.check()?;
-        self.inner.delete(key, c).await
-    }
-    async fn query(
-        &self,
-        q: cloud_agent::store::Query,
-    ) -> Result<cloud_agent::store::Page, cloud_agent::store::StoreError> {
-        self.check()?;
-        self.inner.query(q).await
-    }
-    async fn batch_write_once(
-        &self,
-        ops: Vec<cloud_agent::store::WriteOp>,
-    ) -> Result<Vec<cloud_agent::store::WriteOp>, cloud_agent::store::StoreError> {
-        self.check()?;
-        self.inner.batch_write_once(ops).await
-    }
-    async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
-        self.check()?;
+        self.hit()?;
         self.inner.transact_write(ops).await
     }
 }

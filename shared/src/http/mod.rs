@@ -19,6 +19,13 @@ pub use json::ApiJson;
 pub use problem::{ApiError, Problem};
 pub use request_id::RequestContext;
 
+/// Parses an optional `cursor` query parameter (opaque paging position) into a 422 problem when it is bad.
+pub fn cursor_param(text: Option<&str>) -> Result<Option<crate::store::Cursor>, ApiError> {
+    text.map(crate::store::Cursor::parse)
+        .transpose()
+        .map_err(|_| ApiError::Unprocessable { detail: "invalid cursor".into(), pointer: Some("/cursor".into()) })
+}
+
 /// Wraps `router` in the cross-cutting layers, outermost first: request context (ids, span, access log),
 /// problem rendering, panic catching, the request deadline, and the body limit.
 pub fn layered(router: Router, body_limit: usize, timeout: Duration) -> Router {

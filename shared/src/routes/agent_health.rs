@@ -12,7 +12,7 @@ use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson};
 use crate::routes::health::{HealthStatus, report};
 use crate::state::AppState;
-use crate::store::{Cursor, Item, Key, Query as StoreQuery, now_epoch};
+use crate::store::{Item, Key, Query as StoreQuery, now_epoch};
 
 /// How long an agent's report is kept: an agent that stops reporting drops off the list.
 pub const REPORT_TTL_SECS: i64 = 3600;
@@ -180,12 +180,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<ApiJson<AgentHealthList>, ApiError> {
-    let cursor = params
-        .cursor
-        .as_deref()
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|_| ApiError::Unprocessable { detail: "invalid cursor".into(), pointer: None })?;
+    let cursor = crate::http::cursor_param(params.cursor.as_deref())?;
     let page = state.store().query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
     let agents = page
         .items

@@ -12,7 +12,7 @@ use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
 use crate::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::state::AppState;
-use crate::store::{BatchRetry, Cursor};
+use crate::store::BatchRetry;
 
 /// The envelope: `{batch_id?, updates: [...]}` (a single update object is accepted as well).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -129,11 +129,6 @@ pub async fn get(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::Unprocessable { detail: "limit must be 1..=100".into(), pointer: None });
     }
-    let cursor = params
-        .cursor
-        .as_deref()
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|_| ApiError::Unprocessable { detail: "invalid cursor".into(), pointer: None })?;
+    let cursor = crate::http::cursor_param(params.cursor.as_deref())?;
     Ok(ApiJson(progress::read(state.store(), &identity.agent_id, &task_id, limit, cursor).await?))
 }
