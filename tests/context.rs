@@ -187,6 +187,8 @@ async fn a_failing_store_opens_its_breaker_and_writes_answer_503_with_retry_afte
     let view = breakers().await;
     assert_eq!(view["breakers"][0]["name"], "store");
     assert_eq!(view["breakers"][0]["state"], "OPEN", "5 failures of 5 calls open the store breaker: {view}");
+    assert_eq!(view["breakers"][0]["last_transition"]["from"], "CLOSED");
+    assert_eq!(view["breakers"][0]["last_transition"]["to"], "OPEN");
     app.counting.take();
     // While open, nothing reaches the store, and a write is refused rather than acknowledged.
     let tokens = app.state.tokens();

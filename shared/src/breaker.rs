@@ -189,6 +189,16 @@ pub struct Snapshot {
     /// Seconds until a HALF_OPEN trial is allowed (when open).
     pub retry_after_secs: Option<f64>,
     pub transitions: u64,
+    /// The latest state change: from, to, and how long ago (seconds).
+    pub last_transition: Option<Transition>,
+}
+
+/// One state change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    pub seconds_ago: f64,
 }
 
 impl Breaker {
@@ -349,6 +359,11 @@ impl Breaker {
             retry_after_secs: (inner.state == State::Open)
                 .then(|| inner.open_until.saturating_duration_since(now).as_secs_f64()),
             transitions: inner.transitions,
+            last_transition: inner.last_transition.map(|(at, from, to)| Transition {
+                from,
+                to,
+                seconds_ago: now.duration_since(at).as_secs_f64(),
+            }),
         }
     }
 }
@@ -667,7 +682,10 @@ mod tests {
         assert_eq!(b.state(), State::ForcedOpen, "an isolated breaker stays open");
         b.reset();
         assert!(succeed(&b).await.is_ok());
-        assert_eq!(b.snapshot().transitions, 2);
+        let snapshot = b.snapshot();
+        assert_eq!(snapshot.transitions, 2);
+        let last = snapshot.last_transition.unwrap();
+        assert_eq!((last.from, last.to), (State::ForcedOpen, State::Closed));
     }
 
     #[tokio::test(start_paused = true)]
