@@ -345,11 +345,11 @@ pub async fn write(
     let mut accepted = 0;
     for chunk in writable.chunks(crate::store::MAX_BATCH_WRITE) {
         let ops: Vec<WriteOp> = chunk.iter().map(|v| WriteOp::Put(event_item(agent, batch_id, v))).collect();
+        let keys: Vec<Option<Key>> = ops.iter().map(WriteOp::key).collect();
         match store.batch_write(ops, retry).await {
             Ok(left) => {
-                let left_keys: Vec<Key> = left.iter().filter_map(WriteOp::key).collect();
-                for v in chunk {
-                    let key = event_item(agent, batch_id, v).key();
+                let left_keys: std::collections::HashSet<Key> = left.iter().filter_map(WriteOp::key).collect();
+                for (v, key) in chunk.iter().zip(keys) {
                     if key.is_some_and(|k| left_keys.contains(&k)) {
                         failed.push(issue(v, "not stored in time; resend the batch"));
                     } else {
