@@ -9,7 +9,7 @@ use cloud_agent::config::Config;
 use cloud_agent::store::DynStore;
 use cloud_agent::store::embedded::EmbeddedStore;
 use cloud_agent::token::Tokens;
-use cloud_agent::token::credentials::{Agent, AgentId};
+use cloud_agent::token::credentials::{self, Agent, AgentId};
 use cloud_agent::token::family;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -37,14 +37,22 @@ fn issue_and_refresh(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let tokens = tokens();
-    let agent = Agent { id: AgentId::parse("agent-7").unwrap(), owner: "user-1".into() };
+    // Refresh checks the agent's credential in the same transaction, so the agent must really exist.
+    let pepper = cloud_agent::config::Secret::new(b"bench-pepper-0123456789abcdef012345".to_vec());
+    let id = AgentId::parse("agent-7").unwrap();
+    let owner = cloud_agent::ids::UserId::parse("user-1").unwrap();
+    let secret = credentials::generate_secret();
+    let agent: Agent = runtime.block_on(async {
+        credentials::register(&store, &pepper, &id, &owner, &secret).await.unwrap();
+        credentials::authenticate(&store, &pepper, &id, &secret).await.unwrap()
+    });
     c.bench_function("issue (embedded store, fsync'd)", |b| {
         b.to_async(&runtime).iter(|| async { black_box(family::issue(&store, &tokens, &agent).await.unwrap()) });
     });
     let mut current = runtime.block_on(family::issue(&store, &tokens, &agent)).unwrap().refresh_token;
     c.bench_function("refresh (embedded store, fsync'd)", |b| {
         b.iter(|| {
-            let next = runtime.block_on(family::refresh(&store, &tokens, &current)).unwrap();
+            let next = runtime.block_on(family::refresh(&store, &tokens, current.expose())).unwrap();
             current = next.refresh_token;
         });
     });

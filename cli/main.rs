@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloud_agent::config::{Config, Environment, Secret, StoreSettings};
+use cloud_agent::config::{Config, Environment, Secret, SecretString, StoreSettings};
+use cloud_agent::ids::UserId;
 use cloud_agent::context::UserContext;
 use cloud_agent::progress::{ProgressUpdate, TaskStatus};
 use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
@@ -70,6 +71,22 @@ enum AgentCommand {
         /// The user the agent works for.
         #[arg(long, default_value = "local-user")]
         owner: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable an agent: its secret stops working and so does every refresh token it holds (access tokens
+    /// already issued expire within their lifetime).
+    Disable {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Give an agent a new secret (printed once); the old secret and every refresh token issued with it stop
+    /// working.
+    RotateSecret {
+        #[arg(long)]
+        id: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -161,13 +178,13 @@ struct StoreArgs {
     data_dir: PathBuf,
 }
 
-/// What `agent login` saves.
+/// What `agent login` saves. The secret and the token print as `[redacted]`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Session {
     url: String,
     agent_id: String,
-    agent_secret: String,
-    refresh_token: String,
+    agent_secret: SecretString,
+    refresh_token: SecretString,
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,7 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let context: UserContext = serde_json::from_str(&text)?;
             let state = AppState::from_config(config_with_store(store)?).await?;
-            cloud_agent::context::save(state.store(), &user, &context).await?;
+            cloud_agent::context::save(state.store(), &UserId::parse(&user)?, &context).await?;
             println!("stored the context of {user}");
             Ok(())
         }
@@ -280,7 +297,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // A ready-made agent for trying things out; never in staging or production.
         let secret = demo_secret(&state.config().secrets.agent);
         let id = AgentId::parse(DEMO_AGENT)?;
-        credentials::register(state.store(), &state.config().secrets.agent, &id, "local-user", &secret).await?;
+        let pepper = &state.config().secrets.agent;
+        // Registered once: re-registering on every start would end the sessions it already has.
+        if credentials::authenticate(state.store(), pepper, &id, &secret).await.is_err() {
+            let owner = UserId::parse("local-user")?;
+            credentials::register(state.store(), pepper, &id, &owner, &secret).await?;
+        }
         eprintln!(
             "cloudagent: development demo agent ready:\n  cloudagent agent login --url http://{addr} --id {DEMO_AGENT} --secret {secret}"
         );
@@ -303,10 +325,30 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Create { id, owner, store } => {
             let config = config_with_store(store)?;
             let id = AgentId::parse(&id)?;
+            let owner = UserId::parse(&owner)?;
             let state = AppState::from_config(config).await?;
             let secret = credentials::generate_secret();
             credentials::register(state.store(), &state.config().secrets.agent, &id, &owner, &secret).await?;
             println!("agent_id: {id}\nagent_secret: {secret}\n(store the secret now: only a keyed hash is kept)");
+            Ok(())
+        }
+        AgentCommand::Disable { id, store } => {
+            let id = AgentId::parse(&id)?;
+            let state = AppState::from_config(config_with_store(store)?).await?;
+            if !credentials::disable(state.store(), &id).await? {
+                anyhow::bail!("no agent {id}");
+            }
+            println!("disabled {id}: its secret and refresh tokens no longer work");
+            Ok(())
+        }
+        AgentCommand::RotateSecret { id, store } => {
+            let id = AgentId::parse(&id)?;
+            let state = AppState::from_config(config_with_store(store)?).await?;
+            let Some(secret) = credentials::rotate_secret(state.store(), &state.config().secrets.agent, &id).await?
+            else {
+                anyhow::bail!("no agent {id}");
+            };
+            println!("agent_id: {id}\nagent_secret: {secret}\n(the old secret and its refresh tokens no longer work)");
             Ok(())
         }
         AgentCommand::Login { url, id, secret, session } => {
@@ -317,8 +359,12 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                 TokenManagerOptions::default(),
             )
             .await?;
-            let saved =
-                Session { url, agent_id: id, agent_secret: secret, refresh_token: manager.refresh_token().await };
+            let saved = Session {
+                url,
+                agent_id: id,
+                agent_secret: secret.into(),
+                refresh_token: manager.refresh_token().await.into(),
+            };
             save_session(&session, &saved)?;
             eprintln!("logged in as {}; session saved to {}", saved.agent_id, session.display());
             Ok(())
@@ -326,7 +372,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Token { session } => {
             let (manager, saved) = resume(&session).await?;
             let token = manager.token().await?;
-            save_session(&session, &Session { refresh_token: manager.refresh_token().await, ..saved })?;
+            save_session(&session, &Session { refresh_token: manager.refresh_token().await.into(), ..saved })?;
             println!("{token}");
             Ok(())
         }
@@ -344,7 +390,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             };
             let outcome = reporter.report(update).await?;
             reporter.shutdown().await;
-            save_session(&session, &Session { refresh_token: manager.refresh_token().await, ..saved })?;
+            save_session(&session, &Session { refresh_token: manager.refresh_token().await.into(), ..saved })?;
             match outcome.await? {
                 Ok(()) => {
                     println!("stored");
@@ -375,13 +421,15 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(step_ms)).await;
             }
-            let batches = reporter.stats().batches.load(std::sync::atomic::Ordering::Relaxed);
+            // Read after shutdown: the last batches are only posted by the shutdown flush.
+            let stats = reporter.stats();
             reporter.shutdown().await;
+            let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
             let (mut stored, mut lost) = (0, 0);
             for outcome in outcomes {
                 if matches!(outcome.await, Ok(Ok(()))) { stored += 1 } else { lost += 1 }
             }
-            save_session(&session, &Session { refresh_token: manager.refresh_token().await, ..saved })?;
+            save_session(&session, &Session { refresh_token: manager.refresh_token().await.into(), ..saved })?;
             println!(
                 "simulated {tasks} tasks x {steps} steps: {stored} updates stored, {lost} not, in {batches} batches, {:.1} s (tasks sim-{run}-*)",
                 started.elapsed().as_secs_f64()
@@ -402,8 +450,8 @@ async fn resume(path: &std::path::Path) -> anyhow::Result<(TokenManager, Session
     let manager = TokenManager::resume(
         &saved.url,
         &saved.agent_id,
-        Secret::new(saved.agent_secret.clone().into_bytes()),
-        &saved.refresh_token,
+        Secret::new(saved.agent_secret.expose().as_bytes().to_vec()),
+        saved.refresh_token.expose(),
         TokenManagerOptions::default(),
     )
     .await?;
@@ -414,21 +462,67 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-/// Writes the session readable by its owner only: it holds the agent secret and a refresh token.
+/// Writes the session readable by its owner only: it holds the agent secret and a refresh token. It is written
+/// to a fresh 0600 file and renamed over the old one, so the mode holds even when an older file was more open,
+/// and a crash never leaves half a session.
 fn save_session(path: &std::path::Path, session: &Session) -> anyhow::Result<()> {
     use std::io::Write as _;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("session");
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = options.open(&temp)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(serde_json::to_string_pretty(session)?.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
     Ok(())
 }
 
 fn http_method_name(method: &cloud_agent::routes::Method) -> &str {
     method.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_never_prints_its_secrets() {
+        let session = Session {
+            url: "http://127.0.0.1:3000".into(),
+            agent_id: "a".into(),
+            agent_secret: SecretString::new("cas_TOPSECRET"),
+            refresh_token: SecretString::new("eyJ.REFRESH.TOKEN"),
+        };
+        let printed = format!("{session:?}");
+        assert!(!printed.contains("TOPSECRET") && !printed.contains("REFRESH"), "{printed}");
+        let saved = serde_json::to_string(&session).unwrap();
+        assert!(saved.contains("cas_TOPSECRET"), "but the file keeps them");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saving_over_a_readable_session_file_makes_it_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent-session.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let session = Session {
+            url: "u".into(),
+            agent_id: "a".into(),
+            agent_secret: SecretString::new("s"),
+            refresh_token: SecretString::new("r"),
+        };
+        save_session(&path, &session).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let back: Session = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back.refresh_token.expose(), "r");
+    }
 }

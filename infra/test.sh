@@ -54,7 +54,8 @@ infra/check-infra.sh
 step "cargo test"
 mkdir -p infra/.run
 set +e
-cargo test --workspace --all-targets --locked 2>&1 | tee infra/.run/test.log
+# --no-fail-fast: every test binary runs even when one fails, so a red run shows everything that is red.
+cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee infra/.run/test.log
 status=${PIPESTATUS[0]}
 set -e
 # One closing line with the totals of every test binary (cargo prints one "test result" line per binary).

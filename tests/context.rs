@@ -55,7 +55,7 @@ fn sample() -> UserContext {
 
 async fn served_from_cache_after_the_first_read(store: DynStore) {
     let app = app(store, "300").await;
-    context::save(app.state.store(), "user-1", &sample()).await.unwrap();
+    context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-1").unwrap(), &sample()).await.unwrap();
     let first = app.get("user-1").await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["x-cache"], "MISS");
@@ -76,7 +76,7 @@ async fn served_from_cache_after_the_first_read(store: DynStore) {
 
 async fn concurrent_first_reads_load_once(store: DynStore) {
     let app = Arc::new(app(store, "300").await);
-    context::save(app.state.store(), "user-2", &sample()).await.unwrap();
+    context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-2").unwrap(), &sample()).await.unwrap();
     app.counting.take();
     let mut tasks = Vec::new();
     for _ in 0..30 {
@@ -97,7 +97,7 @@ async fn concurrent_first_reads_load_once(store: DynStore) {
 
 async fn a_store_outage_serves_stale_or_503(store: DynStore) {
     let app = app(store, "1").await;
-    context::save(app.state.store(), "user-3", &sample()).await.unwrap();
+    context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-3").unwrap(), &sample()).await.unwrap();
     assert_eq!(app.get("user-3").await.headers()["x-cache"], "MISS");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     app.outage.down.store(true, Ordering::SeqCst);

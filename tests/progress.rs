@@ -20,24 +20,38 @@ struct App {
 }
 
 async fn app(store: DynStore) -> App {
+    app_with(store, &[]).await
+}
+
+async fn app_with(store: DynStore, vars: &[(&str, &str)]) -> App {
     let dir = tempfile::tempdir().unwrap();
     let counting = Arc::new(Counting::new(store));
-    let state = AppState::new(common::test_config(dir.path()), counting.clone());
+    let state = AppState::new(common::test_config_with(dir.path(), vars), counting.clone());
     let base = serve_router(cloud_agent::app(state.clone())).await;
     App { base, state, counting, client: reqwest::Client::new(), _dir: dir }
+}
+
+/// Agents `agent-a` and `agent-b` work for user-1; `agent-x` for user-2.
+fn owner_of(agent: &str) -> &'static str {
+    if agent == "agent-x" { "user-2" } else { "user-1" }
 }
 
 impl App {
     fn token(&self, agent: &str) -> String {
         let tokens = self.state.tokens();
-        tokens.sign_access(&tokens.access_claims(agent, "user-1", "fam", "jti", cloud_agent::store::now_epoch()))
+        tokens.sign_access(&tokens.access_claims(agent, owner_of(agent), "fam", "jti", cloud_agent::store::now_epoch()))
     }
 
     async fn post(&self, agent: &str, body: &Value) -> reqwest::Response {
+        self.post_raw(agent, serde_json::to_vec(body).unwrap()).await
+    }
+
+    async fn post_raw(&self, agent: &str, body: Vec<u8>) -> reqwest::Response {
         self.client
             .post(format!("{}/api/v1/agent/progress", self.base))
             .bearer_auth(self.token(agent))
-            .json(body)
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .unwrap()
@@ -112,15 +126,114 @@ async fn late_updates_never_overwrite_newer_state(store: DynStore) {
     assert_eq!(task["history"].as_array().unwrap().len(), 2);
 }
 
-async fn agents_only_touch_their_own_tasks(store: DynStore) {
+async fn tasks_belong_to_the_user_and_other_tenants_see_nothing(store: DynStore) {
     let app = app(store).await;
-    app.post("agent-a", &update("mine", 10, 1)).await;
-    let theirs = app.post("agent-b", &json!({"updates": [update("mine", 90, 2), update("own", 5, 2)]})).await;
-    let receipt: Value = theirs.json().await.unwrap();
-    assert_eq!(receipt["accepted"], 1);
-    assert_eq!(receipt["rejected"][0]["reason"], "task belongs to another agent");
-    assert_eq!(app.get("agent-b", "mine", "").await.status(), 403);
-    assert_eq!(app.get("agent-a", "nothing-here", "").await.status(), 404);
+    app.post("agent-a", &update("build-42", 10, 1)).await;
+    // Another user's agent: the task is as absent as one that never existed (no 403 oracle) ...
+    let theirs = app.get("agent-x", "build-42", "").await;
+    let missing = app.get("agent-x", "never-existed", "").await;
+    assert_eq!((theirs.status(), missing.status()), (reqwest::StatusCode::NOT_FOUND, reqwest::StatusCode::NOT_FOUND));
+    let (theirs, missing): (Value, Value) = (theirs.json().await.unwrap(), missing.json().await.unwrap());
+    assert_eq!((&theirs["type"], &theirs["title"]), (&missing["type"], &missing["title"]));
+    // ... and writing the same id creates that user's own task instead of squatting user-1's.
+    let own: Value = app.post("agent-x", &update("build-42", 99, 5)).await.json().await.unwrap();
+    assert_eq!((own["accepted"].as_u64(), own["rejected"].as_array().map(Vec::len)), (Some(1), Some(0)));
+    let mine: Value = app.get("agent-a", "build-42", "").await.json().await.unwrap();
+    assert_eq!((mine["progress"].as_f64(), mine["owner"].as_str()), (Some(10.0), Some("user-1")), "untouched");
+    let x: Value = app.get("agent-x", "build-42", "").await.json().await.unwrap();
+    assert_eq!((x["progress"].as_f64(), x["history"].as_array().unwrap().len()), (Some(99.0), 1));
+    // Agents of the same user share its tasks: agent-b takes over the task agent-a started.
+    let handoff: Value = app.post("agent-b", &update("build-42", 60, 9)).await.json().await.unwrap();
+    assert_eq!(handoff["accepted"], 1);
+    let shared: Value = app.get("agent-a", "build-42", "").await.json().await.unwrap();
+    assert_eq!((shared["progress"].as_f64(), shared["agent_id"].as_str()), (Some(60.0), Some("agent-b")));
+    assert_eq!(shared["history"][0]["agent_id"], "agent-b");
+}
+
+async fn cursors_are_tamper_proof_and_bound_to_their_task(store: DynStore) {
+    use base64::Engine as _;
+    let app = app(store).await;
+    for (agent, task) in [("agent-a", "mine"), ("agent-a", "other"), ("agent-x", "secret")] {
+        let updates: Vec<Value> = (0..3).map(|i| update(task, 10 * (i + 1), i)).collect();
+        app.post(agent, &json!({"updates": updates})).await;
+    }
+    let page: Value = app.get("agent-a", "mine", "?limit=1").await.json().await.unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let next = app.get("agent-a", "mine", &format!("?limit=1&cursor={cursor}")).await;
+    assert_eq!(next.status(), 200, "an untouched cursor pages on");
+    // Today's attack: the base64 JSON of another tenant's key, on one's own task.
+    let forged = |pk: &str| {
+        let position = json!({"pk": pk, "sk": "EVENT#9999999999999#z#0000"});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&position).unwrap())
+    };
+    let (head, tag) = cursor.split_once('.').unwrap();
+    let mut flipped = head.to_owned().into_bytes();
+    flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+    let attempts = [
+        ("the old unsigned format", forged("TASK#user-2#secret")),
+        ("a forged position with a stolen tag", format!("{}.{tag}", forged("TASK#user-2#secret"))),
+        ("one changed byte", format!("{}.{tag}", String::from_utf8(flipped).unwrap())),
+        ("garbage", "not a cursor!".to_owned()),
+    ];
+    for (what, attempt) in attempts {
+        let refused = app.get("agent-a", "mine", &format!("?cursor={attempt}")).await;
+        assert_eq!(refused.status(), 422, "{what}");
+        assert_eq!(refused.headers()["content-type"], "application/problem+json", "{what}");
+        let problem: Value = refused.json().await.unwrap();
+        assert_eq!(problem["pointer"], "/cursor", "{what}");
+    }
+    // A genuine cursor replayed on another task, or by another tenant on the same task id, is refused too.
+    assert_eq!(app.get("agent-a", "other", &format!("?cursor={cursor}")).await.status(), 422);
+    assert_eq!(app.get("agent-x", "mine", &format!("?cursor={cursor}")).await.status(), 422);
+    app.post("agent-x", &update("mine", 1, 1)).await;
+    assert_eq!(app.get("agent-x", "mine", &format!("?cursor={cursor}")).await.status(), 422);
+}
+
+async fn updates_dynamodb_would_refuse_are_rejected_and_their_neighbours_stored(store: DynStore) {
+    let app = app_with(store, &[("CLOUD_AGENT_BODY_LIMIT", "1048576")]).await;
+    let with = |task: &str, extra: Value| {
+        let mut u = update(task, 50, 1);
+        u.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        u
+    };
+    // Raw JSON: 5e-324 and 1e300 are valid JSON numbers that serde_json reads as f64.
+    let huge_name = "m".repeat(300 * 1024);
+    let body = format!(
+        r#"{{"batch_id": "limits", "updates": [{}, {}, {}, {}, {}]}}"#,
+        with("ok-1", json!({})),
+        r#"{"task_id": "tiny", "progress": 5e-324, "status": "running", "timestamp": "2026-11-23T10:00:01Z"}"#,
+        r#"{"task_id": "huge", "progress": 50, "status": "running", "metrics": {"m": 1e300}, "timestamp": "2026-11-23T10:00:01Z"}"#,
+        with("long", json!({"metrics": {huge_name: 1.0}})),
+        with("ok-2", json!({"metrics": {"edge": 9.9e125, "small": -2e-130}})),
+    );
+    let response = app.post_raw("agent-a", body.clone().into_bytes()).await;
+    assert_eq!(response.status(), 202);
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!(receipt["accepted"], 2, "{receipt}");
+    let rejected: Vec<(u64, &str)> = receipt["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["task_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rejected, vec![(1, "tiny"), (2, "huge"), (3, "long")]);
+    assert!(receipt["rejected"][1]["reason"].as_str().unwrap().contains("range"));
+    assert_eq!(receipt["failed"], json!([]), "nothing failed: the batch is complete, not stuck");
+    for task in ["ok-1", "ok-2"] {
+        assert_eq!(app.get("agent-a", task, "").await.status(), 200);
+    }
+    // The receipt was stored (it stays small whatever the input): a replay gets it back.
+    let replay = app.post_raw("agent-a", body.into_bytes()).await;
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), receipt);
+}
+
+async fn a_bare_list_is_a_batch(store: DynStore) {
+    let app = app(store).await;
+    let response = app.post("agent-a", &json!([update("list-1", 10, 1), update("list-2", 20, 2)])).await;
+    assert_eq!(response.status(), 202);
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!((receipt["accepted"].as_u64(), receipt["rejected"].as_array().map(Vec::len)), (Some(2), Some(0)));
 }
 
 async fn limits_and_concurrent_duplicates(store: DynStore) {
@@ -146,6 +259,37 @@ on_both_backends!(
     batches_are_durable_and_written_25_at_a_time,
     a_retried_batch_returns_the_same_receipt_and_writes_nothing,
     late_updates_never_overwrite_newer_state,
-    agents_only_touch_their_own_tasks,
+    tasks_belong_to_the_user_and_other_tenants_see_nothing,
+    cursors_are_tamper_proof_and_bound_to_their_task,
+    updates_dynamodb_would_refuse_are_rejected_and_their_neighbours_stored,
+    a_bare_list_is_a_batch,
     limits_and_concurrent_duplicates,
 );
+
+/// axum's own 2 MB default must not override a larger configured limit.
+#[tokio::test]
+async fn a_body_limit_above_2_mib_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config_with(dir.path(), &[("CLOUD_AGENT_BODY_LIMIT", "4194304")]);
+    let state = AppState::new(config, common::embedded().store);
+    let base = serve_router(cloud_agent::app(state.clone())).await;
+    let tokens = state.tokens();
+    let token = tokens.sign_access(&tokens.access_claims("agent-a", "user-1", "f", "j", cloud_agent::store::now_epoch()));
+    let mut body = serde_json::to_vec(&update("big", 10, 1)).unwrap();
+    body.pop();
+    body.extend(std::iter::repeat_n(b' ', 3 * 1024 * 1024)); // valid JSON padded to 3 MiB
+    body.push(b'}');
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        client
+            .post(format!("{base}/api/v1/agent/progress"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let response = post(body).await.unwrap();
+    assert_eq!(response.status(), 202, "3 MiB is under the configured 4 MiB");
+    let over = post(vec![b' '; 5 * 1024 * 1024]).await.unwrap();
+    assert_eq!(over.status(), 413, "and the configured limit still holds");
+}

@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use cloud_agent::store::{
-    BatchRetry, CancelReason, Condition, DynStore, Index, Item, Key, Page, Query, StoreError, TxOp, Update, Value,
-    WriteOp, now_epoch,
+    BatchRetry, CancelReason, Condition, DynStore, Index, Item, Key, LimitError, MAX_ITEM_BYTES,
+    MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, Page, Query, StoreError, TxOp, Update, Value, WriteOp, now_epoch,
 };
 
 fn item(pk: &str, sk: &str) -> Item {
@@ -193,8 +193,12 @@ async fn transaction_is_all_or_nothing_with_reasons(store: DynStore) {
         TxOp::Check { key: Key::new("X#1", "B"), condition: Condition::Exists },
     ];
     match store.transact_write(failing).await {
-        Err(StoreError::TransactionCanceled { reasons }) => {
+        Err(StoreError::TransactionCanceled { reasons, current }) => {
             assert_eq!(reasons, vec![CancelReason::None, CancelReason::ConditionalCheckFailed, CancelReason::None]);
+            // The failed update reports the live item it was checked against (a refresh decides on it).
+            assert_eq!(current.len(), 3);
+            assert_eq!(current[1].as_ref().and_then(|i| i.get_i64("balance")), Some(5));
+            assert!(current[0].is_none() && current[2].is_none());
         }
         other => panic!("expected TransactionCanceled, got {other:?}"),
     }
@@ -284,10 +288,71 @@ async fn compound_conditions_evaluate_alike(store: DynStore) {
     store.put(item("C#1", "META").with("state", "new"), Some(absent_ok)).await.unwrap();
 }
 
-async fn invalid_cursor_and_limits_are_rejected(store: DynStore) {
-    assert!(cloud_agent::store::Cursor::parse("not a cursor!").is_err());
+async fn cursors_never_leave_their_query_and_limits_are_rejected(store: DynStore) {
+    for p in ["TASK#u1#t", "TASK#u2#t"] {
+        for i in 0..3 {
+            store.put(item(p, &format!("EVENT#{i}")), None).await.unwrap();
+        }
+    }
+    let mine = Query::partition("TASK#u1#t").prefix("EVENT#").limit(1);
+    let cursor = store.query(mine.clone()).await.unwrap().next.unwrap();
+    assert_eq!(store.query(mine.after(Some(cursor.clone()))).await.unwrap().items.len(), 1);
+    // The same position replayed on another partition, or under another prefix, is refused alike on both
+    // backends (DynamoDB alone would answer a ValidationException for the first and run the second).
+    let theirs = Query::partition("TASK#u2#t").prefix("EVENT#").limit(1).after(Some(cursor.clone()));
+    assert!(matches!(store.query(theirs).await, Err(StoreError::Validation(_))));
+    let other_prefix = Query::partition("TASK#u1#t").prefix("STATE").limit(1).after(Some(cursor.clone()));
+    assert!(matches!(store.query(other_prefix).await, Err(StoreError::Validation(_))));
+    let other_index = Query::partition("TASK#u1#t").on(Index::Gsi1).limit(1).after(Some(cursor));
+    assert!(matches!(store.query(other_index).await, Err(StoreError::Validation(_))));
     assert!(matches!(store.query(Query::partition("A").limit(0)).await, Err(StoreError::Validation(_))));
     assert!(matches!(store.query(Query::partition("A").limit(1001)).await, Err(StoreError::Validation(_))));
+}
+
+fn is_limit(result: Result<(), StoreError>) -> bool {
+    matches!(result, Err(StoreError::Limit(_)))
+}
+
+/// An item of exactly `size` bytes as DynamoDB counts them: key attributes plus one padding string.
+fn item_of_size(sk: &str, size: usize) -> Item {
+    let base = item("L#1", sk);
+    let overhead = base.stored_size() + "pad".len();
+    base.with("pad", "x".repeat(size - overhead))
+}
+
+async fn dynamodb_limits_are_enforced_alike(store: DynStore) {
+    // Numbers: DynamoDB stores 0 and magnitudes 1E-130 ..= 9.99..E+125.
+    for ok in [0.0, 1e-130, -1e-130, 9.99e125, -9.99e125, 5e-324 * 0.0] {
+        store.put(item("L#n", "ok").with("n", ok), None).await.unwrap_or_else(|e| panic!("{ok:e}: {e}"));
+    }
+    for bad in [1e126, -1e300, 1e-131, 5e-324] {
+        assert!(is_limit(store.put(item("L#n", "bad").with("n", bad), None).await), "{bad:e} must be refused");
+        let nested = Value::M(std::collections::BTreeMap::from([("m".to_owned(), Value::from(bad))]));
+        assert!(is_limit(store.put(item("L#n", "bad").with("metrics", nested), None).await));
+    }
+    assert!(store.get(&Key::new("L#n", "bad")).await.unwrap().is_none(), "nothing refused was stored");
+    // Size: 400 KB including attribute names, as DynamoDB counts it.
+    store.put(item_of_size("max", MAX_ITEM_BYTES), None).await.expect("exactly 400 KB fits");
+    assert!(is_limit(store.put(item_of_size("over", MAX_ITEM_BYTES + 1), None).await));
+    // A batch with one oversized item is refused whole.
+    let batch = vec![WriteOp::Put(item("L#b", "1")), WriteOp::Put(item_of_size("2", MAX_ITEM_BYTES + 1))];
+    assert!(matches!(store.batch_write_once(batch).await, Err(StoreError::Limit(_))));
+    assert!(store.get(&Key::new("L#b", "1")).await.unwrap().is_none());
+    // An update whose result would outgrow the limit.
+    let key = Key::new("L#1", "grow");
+    store.put(item_of_size("grow", MAX_ITEM_BYTES - 100), None).await.unwrap();
+    let grown = store.update(&key, Update::new().set("more", "y".repeat(200)), None).await;
+    assert!(matches!(grown, Err(StoreError::Limit(LimitError::TooLarge { .. }))), "{grown:?}");
+    assert!(store.get(&key).await.unwrap().unwrap().get("more").is_none());
+    // Out-of-range numbers in updates and transactions.
+    let added = store.update(&key, Update::new().set("n", 1e200), None).await;
+    assert!(matches!(added, Err(StoreError::Limit(_))));
+    let tx = vec![TxOp::Put { item: item("L#t", "1").with("n", 1e-200), condition: None }];
+    assert!(matches!(store.transact_write(tx).await, Err(StoreError::Limit(_))));
+    // Key length: partition keys up to 2048 bytes, sort keys up to 1024.
+    store.put(item(&"p".repeat(MAX_PARTITION_KEY_BYTES), &"s".repeat(MAX_SORT_KEY_BYTES)), None).await.unwrap();
+    assert!(is_limit(store.put(item(&"p".repeat(MAX_PARTITION_KEY_BYTES + 1), "s"), None).await));
+    assert!(is_limit(store.put(item("p", &"s".repeat(MAX_SORT_KEY_BYTES + 1)), None).await));
 }
 
 on_both_backends!(
@@ -302,6 +367,44 @@ on_both_backends!(
     transaction_is_all_or_nothing_with_reasons,
     expired_items_are_absent_everywhere,
     concurrent_claims_have_exactly_one_winner,
-    invalid_cursor_and_limits_are_rejected,
+    cursors_never_leave_their_query_and_limits_are_rejected,
+    dynamodb_limits_are_enforced_alike,
     compound_conditions_evaluate_alike,
 );
+
+/// The DynamoDB backend refuses over-limit puts before sending them (typed errors, no wasted round trip), so this
+/// test sends them with the raw SDK client to show DynamoDB Local itself refuses exactly what our check refuses.
+#[tokio::test]
+async fn dynamodb_itself_refuses_what_the_limit_check_refuses() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let Some(endpoint) = common::dynamodb_endpoint() else { return };
+    let table = format!("limits-{}", uuid::Uuid::new_v4().simple());
+    let store = cloud_agent::store::dynamo::DynamoStore::connect(&cloud_agent::store::dynamo::DynamoConfig {
+        table: table.clone(),
+        endpoint: Some(endpoint),
+        region: None,
+    })
+    .await;
+    store.create_table().await.unwrap();
+    let put = |sk: &str, name: &str, value: A| {
+        store
+            .client()
+            .put_item()
+            .table_name(&table)
+            .item("pk", A::S("L#1".into()))
+            .item("sk", A::S(sk.into()))
+            .item(name, value)
+            .send()
+    };
+    for (number, accepted) in [("1e-130", true), ("9.99e125", true), ("1e126", false), ("1e-131", false)] {
+        let n: f64 = number.parse().unwrap();
+        assert_eq!(cloud_agent::store::Number::storable(n), accepted, "our check on {number}");
+        assert_eq!(put("n", "n", A::N(number.into())).await.is_ok(), accepted, "DynamoDB Local on {number}");
+    }
+    for (size, accepted) in [(MAX_ITEM_BYTES, true), (MAX_ITEM_BYTES + 1, false)] {
+        let padded = item_of_size("size", size);
+        assert_eq!(padded.check_limits().is_ok(), accepted, "our check at {size} bytes");
+        let pad = padded.get_str("pad").unwrap().to_owned();
+        assert_eq!(put("size", "pad", A::S(pad)).await.is_ok(), accepted, "DynamoDB Local at {size} bytes");
+    }
+}

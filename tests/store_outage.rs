@@ -85,7 +85,7 @@ async fn the_store_breaker_rides_out_a_dynamodb_outage() {
     };
 
     let sample = UserContext { profile: json!({"name": "Ada"}), preferences: json!({}), permissions: vec![] };
-    context::save(state.store(), "user-1", &sample).await.unwrap();
+    context::save(state.store(), &cloud_agent::ids::UserId::parse("user-1").unwrap(), &sample).await.unwrap();
     assert_eq!(health().await.status(), 200);
     assert_eq!(ctx().await.headers()["x-cache"], "MISS");
     tokio::time::sleep(Duration::from_millis(1100)).await; // the cached context is now stale

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use cloud_agent::config::{Config, Secret};
+use cloud_agent::ids::UserId;
 use cloud_agent::store::{DynStore, Key};
 use cloud_agent::token::credentials::{self, Agent, AgentId};
 use cloud_agent::token::family::{self, Issued};
@@ -34,8 +35,13 @@ fn tokens() -> Tokens {
     Tokens::new(&config_with(&[]))
 }
 
-fn agent() -> Agent {
-    Agent { id: AgentId::parse("agent-7").unwrap(), owner: "user-42".into() }
+/// Registers agent-7 (owner user-42) and logs it in: refresh checks the credential, so the agent must exist.
+async fn agent(store: &DynStore) -> Agent {
+    let pepper = config_with(&[]).secrets.agent;
+    let id = AgentId::parse("agent-7").unwrap();
+    let secret = credentials::generate_secret();
+    credentials::register(store, &pepper, &id, &UserId::parse("user-42").unwrap(), &secret).await.unwrap();
+    credentials::authenticate(store, &pepper, &id, &secret).await.unwrap()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -55,60 +61,60 @@ async fn generation(store: &DynStore, fid: &str) -> i64 {
 
 async fn refresh_chain_rotates_and_reuse_revokes(store: DynStore) {
     let tokens = tokens();
-    let first = family::issue(&store, &tokens, &agent()).await.unwrap();
-    let second = family::refresh(&store, &tokens, &first.refresh_token).await.unwrap();
-    let third = family::refresh(&store, &tokens, &second.refresh_token).await.unwrap();
+    let first = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
+    let second = family::refresh(&store, &tokens, &first.refresh_token.expose()).await.unwrap();
+    let third = family::refresh(&store, &tokens, &second.refresh_token.expose()).await.unwrap();
     assert_ne!(second.refresh_token, third.refresh_token);
     assert!(third.refresh_expires_in <= first.refresh_expires_in, "rotation never extends the family");
-    let claims = tokens.verify_access(&third.access_token).unwrap();
+    let claims = tokens.verify_access(&third.access_token.expose()).unwrap();
     assert_eq!(claims.sub, "agent-7");
     assert_eq!(claims.owner, "user-42");
     // `first` is two generations old: reuse. The family dies, the current token with it.
-    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token).await, Err(TokenError::ReuseDetected)));
-    assert!(matches!(family::refresh(&store, &tokens, &third.refresh_token).await, Err(TokenError::Revoked)));
-    assert!(matches!(family::refresh(&store, &tokens, &second.refresh_token).await, Err(TokenError::Revoked)));
+    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token.expose()).await, Err(TokenError::ReuseDetected)));
+    assert!(matches!(family::refresh(&store, &tokens, &third.refresh_token.expose()).await, Err(TokenError::Revoked)));
+    assert!(matches!(family::refresh(&store, &tokens, &second.refresh_token.expose()).await, Err(TokenError::Revoked)));
 }
 
 async fn concurrent_refreshes_make_one_generation(store: DynStore) {
     let tokens = Arc::new(tokens());
-    let first = family::issue(&store, &tokens, &agent()).await.unwrap();
-    let fid = tokens.verify_refresh(&first.refresh_token).unwrap().fid;
+    let first = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
+    let fid = tokens.verify_refresh(&first.refresh_token.expose()).unwrap().fid;
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let (store, tokens, presented) = (store.clone(), tokens.clone(), first.refresh_token.clone());
-        tasks.push(tokio::spawn(async move { family::refresh(&store, &tokens, &presented).await }));
+        tasks.push(tokio::spawn(async move { family::refresh(&store, &tokens, presented.expose()).await }));
     }
     let mut results: Vec<Issued> = Vec::new();
     for task in tasks {
         results.push(task.await.unwrap().expect("every caller within the grace window succeeds"));
     }
-    let distinct: BTreeSet<&str> = results.iter().map(|r| r.refresh_token.as_str()).collect();
+    let distinct: BTreeSet<&str> = results.iter().map(|r| r.refresh_token.expose()).collect();
     assert_eq!(distinct.len(), 1, "all winners get the same successor");
-    let distinct_access: BTreeSet<&str> = results.iter().map(|r| r.access_token.as_str()).collect();
+    let distinct_access: BTreeSet<&str> = results.iter().map(|r| r.access_token.expose()).collect();
     assert_eq!(distinct_access.len(), 1);
     assert_eq!(generation(&store, &fid).await, 2, "exactly one new generation");
     // Rotate once more; the original token is now older than the previous one: reuse.
-    let next = family::refresh(&store, &tokens, &results[0].refresh_token).await.unwrap();
-    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token).await, Err(TokenError::ReuseDetected)));
+    let next = family::refresh(&store, &tokens, &results[0].refresh_token.expose()).await.unwrap();
+    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token.expose()).await, Err(TokenError::ReuseDetected)));
     for _ in 0..3 {
-        assert!(family::refresh(&store, &tokens, &next.refresh_token).await.is_err(), "every later refresh fails");
+        assert!(family::refresh(&store, &tokens, &next.refresh_token.expose()).await.is_err(), "every later refresh fails");
     }
 }
 
 async fn zero_grace_makes_any_second_use_reuse(store: DynStore) {
     let tokens = Tokens::new(&config_with(&[("CLOUD_AGENT_REFRESH_GRACE_SECS", "0")]));
-    let first = family::issue(&store, &tokens, &agent()).await.unwrap();
+    let first = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
     // Within the same second "now <= grace_until" still holds at grace 0, so wait past it.
-    family::refresh(&store, &tokens, &first.refresh_token).await.unwrap();
+    family::refresh(&store, &tokens, &first.refresh_token.expose()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token).await, Err(TokenError::ReuseDetected)));
+    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token.expose()).await, Err(TokenError::ReuseDetected)));
 }
 
 async fn revocation_stops_refresh_at_once(store: DynStore) {
     let tokens = tokens();
-    let pair = family::issue(&store, &tokens, &agent()).await.unwrap();
-    family::revoke(&store, &tokens, &pair.access_token).await.unwrap();
-    assert!(matches!(family::refresh(&store, &tokens, &pair.refresh_token).await, Err(TokenError::Revoked)));
+    let pair = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
+    family::revoke(&store, &tokens, &pair.access_token.expose()).await.unwrap();
+    assert!(matches!(family::refresh(&store, &tokens, &pair.refresh_token.expose()).await, Err(TokenError::Revoked)));
     // Unknown and garbage tokens: nothing to do, no error (RFC 7009).
     family::revoke(&store, &tokens, "not-a-token").await.unwrap();
 }
@@ -117,9 +123,9 @@ async fn credentials_verify_and_refuse(store: DynStore) {
     let pepper = Secret::new(b"pepper-0123456789abcdef0123456789ab".to_vec());
     let id = AgentId::parse("worker-1").unwrap();
     let secret = credentials::generate_secret();
-    credentials::register(&store, &pepper, &id, "user-1", &secret).await.unwrap();
+    credentials::register(&store, &pepper, &id, &cloud_agent::ids::UserId::parse("user-1").unwrap(), &secret).await.unwrap();
     let agent = credentials::authenticate(&store, &pepper, &id, &secret).await.unwrap();
-    assert_eq!(agent.owner, "user-1");
+    assert_eq!(agent.owner.as_str(), "user-1");
     let wrong = credentials::authenticate(&store, &pepper, &id, "cas_wrong").await;
     assert!(matches!(wrong, Err(TokenError::InvalidClient)));
     let unknown = credentials::authenticate(&store, &pepper, &AgentId::parse("ghost").unwrap(), &secret).await;
@@ -244,7 +250,20 @@ fn nbf_in_the_future_is_rejected() {
 fn refresh_token_is_not_an_access_token_and_vice_versa() {
     let tokens = tokens();
     let now = cloud_agent::store::now_epoch();
-    let refresh = tokens.sign_refresh(&tokens.refresh_claims("agent-7", "fam", "r1", now, now + 3600));
+    let refresh = tokens.sign_refresh(&cloud_agent::token::RefreshClaims {
+        iss: "cloud-agent".into(),
+        aud: "cloud-agent-api:refresh".into(),
+        sub: "agent-7".into(),
+        exp: now + 3600,
+        nbf: now,
+        iat: now,
+        jti: "r1".into(),
+        fid: "fam".into(),
+        owner: "user-42".into(),
+        cv: "v1".into(),
+        env: "development".into(),
+    });
+    assert!(tokens.verify_refresh(&refresh).is_ok(), "a well-formed refresh token, so the refusals below are real");
     let access = tokens.sign_access(&valid_claims(&tokens));
     assert!(matches!(tokens.verify_access(&refresh), Err(TokenError::WrongType { .. })));
     assert!(matches!(tokens.verify_refresh(&access), Err(TokenError::WrongType { .. })));
@@ -316,12 +335,14 @@ async fn one_store_call_per_refresh(store: DynStore) {
     let counting = Arc::new(common::Counting::new(store));
     let store: DynStore = counting.clone();
     let tokens = tokens();
-    let first = family::issue(&store, &tokens, &agent()).await.unwrap();
+    let agent = agent(&store).await;
+    counting.take();
+    let first = family::issue(&store, &tokens, &agent).await.unwrap();
     assert_eq!(counting.take(), 1, "issuing a family is one conditional put");
     let mut current = first.refresh_token;
     for _ in 0..5 {
-        current = family::refresh(&store, &tokens, &current).await.unwrap().refresh_token;
-        assert_eq!(counting.take(), 1, "a refresh is ONE conditional UpdateItem");
+        current = family::refresh(&store, &tokens, current.expose()).await.unwrap().refresh_token;
+        assert_eq!(counting.take(), 1, "a refresh is ONE store call (a TransactWriteItems of credential check + rotation)");
     }
 }
 

@@ -7,11 +7,17 @@
 //!   the breaker goes HALF_OPEN and lets `half_open_calls` trial calls through; their success closes it, a
 //!   failure re-opens it, extra calls are rejected.
 //! - Which errors count is a predicate: a caller's 4xx is not the dependency's failure; throttling is.
+//! - Every admitted call reports exactly once, through a [`Permit`] that reports on drop: a call whose future is
+//!   dropped before it finished (the request budget ran out, the client went away, a health probe's own bound)
+//!   counts as a **failure**. A caller gives up only when the dependency took longer than it could wait, which is
+//!   what a hang looks like from here; counting it as a failure is what lets a breaker open during a hang, and a
+//!   cancelled HALF_OPEN trial re-opens the breaker instead of holding its trial permit forever.
 //!
 //! Defaults suit short-lived serverless instances: a 30 s time window with a minimum of 5 calls (an instance
 //! may live minutes and see few calls, so a count window of 100 would never fill), 50 % failure rate, 10 s open.
 //! State is per instance.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Mutex;
@@ -168,6 +174,11 @@ struct Inner {
     trial_successes: usize,
     last_transition: Option<(Instant, State, State)>,
     transitions: u64,
+    /// Bumped on every state change: an outcome admitted under an older state is stale and ignored (a call let
+    /// through while CLOSED must not count as a HALF_OPEN trial when it finishes late).
+    epoch: u64,
+    /// Calls whose future was dropped before they finished (counted as failures), since start.
+    cancelled: u64,
 }
 
 /// One circuit breaker. Share it with `Arc`.
@@ -189,6 +200,8 @@ pub struct Snapshot {
     /// Seconds until a HALF_OPEN trial is allowed (when open).
     pub retry_after_secs: Option<f64>,
     pub transitions: u64,
+    /// Admitted calls that were cancelled before they finished (each counted as a failure), since start.
+    pub cancelled_calls: u64,
     /// The latest state change: from, to, and how long ago (seconds).
     pub last_transition: Option<Transition>,
 }
@@ -217,6 +230,8 @@ impl Breaker {
                 trial_successes: 0,
                 last_transition: None,
                 transitions: 0,
+                epoch: 0,
+                cancelled: 0,
             }),
         }
     }
@@ -236,13 +251,24 @@ impl Breaker {
         }
         inner.state = to;
         inner.transitions += 1;
+        inner.epoch += 1;
         inner.last_transition = Some((Instant::now(), from, to));
         tracing::warn!(breaker = %self.name, ?from, ?to, "circuit breaker state change");
     }
 
+    /// How long the breaker stays open after `opens_in_a_row` re-opens: grows by `open_backoff` each time, capped.
+    /// Computed in float seconds and capped *before* it becomes a `Duration`, so an outage of any length (hundreds
+    /// of re-opens) cannot overflow.
+    fn open_time(&self, opens_in_a_row: u32) -> Duration {
+        let base = self.config.open_duration;
+        let cap = self.config.max_open_duration.max(base);
+        let exponent = i32::try_from(opens_in_a_row.min(1024)).unwrap_or(1024);
+        let secs = base.as_secs_f64() * self.config.open_backoff.max(1.0).powi(exponent);
+        if secs.is_finite() && secs < cap.as_secs_f64() { Duration::from_secs_f64(secs) } else { cap }
+    }
+
     fn open(&self, inner: &mut Inner) {
-        let factor = self.config.open_backoff.max(1.0).powi(i32::try_from(inner.opens_in_a_row).unwrap_or(i32::MAX));
-        let duration = self.config.open_duration.mul_f64(factor).min(self.config.max_open_duration);
+        let duration = self.open_time(inner.opens_in_a_row);
         inner.opens_in_a_row = inner.opens_in_a_row.saturating_add(1);
         inner.open_until = Instant::now() + duration;
         inner.outcomes.clear();
@@ -250,31 +276,43 @@ impl Breaker {
         self.transition(inner, State::Open);
     }
 
-    /// Asks to make a call: `Ok` means go ahead (and report the outcome), `Err` gives the wait.
-    fn acquire(&self) -> Result<(), Duration> {
+    /// Asks to make a call: `Ok` is the permit (report the outcome through it), `Err` gives the wait.
+    pub fn try_acquire<B: Borrow<Self>>(breaker: B) -> Result<Permit<B>, Duration> {
+        let epoch = breaker.borrow().admit()?;
+        Ok(Permit { breaker: Some(breaker), epoch, started: Instant::now() })
+    }
+
+    /// Admits a call or says how long to wait; the epoch ties the outcome to the state that admitted it.
+    fn admit(&self) -> Result<u64, Duration> {
         let mut inner = self.lock();
         let now = Instant::now();
         match inner.state {
-            State::Closed => Ok(()),
-            State::ForcedOpen => Err(self.config.open_duration),
-            State::Open if now < inner.open_until => Err(inner.open_until - now),
+            State::Closed => {}
+            State::ForcedOpen => return Err(self.config.open_duration),
+            State::Open if now < inner.open_until => return Err(inner.open_until - now),
             State::Open => {
                 inner.trial_permits = self.config.half_open_calls.max(1) - 1;
                 inner.trial_successes = 0;
                 self.transition(&mut inner, State::HalfOpen);
-                Ok(())
             }
-            State::HalfOpen if inner.trial_permits > 0 => {
-                inner.trial_permits -= 1;
-                Ok(())
-            }
-            // Trials are out; the quota is spent until they report.
-            State::HalfOpen => Err(Duration::from_secs(1)),
+            State::HalfOpen if inner.trial_permits > 0 => inner.trial_permits -= 1,
+            // Trials are out; the quota is spent until they report (every permit reports, even when cancelled).
+            State::HalfOpen => return Err(Duration::from_secs(1)),
         }
+        Ok(inner.epoch)
     }
 
-    fn record(&self, failed: bool, elapsed: Duration) {
+    fn record(&self, epoch: u64, outcome: Outcome, elapsed: Duration) {
         let mut inner = self.lock();
+        if outcome == Outcome::Cancelled {
+            inner.cancelled += 1;
+        }
+        if inner.epoch != epoch {
+            // Admitted under an earlier state (e.g. CLOSED, finishing after the breaker opened): not evidence
+            // about the current state.
+            return;
+        }
+        let failed = outcome != Outcome::Success;
         let now = Instant::now();
         let slow = elapsed >= self.config.slow_call_duration;
         match inner.state {
@@ -307,17 +345,16 @@ impl Breaker {
         }
     }
 
-    /// Runs `call` through the breaker; `counts` decides whether an error is the dependency's failure.
+    /// Runs `call` through the breaker; `counts` decides whether an error is the dependency's failure. If the
+    /// returned future is dropped before `call` finishes, the call counts as a failure (see the module docs).
     pub async fn call<T, E, F, Fut>(&self, counts: impl Fn(&E) -> bool, call: F) -> Result<T, BreakerError<E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.acquire().map_err(|retry_after| BreakerError::Open { retry_after })?;
-        let started = Instant::now();
+        let permit = Self::try_acquire(self).map_err(|retry_after| BreakerError::Open { retry_after })?;
         let result = call().await;
-        let failed = result.as_ref().err().is_some_and(&counts);
-        self.record(failed, started.elapsed());
+        permit.report(result.as_ref().err().is_some_and(&counts));
         result.map_err(BreakerError::Inner)
     }
 
@@ -359,11 +396,50 @@ impl Breaker {
             retry_after_secs: (inner.state == State::Open)
                 .then(|| inner.open_until.saturating_duration_since(now).as_secs_f64()),
             transitions: inner.transitions,
+            cancelled_calls: inner.cancelled,
             last_transition: inner.last_transition.map(|(at, from, to)| Transition {
                 from,
                 to,
                 seconds_ago: now.duration_since(at).as_secs_f64(),
             }),
+        }
+    }
+}
+
+/// How an admitted call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    Failure,
+    /// Its future was dropped before it finished.
+    Cancelled,
+}
+
+/// One admitted call. Report its outcome with [`Permit::report`]; a permit dropped without a report (the
+/// caller's future was cancelled) reports the call as cancelled, which counts as a failure. So every admitted
+/// call reports exactly once, whatever happens to the future that holds it.
+#[derive(Debug)]
+pub struct Permit<B: Borrow<Breaker>> {
+    /// `None` once reported.
+    breaker: Option<B>,
+    epoch: u64,
+    started: Instant,
+}
+
+impl<B: Borrow<Breaker>> Permit<B> {
+    /// Reports the call's outcome: `failed` when the error counts against the dependency.
+    pub fn report(mut self, failed: bool) {
+        if let Some(breaker) = self.breaker.take() {
+            let outcome = if failed { Outcome::Failure } else { Outcome::Success };
+            breaker.borrow().record(self.epoch, outcome, self.started.elapsed());
+        }
+    }
+}
+
+impl<B: Borrow<Breaker>> Drop for Permit<B> {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker.take() {
+            breaker.borrow().record(self.epoch, Outcome::Cancelled, self.started.elapsed());
         }
     }
 }
@@ -478,17 +554,19 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let layer = self.layer.clone();
-        if let Err(retry_after) = layer.breaker.acquire() {
-            let name = layer.breaker.name.clone();
-            return Box::pin(async move { Err(Box::new(OpenError { name, retry_after }) as BoxError) });
-        }
+        let counts = self.layer.counts.clone();
+        // The permit moves into the future: dropping the future unfinished reports the call as cancelled.
+        let permit = match Breaker::try_acquire(self.layer.breaker.clone()) {
+            Ok(permit) => permit,
+            Err(retry_after) => {
+                let name = self.layer.breaker.name.clone();
+                return Box::pin(async move { Err(Box::new(OpenError { name, retry_after }) as BoxError) });
+            }
+        };
         let future = self.inner.call(request);
         Box::pin(async move {
-            let started = Instant::now();
             let result = future.await.map_err(Into::into);
-            let failed = result.as_ref().err().is_some_and(|e| (layer.counts)(e));
-            layer.breaker.record(failed, started.elapsed());
+            permit.report(result.as_ref().err().is_some_and(|e| counts(e)));
             result
         })
     }
@@ -710,6 +788,91 @@ mod tests {
         assert!(rejected.downcast_ref::<OpenError>().is_some_and(|e| e.retry_after == Duration::from_secs(10)));
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(service.clone().oneshot("").await.unwrap(), "ok");
+    }
+
+    /// A dependency that never answers: the call only ends when the caller gives up.
+    async fn hang(b: &Breaker, budget: Duration) {
+        let call = b.call(counts, || std::future::pending::<Result<(), Dep>>());
+        assert!(tokio::time::timeout(budget, call).await.is_err(), "a hang only ends by the caller's timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_cut_off_by_a_timeout_during_a_hang_open_the_breaker() {
+        let b = Breaker::new("store", config());
+        for _ in 0..4 {
+            hang(&b, Duration::from_secs(2)).await;
+        }
+        assert_eq!(b.state(), State::Open, "4 cancelled calls of a minimum 4: the hang opened the breaker");
+        let snapshot = b.snapshot();
+        assert_eq!(snapshot.cancelled_calls, 4);
+        assert!(matches!(succeed(&b).await, Err(BreakerError::Open { .. })), "no further call reaches the hang");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_half_open_trials_reopen_and_the_breaker_recovers_on_its_own() {
+        let b = Breaker::new("store", BreakerConfig { half_open_calls: 2, ..config() });
+        for _ in 0..4 {
+            let _ = fail(&b).await;
+        }
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            // Both trials are cut off by the caller's budget: they must give their permits back.
+            hang(&b, Duration::from_millis(500)).await;
+            assert_eq!(b.state(), State::Open, "a cancelled trial is a failed trial: OPEN again, not stuck");
+        }
+        // The dependency answers again: after the open time, trials succeed and close the breaker.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        succeed(&b).await.unwrap();
+        succeed(&b).await.unwrap();
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_outcome_from_an_earlier_state_is_not_a_trial() {
+        let b = std::sync::Arc::new(Breaker::new("store", BreakerConfig { half_open_calls: 1, ..config() }));
+        let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+        let slow = {
+            let (b, gate) = (b.clone(), gate.clone());
+            tokio::spawn(async move {
+                b.call(counts, || async move {
+                    gate.notified().await;
+                    Ok::<(), Dep>(())
+                })
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        for _ in 0..4 {
+            let _ = fail(&b).await;
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let trial = Breaker::try_acquire(b.clone()).expect("the trial is admitted");
+        assert_eq!(b.state(), State::HalfOpen);
+        gate.notify_waiters();
+        slow.await.unwrap().unwrap();
+        assert_eq!(b.state(), State::HalfOpen, "the call admitted while CLOSED does not close the breaker");
+        trial.report(false);
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hundreds_of_reopens_stay_at_the_cap_without_overflow() {
+        let b = Breaker::new(
+            "store",
+            BreakerConfig { open_backoff: 2.0, max_open_duration: Duration::from_mins(1), ..config() },
+        );
+        for _ in 0..4 {
+            let _ = fail(&b).await;
+        }
+        for _ in 0..200 {
+            tokio::time::advance(Duration::from_mins(1)).await;
+            let _ = fail(&b).await;
+            assert_eq!(b.state(), State::Open);
+        }
+        assert!(
+            matches!(succeed(&b).await, Err(BreakerError::Open { retry_after }) if retry_after == Duration::from_mins(1)),
+            "capped at max_open_duration"
+        );
     }
 
     #[tokio::test(start_paused = true)]

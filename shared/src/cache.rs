@@ -117,10 +117,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         (entry.stored.elapsed() < self.ttl).then(|| entry.value.clone())
     }
 
-    /// The value even if expired (for the stale fallback); counts as stale when it is expired.
-    pub fn get_stale(&self, key: &K) -> Option<V> {
+    /// The value even if expired (for the stale fallback), as long as it was loaded less than `max_age` ago;
+    /// counts as stale when it is expired.
+    pub fn get_stale(&self, key: &K, max_age: Duration) -> Option<V> {
         let mut inner = self.lock();
         let entry = inner.lru.get(key)?;
+        if entry.stored.elapsed() >= max_age {
+            return None;
+        }
         if entry.stored.elapsed() >= self.ttl {
             self.stale.fetch_add(1, Ordering::Relaxed);
         }
@@ -229,9 +233,11 @@ mod tests {
         assert_eq!(c.get(&"u1".into()).as_deref(), Some("ctx"));
         tokio::time::advance(Duration::from_secs(301)).await;
         assert_eq!(c.get(&"u1".into()), None, "expired: not fresh");
-        assert_eq!(c.get_stale(&"u1".into()).as_deref(), Some("ctx"), "but still there for the fallback");
+        assert_eq!(c.get_stale(&"u1".into(), Duration::from_hours(1)).as_deref(), Some("ctx"), "but still there for the fallback");
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.stale), (1, 1, 1));
+        tokio::time::advance(Duration::from_secs(3300)).await;
+        assert_eq!(c.get_stale(&"u1".into(), Duration::from_hours(1)), None, "older than the stale limit: gone");
     }
 
     #[tokio::test(start_paused = true)]

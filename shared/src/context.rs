@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::ids::UserId;
 use crate::store::{DynStore, Item, Key, StoreError, now_epoch};
 
 /// What agents read about their user.
@@ -34,7 +35,7 @@ pub fn weigh(value: &Arc<StoredContext>) -> usize {
     serde_json::to_vec(&value.context).map_or(1024, |v| v.len()) + value.user_id.len() + 64
 }
 
-fn key(user: &str) -> Key {
+fn key(user: &UserId) -> Key {
     Key::new(format!("USER#{user}"), "CONTEXT")
 }
 
@@ -47,20 +48,28 @@ pub enum ContextError {
     Store(#[from] StoreError),
 }
 
-pub async fn load(store: &DynStore, user: &str) -> Result<Arc<StoredContext>, ContextError> {
-    let item = store.get(&key(user)).await?.ok_or_else(|| ContextError::NotFound(user.to_owned()))?;
+pub async fn load(store: &DynStore, user: &UserId) -> Result<Arc<StoredContext>, ContextError> {
+    let item = store.get(&key(user)).await?.ok_or_else(|| ContextError::NotFound(user.to_string()))?;
     let context: UserContext = item
         .get_str("doc")
         .and_then(|d| serde_json::from_str(d).ok())
         .ok_or_else(|| StoreError::Internal(format!("unreadable context for {user}")))?;
     Ok(Arc::new(StoredContext {
-        user_id: user.to_owned(),
+        user_id: user.to_string(),
         context,
         updated_at: item.get_i64("updated_at").unwrap_or(0),
     }))
 }
 
-pub async fn save(store: &DynStore, user: &str, context: &UserContext) -> Result<(), StoreError> {
+/// The stored item of a context; [`Item::check_limits`] on it says whether DynamoDB would take it.
+pub fn item(user: &UserId, context: &UserContext) -> Result<Item, StoreError> {
     let doc = serde_json::to_string(context).map_err(|e| StoreError::Validation(e.to_string()))?;
-    store.put(Item::new(&key(user)).with("user_id", user).with("doc", doc).with("updated_at", now_epoch()), None).await
+    Ok(Item::new(&key(user)).with("user_id", user.as_str()).with("doc", doc).with("updated_at", now_epoch()))
+}
+
+/// Stores a context; one over DynamoDB's 400 KB item limit is refused (`StoreError::Limit`) on both backends.
+pub async fn save(store: &DynStore, user: &UserId, context: &UserContext) -> Result<(), StoreError> {
+    let item = item(user, context)?;
+    item.check_limits()?;
+    store.put(item, None).await
 }

@@ -17,7 +17,10 @@ use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 
 use crate::config::secrets::hex;
-use crate::store::{BatchRetry, Condition, DynStore, Item, Key, StoreError, Update, Value, WriteOp, now_epoch};
+use crate::ids::UserId;
+use crate::store::{
+    BatchRetry, Condition, DynStore, Item, Key, Number, StoreError, Update, Value, WriteOp, now_epoch,
+};
 
 /// Most updates one request may carry (more → 413).
 pub const MAX_UPDATES: usize = 100;
@@ -41,10 +44,9 @@ pub enum ProgressError {
     InProgress { batch_id: String, retry_after: u64 },
     #[error("batch id {0} was used with a different body")]
     Mismatch(String),
+    /// Also the answer for another user's task: it is indistinguishable from a missing one.
     #[error("no progress for task {0}")]
     NotFound(String),
-    #[error("task {0} belongs to another agent")]
-    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -105,22 +107,46 @@ pub fn valid_task_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
 }
 
-/// Checks one raw item; the error is the reason reported for its index.
+/// Longest metric name.
+pub const MAX_METRIC_NAME: usize = 64;
+/// Rejection reasons and echoed task ids are cut to this, so a receipt stays small whatever a client sends
+/// (receipts are stored, and DynamoDB items stop at 400 KB).
+const MAX_ECHO: usize = 200;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn clip(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Checks one raw item; the error is the reason reported for its index. Everything accepted here fits
+/// DynamoDB's limits (numbers in its range, the event item far below 400 KB), so a valid update can never make
+/// its 25-item chunk fail on every resend.
 pub fn validate(index: usize, raw: Json) -> Result<Valid, (String, String)> {
-    let task_hint = raw.get("task_id").and_then(Json::as_str).unwrap_or_default().to_owned();
-    let update: ProgressUpdate = serde_json::from_value(raw).map_err(|e| (task_hint.clone(), e.to_string()))?;
-    let fail = |why: &str| Err((update.task_id.clone(), why.to_owned()));
+    let task_hint = clip(raw.get("task_id").and_then(Json::as_str).unwrap_or_default(), 128);
+    let update: ProgressUpdate =
+        serde_json::from_value(raw).map_err(|e| (task_hint.clone(), clip(&e.to_string(), MAX_ECHO)))?;
+    let fail = |why: &str| Err((clip(&update.task_id, 128), why.to_owned()));
     if !valid_task_id(&update.task_id) {
         return fail("task_id must be 1-128 characters of A-Z a-z 0-9 . _ - :");
     }
-    if !(0.0..=100.0).contains(&update.progress) || !update.progress.is_finite() {
-        return fail("progress must be between 0 and 100");
+    if !(0.0..=100.0).contains(&update.progress) || !Number::storable(update.progress) {
+        return fail("progress must be 0, or between 1e-130 and 100");
     }
     if update.message.as_ref().is_some_and(|m| m.len() > MAX_MESSAGE) {
         return fail("message is longer than 2000 bytes");
     }
-    if update.metrics.len() > MAX_METRICS || update.metrics.values().any(|v| !v.is_finite()) {
-        return fail("metrics: at most 32 finite numbers");
+    if update.metrics.len() > MAX_METRICS {
+        return fail("metrics: at most 32 entries");
+    }
+    if update.metrics.keys().any(|k| k.is_empty() || k.len() > MAX_METRIC_NAME) {
+        return fail("metrics: names must be 1-64 bytes");
+    }
+    if update.metrics.values().any(|v| !Number::storable(*v)) {
+        return fail("metrics: numbers must be 0 or of magnitude 1e-130 to 9.99e125 (DynamoDB's range)");
     }
     let Ok(at) = time::OffsetDateTime::parse(&update.timestamp, &time::format_description::well_known::Rfc3339) else {
         return fail("timestamp must be RFC 3339, e.g. 2026-11-23T10:00:00Z");
@@ -175,14 +201,20 @@ fn receipt_key(agent: &str, batch_id: &str) -> Key {
     Key::new(format!("BATCH#{agent}#{batch_id}"), "RECEIPT")
 }
 
-fn state_key(task: &str) -> Key {
-    Key::new(format!("TASK#{task}"), "STATE")
+/// A task's partition: tasks belong to the user the agent works for, so the same task id under two users is
+/// two tasks, and no agent can reach (or squat) another user's ids.
+fn task_partition(owner: &UserId, task: &str) -> String {
+    format!("TASK#{owner}#{task}")
 }
 
-fn event_item(agent: &str, batch_id: &str, v: &Valid) -> Item {
+fn state_key(owner: &UserId, task: &str) -> Key {
+    Key::new(task_partition(owner, task), "STATE")
+}
+
+fn event_item(owner: &UserId, agent: &str, batch_id: &str, v: &Valid) -> Item {
     let u = &v.update;
     let mut item =
-        Item::new(&Key::new(format!("TASK#{}", u.task_id), format!("EVENT#{:013}#{batch_id}#{:04}", v.at_ms, v.index)))
+        Item::new(&Key::new(task_partition(owner, &u.task_id), format!("EVENT#{:013}#{batch_id}#{:04}", v.at_ms, v.index)))
             .with("task_id", u.task_id.as_str())
             .with("agent_id", agent)
             .with("progress", u.progress)
@@ -285,15 +317,16 @@ pub fn body_hash(body: &[u8]) -> String {
     hex(&Sha256::digest(body)[..16])
 }
 
-/// Writes a validated batch: task state first (ownership, monotonic), then the events in chunks of 25.
+/// Writes a validated batch for `owner`'s tasks: task state first (monotonic), then the events in chunks of 25.
+/// Returns how many were accepted and the ones that failed (resend them).
 pub async fn write(
     store: &DynStore,
+    owner: &UserId,
     agent: &str,
     batch_id: &str,
     valid: Vec<Valid>,
     retry: BatchRetry,
-) -> (usize, Vec<ItemIssue>, Vec<ItemIssue>) {
-    let mut rejected = Vec::new();
+) -> (usize, Vec<ItemIssue>) {
     let mut failed = Vec::new();
     let issue = |v: &Valid, reason: &str| ItemIssue {
         index: v.index,
@@ -305,7 +338,6 @@ pub async fn write(
     for (task, v) in coalesce(&valid) {
         let u = &v.update;
         let seq = i64::try_from(u.seq).unwrap_or(i64::MAX);
-        let owner_ok = Condition::NotExists.or(Condition::eq("agent_id", agent));
         let newer = Condition::AttrNotExists("at_ms".into())
             .or(Condition::lt("at_ms", v.at_ms))
             .or(Condition::eq("at_ms", v.at_ms).and(Condition::lt("seq", seq)));
@@ -322,10 +354,7 @@ pub async fn write(
             Some(m) => update.set("message", m.as_str()),
             None => update.remove("message"),
         };
-        match store.update(&state_key(task), update, Some(owner_ok.and(newer))).await {
-            Err(StoreError::ConditionFailed { current: Some(cur) }) if cur.get_str("agent_id") != Some(agent) => {
-                refused_tasks.insert(task.to_owned(), "task belongs to another agent".into());
-            }
+        match store.update(&state_key(owner, task), update, Some(newer)).await {
             // Written, or stale (the stored state is newer; the event still goes to history).
             Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
             Err(e) => {
@@ -336,7 +365,6 @@ pub async fn write(
     let mut writable = Vec::new();
     for v in valid {
         match refused_tasks.get(&v.update.task_id) {
-            Some(reason) if reason.starts_with("task belongs") => rejected.push(issue(&v, reason)),
             Some(reason) => failed.push(issue(&v, reason)),
             None => writable.push(v),
         }
@@ -344,7 +372,8 @@ pub async fn write(
     // 2. Events, 25 per BatchWriteItem; what stays unprocessed within the budget is failed, not accepted.
     let mut accepted = 0;
     for chunk in writable.chunks(crate::store::MAX_BATCH_WRITE) {
-        let ops: Vec<WriteOp> = chunk.iter().map(|v| WriteOp::Put(event_item(agent, batch_id, v))).collect();
+        let ops: Vec<WriteOp> =
+            chunk.iter().map(|v| WriteOp::Put(event_item(owner, agent, batch_id, v))).collect();
         let keys: Vec<Option<Key>> = ops.iter().map(WriteOp::key).collect();
         match store.batch_write(ops, retry).await {
             Ok(left) => {
@@ -363,7 +392,7 @@ pub async fn write(
             }
         }
     }
-    (accepted, rejected, failed)
+    (accepted, failed)
 }
 
 fn short(e: &StoreError) -> &'static str {
@@ -374,6 +403,9 @@ fn short(e: &StoreError) -> &'static str {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskProgress {
     pub task_id: String,
+    /// The user the task belongs to.
+    pub owner: String,
+    /// The agent that reported the current state.
     pub agent_id: String,
     pub progress: f64,
     pub status: String,
@@ -389,6 +421,8 @@ pub struct TaskProgress {
 /// One stored event.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProgressEvent {
+    /// The agent that reported it.
+    pub agent_id: String,
     pub progress: f64,
     pub status: String,
     pub timestamp: String,
@@ -405,30 +439,34 @@ fn text(item: &Item, name: &str) -> String {
     item.get_str(name).unwrap_or_default().to_owned()
 }
 
-/// Reads a task's progress for `agent` (403 for another agent's task).
+/// The paging scope of a task's history: a cursor issued for one owner's task opens for nothing else.
+pub fn history_scope(owner: &UserId, task: &str) -> String {
+    format!("progress-history:{}", task_partition(owner, task))
+}
+
+/// Reads one of `owner`'s tasks. Any agent working for the owner may read it; for anyone else it does not exist.
+/// Returns the state, a page of history, and where the next page starts.
 pub async fn read(
     store: &DynStore,
-    agent: &str,
+    owner: &UserId,
     task: &str,
     limit: u32,
     cursor: Option<crate::store::Cursor>,
-) -> Result<TaskProgress, ProgressError> {
-    let state = store.get(&state_key(task)).await?.ok_or_else(|| ProgressError::NotFound(task.to_owned()))?;
-    if state.get_str("agent_id") != Some(agent) {
-        return Err(ProgressError::Forbidden(task.to_owned()));
-    }
+) -> Result<(TaskProgress, Option<crate::store::Cursor>), ProgressError> {
+    let state = store.get(&state_key(owner, task)).await?.ok_or_else(|| ProgressError::NotFound(task.to_owned()))?;
     let page = store
         .query(
-            crate::store::Query::partition(format!("TASK#{task}"))
+            crate::store::Query::partition(task_partition(owner, task))
                 .prefix("EVENT#")
                 .backward()
                 .limit(limit)
                 .after(cursor),
         )
         .await?;
-    Ok(TaskProgress {
+    let progress = TaskProgress {
         task_id: task.to_owned(),
-        agent_id: agent.to_owned(),
+        owner: owner.to_string(),
+        agent_id: text(&state, "agent_id"),
         progress: number(&state, "progress"),
         status: text(&state, "status"),
         timestamp: text(&state, "timestamp"),
@@ -437,6 +475,7 @@ pub async fn read(
             .items
             .iter()
             .map(|e| ProgressEvent {
+                agent_id: text(e, "agent_id"),
                 progress: number(e, "progress"),
                 status: text(e, "status"),
                 timestamp: text(e, "timestamp"),
@@ -444,8 +483,9 @@ pub async fn read(
                 message: e.get_str("message").map(str::to_owned),
             })
             .collect(),
-        next_cursor: page.next.map(|c| c.as_str().to_owned()),
-    })
+        next_cursor: None,
+    };
+    Ok((progress, page.next))
 }
 
 #[cfg(test)]
@@ -471,6 +511,42 @@ mod tests {
         let latest = coalesce(&items);
         assert_eq!(latest["a"].index, 3, "same timestamp: higher seq wins");
         assert_eq!(latest["b"].index, 2);
+    }
+
+    #[test]
+    fn the_largest_valid_update_fits_a_dynamodb_item() {
+        let metrics: serde_json::Map<String, Json> =
+            (0..MAX_METRICS).map(|i| (format!("{i:0>64}"), Json::from(-1.234_567_890_123_45e-120))).collect();
+        let raw = serde_json::json!({
+            "task_id": "t".repeat(128), "progress": 99.999_999_999_999, "status": "running",
+            "message": "é".repeat(MAX_MESSAGE / 2), "metrics": metrics,
+            "timestamp": "2026-11-23T10:00:00.123456789+05:00", "seq": u64::MAX,
+        });
+        let v = validate(0, raw).unwrap();
+        let owner = UserId::parse(&"u".repeat(128)).unwrap();
+        let item = event_item(&owner, &"a".repeat(64), &"b".repeat(128), &v);
+        item.check_limits().unwrap();
+        assert!(item.stored_size() < 10 * 1024, "{} bytes", item.stored_size());
+    }
+
+    #[test]
+    fn numbers_outside_dynamodbs_range_are_rejected_with_the_reason() {
+        let with = |progress: f64, metric: f64| {
+            validate(0, serde_json::json!({"task_id": "a", "progress": progress, "status": "running",
+                "metrics": {"m": metric}, "timestamp": "2026-11-23T10:00:00Z"}))
+        };
+        assert!(with(5e-324, 1.0).unwrap_err().1.contains("progress"));
+        assert!(with(50.0, 1e300).unwrap_err().1.contains("metrics"));
+        assert!(with(50.0, -1e-200).unwrap_err().1.contains("metrics"));
+        assert!(with(0.0, 9.99e125).is_ok());
+        assert!(with(1e-130, -1e-130).is_ok());
+        let long_name = validate(0, serde_json::json!({"task_id": "a", "progress": 1, "status": "running",
+            "metrics": {"m".repeat(300 * 1024): 1.0}, "timestamp": "2026-11-23T10:00:00Z"}));
+        assert!(long_name.unwrap_err().1.contains("names"));
+        let junk = validate(0, serde_json::json!({"task_id": "x".repeat(300_000), "progress": 1,
+            "status": "y".repeat(300_000), "timestamp": "2026-11-23T10:00:00Z"}));
+        let (task, reason) = junk.unwrap_err();
+        assert!(task.len() <= 128 && reason.len() <= MAX_ECHO, "echoes are clipped");
     }
 
     #[test]

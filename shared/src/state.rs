@@ -27,11 +27,12 @@ struct Inner {
     config: Config,
     store: DynStore,
     tokens: Tokens,
+    cursors: crate::paging::CursorKey,
     breakers: Registry,
     metrics: Metrics,
     alerts: Alerts,
     health: std::sync::Mutex<Option<(Instant, crate::routes::health::HealthReport)>>,
-    context_cache: Cache<String, Arc<StoredContext>>,
+    context_cache: Cache<crate::ids::UserId, Arc<StoredContext>>,
     started: Instant,
     instance_id: String,
 }
@@ -48,6 +49,7 @@ impl AppState {
                 alerts: Alerts::new(config.alerts),
                 health: std::sync::Mutex::new(None),
                 tokens: Tokens::new(&config),
+                cursors: crate::paging::CursorKey::derive(&config.secrets.jwt),
                 context_cache: Cache::new(
                     NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
                     16 * 1024 * 1024,
@@ -80,6 +82,11 @@ impl AppState {
         &self.inner.tokens
     }
 
+    /// Seals and opens paging cursors.
+    pub fn cursors(&self) -> &crate::paging::CursorKey {
+        &self.inner.cursors
+    }
+
     /// This instance's request metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -107,7 +114,7 @@ impl AppState {
     }
 
     /// Per-instance cache of user contexts.
-    pub fn context_cache(&self) -> &Cache<String, Arc<StoredContext>> {
+    pub fn context_cache(&self) -> &Cache<crate::ids::UserId, Arc<StoredContext>> {
         &self.inner.context_cache
     }
 

@@ -1,18 +1,55 @@
-//! Logging: JSON lines (CloudWatch and Vercel both index JSON), each carrying the request's span fields.
+//! Logging. JSON lines (CloudWatch and Vercel both index JSON) when stderr is not a terminal, readable text when
+//! it is; `LOG_FORMAT=json` or `LOG_FORMAT=text` chooses either way. Each line carries the request's span fields.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
+/// The two log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT` wins; otherwise text for a person at a terminal, JSON for everything else (platform log
+    /// collectors, pipes, files).
+    pub fn choose(setting: Option<&str>, stderr_is_terminal: bool) -> Self {
+        match setting.map(str::to_ascii_lowercase).as_deref() {
+            Some("json") => Self::Json,
+            Some("text") => Self::Text,
+            _ if stderr_is_terminal => Self::Text,
+            _ => Self::Json,
+        }
+    }
+}
+
 /// Installs the global subscriber once; later calls (tests that build several apps) are no-ops.
-/// `LOG_FORMAT=text` gives human-readable lines for a terminal.
 pub fn init() {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+    let setting = std::env::var("LOG_FORMAT").ok();
+    let format = LogFormat::choose(setting.as_deref(), std::io::stderr().is_terminal());
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE).with_writer(std::io::stderr);
-    let _ = if text {
-        builder.try_init()
-    } else {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFormat;
+
+    #[test]
+    fn text_at_a_terminal_json_elsewhere_and_the_setting_wins() {
+        assert_eq!(LogFormat::choose(None, true), LogFormat::Text);
+        assert_eq!(LogFormat::choose(None, false), LogFormat::Json);
+        assert_eq!(LogFormat::choose(Some("JSON"), true), LogFormat::Json);
+        assert_eq!(LogFormat::choose(Some("text"), false), LogFormat::Text);
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 pub mod secrets;
 
 use crate::store::dynamo::DynamoConfig;
-pub use secrets::{Secret, Secrets};
+pub use secrets::{Secret, SecretString, Secrets};
 
 /// Errors while reading configuration.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +56,11 @@ pub enum Platform {
 }
 
 impl Platform {
-    /// Vercel first: its functions may also see AWS variables, Lambda's never see `VERCEL_IPC_PATH`.
+    /// Vercel first: its functions may also see AWS variables, Lambda's never see `VERCEL_IPC_PATH`. `vercel dev`
+    /// starts a Rust function with `VERCEL_DEV=1` and `VERCEL_DEV_PORT` but no IPC socket: that is Vercel too (its
+    /// runtime carries on without IPC).
     pub fn detect(env: &dyn Fn(&str) -> Option<String>) -> Self {
-        if env("VERCEL_IPC_PATH").is_some() {
+        if env("VERCEL_IPC_PATH").is_some() || env("VERCEL_DEV").as_deref() == Some("1") {
             Self::Vercel
         } else if env("AWS_LAMBDA_RUNTIME_API").is_some() {
             Self::Lambda
@@ -99,6 +101,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// How long a user context stays fresh in an instance's cache.
     pub context_ttl: Duration,
+    /// The oldest cached context served as STALE while the store fails; past it the answer is 503.
+    pub context_stale_max: Duration,
     /// Settings of the store's circuit breaker.
     pub breaker: crate::breaker::BreakerConfig,
     /// How long a health report is reused, so health requests cannot hammer the store.
@@ -189,9 +193,15 @@ impl Config {
             .or_else(|| env("VERCEL_GIT_COMMIT_SHA").map(|s| s.chars().take(12).collect()))
             .or_else(|| env("AWS_LAMBDA_FUNCTION_VERSION").filter(|v| v != "$LATEST"))
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
-        let secrets = Secrets::from_lookup(env, environment)?;
+        let keep_dir = match &store {
+            StoreSettings::Embedded { data_dir } => Some(data_dir.as_path()),
+            StoreSettings::DynamoDb(_) => None,
+        };
+        let secrets = Secrets::from_lookup(env, environment, keep_dir)?;
         let tokens = TokenSettings::from_lookup(env, environment)?;
         let context_ttl = Duration::from_secs(parse_number(env, "CLOUD_AGENT_CONTEXT_TTL_SECS", 300, 0..=86_400)?);
+        let context_stale_max =
+            Duration::from_secs(parse_number(env, "CLOUD_AGENT_CONTEXT_STALE_MAX_SECS", 3600, 0..=7 * 86_400)?);
         let defaults = crate::breaker::BreakerConfig::default();
         let breaker = crate::breaker::BreakerConfig {
             window: crate::breaker::Window::Time(Duration::from_secs(parse_number(
@@ -236,6 +246,7 @@ impl Config {
             alerts,
             breaker,
             context_ttl,
+            context_stale_max,
             secrets,
             tokens,
             environment,

@@ -1,6 +1,7 @@
 //! Per-environment secrets. A [`Secret`] never prints; production refuses missing, shared-fallback or short ones.
 
 use std::fmt;
+use std::path::Path;
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use rand::RngCore as _;
@@ -53,6 +54,45 @@ impl fmt::Debug for Secret {
 }
 
 impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A secret text — an agent secret, an access or refresh token — that serialises as itself (request and response
+/// bodies, the CLI's session file) but prints as `[redacted]` with `Debug` and `Display`, so a log line or a panic
+/// message cannot carry it.
+#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl fmt::Display for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
@@ -111,26 +151,89 @@ fn names(environment: Environment) -> [&'static str; 4] {
     }
 }
 
-/// One secret: the environment's own variable `specific`, else the shared fallback `generic`.
+/// Where development keeps the secrets it generated for the embedded store (inside its data directory).
+pub const DEV_SECRETS_FILE: &str = "dev-secrets.json";
+
+/// Secrets generated once for development on the embedded store and kept in its data directory (mode 0600), so
+/// agents registered there, and the demo login, keep working across restarts. Never used outside development.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DevSecrets {
+    agent_secret: String,
+    jwt_secret: String,
+}
+
+fn dev_secrets(dir: &Path) -> Result<DevSecrets, ConfigError> {
+    let problem = |what: String| ConfigError::Invalid { var: "CLOUD_AGENT_DATA_DIR", problem: what };
+    let path = dir.join(DEV_SECRETS_FILE);
+    let read = |path: &Path| -> Result<DevSecrets, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            problem(format!("{} is damaged ({e}); delete it to generate new development secrets", path.display()))
+        })
+    };
+    if path.exists() {
+        return read(&path);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| problem(format!("cannot create {}: {e}", dir.display())))?;
+    let fresh = DevSecrets { agent_secret: hex(Secret::random().expose()), jwt_secret: hex(Secret::random().expose()) };
+    // Written whole under a temporary name, then linked into place: a crash never leaves half a file, and if
+    // another process got there first, its secrets win and we read them.
+    let temp = dir.join(format!(".{DEV_SECRETS_FILE}.{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temp).and_then(|mut file| {
+        use std::io::Write as _;
+        file.write_all(serde_json::to_string_pretty(&fresh).unwrap_or_default().as_bytes())?;
+        file.sync_all()
+    });
+    written.map_err(|e| problem(format!("cannot write {}: {e}", temp.display())))?;
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            tracing::warn!(
+                file = %path.display(),
+                "development: generated secrets once and kept them in the data directory (set DEV_AGENT_SECRET and \
+                 DEV_JWT_SECRET to choose your own)"
+            );
+            Ok(fresh)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
+        Err(e) => Err(problem(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
+/// One secret: the environment's own variable `specific`; in development also the shared fallback `generic`,
+/// then `generated` (kept in the embedded store's directory, or else ephemeral).
 fn one(
     env: &dyn Fn(&str) -> Option<String>,
     environment: Environment,
     specific: &'static str,
     generic: &'static str,
+    generated: Option<&str>,
 ) -> Result<(Secret, SecretSource), ConfigError> {
     let (value, source, var) = match (env(specific), env(generic)) {
         (Some(v), _) => (v, SecretSource::Specific, specific),
         (None, Some(v)) => {
-            if environment == Environment::Production {
+            // A shared fallback would let one environment's tokens and credentials pass in another.
+            if environment != Environment::Development {
                 return Err(ConfigError::Invalid {
                     var: specific,
-                    problem: format!("production refuses the shared fallback {generic}; set {specific}"),
+                    problem: format!(
+                        "{} refuses the shared fallback {generic}; set {specific}",
+                        environment.as_str()
+                    ),
                 });
             }
             tracing::warn!(variable = generic, wanted = specific, "using the generic fallback secret");
             (v, SecretSource::Fallback, generic)
         }
         (None, None) if environment == Environment::Development => {
+            if let Some(kept) = generated {
+                return Ok((Secret::new(kept.as_bytes().to_vec()), SecretSource::Generated));
+            }
             tracing::warn!(
                 variable = specific,
                 "NO SECRET CONFIGURED: generated an ephemeral one; tokens and agent credentials die with this process"
@@ -154,15 +257,28 @@ fn one(
 }
 
 impl Secrets {
-    pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>, environment: Environment) -> Result<Self, ConfigError> {
+    /// Reads the environment's secrets. `keep_dir` is the embedded store's directory in development: secrets
+    /// that have to be generated are generated once and kept there.
+    pub fn from_lookup(
+        env: &dyn Fn(&str) -> Option<String>,
+        environment: Environment,
+        keep_dir: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
         let [agent_var, jwt_var, previous_var, admin_var] = names(environment);
+        let missing = env(agent_var).or_else(|| env("AGENT_SECRET")).is_none()
+            || env(jwt_var).or_else(|| env("JWT_SECRET")).is_none();
+        let kept = match keep_dir {
+            Some(dir) if environment == Environment::Development && missing => Some(dev_secrets(dir)?),
+            _ => None,
+        };
         let admin = env(admin_var).map(String::into_bytes);
         if environment != Environment::Development && admin.as_ref().is_some_and(|a| a.len() < MIN_SECRET_BYTES) {
             return Err(ConfigError::Invalid { var: admin_var, problem: "too short: at least 32 bytes".into() });
         }
         let admin = admin.map(Secret::new);
-        let (agent, agent_source) = one(env, environment, agent_var, "AGENT_SECRET")?;
-        let (jwt, jwt_source) = one(env, environment, jwt_var, "JWT_SECRET")?;
+        let (agent, agent_source) =
+            one(env, environment, agent_var, "AGENT_SECRET", kept.as_ref().map(|k| k.agent_secret.as_str()))?;
+        let (jwt, jwt_source) = one(env, environment, jwt_var, "JWT_SECRET", kept.as_ref().map(|k| k.jwt_secret.as_str()))?;
         let mut jwt_previous = Vec::new();
         // Comma-separated: several old keys may still sign live tokens during a rotation.
         for old in env(previous_var).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -197,35 +313,62 @@ mod tests {
 
     #[test]
     fn production_requires_specific_long_secrets() {
-        let missing = Secrets::from_lookup(&lookup(&[]), Environment::Production).unwrap_err();
+        let missing = Secrets::from_lookup(&lookup(&[]), Environment::Production, None).unwrap_err();
         assert!(missing.to_string().contains("PROD_AGENT_SECRET"), "{missing}");
         let fallback =
-            Secrets::from_lookup(&lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]), Environment::Production)
+            Secrets::from_lookup(&lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]), Environment::Production, None)
                 .unwrap_err();
         assert!(fallback.to_string().contains("fallback"), "{fallback}");
         let short = Secrets::from_lookup(
             &lookup(&[("PROD_AGENT_SECRET", "short"), ("PROD_JWT_SECRET", LONG)]),
             Environment::Production,
+            None,
         )
         .unwrap_err();
         assert!(short.to_string().contains("too short"), "{short}");
         let ok = Secrets::from_lookup(
             &lookup(&[("PROD_AGENT_SECRET", LONG), ("PROD_JWT_SECRET", LONG)]),
             Environment::Production,
+            None,
         )
         .unwrap();
         assert_eq!(ok.jwt_source, SecretSource::Specific);
     }
 
     #[test]
-    fn staging_accepts_the_fallback_and_development_generates() {
-        let staging =
-            Secrets::from_lookup(&lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]), Environment::Staging)
-                .unwrap();
-        assert_eq!(staging.agent_source, SecretSource::Fallback);
-        let dev = Secrets::from_lookup(&lookup(&[]), Environment::Development).unwrap();
+    fn only_development_accepts_the_fallback_and_generates() {
+        let fallback = lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]);
+        let staging = Secrets::from_lookup(&fallback, Environment::Staging, None).unwrap_err();
+        assert!(staging.to_string().contains("STAGING_AGENT_SECRET"), "{staging}");
+        let dev = Secrets::from_lookup(&fallback, Environment::Development, None).unwrap();
+        assert_eq!(dev.agent_source, SecretSource::Fallback);
+        let dev = Secrets::from_lookup(&lookup(&[]), Environment::Development, None).unwrap();
         assert_eq!(dev.jwt_source, SecretSource::Generated);
         assert_eq!(dev.jwt.expose().len(), MIN_SECRET_BYTES);
+    }
+
+    #[test]
+    fn development_keeps_generated_secrets_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Secrets::from_lookup(&lookup(&[]), Environment::Development, Some(dir.path())).unwrap();
+        let again = Secrets::from_lookup(&lookup(&[]), Environment::Development, Some(dir.path())).unwrap();
+        assert_eq!((first.agent.expose(), first.jwt.expose()), (again.agent.expose(), again.jwt.expose()));
+        assert_ne!(first.agent.expose(), first.jwt.expose());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(DEV_SECRETS_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A variable set by the developer wins over the kept file.
+        let chosen = Secrets::from_lookup(&lookup(&[("DEV_JWT_SECRET", LONG)]), Environment::Development, Some(dir.path()))
+            .unwrap();
+        assert_eq!(chosen.jwt.expose(), LONG.as_bytes());
+        assert_eq!(chosen.agent.expose(), first.agent.expose());
+        // Never outside development.
+        let staging = tempfile::tempdir().unwrap();
+        assert!(Secrets::from_lookup(&lookup(&[]), Environment::Staging, Some(staging.path())).is_err());
+        assert!(!staging.path().join(DEV_SECRETS_FILE).exists());
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::token::TokenError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentIdentity {
     pub agent_id: String,
-    /// The user the agent works for.
-    pub owner: String,
+    /// The user the agent works for: the tenant of everything the agent reads and writes.
+    pub owner: crate::ids::UserId,
     /// The refresh family the access token belongs to.
     pub family: String,
     pub token_id: String,
@@ -34,10 +34,14 @@ fn bearer(request: &Request) -> Result<&str, ApiError> {
 }
 
 pub async fn require_agent(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let identity = match bearer(&request).and_then(|t| state.tokens().verify_access(t).map_err(ApiError::from)) {
-        Ok(claims) => AgentIdentity {
+    let verified = bearer(&request).and_then(|t| state.tokens().verify_access(t).map_err(ApiError::from));
+    let identity = match verified.and_then(|claims| {
+        let owner = crate::ids::UserId::parse(&claims.owner).map_err(|_| TokenError::Invalid("bad owner claim"))?;
+        Ok((claims, owner))
+    }) {
+        Ok((claims, owner)) => AgentIdentity {
             agent_id: claims.sub,
-            owner: claims.owner,
+            owner,
             family: claims.fid,
             token_id: claims.jti,
             expires_at: claims.exp,

@@ -9,6 +9,7 @@ pub mod request_id;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use http::StatusCode;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -19,11 +20,15 @@ pub use json::ApiJson;
 pub use problem::{ApiError, Problem};
 pub use request_id::RequestContext;
 
-/// Parses an optional `cursor` query parameter (opaque paging position) into a 422 problem when it is bad.
-pub fn cursor_param(text: Option<&str>) -> Result<Option<crate::store::Cursor>, ApiError> {
-    text.map(crate::store::Cursor::parse)
+/// Opens an optional `cursor` query parameter sealed for `scope`; anything else is a 422 problem.
+pub fn cursor_param(
+    key: &crate::paging::CursorKey,
+    scope: &str,
+    text: Option<&str>,
+) -> Result<Option<crate::store::Cursor>, ApiError> {
+    text.map(|t| key.open(scope, t))
         .transpose()
-        .map_err(|_| ApiError::Unprocessable { detail: "invalid cursor".into(), pointer: Some("/cursor".into()) })
+        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/cursor".into()) })
 }
 
 /// Wraps `router` in the cross-cutting layers, outermost first: request context (ids, span, access log),
@@ -31,6 +36,8 @@ pub fn cursor_param(text: Option<&str>) -> Result<Option<crate::store::Cursor>, 
 pub fn layered(router: Router, body_limit: usize, timeout: Duration) -> Router {
     // `Router::layer` wraps from the inside out: the last call is the outermost layer.
     router
+        // axum's extractors (`Bytes`, `String`) would apply their own 2 MB default on top; ours is the only limit.
+        .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(problem::panic_response))

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::request_id::RequestContext;
 use crate::progress::ProgressError;
-use crate::store::StoreError;
+use crate::store::{LimitError, StoreError};
 use crate::token::TokenError;
 
 /// Token failures: one problem type each, with the OAuth error code clients already understand.
@@ -31,6 +31,9 @@ fn token_problem(status: StatusCode, e: &TokenError) -> Problem {
             "invalid_grant",
             "this refresh token was already rotated; the whole token family is now revoked — log in again".into(),
         ),
+        TokenError::CredentialChanged => {
+            ("credential-changed", "Agent credential changed", "invalid_grant", e.to_string())
+        }
         TokenError::InvalidRequest(d) => ("invalid-request", "Invalid token request", "invalid_request", d.clone()),
         other => ("invalid-token", "Invalid access token", "invalid_token", other.to_string()),
     };
@@ -149,9 +152,12 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e)) => {
-                if e.is_transient() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR }
-            }
+            Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e)) => match e {
+                StoreError::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+                StoreError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             Self::NotFound(_) | Self::Progress(ProgressError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::InvalidJson { .. } | Self::Token(TokenError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -162,7 +168,7 @@ impl ApiError {
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
             Self::Progress(ProgressError::InProgress { .. }) => StatusCode::CONFLICT,
-            Self::Progress(ProgressError::Forbidden(_)) | Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -200,7 +206,6 @@ impl ApiError {
                     ProgressError::Mismatch(_) => ("idempotency-key-reused", "Batch id reused with a different body"),
                     ProgressError::InProgress { .. } => ("batch-in-progress", "Batch still in progress"),
                     ProgressError::NotFound(_) => ("not-found", "Not Found"),
-                    ProgressError::Forbidden(_) => ("forbidden", "Forbidden"),
                     ProgressError::Store(_) => ("internal", "Internal Server Error"),
                 };
                 Problem::new(status, slug, title).detail(e.to_string())
@@ -208,6 +213,8 @@ impl ApiError {
             Self::Unavailable { detail, .. } => {
                 Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
             }
+            Self::Store(StoreError::Limit(e)) => Problem::new(status, "item-limit", "Over DynamoDB's item limits")
+                .detail(format!("{e}; nothing was stored — send less")),
             Self::Store(e) if e.is_transient() => Problem::new(status, "unavailable", "Service Unavailable")
                 .detail("the datastore is unavailable; nothing was changed by a failed write, retry later"),
             Self::PayloadTooLarge | Self::Store(_) | Self::Internal(_) => Problem::for_status(status),

@@ -36,7 +36,15 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
-    let span = tracing::info_span!("request", %request_id, %correlation_id, %method, path = %route);
+    // `agent` is declared empty so the auth layer can fill it in: a field a span does not declare is dropped.
+    let span = tracing::info_span!(
+        "request",
+        %request_id,
+        %correlation_id,
+        %method,
+        path = %route,
+        agent = tracing::field::Empty
+    );
     request
         .extensions_mut()
         .insert(RequestContext { request_id: request_id.clone(), correlation_id: correlation_id.clone() });

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::context::{self, UserContext};
+use crate::ids::UserId;
 use crate::http::{ApiError, ApiJson};
 use crate::state::AppState;
 
@@ -28,6 +29,8 @@ pub struct ContextStored {
         (status = 200, body = ContextStored),
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::http::Problem, content_type = "application/problem+json", description = "Admin API disabled"),
+        (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "The context is over DynamoDB's 400 KB item limit"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid user id"),
     )
 )]
 pub async fn put_context(
@@ -35,15 +38,9 @@ pub async fn put_context(
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<UserContext>,
 ) -> Result<ApiJson<ContextStored>, ApiError> {
-    let valid =
-        !user_id.is_empty() && user_id.len() <= 128 && user_id.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
-    if !valid {
-        return Err(ApiError::Unprocessable {
-            detail: "user_id: 1-128 visible characters, no #".into(),
-            pointer: None,
-        });
-    }
-    context::save(state.store(), &user_id, &body).await?;
-    state.context_cache().remove(&user_id);
+    let user = UserId::parse(&user_id)
+        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/user_id".into()) })?;
+    context::save(state.store(), &user, &body).await?;
+    state.context_cache().remove(&user);
     Ok(ApiJson(ContextStored { user_id, cache_ttl_secs: state.config().context_ttl.as_secs() }))
 }

@@ -180,7 +180,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<ApiJson<AgentHealthList>, ApiError> {
-    let cursor = crate::http::cursor_param(params.cursor.as_deref())?;
+    let cursor = crate::http::cursor_param(state.cursors(), PARTITION, params.cursor.as_deref())?;
     let page = state.store().query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
     let agents = page
         .items
@@ -193,5 +193,6 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(ApiJson(AgentHealthList { agents, next_cursor: page.next.map(|c| c.as_str().to_owned()) }))
+    let next_cursor = page.next.map(|c| state.cursors().seal(PARTITION, &c));
+    Ok(ApiJson(AgentHealthList { agents, next_cursor }))
 }

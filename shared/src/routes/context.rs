@@ -30,7 +30,8 @@ fn respond(context: &StoredContext, status: CacheStatus) -> Response {
     response
 }
 
-/// The context of the user the agent works for.
+/// The context of the user the agent works for. While the store is failing, a copy this instance loaded less
+/// than `CLOUD_AGENT_CONTEXT_STALE_MAX_SECS` ago is served as `X-Cache: STALE`; older than that, 503.
 #[utoipa::path(
     get,
     path = "/api/v1/agent/context",
@@ -49,7 +50,7 @@ pub async fn get(State(state): State<AppState>, identity: AgentIdentity) -> Resu
     match loaded {
         Ok((value, status)) => Ok(respond(&value, status)),
         Err(ContextError::NotFound(user)) => Err(ApiError::NotFound(format!("no context stored for user {user}"))),
-        Err(ContextError::Store(e)) => match state.context_cache().get_stale(&user) {
+        Err(ContextError::Store(e)) => match state.context_cache().get_stale(&user, state.config().context_stale_max) {
             Some(stale) => {
                 tracing::warn!(error = %e, "store failed; serving a stale cached context");
                 Ok(respond(&stale, CacheStatus::Stale))

@@ -31,7 +31,7 @@ pub struct ProgressBatch {
     path = "/api/v1/agent/progress",
     tag = "agent",
     security(("bearer" = [])),
-    request_body(content = ProgressBatch, description = "A batch, or one update (see ProgressUpdate)"),
+    request_body(content = ProgressBatch, description = "A batch, a bare JSON list of updates, or one update (see ProgressUpdate)"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same as batch_id")),
     responses(
         (status = 202, body = Receipt, description = "Receipt (also for a replayed batch: header Idempotency-Replayed)"),
@@ -52,11 +52,14 @@ pub async fn post(
         return Err(ApiError::UnsupportedMediaType("expected application/json".into()));
     }
     let raw: Json = json::parse(&body)?;
-    let (batch_id, updates) = if raw.get("updates").is_some() {
-        let batch: ProgressBatch = json::parse(&body)?;
-        (batch.batch_id, batch.updates)
-    } else {
-        (None, vec![raw])
+    // Three shapes: the envelope, a bare list of updates, or one update.
+    let (batch_id, updates) = match raw {
+        Json::Array(updates) => (None, updates),
+        raw if raw.get("updates").is_some() => {
+            let batch: ProgressBatch = json::parse(&body)?;
+            (batch.batch_id, batch.updates)
+        }
+        raw => (None, vec![raw]),
     };
     if updates.len() > progress::MAX_UPDATES {
         return Err(ProgressError::TooMany(updates.len()).into());
@@ -86,9 +89,7 @@ pub async fn post(
     }
     // Leave a margin of the budget for the receipt write.
     let retry = BatchRetry { deadline: Some(started + budget.mul_f32(0.7)), ..BatchRetry::default() };
-    let (accepted, refused, failed) = progress::write(state.store(), agent, &batch_id, valid, retry).await;
-    rejected.extend(refused);
-    rejected.sort_by_key(|i| i.index);
+    let (accepted, failed) = progress::write(state.store(), &identity.owner, agent, &batch_id, valid, retry).await;
     let receipt = Receipt { batch_id: batch_id.clone(), accepted, rejected, failed };
     progress::finish(state.store(), agent, &batch_id, &lease, &receipt).await?;
     tracing::info!(batch = %batch_id, accepted, rejected = receipt.rejected.len(), failed = receipt.failed.len(), "progress batch");
@@ -103,7 +104,8 @@ pub struct HistoryParams {
     cursor: Option<String>,
 }
 
-/// A task's latest state and its history, newest first (`limit` ≤ 100, `cursor` for the next page).
+/// A task's latest state and its history, newest first (`limit` ≤ 100, `cursor` for the next page). Tasks belong
+/// to the user the agent works for: every agent of that user may read them; for anyone else they do not exist.
 #[utoipa::path(
     get,
     path = "/api/v1/agent/progress/{task_id}",
@@ -112,8 +114,8 @@ pub struct HistoryParams {
     params(("task_id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses(
         (status = 200, body = TaskProgress),
-        (status = 403, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such task for this agent's user"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid task id, limit or cursor"),
     )
 )]
 pub async fn get(
@@ -129,6 +131,9 @@ pub async fn get(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::Unprocessable { detail: "limit must be 1..=100".into(), pointer: None });
     }
-    let cursor = crate::http::cursor_param(params.cursor.as_deref())?;
-    Ok(ApiJson(progress::read(state.store(), &identity.agent_id, &task_id, limit, cursor).await?))
+    let scope = progress::history_scope(&identity.owner, &task_id);
+    let cursor = crate::http::cursor_param(state.cursors(), &scope, params.cursor.as_deref())?;
+    let (mut task, next) = progress::read(state.store(), &identity.owner, &task_id, limit, cursor).await?;
+    task.next_cursor = next.map(|c| state.cursors().seal(&scope, &c));
+    Ok(ApiJson(task))
 }

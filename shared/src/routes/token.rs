@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::config::SecretString;
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
 use crate::state::AppState;
@@ -21,20 +22,23 @@ use crate::token::family::{self, Issued};
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub agent_id: String,
-    pub agent_secret: String,
+    #[schema(value_type = String)]
+    pub agent_secret: SecretString,
 }
 
 /// Body of `POST /api/v1/agent/token/refresh` as JSON (or the form `grant_type=refresh_token&refresh_token=…`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
 }
 
 /// Body of `POST /api/v1/agent/token/revoke` (RFC 7009), as JSON or form.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RevokeRequest {
-    pub token: String,
+    #[schema(value_type = String)]
+    pub token: SecretString,
     /// `access_token` or `refresh_token`; optional, as in RFC 7009.
     #[serde(default)]
     pub token_type_hint: Option<String>,
@@ -45,9 +49,9 @@ pub struct RevokeRequest {
 struct OAuthForm {
     grant_type: Option<String>,
     client_id: Option<String>,
-    client_secret: Option<String>,
-    refresh_token: Option<String>,
-    token: Option<String>,
+    client_secret: Option<SecretString>,
+    refresh_token: Option<SecretString>,
+    token: Option<SecretString>,
     token_type_hint: Option<String>,
 }
 
@@ -124,13 +128,13 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, bytes: Byt
     let (id, secret) = match body(&headers, bytes)? {
         Body::Json(bytes) => {
             let request: TokenRequest = json::parse(&bytes)?;
-            (request.agent_id, request.agent_secret)
+            (request.agent_id, request.agent_secret.into_inner())
         }
         Body::Form(form) => {
             require_grant(&form, "client_credentials")?;
             match (basic_credentials(&headers), form.client_id, form.client_secret) {
                 (Some(pair), _, _) => pair,
-                (None, Some(id), Some(secret)) => (id, secret),
+                (None, Some(id), Some(secret)) => (id, secret.into_inner()),
                 _ => return Err(TokenError::InvalidClient.into()),
             }
         }
@@ -163,7 +167,7 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap, bytes: B
             form.refresh_token.ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?
         }
     };
-    let issued = family::refresh(state.store(), state.tokens(), &presented).await?;
+    let issued = family::refresh(state.store(), state.tokens(), presented.expose()).await?;
     Ok(token_response(issued))
 }
 
@@ -184,7 +188,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, bytes: By
             token_type_hint: form.token_type_hint,
         },
     };
-    family::revoke(state.store(), state.tokens(), &request.token).await?;
+    family::revoke(state.store(), state.tokens(), request.token.expose()).await?;
     Ok(ApiJson(serde_json::json!({})).into_response())
 }
 
@@ -212,7 +216,7 @@ pub struct Me {
 pub async fn me(State(state): State<AppState>, identity: AgentIdentity) -> ApiJson<Me> {
     ApiJson(Me {
         agent_id: identity.agent_id,
-        owner: identity.owner,
+        owner: identity.owner.to_string(),
         environment: state.tokens().environment(),
         token_expires_at: identity.expires_at,
     })

@@ -79,8 +79,9 @@ impl ProgressReporter {
         self.batcher.shutdown().await;
     }
 
-    pub fn stats(&self) -> &ReporterStats {
-        &self.stats
+    /// The counters, shared: they stay readable after `shutdown` (which posts the last batches).
+    pub fn stats(&self) -> Arc<ReporterStats> {
+        self.stats.clone()
     }
 }
 

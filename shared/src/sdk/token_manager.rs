@@ -61,7 +61,7 @@ impl Default for TokenManagerOptions {
 }
 
 /// The token response fields the SDK uses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Issued {
     access_token: String,
     expires_in: u64,
@@ -69,7 +69,7 @@ struct Issued {
     refresh_expires_in: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Pair {
     access: String,
     /// Measured from *before* the request was sent, so local expiry is never later than the server's.
@@ -77,6 +77,23 @@ struct Pair {
     refresh: String,
     refresh_expires: Instant,
     lifetime: Duration,
+}
+
+// Tokens never print: `Debug` of everything that holds them shows `[redacted]`.
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued").field("expires_in", &self.expires_in).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("access", &"[redacted]")
+            .field("refresh", &"[redacted]")
+            .field("access_expires", &self.access_expires)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]

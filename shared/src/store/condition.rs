@@ -158,6 +158,20 @@ impl Update {
     }
 
     /// Applies the update to `item` in place; fails like DynamoDB when ADD meets a non-number.
+    /// Checks the values this update writes against DynamoDB's number range and nesting (the resulting item's
+    /// size can only be judged where the current item is known).
+    pub(crate) fn check_values(&self) -> Result<(), super::LimitError> {
+        for (attr, value) in self.set.iter().chain(&self.set_if_absent) {
+            value.check(attr, 0)?;
+        }
+        for (attr, by) in &self.add {
+            if !by.is_storable() {
+                return Err(super::LimitError::NumberOutOfRange { attribute: attr.clone() });
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn apply(&self, item: &mut Item) -> Result<(), String> {
         for (attr, value) in &self.set {
             item.set(attr, value.clone());

@@ -258,7 +258,9 @@ impl DynamoStore {
         let now = now_epoch();
         let mut stale = Vec::new();
         let mut reasons = Vec::with_capacity(ops.len());
+        let mut current = Vec::with_capacity(ops.len());
         for (op, reason) in ops.iter().zip(canceled.cancellation_reasons()) {
+            let mut live = None;
             reasons.push(match reason.code() {
                 None | Some("None") => CancelReason::None,
                 Some("ConditionalCheckFailed") => {
@@ -266,11 +268,13 @@ impl DynamoStore {
                     if old.as_ref().is_some_and(|i| i.is_expired(now)) && matches!(op, TxOp::Update { .. }) {
                         stale.extend(op.key());
                     }
+                    live = old.filter(|i| !i.is_expired(now));
                     CancelReason::ConditionalCheckFailed
                 }
                 Some("TransactionConflict") => CancelReason::TransactionConflict,
                 Some(other) => CancelReason::Other(other.to_owned()),
             });
+            current.push(live);
         }
         if !stale.is_empty() {
             for key in &stale {
@@ -278,7 +282,7 @@ impl DynamoStore {
             }
             return Err(StoreError::Internal(RETRY_AFTER_PURGE.into()));
         }
-        Err(StoreError::TransactionCanceled { reasons })
+        Err(StoreError::TransactionCanceled { reasons, current })
     }
 }
 
@@ -311,6 +315,8 @@ impl Store for DynamoStore {
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
         item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
+        // The same typed refusal as the embedded store, without a round trip (DynamoDB would refuse it too).
+        item.check_limits()?;
         let mut expr = Expr::default();
         let cond = condition.as_ref().map(|c| expr.guarded(c));
         let out = self
@@ -386,7 +392,7 @@ impl Store for DynamoStore {
         let start = match &query.start {
             None => None,
             Some(cursor) => {
-                let p = cursor.decode()?;
+                let p = cursor.position().clone();
                 let mut key = key_map(&Key::new(p.pk, p.sk));
                 if query.index == Index::Gsi1 {
                     let (gpk, gsk) = p.gsi.ok_or_else(|| StoreError::Validation("cursor is not for gsi1".into()))?;
@@ -420,7 +426,7 @@ impl Store for DynamoStore {
                 let pk = s(PK).ok_or_else(|| internal("LastEvaluatedKey without pk"))?;
                 let sk = s(SK).ok_or_else(|| internal("LastEvaluatedKey without sk"))?;
                 let gsi = s(GSI1_PK).zip(s(GSI1_SK)).filter(|_| query.index == Index::Gsi1);
-                Some(Cursor::encode(&Position { pk, sk, gsi }))
+                Some(Cursor::new(Position { pk, sk, gsi }))
             }
         };
         Ok(Page { items, next })
@@ -669,6 +675,10 @@ fn map_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: &
                     StoreError::Throttled(message)
                 }
                 "InternalServerError" | "ServiceUnavailable" => StoreError::Unavailable(message),
+                // An update whose result outgrows 400 KB can only be refused by DynamoDB itself.
+                "ValidationException" if message.contains("Item size") => {
+                    StoreError::Limit(super::LimitError::TooLarge { size: None })
+                }
                 "ValidationException" => StoreError::Validation(message),
                 _ => StoreError::Internal(message),
             }

@@ -191,6 +191,8 @@ impl Tables<'_> {
 
     fn write_item(&mut self, item: &Item) -> Result<(), StoreError> {
         let key = item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
+        // DynamoDB's own limits, so that what this store accepts, production accepts too.
+        item.check_limits()?;
         if let Some(old) = self.raw(&key)? {
             remove_item(&mut self.items, &mut self.gsi, &old)?;
         }
@@ -251,6 +253,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        item.check_limits()?;
         self.write(move |t| t.put(&item, condition.as_ref())).await
     }
 
@@ -267,7 +270,7 @@ impl Store for EmbeddedStore {
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         query.validate()?;
-        let start = query.start.as_ref().map(Cursor::decode).transpose()?;
+        let start = query.start.as_ref().map(|c| c.position().clone());
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
             let items = txn.open_table(ITEMS).map_err(internal)?;
@@ -365,7 +368,7 @@ impl Store for EmbeddedStore {
                 }
             }
             if examined == limit {
-                page.next = last.as_ref().map(Cursor::encode);
+                page.next = last.map(Cursor::new);
             }
             Ok(page)
         })
@@ -393,6 +396,7 @@ impl Store for EmbeddedStore {
             // Check every condition first, so the cancellation reasons name each failing operation,
             // then apply; the redb transaction is dropped (rolled back) on any error.
             let mut reasons = Vec::with_capacity(ops.len());
+            let mut current = Vec::with_capacity(ops.len());
             for op in &ops {
                 let (key, condition) = match op {
                     TxOp::Put { item, condition } => (item.key(), condition.as_ref()),
@@ -402,14 +406,15 @@ impl Store for EmbeddedStore {
                     TxOp::Check { key, condition } => (Some(key.clone()), Some(condition)),
                 };
                 let key = key.ok_or_else(|| StoreError::Validation("transaction item without key".into()))?;
-                let holds = match condition {
-                    None => true,
-                    Some(c) => c.evaluate(t.live(&key)?.as_ref()),
-                };
+                let live = t.live(&key)?;
+                let holds = condition.is_none_or(|c| c.evaluate(live.as_ref()));
                 reasons.push(if holds { CancelReason::None } else { CancelReason::ConditionalCheckFailed });
+                // As DynamoDB with ReturnValuesOnConditionCheckFailure=ALL_OLD: puts and updates report the item.
+                let reports = !holds && matches!(op, TxOp::Put { .. } | TxOp::Update { .. });
+                current.push(live.filter(|_| reports));
             }
             if reasons.iter().any(|r| *r != CancelReason::None) {
-                return Err(StoreError::TransactionCanceled { reasons });
+                return Err(StoreError::TransactionCanceled { reasons, current });
             }
             for op in &ops {
                 match op {

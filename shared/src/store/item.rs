@@ -16,6 +16,30 @@ pub const GSI1_SK: &str = "gsi1sk";
 /// DynamoDB's TTL attribute: epoch seconds after which an item is gone for readers.
 pub const EXPIRES_AT: &str = "expires_at";
 
+/// DynamoDB's largest item, attribute names included (400 KB).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// DynamoDB's longest partition-key value.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// DynamoDB's longest sort-key value.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// DynamoDB's deepest nesting of lists and maps.
+pub const MAX_NESTING: usize = 32;
+
+/// An item DynamoDB would refuse. Both backends refuse it the same way (the embedded store checks these itself),
+/// so a test on the embedded store predicts production.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// `size` is `None` when DynamoDB refused an update's result (it does not say by how much).
+    #[error("item is {} bytes; DynamoDB stores at most {MAX_ITEM_BYTES}", size.map_or_else(|| "over the limit of".into(), |s| s.to_string()))]
+    TooLarge { size: Option<usize> },
+    #[error("attribute {attribute}: numbers must be 0 or of magnitude 1E-130 to 9.99E+125")]
+    NumberOutOfRange { attribute: String },
+    #[error("key attribute {attribute} must be 1-{max} bytes")]
+    KeyLength { attribute: &'static str, max: usize },
+    #[error("attribute {attribute} nests lists and maps deeper than {MAX_NESTING} levels")]
+    TooDeep { attribute: String },
+}
+
 /// The primary key of an item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
@@ -66,6 +90,34 @@ impl Number {
         }
     }
 
+    /// True when DynamoDB can store `value`: zero, or a magnitude from 1E-130 up to (not including) 1E+126.
+    /// (Its 38 significant digits are more than an `f64` has.) NaN and infinities are not numbers to it.
+    pub fn storable(value: f64) -> bool {
+        value == 0.0 || (value.is_finite() && (1e-130..1e126).contains(&value.abs()))
+    }
+
+    pub(crate) fn is_storable(self) -> bool {
+        match self {
+            Self::Int(_) => true,
+            Self::Float(f) => Self::storable(f),
+        }
+    }
+
+    /// Bytes DynamoDB counts for this number: one per two significant digits, plus one (and one for a sign).
+    fn stored_size(self) -> usize {
+        // Significant digits: integers exactly (trailing zeros trimmed, as DynamoDB does), floats from their
+        // shortest round-trip form.
+        let (negative, digits) = match self {
+            Self::Int(i) => (i < 0, i.unsigned_abs().to_string().trim_end_matches('0').len()),
+            Self::Float(f) => {
+                let text = format!("{f:e}");
+                let mantissa = text.split('e').next().unwrap_or_default();
+                (f < 0.0, mantissa.bytes().filter(u8::is_ascii_digit).count())
+            }
+        };
+        digits.max(1).div_ceil(2) + 1 + usize::from(negative)
+    }
+
     /// DynamoDB's ADD on numbers.
     #[must_use]
     pub fn plus(self, other: Self) -> Self {
@@ -95,7 +147,10 @@ impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Int(i) => write!(f, "{i}"),
-            Self::Float(x) => write!(f, "{x}"),
+            // Plain decimals for everyday magnitudes; scientific notation otherwise, where `{}` would spell out
+            // hundreds of digits (1e300, 5e-324). DynamoDB reads both forms.
+            Self::Float(x) if *x == 0.0 || (1e-6..1e16).contains(&x.abs()) => write!(f, "{x}"),
+            Self::Float(x) => write!(f, "{x:e}"),
         }
     }
 }
@@ -144,6 +199,31 @@ impl Value {
         match self {
             Self::N(n) => Some(*n),
             _ => None,
+        }
+    }
+
+    /// Bytes DynamoDB counts for this value (without the attribute name), per its documented item-size rules.
+    pub fn stored_size(&self) -> usize {
+        match self {
+            Self::S(s) => s.len(),
+            Self::N(n) => n.stored_size(),
+            Self::Bool(_) | Self::Null => 1,
+            // 3 bytes per list or map, 1 per element, plus the elements (and, in a map, their names).
+            Self::L(list) => 3 + list.iter().map(|v| 1 + v.stored_size()).sum::<usize>(),
+            Self::M(map) => 3 + map.iter().map(|(k, v)| 1 + k.len() + v.stored_size()).sum::<usize>(),
+        }
+    }
+
+    /// Checks the numbers and nesting of this value; `attribute` names it in the error.
+    pub(crate) fn check(&self, attribute: &str, depth: usize) -> Result<(), LimitError> {
+        match self {
+            Self::N(n) if !n.is_storable() => Err(LimitError::NumberOutOfRange { attribute: attribute.to_owned() }),
+            Self::L(_) | Self::M(_) if depth >= MAX_NESTING => {
+                Err(LimitError::TooDeep { attribute: attribute.to_owned() })
+            }
+            Self::L(list) => list.iter().try_for_each(|v| v.check(attribute, depth + 1)),
+            Self::M(map) => map.values().try_for_each(|v| v.check(attribute, depth + 1)),
+            _ => Ok(()),
         }
     }
 
@@ -234,6 +314,31 @@ impl Item {
 
     pub fn expires_at(&self) -> Option<i64> {
         self.get_i64(EXPIRES_AT)
+    }
+
+    /// The item's size as DynamoDB counts it: attribute names plus values.
+    pub fn stored_size(&self) -> usize {
+        self.0.iter().map(|(name, value)| name.len() + value.stored_size()).sum()
+    }
+
+    /// Checks the item against DynamoDB's limits: 400 KB, number range, key lengths, nesting. Routes call it at
+    /// the edge to answer 413/422; the embedded store calls it on every write, as DynamoDB does.
+    pub fn check_limits(&self) -> Result<(), LimitError> {
+        for (attribute, max) in [(PK, MAX_PARTITION_KEY_BYTES), (SK, MAX_SORT_KEY_BYTES)] {
+            if let Some(Value::S(key)) = self.get(attribute)
+                && (key.is_empty() || key.len() > max)
+            {
+                return Err(LimitError::KeyLength { attribute, max });
+            }
+        }
+        for (name, value) in &self.0 {
+            value.check(name, 0)?;
+        }
+        let size = self.stored_size();
+        if size > MAX_ITEM_BYTES {
+            return Err(LimitError::TooLarge { size: Some(size) });
+        }
+        Ok(())
     }
 
     /// True when the item's TTL has passed: readers must not see it, whether or not the reaper has run.

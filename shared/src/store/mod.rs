@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 pub use condition::{CmpOp, Condition, Update};
 pub use guarded::Guarded;
-pub use item::{EXPIRES_AT, GSI1_PK, GSI1_SK, Item, Key, Number, PK, SK, Value};
+pub use item::{
+    EXPIRES_AT, GSI1_PK, GSI1_SK, Item, Key, LimitError, MAX_ITEM_BYTES, MAX_NESTING, MAX_PARTITION_KEY_BYTES,
+    MAX_SORT_KEY_BYTES, Number, PK, SK, Value,
+};
 pub use retry::{BatchRetry, full_jitter};
 
 /// DynamoDB's limit on one BatchWriteItem call.
@@ -39,9 +41,10 @@ pub enum StoreError {
     /// The write's condition did not hold; `current` is the live item it was checked against.
     #[error("condition check failed")]
     ConditionFailed { current: Option<Box<Item>> },
-    /// A transaction was cancelled; one reason per operation, in order.
+    /// A transaction was cancelled; one reason per operation, in order, and for each operation whose condition
+    /// failed, the live item it was checked against (puts and updates; like a failed single write's `current`).
     #[error("transaction cancelled: {}", display_reasons(.reasons))]
-    TransactionCanceled { reasons: Vec<CancelReason> },
+    TransactionCanceled { reasons: Vec<CancelReason>, current: Vec<Option<Item>> },
     /// The request itself is invalid (too many items, duplicate keys, changing a key ...): a caller bug.
     #[error("invalid store request: {0}")]
     Validation(String),
@@ -54,6 +57,9 @@ pub enum StoreError {
     /// The store's circuit breaker is open: the call was not made.
     #[error("store circuit open; retry in {retry_after_secs} s")]
     CircuitOpen { retry_after_secs: u64 },
+    /// The item breaks one of DynamoDB's limits (size, number range, key length, nesting).
+    #[error("item refused: {0}")]
+    Limit(#[from] LimitError),
     /// Anything else (misconfiguration, corrupt data).
     #[error("store failure: {0}")]
     Internal(String),
@@ -65,11 +71,14 @@ impl StoreError {
     pub fn clone_kind(&self) -> Self {
         match self {
             Self::ConditionFailed { .. } => Self::ConditionFailed { current: None },
-            Self::TransactionCanceled { reasons } => Self::TransactionCanceled { reasons: reasons.clone() },
+            Self::TransactionCanceled { reasons, .. } => {
+                Self::TransactionCanceled { reasons: reasons.clone(), current: Vec::new() }
+            }
             Self::Validation(m) => Self::Validation(m.clone()),
             Self::Throttled(m) => Self::Throttled(m.clone()),
             Self::Unavailable(m) => Self::Unavailable(m.clone()),
             Self::CircuitOpen { retry_after_secs } => Self::CircuitOpen { retry_after_secs: *retry_after_secs },
+            Self::Limit(e) => Self::Limit(e.clone()),
             Self::Internal(m) => Self::Internal(m.clone()),
         }
     }
@@ -124,11 +133,13 @@ impl Index {
     }
 }
 
-/// An opaque paging cursor: where the previous page stopped.
+/// Where the previous page of a query stopped. It never leaves the process as is: routes hand clients a sealed
+/// form (`crate::paging`), tamper-evident and bound to the query that issued it. Both backends also refuse a
+/// cursor outside the query's partition and prefix, so even a bug upstream cannot page into another partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor(String);
+pub struct Cursor(Position);
 
-/// What a cursor holds. Kept private so callers cannot forge positions in other partitions.
+/// What a cursor holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Position {
     pub pk: String,
@@ -138,28 +149,22 @@ pub(crate) struct Position {
 }
 
 impl Cursor {
-    pub(crate) fn encode(position: &Position) -> Self {
-        let json = serde_json::to_vec(position).unwrap_or_default();
-        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    pub(crate) fn new(position: Position) -> Self {
+        Self(position)
     }
 
-    pub(crate) fn decode(&self) -> Result<Position, StoreError> {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&self.0)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| StoreError::Validation("malformed paging cursor".into()))
-    }
-
-    /// Parses a cursor a client sent back.
-    pub fn parse(text: &str) -> Result<Self, StoreError> {
-        let cursor = Self(text.to_owned());
-        cursor.decode()?;
-        Ok(cursor)
-    }
-
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn position(&self) -> &Position {
         &self.0
+    }
+
+    /// The position as bytes, for sealing.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+
+    /// The position from bytes that were sealed by this service (the seal is checked before this is called).
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok().map(Self)
     }
 }
 
@@ -218,6 +223,18 @@ impl Query {
         }
         if self.partition.is_empty() {
             return Err(StoreError::Validation("query partition must not be empty".into()));
+        }
+        if let Some(cursor) = &self.start {
+            let p = cursor.position();
+            let prefix = self.sk_prefix.as_deref().unwrap_or_default();
+            let inside = match (self.index, &p.gsi) {
+                (Index::Primary, None) => p.pk == self.partition && p.sk.starts_with(prefix),
+                (Index::Gsi1, Some((gpk, gsk))) => *gpk == self.partition && gsk.starts_with(prefix),
+                _ => false,
+            };
+            if !inside {
+                return Err(StoreError::Validation("the cursor does not belong to this query".into()));
+            }
         }
         Ok(())
     }
@@ -316,6 +333,10 @@ pub(crate) fn validate_batch(ops: &[WriteOp]) -> Result<(), StoreError> {
         if !seen.insert(key) {
             return Err(StoreError::Validation("a batch write must not name the same key twice".into()));
         }
+        // DynamoDB refuses the whole call when one item breaks a limit; so do we, before any I/O.
+        if let WriteOp::Put(item) = op {
+            item.check_limits()?;
+        }
     }
     Ok(())
 }
@@ -334,14 +355,17 @@ pub(crate) fn validate_transaction(ops: &[TxOp]) -> Result<(), StoreError> {
         if !seen.insert(key) {
             return Err(StoreError::Validation("a transaction must not touch the same item twice".into()));
         }
-        if let TxOp::Update { update, .. } = op {
-            validate_update(update)?;
+        match op {
+            TxOp::Update { update, .. } => validate_update(update)?,
+            TxOp::Put { item, .. } => item.check_limits()?,
+            TxOp::Delete { .. } | TxOp::Check { .. } => {}
         }
     }
     Ok(())
 }
 
 pub(crate) fn validate_update(update: &Update) -> Result<(), StoreError> {
+    update.check_values()?;
     if update.is_empty() {
         return Err(StoreError::Validation("an update must change something".into()));
     }

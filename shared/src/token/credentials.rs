@@ -10,9 +10,10 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::TokenError;
+use super::{TokenError, new_id};
 use crate::config::secrets::{Secret, hex};
-use crate::store::{Condition, DynStore, Item, Key, StoreError, now_epoch};
+use crate::ids::UserId;
+use crate::store::{Condition, DynStore, Item, Key, StoreError, TxOp, Update, now_epoch};
 
 /// Prefix of agent secrets, so secret scanners can recognise leaked ones.
 pub const SECRET_PREFIX: &str = "cas_";
@@ -58,16 +59,28 @@ impl std::fmt::Display for AgentId {
     }
 }
 
-/// What the store knows about an agent.
+/// What the store knows about an authenticated agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
     pub id: AgentId,
     /// The user the agent works for.
-    pub owner: String,
+    pub owner: UserId,
+    /// Changes whenever the credential does (new secret, new owner, disabled). Refresh families record the
+    /// version they were issued under and die with it.
+    pub cred_version: String,
 }
 
 fn key(id: &AgentId) -> Key {
     Key::new(format!("AGENT#{id}"), "CRED")
+}
+
+/// The transaction step a refresh runs beside its rotation: the agent is still active under the same credential
+/// version (same secret, same owner). A rotated, disabled or re-owned agent fails it, in the same single call.
+pub fn still_valid(agent: &str, cred_version: &str) -> TxOp {
+    TxOp::Check {
+        key: Key::new(format!("AGENT#{agent}"), "CRED"),
+        condition: Condition::eq("status", "active").and(Condition::eq("cred_version", cred_version)),
+    }
 }
 
 fn digest(pepper: &Secret, secret: &str) -> Hmac<Sha256> {
@@ -90,22 +103,42 @@ pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Creates or replaces an agent's credential and returns nothing secret: the caller chose `secret`.
+fn secret_hash(pepper: &Secret, secret: &str) -> String {
+    hex(&digest(pepper, secret).finalize().into_bytes())
+}
+
+/// Creates or replaces an agent's credential (the caller chose `secret`). Replacing it — a new secret or a new
+/// owner — starts a new credential version: every refresh family issued before stops working.
 pub async fn register(
     store: &DynStore,
     pepper: &Secret,
     id: &AgentId,
-    owner: &str,
+    owner: &UserId,
     secret: &str,
 ) -> Result<(), StoreError> {
-    let hash = hex(&digest(pepper, secret).finalize().into_bytes());
     let item = Item::new(&key(id))
         .with("agent_id", id.as_str())
-        .with("owner", owner)
-        .with("secret_hash", hash)
+        .with("owner", owner.as_str())
+        .with("secret_hash", secret_hash(pepper, secret))
         .with("status", "active")
+        .with("cred_version", new_id())
         .with("created_at", now_epoch());
     store.put(item, None).await
+}
+
+/// Gives an existing agent a new secret (returned, shown once); its old secret and every refresh family issued
+/// before stop working. `None` when there is no such agent.
+pub async fn rotate_secret(store: &DynStore, pepper: &Secret, id: &AgentId) -> Result<Option<String>, StoreError> {
+    let secret = generate_secret();
+    let update = Update::new()
+        .set("secret_hash", secret_hash(pepper, &secret))
+        .set("cred_version", new_id())
+        .set("rotated_at", now_epoch());
+    match store.update(&key(id), update, Some(Condition::Exists)).await {
+        Ok(_) => Ok(Some(secret)),
+        Err(StoreError::ConditionFailed { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Checks an agent's credential. Unknown agent, wrong secret and disabled agent are one error, at one cost.
@@ -114,17 +147,19 @@ pub async fn authenticate(store: &DynStore, pepper: &Secret, id: &AgentId, secre
     let stored = found.as_ref().and_then(|i| i.get_str("secret_hash")).and_then(unhex).unwrap_or_else(|| vec![0u8; 32]);
     // Always run the comparison, even for an unknown agent, so timing does not tell agents apart.
     let matches = digest(pepper, secret).verify_slice(&stored).is_ok();
-    match found {
-        Some(item) if matches && item.get_str("status") == Some("active") => {
-            Ok(Agent { id: id.clone(), owner: item.get_str("owner").unwrap_or_default().to_owned() })
-        }
+    let record = found.as_ref().filter(|i| i.get_str("status") == Some("active")).and_then(|item| {
+        Some((UserId::parse(item.get_str("owner")?).ok()?, item.get_str("cred_version")?.to_owned()))
+    });
+    match record {
+        Some((owner, cred_version)) if matches => Ok(Agent { id: id.clone(), owner, cred_version }),
         _ => Err(TokenError::InvalidClient),
     }
 }
 
-/// Disables an agent: its credential stops working (existing refresh families are revoked separately).
+/// Disables an agent: its credential stops working and so does every refresh family it holds (they check the
+/// credential on each refresh). Access tokens already issued live out their minutes.
 pub async fn disable(store: &DynStore, id: &AgentId) -> Result<bool, StoreError> {
-    let update = crate::store::Update::new().set("status", "disabled");
+    let update = Update::new().set("status", "disabled").set("cred_version", new_id());
     match store.update(&key(id), update, Some(Condition::Exists)).await {
         Ok(_) => Ok(true),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),

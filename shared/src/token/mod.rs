@@ -46,6 +46,8 @@ pub enum TokenError {
     Revoked,
     #[error("refresh token reuse detected; the whole token family is revoked")]
     ReuseDetected,
+    #[error("the agent's credential changed (new secret, new owner or disabled); log in again")]
+    CredentialChanged,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error(transparent)]
@@ -84,6 +86,29 @@ pub struct RefreshClaims {
     /// This token's id within its family.
     pub jti: String,
     pub fid: String,
+    /// The user the agent worked for at login; a refresh proves it current by checking `cv`.
+    pub owner: String,
+    /// The agent's credential version at login: a new secret, a new owner or disabling changes it.
+    pub cv: String,
+    /// Environment that issued it.
+    pub env: String,
+}
+
+/// Claims every token type carries, checked after the signature.
+trait Common {
+    fn env(&self) -> &str;
+}
+
+impl Common for AccessClaims {
+    fn env(&self) -> &str {
+        &self.env
+    }
+}
+
+impl Common for RefreshClaims {
+    fn env(&self) -> &str {
+        &self.env
+    }
 }
 
 /// Signs and verifies tokens with the environment's keys. Built once per process.
@@ -174,16 +199,19 @@ impl Tokens {
         }
     }
 
-    pub fn refresh_claims(&self, agent: &str, fid: &str, jti: &str, iat: i64, family_expiry: i64) -> RefreshClaims {
+    fn refresh_claims(&self, family: &family::Family) -> RefreshClaims {
         RefreshClaims {
             iss: self.settings.issuer.clone(),
             aud: self.refresh_audience(),
-            sub: agent.to_owned(),
-            exp: family_expiry,
-            nbf: iat,
-            iat,
-            jti: jti.to_owned(),
-            fid: fid.to_owned(),
+            sub: family.agent_id.clone(),
+            exp: family.expires_at,
+            nbf: family.issued_at,
+            iat: family.issued_at,
+            jti: family.current_jti.clone(),
+            fid: family.fid.clone(),
+            owner: family.owner.clone(),
+            cv: family.cred_version.clone(),
+            env: self.environment.to_owned(),
         }
     }
 
@@ -195,7 +223,12 @@ impl Tokens {
         self.verify(token, REFRESH_TYP, &self.refresh_audience())
     }
 
-    fn verify<T: DeserializeOwned>(&self, token: &str, typ: &'static str, audience: &str) -> Result<T, TokenError> {
+    fn verify<T: DeserializeOwned + Common>(
+        &self,
+        token: &str,
+        typ: &'static str,
+        audience: &str,
+    ) -> Result<T, TokenError> {
         // The header is checked before any signature work: type, algorithm and key are ours to choose, never
         // the token's (`alg: none`, RS/HS confusion and foreign keys all stop here).
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
@@ -212,7 +245,7 @@ impl Tokens {
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
-        jsonwebtoken::decode::<T>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
+        let claims = jsonwebtoken::decode::<T>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => TokenError::Expired,
             ErrorKind::ImmatureSignature => TokenError::NotYetValid,
             ErrorKind::InvalidSignature => TokenError::Invalid("bad signature"),
@@ -221,7 +254,12 @@ impl Tokens {
             ErrorKind::InvalidAlgorithm => TokenError::Invalid("algorithm not allowed"),
             ErrorKind::MissingRequiredClaim(_) => TokenError::Invalid("missing claim"),
             _ => TokenError::Malformed,
-        })
+        })?;
+        // Environments never accept each other's tokens, even if they were (mis)configured with one key.
+        if claims.env() != self.environment {
+            return Err(TokenError::Invalid("token issued for another environment"));
+        }
+        Ok(claims)
     }
 }
 
