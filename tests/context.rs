@@ -114,10 +114,63 @@ async fn a_store_outage_serves_stale_or_503(store: DynStore) {
     assert_eq!(app.state.context_cache().stats().stale, 1);
 }
 
+async fn the_stale_fallback_has_a_maximum_age(store: DynStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let outage = Arc::new(Outage::new(store));
+    let vars = [("CLOUD_AGENT_CONTEXT_TTL_SECS", "0"), ("CLOUD_AGENT_CONTEXT_STALE_MAX_SECS", "1")];
+    let state = AppState::new(common::test_config_with(dir.path(), &vars), outage.clone());
+    let app = App { base: serve_router(cloud_agent::app(state.clone())).await, state, counting: Arc::new(Counting::new(outage.clone())), outage, _dir: dir };
+    context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-5").unwrap(), &sample()).await.unwrap();
+    assert_eq!(app.get("user-5").await.headers()["x-cache"], "MISS");
+    app.outage.down.store(true, Ordering::SeqCst);
+    assert_eq!(app.get("user-5").await.headers()["x-cache"], "STALE", "younger than the maximum: served");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let too_old = app.get("user-5").await;
+    assert_eq!(too_old.status(), 503, "older than CLOUD_AGENT_CONTEXT_STALE_MAX_SECS: not served any more");
+    assert_eq!(too_old.headers()["content-type"], "application/problem+json");
+}
+
+async fn oversized_contexts_and_reports_are_refused_and_nothing_is_stored(store: DynStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "admin-key-0123456789abcdef0123456789";
+    let vars = [("DEV_ADMIN_KEY", key), ("CLOUD_AGENT_BODY_LIMIT", "2097152")];
+    let state = AppState::new(common::test_config_with(dir.path(), &vars), store);
+    let base = serve_router(cloud_agent::app(state.clone())).await;
+    let client = reqwest::Client::new();
+    let big = json!({"profile": {"notes": "x".repeat(500 * 1024)}, "preferences": {}, "permissions": []});
+    let refused = client
+        .put(format!("{base}/api/v1/admin/users/user-7/context"))
+        .bearer_auth(key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413, "a context over DynamoDB's 400 KB item limit");
+    assert_eq!(refused.headers()["content-type"], "application/problem+json");
+    let problem: Value = refused.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("400 KB"), "{problem}");
+    let user = cloud_agent::ids::UserId::parse("user-7").unwrap();
+    assert!(matches!(context::load(state.store(), &user).await, Err(context::ContextError::NotFound(_))));
+    let token = state.tokens().sign_access(&state.tokens().access_claims("w", "u", "f", "j", cloud_agent::store::now_epoch()));
+    let report = |body: Value| client.post(format!("{base}/api/v1/agent/health")).bearer_auth(&token).json(&body).send();
+    let long_detail = json!({"status": "healthy", "checks": {"disk": {"status": "healthy", "detail": "d".repeat(300 * 1024)}}});
+    let long_name = json!({"status": "healthy", "metrics": {"m".repeat(300 * 1024): 1.0}});
+    let huge_number = json!({"status": "healthy", "metrics": {"m": 1e300}});
+    for body in [long_detail, long_name, huge_number] {
+        let answer = report(body).await.unwrap();
+        assert_eq!(answer.status(), 422);
+        assert_eq!(answer.headers()["content-type"], "application/problem+json");
+    }
+    let list = state.store().query(cloud_agent::store::Query::partition("AGENTHEALTH")).await.unwrap();
+    assert!(list.items.is_empty(), "no refused report was stored");
+}
+
 on_both_backends!(
     served_from_cache_after_the_first_read,
     concurrent_first_reads_load_once,
-    a_store_outage_serves_stale_or_503
+    a_store_outage_serves_stale_or_503,
+    the_stale_fallback_has_a_maximum_age,
+    oversized_contexts_and_reports_are_refused_and_nothing_is_stored,
 );
 
 #[tokio::test]

@@ -136,7 +136,49 @@ async fn credentials_verify_and_refuse(store: DynStore) {
     assert!(matches!(credentials::authenticate(&store, &pepper, &id, &secret).await, Err(TokenError::InvalidClient)));
 }
 
+/// A new secret, a new owner or disabling the agent ends every refresh family issued before — and a refresh
+/// never mints a token with the owner of the past.
+async fn a_changed_credential_ends_every_older_refresh_family(store: DynStore) {
+    let tokens = tokens();
+    let pepper = config_with(&[]).secrets.agent;
+    let id = AgentId::parse("agent-9").unwrap();
+    let (user_1, user_2) = (UserId::parse("user-1").unwrap(), UserId::parse("user-2").unwrap());
+    let secret = credentials::generate_secret();
+    credentials::register(&store, &pepper, &id, &user_1, &secret).await.unwrap();
+    let login = |secret: String| {
+        let (store, pepper, id) = (store.clone(), pepper.clone(), id.clone());
+        async move { credentials::authenticate(&store, &pepper, &id, &secret).await }
+    };
+    let first = family::issue(&store, &tokens, &login(secret.clone()).await.unwrap()).await.unwrap();
+    let first = family::refresh(&store, &tokens, first.refresh_token.expose()).await.unwrap();
+
+    // 1. Rotated secret.
+    let new_secret = credentials::rotate_secret(&store, &pepper, &id).await.unwrap().unwrap();
+    let refused = family::refresh(&store, &tokens, first.refresh_token.expose()).await;
+    assert!(matches!(refused, Err(TokenError::CredentialChanged)), "{refused:?}");
+    let again = family::refresh(&store, &tokens, first.refresh_token.expose()).await;
+    assert!(again.is_err(), "and the family stays dead");
+    assert!(matches!(login(secret.clone()).await, Err(TokenError::InvalidClient)), "the old secret is dead too");
+    let second = family::issue(&store, &tokens, &login(new_secret.clone()).await.unwrap()).await.unwrap();
+
+    // 2. Re-owned: registered again for another user.
+    credentials::register(&store, &pepper, &id, &user_2, &new_secret).await.unwrap();
+    let refused = family::refresh(&store, &tokens, second.refresh_token.expose()).await;
+    assert!(matches!(refused, Err(TokenError::CredentialChanged)), "no token with the stale owner user-1");
+    let third = family::issue(&store, &tokens, &login(new_secret.clone()).await.unwrap()).await.unwrap();
+    let third = family::refresh(&store, &tokens, third.refresh_token.expose()).await.unwrap();
+    assert_eq!(tokens.verify_access(third.access_token.expose()).unwrap().owner, "user-2");
+
+    // 3. Disabled.
+    assert!(credentials::disable(&store, &id).await.unwrap());
+    let refused = family::refresh(&store, &tokens, third.refresh_token.expose()).await;
+    assert!(matches!(refused, Err(TokenError::CredentialChanged)), "{refused:?}");
+    assert!(matches!(login(new_secret).await, Err(TokenError::InvalidClient)));
+    assert!(credentials::rotate_secret(&store, &pepper, &AgentId::parse("ghost").unwrap()).await.unwrap().is_none());
+}
+
 on_both_backends!(
+    a_changed_credential_ends_every_older_refresh_family,
     refresh_chain_rotates_and_reuse_revokes,
     concurrent_refreshes_make_one_generation,
     zero_grace_makes_any_second_use_reuse,
@@ -244,6 +286,28 @@ fn nbf_in_the_future_is_rejected() {
     claims.nbf = cloud_agent::store::now_epoch() + 600;
     let token = sign_with(&good_header(&tokens), &claims, JWT_SECRET.as_bytes());
     assert!(matches!(tokens.verify_access(&token), Err(TokenError::NotYetValid)));
+}
+
+#[test]
+fn a_token_from_another_environment_is_refused_even_with_the_same_key() {
+    let development = tokens();
+    let staging = Tokens::new(&config_with(&[
+        ("APP_ENV", "staging"),
+        ("STAGING_JWT_SECRET", JWT_SECRET),
+        ("STAGING_AGENT_SECRET", "staging-agent-pepper-0123456789abcdef01"),
+    ]));
+    assert_eq!(development.key_id(), staging.key_id(), "the very same signing key");
+    let token = development.sign_access(&valid_claims(&development));
+    assert!(development.verify_access(&token).is_ok());
+    assert!(matches!(staging.verify_access(&token), Err(TokenError::Invalid(_))), "the env claim is checked");
+    // And staging no longer starts on the generic fallback that made a shared key likely.
+    let fallback = Config::from_lookup(&|name| match name {
+        "APP_ENV" => Some("staging".into()),
+        "CLOUD_AGENT_STORE" => Some("embedded".into()),
+        "JWT_SECRET" | "AGENT_SECRET" => Some(JWT_SECRET.into()),
+        _ => None,
+    });
+    assert!(fallback.unwrap_err().to_string().contains("STAGING_"), "fallback refused outside development");
 }
 
 #[test]

@@ -87,6 +87,39 @@ fn from_service(s: HealthStatus) -> AgentStatus {
     }
 }
 
+/// Most checks, and most metrics, in one report.
+const MAX_ENTRIES: usize = 50;
+/// Longest check or metric name, and `version`.
+const MAX_NAME: usize = 64;
+/// Longest check `detail`.
+const MAX_DETAIL: usize = 1000;
+
+/// Keeps a report storable (DynamoDB's number range, an item far below 400 KB), naming what is wrong.
+fn validate(report: &AgentReport) -> Result<(), ApiError> {
+    let refuse = |pointer: &str, detail: &str| {
+        Err(ApiError::Unprocessable { detail: detail.to_owned(), pointer: Some(pointer.to_owned()) })
+    };
+    if report.checks.len() > MAX_ENTRIES {
+        return refuse("/checks", "at most 50 checks");
+    }
+    if report.metrics.len() > MAX_ENTRIES {
+        return refuse("/metrics", "at most 50 metrics");
+    }
+    if report.checks.keys().chain(report.metrics.keys()).any(|k| k.is_empty() || k.len() > MAX_NAME) {
+        return refuse("/checks", "check and metric names must be 1-64 bytes");
+    }
+    if report.checks.values().any(|c| c.detail.as_ref().is_some_and(|d| d.len() > MAX_DETAIL)) {
+        return refuse("/checks", "a check's detail is at most 1000 bytes");
+    }
+    if report.metrics.values().any(|v| !crate::store::Number::storable(*v)) {
+        return refuse("/metrics", "metrics must be 0 or of magnitude 1e-130 to 9.99e125 (DynamoDB's range)");
+    }
+    if report.version.as_ref().is_some_and(|v| v.len() > MAX_NAME) {
+        return refuse("/version", "version is at most 64 bytes");
+    }
+    Ok(())
+}
+
 /// Report this agent's health; the answer combines it with the service's view.
 #[utoipa::path(
     post,
@@ -94,22 +127,18 @@ fn from_service(s: HealthStatus) -> AgentStatus {
     tag = "agent",
     security(("bearer" = [])),
     request_body = AgentReport,
-    responses((status = 200, body = AgentHealth))
+    responses(
+        (status = 200, body = AgentHealth),
+        (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "Malformed report, naming the field"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Too many or too long entries, or numbers DynamoDB cannot store"),
+    )
 )]
 pub async fn post(
     State(state): State<AppState>,
     identity: AgentIdentity,
     ApiJson(agent_report): ApiJson<AgentReport>,
 ) -> Result<ApiJson<AgentHealth>, ApiError> {
-    if agent_report.checks.len() > 50
-        || agent_report.metrics.len() > 50
-        || agent_report.metrics.values().any(|v| !v.is_finite())
-    {
-        return Err(ApiError::Unprocessable {
-            detail: "at most 50 checks and 50 finite metrics".into(),
-            pointer: None,
-        });
-    }
+    validate(&agent_report)?;
     let now = now_epoch();
     let doc = serde_json::to_string(&agent_report).map_err(|e| ApiError::Internal(e.to_string()))?;
     let item = Item::new(&Key::new(PARTITION, identity.agent_id.as_str()))
@@ -117,6 +146,8 @@ pub async fn post(
         .with("report", doc)
         .with("reported_at", now)
         .with("expires_at", now + REPORT_TTL_SECS);
+    // Bounded by `validate` far below 400 KB; the check keeps it so if the limits above ever grow.
+    item.check_limits().map_err(crate::store::StoreError::from)?;
     state.store().put(item, None).await?;
     let service = report(&state).await;
     let summary = state.metrics().summary();

@@ -30,7 +30,7 @@ pub const MAX_NESTING: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
     /// `size` is `None` when DynamoDB refused an update's result (it does not say by how much).
-    #[error("item is {} bytes; DynamoDB stores at most {MAX_ITEM_BYTES}", size.map_or_else(|| "over the limit of".into(), |s| s.to_string()))]
+    #[error("item is {} bytes; DynamoDB stores at most {MAX_ITEM_BYTES} (400 KB)", size.map_or_else(|| "over the limit of".into(), |s| s.to_string()))]
     TooLarge { size: Option<usize> },
     #[error("attribute {attribute}: numbers must be 0 or of magnitude 1E-130 to 9.99E+125")]
     NumberOutOfRange { attribute: String },
