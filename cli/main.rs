@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cloud_agent::config::{Config, Environment, Secret, SecretString, StoreSettings};
+use cloud_agent::config::{Config, Environment, Secret, SecretString};
 use cloud_agent::ids::UserId;
 use cloud_agent::context::UserContext;
 use cloud_agent::progress::{ProgressUpdate, TaskStatus};
@@ -266,26 +266,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Configuration from the environment, with the store chosen by flags.
+/// Configuration from the environment, with the store chosen by flags (which clap already fills from
+/// `CLOUD_AGENT_STORE` and `CLOUD_AGENT_DATA_DIR`): read once, through the same rules as every function.
 fn config_with_store(args: StoreArgs) -> anyhow::Result<Config> {
-    let mut config = Config::from_env()?;
-    config.store = match args.store {
-        StoreKind::Embedded => StoreSettings::Embedded { data_dir: args.data_dir },
-        StoreKind::Dynamodb => match config.store {
-            dynamo @ StoreSettings::DynamoDb(_) => dynamo,
-            StoreSettings::Embedded { .. } => StoreSettings::DynamoDb(DynamoConfig {
-                table: std::env::var("TABLE_NAME").unwrap_or_else(|_| cloud_agent::config::DEFAULT_TABLE.into()),
-                endpoint: std::env::var("DYNAMODB_ENDPOINT").ok(),
-                region: std::env::var("AWS_REGION").ok(),
-            }),
-        },
+    let store = match args.store {
+        StoreKind::Embedded => "embedded",
+        StoreKind::Dynamodb => "dynamodb",
     };
-    if config.environment == Environment::Production && matches!(config.store, StoreSettings::Embedded { .. }) {
-        anyhow::bail!(
-            "production needs the shared DynamoDB table (--store dynamodb); the embedded store is per instance"
-        );
-    }
-    Ok(config)
+    let data_dir = args.data_dir.to_string_lossy().into_owned();
+    Ok(Config::from_lookup(&|name| match name {
+        "CLOUD_AGENT_STORE" => Some(store.to_owned()),
+        "CLOUD_AGENT_DATA_DIR" => Some(data_dir.clone()),
+        _ => std::env::var(name).ok().filter(|v| !v.is_empty()),
+    })?)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -84,7 +84,10 @@ async fn login_then_token_uses_a_working_rotating_session() {
         .output()
         .unwrap();
     assert!(simulate.status.success(), "simulate failed: {}", String::from_utf8_lossy(&simulate.stderr));
-    assert!(String::from_utf8_lossy(&simulate.stdout).contains("12 updates stored, 0 not"));
+    let report = String::from_utf8_lossy(&simulate.stdout).into_owned();
+    assert!(report.contains("12 updates stored, 0 not"), "{report}");
+    let batches: u64 = report.split(" in ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!((1..=12).contains(&batches), "the batches really posted are counted: {report}");
     let token = String::from_utf8(cloudagent(dir.path()).args(["agent", "token"]).output().unwrap().stdout).unwrap();
     let client = reqwest::Client::new();
     let task: serde_json::Value = client
@@ -123,4 +126,115 @@ async fn login_then_token_uses_a_working_rotating_session() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("rejected"));
+}
+
+/// A running `cloudagent serve` whose stderr lines are collected as they come.
+struct Running {
+    _server: Server,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    base: String,
+}
+
+impl Running {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = cloudagent(dir)
+            .args(["serve", "--port", &port.to_string(), "--data-dir", "data"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let running = Self { _server: Server(child), lines, base: format!("http://127.0.0.1:{port}") };
+        running.wait_for_line(|l| l.contains("agent login"));
+        running
+    }
+
+    /// The first line matching `pred`, waiting for it (generous deadline: a cold machine is slow).
+    fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no such line in: {:#?}", self.lines.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn demo_secret(&self) -> String {
+        let line = self.wait_for_line(|l| l.contains("agent login"));
+        line.split_whitespace().skip_while(|w| *w != "--secret").nth(1).unwrap().to_owned()
+    }
+
+    async fn login(&self, id: &str, secret: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/agent/token", self.base))
+            .json(&serde_json::json!({"agent_id": id, "agent_secret": secret}))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn secret_from(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.lines().find_map(|l| l.strip_prefix("agent_secret: ")).unwrap().to_owned()
+}
+
+/// A newcomer's second start: no secrets configured, agents registered and the demo login keep working; the
+/// CLI rotates and disables agents; log lines carry the agent id.
+#[tokio::test]
+async fn a_second_start_keeps_agents_and_the_demo_login_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = cloudagent(dir.path())
+        .args(["agent", "create", "--id", "worker", "--owner", "team-a", "--data-dir", "data"])
+        .output()
+        .unwrap();
+    let secret = secret_from(&created);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let kept = dir.path().join("data").join(cloud_agent::config::secrets::DEV_SECRETS_FILE);
+        assert_eq!(std::fs::metadata(kept).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let first = Running::start(dir.path());
+    let demo = first.demo_secret();
+    assert_eq!(first.login("worker", &secret).await.status(), 200);
+    drop(first);
+
+    let second = Running::start(dir.path());
+    assert_eq!(second.demo_secret(), demo, "the same demo login after a restart");
+    assert_eq!(second.login("demo-agent", &demo).await.status(), 200);
+    let issued: serde_json::Value = second.login("worker", &secret).await.json().await.unwrap();
+    let token = issued["access_token"].as_str().expect("the agent registered before the restart still logs in");
+    let me = reqwest::Client::new().get(format!("{}/api/v1/agent/me", second.base)).bearer_auth(token).send().await;
+    assert_eq!(me.unwrap().status(), 200);
+    // The access log line of that request names the agent.
+    let line = second.wait_for_line(|l| l.contains("request served") && l.contains("/api/v1/agent/me"));
+    let logged: serde_json::Value = serde_json::from_str(&line).expect("JSON lines when stderr is not a terminal");
+    assert_eq!(logged["span"]["agent"], "worker", "{line}");
+    drop(second);
+
+    let rotated = secret_from(
+        &cloudagent(dir.path()).args(["agent", "rotate-secret", "--id", "worker", "--data-dir", "data"]).output().unwrap(),
+    );
+    let third = Running::start(dir.path());
+    assert_eq!(third.login("worker", &secret).await.status(), 401, "the old secret is dead");
+    assert_eq!(third.login("worker", &rotated).await.status(), 200);
+    drop(third);
+
+    let disabled = cloudagent(dir.path()).args(["agent", "disable", "--id", "worker", "--data-dir", "data"]).output();
+    assert!(disabled.unwrap().status.success());
+    let fourth = Running::start(dir.path());
+    assert_eq!(fourth.login("worker", &rotated).await.status(), 401, "a disabled agent cannot log in");
 }
