@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cloud_agent::config::{Config, Environment, Secret, SecretString};
-use cloud_agent::ids::UserId;
 use cloud_agent::context::UserContext;
+use cloud_agent::ids::UserId;
 use cloud_agent::progress::{ProgressUpdate, TaskStatus};
 use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::state::AppState;
@@ -244,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::read_to_string(&file)?
             };
             let context: UserContext = serde_json::from_str(&text)?;
-            let state = AppState::from_config(config_with_store(store)?).await?;
+            let state = AppState::from_config(config_with_store(&store)?).await?;
             cloud_agent::context::save(state.store(), &UserId::parse(&user)?, &context).await?;
             println!("stored the context of {user}");
             Ok(())
@@ -268,7 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Configuration from the environment, with the store chosen by flags (which clap already fills from
 /// `CLOUD_AGENT_STORE` and `CLOUD_AGENT_DATA_DIR`): read once, through the same rules as every function.
-fn config_with_store(args: StoreArgs) -> anyhow::Result<Config> {
+fn config_with_store(args: &StoreArgs) -> anyhow::Result<Config> {
     let store = match args.store {
         StoreKind::Embedded => "embedded",
         StoreKind::Dynamodb => "dynamodb",
@@ -282,7 +282,7 @@ fn config_with_store(args: StoreArgs) -> anyhow::Result<Config> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config_with_store(args.store)?;
+    let config = config_with_store(&args.store)?;
     let state = AppState::from_config(config).await?;
     let addr = SocketAddr::new(args.bind, args.port);
     eprintln!("cloudagent: serving on http://{addr} (store: {})", state.store().backend());
@@ -316,7 +316,7 @@ fn demo_secret(pepper: &Secret) -> String {
 async fn agent(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::Create { id, owner, store } => {
-            let config = config_with_store(store)?;
+            let config = config_with_store(&store)?;
             let id = AgentId::parse(&id)?;
             let owner = UserId::parse(&owner)?;
             let state = AppState::from_config(config).await?;
@@ -327,7 +327,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::Disable { id, store } => {
             let id = AgentId::parse(&id)?;
-            let state = AppState::from_config(config_with_store(store)?).await?;
+            let state = AppState::from_config(config_with_store(&store)?).await?;
             if !credentials::disable(state.store(), &id).await? {
                 anyhow::bail!("no agent {id}");
             }
@@ -336,7 +336,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::RotateSecret { id, store } => {
             let id = AgentId::parse(&id)?;
-            let state = AppState::from_config(config_with_store(store)?).await?;
+            let state = AppState::from_config(config_with_store(&store)?).await?;
             let Some(secret) = credentials::rotate_secret(state.store(), &state.config().secrets.agent, &id).await?
             else {
                 anyhow::bail!("no agent {id}");

@@ -159,7 +159,7 @@ impl Running {
 
     /// The first line matching `pred`, waiting for it (generous deadline: a cold machine is slow).
     fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_mins(1);
         loop {
             if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
                 return line.clone();
@@ -226,7 +226,10 @@ async fn a_second_start_keeps_agents_and_the_demo_login_working() {
     drop(second);
 
     let rotated = secret_from(
-        &cloudagent(dir.path()).args(["agent", "rotate-secret", "--id", "worker", "--data-dir", "data"]).output().unwrap(),
+        &cloudagent(dir.path())
+            .args(["agent", "rotate-secret", "--id", "worker", "--data-dir", "data"])
+            .output()
+            .unwrap(),
     );
     let third = Running::start(dir.path());
     assert_eq!(third.login("worker", &secret).await.status(), 401, "the old secret is dead");

@@ -119,7 +119,13 @@ async fn the_stale_fallback_has_a_maximum_age(store: DynStore) {
     let outage = Arc::new(Outage::new(store));
     let vars = [("CLOUD_AGENT_CONTEXT_TTL_SECS", "0"), ("CLOUD_AGENT_CONTEXT_STALE_MAX_SECS", "1")];
     let state = AppState::new(common::test_config_with(dir.path(), &vars), outage.clone());
-    let app = App { base: serve_router(cloud_agent::app(state.clone())).await, state, counting: Arc::new(Counting::new(outage.clone())), outage, _dir: dir };
+    let app = App {
+        base: serve_router(cloud_agent::app(state.clone())).await,
+        state,
+        counting: Arc::new(Counting::new(outage.clone())),
+        outage,
+        _dir: dir,
+    };
     context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-5").unwrap(), &sample()).await.unwrap();
     assert_eq!(app.get("user-5").await.headers()["x-cache"], "MISS");
     app.outage.down.store(true, Ordering::SeqCst);
@@ -151,9 +157,12 @@ async fn oversized_contexts_and_reports_are_refused_and_nothing_is_stored(store:
     assert!(problem["detail"].as_str().unwrap().contains("400 KB"), "{problem}");
     let user = cloud_agent::ids::UserId::parse("user-7").unwrap();
     assert!(matches!(context::load(state.store(), &user).await, Err(context::ContextError::NotFound(_))));
-    let token = state.tokens().sign_access(&state.tokens().access_claims("w", "u", "f", "j", cloud_agent::store::now_epoch()));
-    let report = |body: Value| client.post(format!("{base}/api/v1/agent/health")).bearer_auth(&token).json(&body).send();
-    let long_detail = json!({"status": "healthy", "checks": {"disk": {"status": "healthy", "detail": "d".repeat(300 * 1024)}}});
+    let token =
+        state.tokens().sign_access(&state.tokens().access_claims("w", "u", "f", "j", cloud_agent::store::now_epoch()));
+    let report =
+        |body: Value| client.post(format!("{base}/api/v1/agent/health")).bearer_auth(&token).json(&body).send();
+    let long_detail =
+        json!({"status": "healthy", "checks": {"disk": {"status": "healthy", "detail": "d".repeat(300 * 1024)}}});
     let long_name = json!({"status": "healthy", "metrics": {"m".repeat(300 * 1024): 1.0}});
     let huge_number = json!({"status": "healthy", "metrics": {"m": 1e300}});
     for body in [long_detail, long_name, huge_number] {

@@ -261,3 +261,86 @@ impl Tagged for Yaml {
         matches!(self, Yaml::Tagged(t) if t.tag == "!Ref" && t.value.as_str() == Some("Table"))
     }
 }
+
+// ---------------------------------------------------------------- what Vercel publishes as static files
+
+/// Files that must never be served: source, manifests, lock files, scripts, infrastructure.
+fn is_source(path: &str) -> bool {
+    let ext = Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let dirs = ["api/", "shared/", "cli/", "tests/", "benches/", "infra/", ".ci/"];
+    ["rs", "toml", "lock", "yaml", "yml", "sh", "java", "ts", "py", "json"].contains(&ext)
+        || dirs.iter().any(|d| path.starts_with(d))
+}
+
+/// `.vercelignore` lines: `dir/` prefixes, `*.ext` suffixes, exact paths.
+fn ignored(path: &str, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| match (p.strip_suffix('/'), p.strip_prefix('*')) {
+        (Some(dir), _) => path == dir || path.starts_with(&format!("{dir}/")),
+        (None, Some(suffix)) => path.ends_with(suffix),
+        _ => path == p,
+    })
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+        if [".git", "target", "node_modules", ".venv", ".run"].iter().any(|skip| path.ends_with(skip)) {
+            continue;
+        }
+        if path.is_dir() { walk(base, &path, out) } else { out.push(rel) }
+    }
+}
+
+/// What Vercel would serve as static files from a checkout at `root`, by its documented rule: with an output
+/// directory (`outputDirectory` in vercel.json, else a `public/` folder) only the files in it; without one,
+/// every uploaded file outside `api/`.
+fn vercel_static_files(root: &Path) -> Vec<String> {
+    let config: Json = serde_json::from_str(&std::fs::read_to_string(root.join("vercel.json")).unwrap()).unwrap();
+    let output = config["outputDirectory"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| root.join("public").is_dir().then(|| "public".to_owned()));
+    let mut files = Vec::new();
+    if let Some(dir) = output {
+        walk(&root.join(&dir), &root.join(&dir), &mut files);
+    } else {
+        let patterns: Vec<String> = std::fs::read_to_string(root.join(".vercelignore"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        walk(root, root, &mut files);
+        files.retain(|f| !f.starts_with("api/") && !ignored(f, &patterns));
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn vercel_publishes_no_source() {
+    let published = vercel_static_files(root());
+    let leaked: Vec<&String> = published.iter().filter(|f| is_source(f)).collect();
+    assert!(leaked.is_empty(), "Vercel would serve these as static files: {leaked:?}");
+    assert_eq!(published, ["robots.txt"], "public/ holds only what is meant to be public");
+}
+
+#[test]
+fn the_static_output_check_catches_a_published_source_tree() {
+    // The layout main had: no public/ folder and no outputDirectory.
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["Cargo.toml", "Cargo.lock", "shared/src/lib.rs", "api/health.rs", "template.yaml", ".ci/run"] {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "x").unwrap();
+    }
+    std::fs::write(dir.path().join("vercel.json"), "{}").unwrap();
+    std::fs::write(dir.path().join(".vercelignore"), "target/\n").unwrap();
+    let published = vercel_static_files(dir.path());
+    assert!(published.contains(&"shared/src/lib.rs".to_owned()), "{published:?}");
+    assert!(published.iter().any(|f| is_source(f)));
+    assert!(!published.contains(&"api/health.rs".to_owned()), "api/ is functions, not static files");
+}

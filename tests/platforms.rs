@@ -582,6 +582,28 @@ async fn the_answers_compared_are_the_real_ones() {
     assert!(wrong.headers["allow"].contains("GET"));
 }
 
+/// `vercel dev` starts a Rust function with `VERCEL_DEV=1` and `VERCEL_DEV_PORT` but no IPC socket: it must
+/// serve, not refuse as if it ran nowhere.
+#[tokio::test]
+async fn a_function_under_vercel_dev_serves_without_an_ipc_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = base_command("health-live", dir.path());
+    cmd.env("VERCEL_DEV", "1").env("VERCEL_DEV_PORT", port.to_string());
+    let _proc = Proc(cmd.spawn().expect("spawn function under vercel dev"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        if let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/health/live")).await {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the function never answered under vercel dev");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer.status(), 200);
+    let ping = reqwest::get(format!("http://127.0.0.1:{port}/_vercel/ping")).await.unwrap();
+    assert_eq!(ping.status(), 200);
+}
+
 #[test]
 fn a_function_started_outside_lambda_and_vercel_points_to_cloudagent_serve() {
     let dir = tempfile::tempdir().unwrap();

@@ -274,7 +274,8 @@ async fn a_body_limit_above_2_mib_is_honoured() {
     let state = AppState::new(config, common::embedded().store);
     let base = serve_router(cloud_agent::app(state.clone())).await;
     let tokens = state.tokens();
-    let token = tokens.sign_access(&tokens.access_claims("agent-a", "user-1", "f", "j", cloud_agent::store::now_epoch()));
+    let token =
+        tokens.sign_access(&tokens.access_claims("agent-a", "user-1", "f", "j", cloud_agent::store::now_epoch()));
     let mut body = serde_json::to_vec(&update("big", 10, 1)).unwrap();
     body.pop();
     body.extend(std::iter::repeat_n(b' ', 3 * 1024 * 1024)); // valid JSON padded to 3 MiB

@@ -85,9 +85,15 @@ async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
     let config = common::test_config_with(dir.path(), &[("CLOUD_AGENT_ACCESS_TTL_SECS", "900")]);
     let state = AppState::new(config, store.clone());
     let secret = credentials::generate_secret();
-    credentials::register(&store, &state.config().secrets.agent, &AgentId::parse("sim").unwrap(), &cloud_agent::ids::UserId::parse("user-1").unwrap(), &secret)
-        .await
-        .unwrap();
+    credentials::register(
+        &store,
+        &state.config().secrets.agent,
+        &AgentId::parse("sim").unwrap(),
+        &cloud_agent::ids::UserId::parse("user-1").unwrap(),
+        &secret,
+    )
+    .await
+    .unwrap();
     let upstream = serve_router(cloud_agent::app(state.clone())).await;
     let net = FaultyNetwork {
         upstream,
@@ -128,7 +134,9 @@ async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
         let mut cursor = None;
         loop {
             let page = store
-                .query(Query::partition(format!("TASK#user-1#sim-{task:03}")).prefix("EVENT#").limit(1000).after(cursor))
+                .query(
+                    Query::partition(format!("TASK#user-1#sim-{task:03}")).prefix("EVENT#").limit(1000).after(cursor),
+                )
                 .await
                 .unwrap();
             for item in &page.items {

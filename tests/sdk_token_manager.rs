@@ -36,7 +36,15 @@ async fn server(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> (String, 
 async fn register(state: &AppState, id: &str) -> String {
     let secret = credentials::generate_secret();
     let id = AgentId::parse(id).unwrap();
-    credentials::register(state.store(), &state.config().secrets.agent, &id, &cloud_agent::ids::UserId::parse("user-1").unwrap(), &secret).await.unwrap();
+    credentials::register(
+        state.store(),
+        &state.config().secrets.agent,
+        &id,
+        &cloud_agent::ids::UserId::parse("user-1").unwrap(),
+        &secret,
+    )
+    .await
+    .unwrap();
     secret
 }
 

@@ -309,7 +309,7 @@ async fn cursors_never_leave_their_query_and_limits_are_rejected(store: DynStore
     assert!(matches!(store.query(Query::partition("A").limit(1001)).await, Err(StoreError::Validation(_))));
 }
 
-fn is_limit(result: Result<(), StoreError>) -> bool {
+fn is_limit(result: &Result<(), StoreError>) -> bool {
     matches!(result, Err(StoreError::Limit(_)))
 }
 
@@ -326,14 +326,14 @@ async fn dynamodb_limits_are_enforced_alike(store: DynStore) {
         store.put(item("L#n", "ok").with("n", ok), None).await.unwrap_or_else(|e| panic!("{ok:e}: {e}"));
     }
     for bad in [1e126, -1e300, 1e-131, 5e-324] {
-        assert!(is_limit(store.put(item("L#n", "bad").with("n", bad), None).await), "{bad:e} must be refused");
+        assert!(is_limit(&store.put(item("L#n", "bad").with("n", bad), None).await), "{bad:e} must be refused");
         let nested = Value::M(std::collections::BTreeMap::from([("m".to_owned(), Value::from(bad))]));
-        assert!(is_limit(store.put(item("L#n", "bad").with("metrics", nested), None).await));
+        assert!(is_limit(&store.put(item("L#n", "bad").with("metrics", nested), None).await));
     }
     assert!(store.get(&Key::new("L#n", "bad")).await.unwrap().is_none(), "nothing refused was stored");
     // Size: 400 KB including attribute names, as DynamoDB counts it.
     store.put(item_of_size("max", MAX_ITEM_BYTES), None).await.expect("exactly 400 KB fits");
-    assert!(is_limit(store.put(item_of_size("over", MAX_ITEM_BYTES + 1), None).await));
+    assert!(is_limit(&store.put(item_of_size("over", MAX_ITEM_BYTES + 1), None).await));
     // A batch with one oversized item is refused whole.
     let batch = vec![WriteOp::Put(item("L#b", "1")), WriteOp::Put(item_of_size("2", MAX_ITEM_BYTES + 1))];
     assert!(matches!(store.batch_write_once(batch).await, Err(StoreError::Limit(_))));
@@ -351,8 +351,8 @@ async fn dynamodb_limits_are_enforced_alike(store: DynStore) {
     assert!(matches!(store.transact_write(tx).await, Err(StoreError::Limit(_))));
     // Key length: partition keys up to 2048 bytes, sort keys up to 1024.
     store.put(item(&"p".repeat(MAX_PARTITION_KEY_BYTES), &"s".repeat(MAX_SORT_KEY_BYTES)), None).await.unwrap();
-    assert!(is_limit(store.put(item(&"p".repeat(MAX_PARTITION_KEY_BYTES + 1), "s"), None).await));
-    assert!(is_limit(store.put(item("p", &"s".repeat(MAX_SORT_KEY_BYTES + 1)), None).await));
+    assert!(is_limit(&store.put(item(&"p".repeat(MAX_PARTITION_KEY_BYTES + 1), "s"), None).await));
+    assert!(is_limit(&store.put(item("p", &"s".repeat(MAX_SORT_KEY_BYTES + 1)), None).await));
 }
 
 on_both_backends!(

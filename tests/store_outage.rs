@@ -103,8 +103,15 @@ impl Rig {
     }
 
     async fn breaker(&self) -> Value {
-        let v: Value =
-            self.client.get(format!("{}/api/v1/circuit-breakers", self.base)).send().await.unwrap().json().await.unwrap();
+        let v: Value = self
+            .client
+            .get(format!("{}/api/v1/circuit-breakers", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         v["breakers"][0].clone()
     }
 

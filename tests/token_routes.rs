@@ -12,7 +12,15 @@ async fn app_with_agent() -> (TestApp, String) {
     let (app, state) = spawn_app_with_state().await;
     let secret = credentials::generate_secret();
     let id = AgentId::parse("agent-1").unwrap();
-    credentials::register(state.store(), &state.config().secrets.agent, &id, &cloud_agent::ids::UserId::parse("user-9").unwrap(), &secret).await.unwrap();
+    credentials::register(
+        state.store(),
+        &state.config().secrets.agent,
+        &id,
+        &cloud_agent::ids::UserId::parse("user-9").unwrap(),
+        &secret,
+    )
+    .await
+    .unwrap();
     (app, secret)
 }
 

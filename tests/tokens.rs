@@ -62,23 +62,26 @@ async fn generation(store: &DynStore, fid: &str) -> i64 {
 async fn refresh_chain_rotates_and_reuse_revokes(store: DynStore) {
     let tokens = tokens();
     let first = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
-    let second = family::refresh(&store, &tokens, &first.refresh_token.expose()).await.unwrap();
-    let third = family::refresh(&store, &tokens, &second.refresh_token.expose()).await.unwrap();
+    let second = family::refresh(&store, &tokens, first.refresh_token.expose()).await.unwrap();
+    let third = family::refresh(&store, &tokens, second.refresh_token.expose()).await.unwrap();
     assert_ne!(second.refresh_token, third.refresh_token);
     assert!(third.refresh_expires_in <= first.refresh_expires_in, "rotation never extends the family");
-    let claims = tokens.verify_access(&third.access_token.expose()).unwrap();
+    let claims = tokens.verify_access(third.access_token.expose()).unwrap();
     assert_eq!(claims.sub, "agent-7");
     assert_eq!(claims.owner, "user-42");
     // `first` is two generations old: reuse. The family dies, the current token with it.
-    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token.expose()).await, Err(TokenError::ReuseDetected)));
-    assert!(matches!(family::refresh(&store, &tokens, &third.refresh_token.expose()).await, Err(TokenError::Revoked)));
-    assert!(matches!(family::refresh(&store, &tokens, &second.refresh_token.expose()).await, Err(TokenError::Revoked)));
+    assert!(matches!(
+        family::refresh(&store, &tokens, first.refresh_token.expose()).await,
+        Err(TokenError::ReuseDetected)
+    ));
+    assert!(matches!(family::refresh(&store, &tokens, third.refresh_token.expose()).await, Err(TokenError::Revoked)));
+    assert!(matches!(family::refresh(&store, &tokens, second.refresh_token.expose()).await, Err(TokenError::Revoked)));
 }
 
 async fn concurrent_refreshes_make_one_generation(store: DynStore) {
     let tokens = Arc::new(tokens());
     let first = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
-    let fid = tokens.verify_refresh(&first.refresh_token.expose()).unwrap().fid;
+    let fid = tokens.verify_refresh(first.refresh_token.expose()).unwrap().fid;
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let (store, tokens, presented) = (store.clone(), tokens.clone(), first.refresh_token.clone());
@@ -94,10 +97,16 @@ async fn concurrent_refreshes_make_one_generation(store: DynStore) {
     assert_eq!(distinct_access.len(), 1);
     assert_eq!(generation(&store, &fid).await, 2, "exactly one new generation");
     // Rotate once more; the original token is now older than the previous one: reuse.
-    let next = family::refresh(&store, &tokens, &results[0].refresh_token.expose()).await.unwrap();
-    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token.expose()).await, Err(TokenError::ReuseDetected)));
+    let next = family::refresh(&store, &tokens, results[0].refresh_token.expose()).await.unwrap();
+    assert!(matches!(
+        family::refresh(&store, &tokens, first.refresh_token.expose()).await,
+        Err(TokenError::ReuseDetected)
+    ));
     for _ in 0..3 {
-        assert!(family::refresh(&store, &tokens, &next.refresh_token.expose()).await.is_err(), "every later refresh fails");
+        assert!(
+            family::refresh(&store, &tokens, next.refresh_token.expose()).await.is_err(),
+            "every later refresh fails"
+        );
     }
 }
 
@@ -105,16 +114,19 @@ async fn zero_grace_makes_any_second_use_reuse(store: DynStore) {
     let tokens = Tokens::new(&config_with(&[("CLOUD_AGENT_REFRESH_GRACE_SECS", "0")]));
     let first = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
     // Within the same second "now <= grace_until" still holds at grace 0, so wait past it.
-    family::refresh(&store, &tokens, &first.refresh_token.expose()).await.unwrap();
+    family::refresh(&store, &tokens, first.refresh_token.expose()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert!(matches!(family::refresh(&store, &tokens, &first.refresh_token.expose()).await, Err(TokenError::ReuseDetected)));
+    assert!(matches!(
+        family::refresh(&store, &tokens, first.refresh_token.expose()).await,
+        Err(TokenError::ReuseDetected)
+    ));
 }
 
 async fn revocation_stops_refresh_at_once(store: DynStore) {
     let tokens = tokens();
     let pair = family::issue(&store, &tokens, &agent(&store).await).await.unwrap();
-    family::revoke(&store, &tokens, &pair.access_token.expose()).await.unwrap();
-    assert!(matches!(family::refresh(&store, &tokens, &pair.refresh_token.expose()).await, Err(TokenError::Revoked)));
+    family::revoke(&store, &tokens, pair.access_token.expose()).await.unwrap();
+    assert!(matches!(family::refresh(&store, &tokens, pair.refresh_token.expose()).await, Err(TokenError::Revoked)));
     // Unknown and garbage tokens: nothing to do, no error (RFC 7009).
     family::revoke(&store, &tokens, "not-a-token").await.unwrap();
 }
@@ -123,7 +135,9 @@ async fn credentials_verify_and_refuse(store: DynStore) {
     let pepper = Secret::new(b"pepper-0123456789abcdef0123456789ab".to_vec());
     let id = AgentId::parse("worker-1").unwrap();
     let secret = credentials::generate_secret();
-    credentials::register(&store, &pepper, &id, &cloud_agent::ids::UserId::parse("user-1").unwrap(), &secret).await.unwrap();
+    credentials::register(&store, &pepper, &id, &cloud_agent::ids::UserId::parse("user-1").unwrap(), &secret)
+        .await
+        .unwrap();
     let agent = credentials::authenticate(&store, &pepper, &id, &secret).await.unwrap();
     assert_eq!(agent.owner.as_str(), "user-1");
     let wrong = credentials::authenticate(&store, &pepper, &id, "cas_wrong").await;
@@ -406,7 +420,11 @@ async fn one_store_call_per_refresh(store: DynStore) {
     let mut current = first.refresh_token;
     for _ in 0..5 {
         current = family::refresh(&store, &tokens, current.expose()).await.unwrap().refresh_token;
-        assert_eq!(counting.take(), 1, "a refresh is ONE store call (a TransactWriteItems of credential check + rotation)");
+        assert_eq!(
+            counting.take(),
+            1,
+            "a refresh is ONE store call (a TransactWriteItems of credential check + rotation)"
+        );
     }
 }
 

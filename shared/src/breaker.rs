@@ -792,7 +792,7 @@ mod tests {
 
     /// A dependency that never answers: the call only ends when the caller gives up.
     async fn hang(b: &Breaker, budget: Duration) {
-        let call = b.call(counts, || std::future::pending::<Result<(), Dep>>());
+        let call = b.call(counts, std::future::pending::<Result<(), Dep>>);
         assert!(tokio::time::timeout(budget, call).await.is_err(), "a hang only ends by the caller's timeout");
     }
 

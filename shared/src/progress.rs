@@ -18,9 +18,7 @@ use utoipa::ToSchema;
 
 use crate::config::secrets::hex;
 use crate::ids::UserId;
-use crate::store::{
-    BatchRetry, Condition, DynStore, Item, Key, Number, StoreError, Update, Value, WriteOp, now_epoch,
-};
+use crate::store::{BatchRetry, Condition, DynStore, Item, Key, Number, StoreError, Update, Value, WriteOp, now_epoch};
 
 /// Most updates one request may carry (more → 413).
 pub const MAX_UPDATES: usize = 100;
@@ -213,17 +211,19 @@ fn state_key(owner: &UserId, task: &str) -> Key {
 
 fn event_item(owner: &UserId, agent: &str, batch_id: &str, v: &Valid) -> Item {
     let u = &v.update;
-    let mut item =
-        Item::new(&Key::new(task_partition(owner, &u.task_id), format!("EVENT#{:013}#{batch_id}#{:04}", v.at_ms, v.index)))
-            .with("task_id", u.task_id.as_str())
-            .with("agent_id", agent)
-            .with("progress", u.progress)
-            .with("status", u.status.as_str())
-            .with("timestamp", u.timestamp.as_str())
-            .with("at_ms", v.at_ms)
-            .with("seq", i64::try_from(u.seq).unwrap_or(i64::MAX))
-            .with("batch_id", batch_id)
-            .with("expires_at", now_epoch() + HISTORY_TTL_SECS);
+    let mut item = Item::new(&Key::new(
+        task_partition(owner, &u.task_id),
+        format!("EVENT#{:013}#{batch_id}#{:04}", v.at_ms, v.index),
+    ))
+    .with("task_id", u.task_id.as_str())
+    .with("agent_id", agent)
+    .with("progress", u.progress)
+    .with("status", u.status.as_str())
+    .with("timestamp", u.timestamp.as_str())
+    .with("at_ms", v.at_ms)
+    .with("seq", i64::try_from(u.seq).unwrap_or(i64::MAX))
+    .with("batch_id", batch_id)
+    .with("expires_at", now_epoch() + HISTORY_TTL_SECS);
     if let Some(m) = &u.message {
         item.set("message", m.as_str());
     }
@@ -372,8 +372,7 @@ pub async fn write(
     // 2. Events, 25 per BatchWriteItem; what stays unprocessed within the budget is failed, not accepted.
     let mut accepted = 0;
     for chunk in writable.chunks(crate::store::MAX_BATCH_WRITE) {
-        let ops: Vec<WriteOp> =
-            chunk.iter().map(|v| WriteOp::Put(event_item(owner, agent, batch_id, v))).collect();
+        let ops: Vec<WriteOp> = chunk.iter().map(|v| WriteOp::Put(event_item(owner, agent, batch_id, v))).collect();
         let keys: Vec<Option<Key>> = ops.iter().map(WriteOp::key).collect();
         match store.batch_write(ops, retry).await {
             Ok(left) => {
@@ -532,19 +531,28 @@ mod tests {
     #[test]
     fn numbers_outside_dynamodbs_range_are_rejected_with_the_reason() {
         let with = |progress: f64, metric: f64| {
-            validate(0, serde_json::json!({"task_id": "a", "progress": progress, "status": "running",
-                "metrics": {"m": metric}, "timestamp": "2026-11-23T10:00:00Z"}))
+            validate(
+                0,
+                serde_json::json!({"task_id": "a", "progress": progress, "status": "running",
+                "metrics": {"m": metric}, "timestamp": "2026-11-23T10:00:00Z"}),
+            )
         };
         assert!(with(5e-324, 1.0).unwrap_err().1.contains("progress"));
         assert!(with(50.0, 1e300).unwrap_err().1.contains("metrics"));
         assert!(with(50.0, -1e-200).unwrap_err().1.contains("metrics"));
         assert!(with(0.0, 9.99e125).is_ok());
         assert!(with(1e-130, -1e-130).is_ok());
-        let long_name = validate(0, serde_json::json!({"task_id": "a", "progress": 1, "status": "running",
-            "metrics": {"m".repeat(300 * 1024): 1.0}, "timestamp": "2026-11-23T10:00:00Z"}));
+        let long_name = validate(
+            0,
+            serde_json::json!({"task_id": "a", "progress": 1, "status": "running",
+            "metrics": {"m".repeat(300 * 1024): 1.0}, "timestamp": "2026-11-23T10:00:00Z"}),
+        );
         assert!(long_name.unwrap_err().1.contains("names"));
-        let junk = validate(0, serde_json::json!({"task_id": "x".repeat(300_000), "progress": 1,
-            "status": "y".repeat(300_000), "timestamp": "2026-11-23T10:00:00Z"}));
+        let junk = validate(
+            0,
+            serde_json::json!({"task_id": "x".repeat(300_000), "progress": 1,
+            "status": "y".repeat(300_000), "timestamp": "2026-11-23T10:00:00Z"}),
+        );
         let (task, reason) = junk.unwrap_err();
         assert!(task.len() <= 128 && reason.len() <= MAX_ECHO, "echoes are clipped");
     }

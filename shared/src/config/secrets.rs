@@ -166,7 +166,8 @@ fn dev_secrets(dir: &Path) -> Result<DevSecrets, ConfigError> {
     let problem = |what: String| ConfigError::Invalid { var: "CLOUD_AGENT_DATA_DIR", problem: what };
     let path = dir.join(DEV_SECRETS_FILE);
     let read = |path: &Path| -> Result<DevSecrets, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
         serde_json::from_str(&text).map_err(|e| {
             problem(format!("{} is damaged ({e}); delete it to generate new development secrets", path.display()))
         })
@@ -221,10 +222,7 @@ fn one(
             if environment != Environment::Development {
                 return Err(ConfigError::Invalid {
                     var: specific,
-                    problem: format!(
-                        "{} refuses the shared fallback {generic}; set {specific}",
-                        environment.as_str()
-                    ),
+                    problem: format!("{} refuses the shared fallback {generic}; set {specific}", environment.as_str()),
                 });
             }
             tracing::warn!(variable = generic, wanted = specific, "using the generic fallback secret");
@@ -278,7 +276,8 @@ impl Secrets {
         let admin = admin.map(Secret::new);
         let (agent, agent_source) =
             one(env, environment, agent_var, "AGENT_SECRET", kept.as_ref().map(|k| k.agent_secret.as_str()))?;
-        let (jwt, jwt_source) = one(env, environment, jwt_var, "JWT_SECRET", kept.as_ref().map(|k| k.jwt_secret.as_str()))?;
+        let (jwt, jwt_source) =
+            one(env, environment, jwt_var, "JWT_SECRET", kept.as_ref().map(|k| k.jwt_secret.as_str()))?;
         let mut jwt_previous = Vec::new();
         // Comma-separated: several old keys may still sign live tokens during a rotation.
         for old in env(previous_var).unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -315,9 +314,12 @@ mod tests {
     fn production_requires_specific_long_secrets() {
         let missing = Secrets::from_lookup(&lookup(&[]), Environment::Production, None).unwrap_err();
         assert!(missing.to_string().contains("PROD_AGENT_SECRET"), "{missing}");
-        let fallback =
-            Secrets::from_lookup(&lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]), Environment::Production, None)
-                .unwrap_err();
+        let fallback = Secrets::from_lookup(
+            &lookup(&[("AGENT_SECRET", LONG), ("JWT_SECRET", LONG)]),
+            Environment::Production,
+            None,
+        )
+        .unwrap_err();
         assert!(fallback.to_string().contains("fallback"), "{fallback}");
         let short = Secrets::from_lookup(
             &lookup(&[("PROD_AGENT_SECRET", "short"), ("PROD_JWT_SECRET", LONG)]),
@@ -361,8 +363,9 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         // A variable set by the developer wins over the kept file.
-        let chosen = Secrets::from_lookup(&lookup(&[("DEV_JWT_SECRET", LONG)]), Environment::Development, Some(dir.path()))
-            .unwrap();
+        let chosen =
+            Secrets::from_lookup(&lookup(&[("DEV_JWT_SECRET", LONG)]), Environment::Development, Some(dir.path()))
+                .unwrap();
         assert_eq!(chosen.jwt.expose(), LONG.as_bytes());
         assert_eq!(chosen.agent.expose(), first.agent.expose());
         // Never outside development.

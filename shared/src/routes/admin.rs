@@ -5,8 +5,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::context::{self, UserContext};
-use crate::ids::UserId;
 use crate::http::{ApiError, ApiJson};
+use crate::ids::UserId;
 use crate::state::AppState;
 
 /// Confirmation of a stored context.

@@ -110,11 +110,9 @@ fn store_failure_kind(e: &crate::store::StoreError) -> &'static str {
         E::Throttled(_) => "throttled",
         E::Unavailable(_) => "unreachable",
         E::CircuitOpen { .. } => "circuit open",
-        E::Validation(_)
-        | E::Limit(_)
-        | E::Internal(_)
-        | E::ConditionFailed { .. }
-        | E::TransactionCanceled { .. } => "error",
+        E::Validation(_) | E::Limit(_) | E::Internal(_) | E::ConditionFailed { .. } | E::TransactionCanceled { .. } => {
+            "error"
+        }
     }
 }
 

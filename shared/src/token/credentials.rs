@@ -147,9 +147,10 @@ pub async fn authenticate(store: &DynStore, pepper: &Secret, id: &AgentId, secre
     let stored = found.as_ref().and_then(|i| i.get_str("secret_hash")).and_then(unhex).unwrap_or_else(|| vec![0u8; 32]);
     // Always run the comparison, even for an unknown agent, so timing does not tell agents apart.
     let matches = digest(pepper, secret).verify_slice(&stored).is_ok();
-    let record = found.as_ref().filter(|i| i.get_str("status") == Some("active")).and_then(|item| {
-        Some((UserId::parse(item.get_str("owner")?).ok()?, item.get_str("cred_version")?.to_owned()))
-    });
+    let record = found
+        .as_ref()
+        .filter(|i| i.get_str("status") == Some("active"))
+        .and_then(|item| Some((UserId::parse(item.get_str("owner")?).ok()?, item.get_str("cred_version")?.to_owned())));
     match record {
         Some((owner, cred_version)) if matches => Ok(Agent { id: id.clone(), owner, cred_version }),
         _ => Err(TokenError::InvalidClient),

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use std::time::Duration;
 
 use super::credentials::{self, Agent};
-use crate::config::SecretString;
 use super::{TokenError, Tokens, new_id};
+use crate::config::SecretString;
 use crate::store::{CancelReason, Condition, DynStore, Item, Key, StoreError, TxOp, Update, full_jitter, now_epoch};
 
 /// A token response (RFC 6749 §5.1 plus the refresh lifetime and the issuing environment).

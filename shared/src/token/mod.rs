@@ -245,16 +245,17 @@ impl Tokens {
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
-        let claims = jsonwebtoken::decode::<T>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            ErrorKind::InvalidSignature => TokenError::Invalid("bad signature"),
-            ErrorKind::InvalidAudience => TokenError::Invalid("wrong audience"),
-            ErrorKind::InvalidIssuer => TokenError::Invalid("wrong issuer"),
-            ErrorKind::InvalidAlgorithm => TokenError::Invalid("algorithm not allowed"),
-            ErrorKind::MissingRequiredClaim(_) => TokenError::Invalid("missing claim"),
-            _ => TokenError::Malformed,
-        })?;
+        let claims =
+            jsonwebtoken::decode::<T>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidSignature => TokenError::Invalid("bad signature"),
+                ErrorKind::InvalidAudience => TokenError::Invalid("wrong audience"),
+                ErrorKind::InvalidIssuer => TokenError::Invalid("wrong issuer"),
+                ErrorKind::InvalidAlgorithm => TokenError::Invalid("algorithm not allowed"),
+                ErrorKind::MissingRequiredClaim(_) => TokenError::Invalid("missing claim"),
+                _ => TokenError::Malformed,
+            })?;
         // Environments never accept each other's tokens, even if they were (mis)configured with one key.
         if claims.env() != self.environment {
             return Err(TokenError::Invalid("token issued for another environment"));
