@@ -137,3 +137,31 @@ async fn a_wrong_credential_is_a_typed_error() {
     let result = TokenManager::login(&address, "sdk-agent-3", Secret::new(b"cas_wrong".to_vec()), options()).await;
     assert!(matches!(result, Err(SdkError::Unauthorized(_))), "{result:?}");
 }
+
+/// Nothing that holds a token or a secret prints it: the SDK's manager, and the server's token response.
+#[tokio::test]
+async fn tokens_and_secrets_never_print_with_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let (address, state) = server(dir.path(), &[]).await;
+    let secret = register(&state, "quiet-agent").await;
+    let manager = TokenManager::login(&address, "quiet-agent", Secret::new(secret.clone().into_bytes()), options())
+        .await
+        .unwrap();
+    let (access, refresh) = (manager.token().await.unwrap(), manager.refresh_token().await);
+    let printed = format!("{manager:?}");
+    for (what, value) in [("access token", &access), ("refresh token", &refresh), ("agent secret", &secret)] {
+        assert!(!printed.contains(value.as_str()), "the manager's Debug prints the {what}: {printed}");
+    }
+    let agent = credentials::authenticate(
+        state.store(),
+        &state.config().secrets.agent,
+        &AgentId::parse("quiet-agent").unwrap(),
+        &secret,
+    )
+    .await
+    .unwrap();
+    let issued = cloud_agent::token::family::issue(state.store(), state.tokens(), &agent).await.unwrap();
+    let printed = format!("{issued:?}");
+    assert!(!printed.contains(issued.access_token.expose()) && !printed.contains(issued.refresh_token.expose()));
+    assert!(serde_json::to_string(&issued).unwrap().contains(issued.refresh_token.expose()), "the body keeps them");
+}

@@ -189,3 +189,24 @@ async fn revoke_answers_200_and_stops_refresh() {
         .unwrap();
     assert_eq!(me.status(), 200);
 }
+
+#[tokio::test]
+async fn a_refresh_after_the_secret_was_rotated_is_401_credential_changed() {
+    let (app, state) = spawn_app_with_state().await;
+    let secret = credentials::generate_secret();
+    let id = AgentId::parse("agent-1").unwrap();
+    let owner = cloud_agent::ids::UserId::parse("user-9").unwrap();
+    credentials::register(state.store(), &state.config().secrets.agent, &id, &owner, &secret).await.unwrap();
+    let pair = login(&app, &secret).await;
+    credentials::rotate_secret(state.store(), &state.config().secrets.agent, &id).await.unwrap().unwrap();
+    let refused = app
+        .client
+        .post(app.url("/api/v1/agent/token/refresh"))
+        .json(&json!({"refresh_token": pair["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    let (body, _) = problem(refused, 401, "credential-changed").await;
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(body["detail"].as_str().unwrap().contains("log in again"), "{body}");
+}
