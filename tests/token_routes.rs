@@ -9,6 +9,12 @@ use common::{TestApp, spawn_app_with_state};
 use serde_json::{Value, json};
 
 async fn app_with_agent() -> (TestApp, String) {
+    let (app, secret, _) = app_with_agent_and_state().await;
+    (app, secret)
+}
+
+/// agent-1, working for user-9, registered in a running app; its secret, and the app's state.
+async fn app_with_agent_and_state() -> (TestApp, String, cloud_agent::AppState) {
     let (app, state) = spawn_app_with_state().await;
     let secret = credentials::generate_secret();
     let id = AgentId::parse("agent-1").unwrap();
@@ -21,7 +27,7 @@ async fn app_with_agent() -> (TestApp, String) {
     )
     .await
     .unwrap();
-    (app, secret)
+    (app, secret, state)
 }
 
 async fn problem(response: reqwest::Response, status: u16, slug: &str) -> (Value, reqwest::header::HeaderMap) {
@@ -192,12 +198,9 @@ async fn revoke_answers_200_and_stops_refresh() {
 
 #[tokio::test]
 async fn a_refresh_after_the_secret_was_rotated_is_401_credential_changed() {
-    let (app, state) = spawn_app_with_state().await;
-    let secret = credentials::generate_secret();
-    let id = AgentId::parse("agent-1").unwrap();
-    let owner = cloud_agent::ids::UserId::parse("user-9").unwrap();
-    credentials::register(state.store(), &state.config().secrets.agent, &id, &owner, &secret).await.unwrap();
+    let (app, secret, state) = app_with_agent_and_state().await;
     let pair = login(&app, &secret).await;
+    let id = AgentId::parse("agent-1").unwrap();
     credentials::rotate_secret(state.store(), &state.config().secrets.agent, &id).await.unwrap().unwrap();
     let refused = app
         .client

@@ -204,8 +204,11 @@ pub struct AgentHealthList {
     path = "/api/v1/agents/health",
     tag = "admin",
     security(("bearer" = [])),
-    params(("cursor" = Option<String>, Query)),
-    responses((status = 200, body = AgentHealthList))
+    params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page, unchanged")),
+    responses(
+        (status = 200, body = AgentHealthList),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "A cursor that was not issued by this listing"),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,

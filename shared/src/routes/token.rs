@@ -156,7 +156,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, bytes: Byt
     responses(
         (status = 200, body = Issued, description = "The successor pair"),
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json",
-         description = "Unknown or expired token, revoked family, or reuse detected (the family is then revoked)"),
+         description = "Unknown or expired token, revoked family, reuse detected (the family is then revoked), or the agent's credential changed since login (new secret, new owner, disabled: log in again)"),
     )
 )]
 pub async fn refresh(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {

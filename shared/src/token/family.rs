@@ -177,6 +177,10 @@ pub async fn refresh(store: &DynStore, tokens: &Tokens, presented: &str) -> Resu
         }
         _ => return Err(StoreError::Unavailable(format!("refresh transaction cancelled: {reasons:?}")).into()),
     }
+    if reasons.get(1) != Some(&CancelReason::ConditionalCheckFailed) {
+        return Err(StoreError::Unavailable(format!("refresh transaction cancelled: {reasons:?}")).into());
+    }
+    // The rotation's condition failed: the family as it is now decides (absent = unknown or expired).
     let Some(family) = current.into_iter().nth(1).flatten() else {
         return Err(TokenError::InvalidGrant);
     };
