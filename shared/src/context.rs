@@ -48,6 +48,29 @@ pub enum ContextError {
     Store(#[from] StoreError),
 }
 
+impl crate::http::ToProblem for ContextError {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Self::NotFound(_) => http::StatusCode::NOT_FOUND,
+            Self::Store(e) => e.status(),
+        }
+    }
+
+    fn problem(&self) -> crate::http::Problem {
+        match self {
+            Self::NotFound(_) => crate::http::Problem::new(self.status(), "not-found", "Not Found").detail(self.to_string()),
+            Self::Store(e) => e.problem(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Store(e) => e.retry_after(),
+            Self::NotFound(_) => None,
+        }
+    }
+}
+
 pub async fn load(store: &DynStore, user: &UserId) -> Result<Arc<StoredContext>, ContextError> {
     let item = store.get(&key(user)).await?.ok_or_else(|| ContextError::NotFound(user.to_string()))?;
     let context: UserContext = item

@@ -49,6 +49,39 @@ pub enum ProgressError {
     Store(#[from] StoreError),
 }
 
+impl crate::http::ToProblem for ProgressError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Store(e) => e.status(),
+            Self::TooMany(_) => S::PAYLOAD_TOO_LARGE,
+            Self::BadBatchId | Self::Mismatch(_) => S::UNPROCESSABLE_ENTITY,
+            Self::InProgress { .. } => S::CONFLICT,
+            Self::NotFound(_) => S::NOT_FOUND,
+        }
+    }
+
+    fn problem(&self) -> crate::http::Problem {
+        let (slug, title) = match self {
+            Self::Store(e) => return e.problem(),
+            Self::TooMany(_) => ("too-many-updates", "Too many updates"),
+            Self::BadBatchId => ("validation", "Invalid request"),
+            Self::Mismatch(_) => ("idempotency-key-reused", "Batch id reused with a different body"),
+            Self::InProgress { .. } => ("batch-in-progress", "Batch still in progress"),
+            Self::NotFound(_) => ("not-found", "Not Found"),
+        };
+        crate::http::Problem::new(self.status(), slug, title).detail(self.to_string())
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Store(e) => e.retry_after(),
+            Self::InProgress { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
 /// Task status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -17,7 +17,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use json::ApiJson;
-pub use problem::{ApiError, Problem};
+pub use problem::{ApiError, Problem, ToProblem};
 pub use request_id::RequestContext;
 
 /// Opens an optional `cursor` query parameter sealed for `scope`; anything else is a 422 problem.

@@ -15,29 +15,21 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::request_id::RequestContext;
-use crate::progress::ProgressError;
-use crate::store::{LimitError, StoreError};
-use crate::token::TokenError;
 
-/// Token failures: one problem type each, with the OAuth error code clients already understand.
-fn token_problem(status: StatusCode, e: &TokenError) -> Problem {
-    let (slug, title, oauth, detail) = match e {
-        TokenError::InvalidClient => ("invalid-client", "Invalid agent credentials", "invalid_client", e.to_string()),
-        TokenError::InvalidGrant => ("invalid-grant", "Invalid refresh token", "invalid_grant", e.to_string()),
-        TokenError::Revoked => ("refresh-token-revoked", "Refresh token revoked", "invalid_grant", e.to_string()),
-        TokenError::ReuseDetected => (
-            "refresh-token-reused",
-            "Refresh token reuse detected",
-            "invalid_grant",
-            "this refresh token was already rotated; the whole token family is now revoked — log in again".into(),
-        ),
-        TokenError::CredentialChanged => {
-            ("credential-changed", "Agent credential changed", "invalid_grant", e.to_string())
-        }
-        TokenError::InvalidRequest(d) => ("invalid-request", "Invalid token request", "invalid_request", d.clone()),
-        other => ("invalid-token", "Invalid access token", "invalid_token", other.to_string()),
-    };
-    Problem { error: Some(oauth.into()), ..Problem::new(status, slug, title).detail(detail) }
+/// An error that knows its HTTP answer. Each module implements it next to its own error type, so the centre
+/// needs no match over every domain: handlers return [`ApiError`], and any `ToProblem` error converts into it.
+pub trait ToProblem: std::error::Error + Send + Sync + 'static {
+    fn status(&self) -> StatusCode;
+    /// The problem document (its `status` is taken from [`ToProblem::status`]).
+    fn problem(&self) -> Problem;
+    /// Seconds for `Retry-After`, when retrying later can work.
+    fn retry_after(&self) -> Option<u64> {
+        None
+    }
+    /// `WWW-Authenticate` for 401s (RFC 6750 §3, RFC 6749 §5.2).
+    fn www_authenticate(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -90,7 +82,8 @@ impl Problem {
     }
 
     /// A problem for a status that reached us without one (axum's own rejections, tower-http's layers).
-    fn for_status(status: StatusCode) -> Self {
+    /// Implementations of [`ToProblem`] answer 500s with this, so a 5xx body never carries internals.
+    pub fn for_status(status: StatusCode) -> Self {
         let (slug, detail) = match status {
             StatusCode::NOT_FOUND => ("not-found", "no route matches this path"),
             StatusCode::METHOD_NOT_ALLOWED => {
@@ -138,37 +131,32 @@ pub enum ApiError {
     /// No admin key is configured for this environment.
     #[error("the admin API is disabled")]
     AdminDisabled,
-    #[error(transparent)]
-    Token(#[from] TokenError),
-    #[error(transparent)]
-    Progress(#[from] ProgressError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// A module's own error, which says how it is answered ([`ToProblem`]).
+    #[error("{0}")]
+    Domain(Box<dyn ToProblem>),
     /// A bug or misconfiguration. The message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+impl<E: ToProblem> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self::Domain(Box::new(e))
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e)) => match e {
-                StoreError::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-                StoreError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            Self::NotFound(_) | Self::Progress(ProgressError::NotFound(_)) => StatusCode::NOT_FOUND,
-            Self::InvalidJson { .. } | Self::Token(TokenError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::InvalidJson { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge | Self::Progress(ProgressError::TooMany(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unprocessable { .. } | Self::Progress(ProgressError::BadBatchId | ProgressError::Mismatch(_)) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
-            Self::Progress(ProgressError::InProgress { .. }) => StatusCode::CONFLICT,
+            Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::Domain(e) => e.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -193,64 +181,28 @@ impl ApiError {
                 ..Problem::new(status, "missing-token", "Authentication required")
                     .detail("send an access token: Authorization: Bearer <token>")
             },
-            Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e)) => {
-                Self::Store(StoreError::clone_kind(e)).problem()
-            }
-            Self::Token(e) => token_problem(status, e),
             Self::AdminDisabled => Problem::new(status, "admin-disabled", "Admin API disabled")
                 .detail("set <ENV>_ADMIN_KEY (at least 32 bytes outside development) to enable the admin API"),
-            Self::Progress(e) => {
-                let (slug, title) = match e {
-                    ProgressError::TooMany(_) => ("too-many-updates", "Too many updates"),
-                    ProgressError::BadBatchId => ("validation", "Invalid request"),
-                    ProgressError::Mismatch(_) => ("idempotency-key-reused", "Batch id reused with a different body"),
-                    ProgressError::InProgress { .. } => ("batch-in-progress", "Batch still in progress"),
-                    ProgressError::NotFound(_) => ("not-found", "Not Found"),
-                    ProgressError::Store(_) => ("internal", "Internal Server Error"),
-                };
-                Problem::new(status, slug, title).detail(e.to_string())
-            }
             Self::Unavailable { detail, .. } => {
                 Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
             }
-            Self::Store(StoreError::Limit(e)) => Problem::new(status, "item-limit", "Over DynamoDB's item limits")
-                .detail(format!("{e}; nothing was stored — send less")),
-            Self::Store(e) if e.is_transient() => Problem::new(status, "unavailable", "Service Unavailable")
-                .detail("the datastore is unavailable; nothing was changed by a failed write, retry later"),
-            Self::PayloadTooLarge | Self::Store(_) | Self::Internal(_) => Problem::for_status(status),
+            Self::Domain(e) => Problem { status: status.as_u16(), ..e.problem() },
+            Self::PayloadTooLarge | Self::Internal(_) => Problem::for_status(status),
         }
     }
 
-    /// `WWW-Authenticate` for 401s (RFC 6750 §3, RFC 6749 §5.2).
     fn www_authenticate(&self) -> Option<&'static str> {
         match self {
             Self::MissingToken => Some(r#"Bearer realm="cloud-agent""#),
-            Self::Token(TokenError::InvalidClient) => Some(r#"Basic realm="cloud-agent""#),
-            Self::Token(
-                TokenError::Malformed
-                | TokenError::UnknownKey
-                | TokenError::WrongType { .. }
-                | TokenError::Expired
-                | TokenError::NotYetValid
-                | TokenError::Invalid(_),
-            ) => Some(r#"Bearer realm="cloud-agent", error="invalid_token""#),
+            Self::Domain(e) => e.www_authenticate(),
             _ => None,
         }
     }
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Unavailable { retry_after, .. } | Self::Progress(ProgressError::InProgress { retry_after, .. }) => {
-                Some(*retry_after)
-            }
-            Self::Store(e) | Self::Token(TokenError::Store(e)) | Self::Progress(ProgressError::Store(e))
-                if e.is_transient() =>
-            {
-                match e {
-                    StoreError::CircuitOpen { retry_after_secs } => Some(*retry_after_secs),
-                    _ => Some(1),
-                }
-            }
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            Self::Domain(e) => e.retry_after(),
             _ => None,
         }
     }

@@ -49,7 +49,7 @@ pub async fn get(State(state): State<AppState>, identity: AgentIdentity) -> Resu
     let loaded = state.context_cache().get_or_load(user.clone(), || context::load(&store, &user)).await;
     match loaded {
         Ok((value, status)) => Ok(respond(&value, status)),
-        Err(ContextError::NotFound(user)) => Err(ApiError::NotFound(format!("no context stored for user {user}"))),
+        Err(e @ ContextError::NotFound(_)) => Err(e.into()),
         Err(ContextError::Store(e)) => match state.context_cache().get_stale(&user, state.config().context_stale_max) {
             Some(stale) => {
                 tracing::warn!(error = %e, "store failed; serving a stale cached context");

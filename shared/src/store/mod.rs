@@ -89,6 +89,40 @@ impl StoreError {
     }
 }
 
+/// How a store failure is answered: a limit is the caller's (413 for size, 422 otherwise), an outage is 503 with
+/// `Retry-After`, anything else a 500 whose cause stays in the log.
+impl crate::http::ToProblem for StoreError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Limit(LimitError::TooLarge { .. }) => S::PAYLOAD_TOO_LARGE,
+            Self::Limit(_) => S::UNPROCESSABLE_ENTITY,
+            e if e.is_transient() => S::SERVICE_UNAVAILABLE,
+            _ => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(&self) -> crate::http::Problem {
+        use crate::http::Problem;
+        let status = self.status();
+        match self {
+            Self::Limit(e) => Problem::new(status, "item-limit", "Over DynamoDB's item limits")
+                .detail(format!("{e}; nothing was stored — send less")),
+            e if e.is_transient() => Problem::new(status, "unavailable", "Service Unavailable")
+                .detail("the datastore is unavailable; nothing was changed by a failed write, retry later"),
+            _ => Problem::for_status(status),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::CircuitOpen { retry_after_secs } => Some(*retry_after_secs),
+            e if e.is_transient() => Some(1),
+            _ => None,
+        }
+    }
+}
+
 fn display_reasons(reasons: &[CancelReason]) -> String {
     reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }

@@ -54,6 +54,60 @@ pub enum TokenError {
     Store(#[from] StoreError),
 }
 
+/// Token failures: one problem type each, with the OAuth error code clients already understand.
+impl crate::http::ToProblem for TokenError {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Self::Store(e) => e.status(),
+            Self::InvalidRequest(_) => http::StatusCode::BAD_REQUEST,
+            _ => http::StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn problem(&self) -> crate::http::Problem {
+        use crate::http::Problem;
+        let status = self.status();
+        let (slug, title, oauth, detail) = match self {
+            Self::Store(e) => return e.problem(),
+            Self::InvalidClient => ("invalid-client", "Invalid agent credentials", "invalid_client", self.to_string()),
+            Self::InvalidGrant => ("invalid-grant", "Invalid refresh token", "invalid_grant", self.to_string()),
+            Self::Revoked => ("refresh-token-revoked", "Refresh token revoked", "invalid_grant", self.to_string()),
+            Self::ReuseDetected => (
+                "refresh-token-reused",
+                "Refresh token reuse detected",
+                "invalid_grant",
+                "this refresh token was already rotated; the whole token family is now revoked — log in again".into(),
+            ),
+            Self::CredentialChanged => {
+                ("credential-changed", "Agent credential changed", "invalid_grant", self.to_string())
+            }
+            Self::InvalidRequest(d) => ("invalid-request", "Invalid token request", "invalid_request", d.clone()),
+            other => ("invalid-token", "Invalid access token", "invalid_token", other.to_string()),
+        };
+        Problem { error: Some(oauth.into()), ..Problem::new(status, slug, title).detail(detail) }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Store(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidClient => Some(r#"Basic realm="cloud-agent""#),
+            Self::Malformed
+            | Self::UnknownKey
+            | Self::WrongType { .. }
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::Invalid(_) => Some(r#"Bearer realm="cloud-agent", error="invalid_token""#),
+            _ => None,
+        }
+    }
+}
+
 /// Claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
