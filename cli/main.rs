@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use cloud_agent::config::{Config, Environment, Secret, SecretString};
-use cloud_agent::context::UserContext;
+use cloud_agent::features::context::UserContext;
+use cloud_agent::features::progress::{ProgressUpdate, TaskStatus};
+use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::ids::UserId;
-use cloud_agent::progress::{ProgressUpdate, TaskStatus};
 use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
-use cloud_agent::token::credentials::{self, AgentId};
 
 #[derive(Debug, Parser)]
 #[command(name = "cloudagent", version, about = "Cloud Agent: the control plane for fleets of software agents")]
@@ -227,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Routes => {
-            for route in cloud_agent::ROUTES {
+            for route in cloud_agent::ROUTES.iter() {
                 let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();
                 let line = serde_json::json!({
                     "binary": route.binary, "file": route.file, "path": route.path, "methods": methods,
@@ -245,7 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let context: UserContext = serde_json::from_str(&text)?;
             let state = AppState::from_config(config_with_store(&store)?).await?;
-            cloud_agent::context::save(state.store(), &UserId::parse(&user)?, &context).await?;
+            cloud_agent::features::context::save(state.store(), &UserId::parse(&user)?, &context).await?;
             println!("stored the context of {user}");
             Ok(())
         }
@@ -285,6 +285,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = config_with_store(&args.store)?;
     let state = AppState::from_config(config).await?;
     let addr = SocketAddr::new(args.bind, args.port);
+    // Bound before anything is printed: once a line below appears, the server accepts connections.
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     eprintln!("cloudagent: serving on http://{addr} (store: {})", state.store().backend());
     if state.config().environment == Environment::Development {
         // A ready-made agent for trying things out; never in staging or production.
@@ -300,7 +303,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "cloudagent: development demo agent ready:\n  cloudagent agent login --url http://{addr} --id {DEMO_AGENT} --secret {secret}"
         );
     }
-    cloud_agent::runtime::serve(state, addr).await?;
+    cloud_agent::runtime::serve_on(state, listener).await?;
     Ok(())
 }
 
@@ -395,7 +398,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Simulate { tasks, steps, step_ms, session } => {
             let (manager, saved) = resume(&session).await?;
             let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
-            let run = cloud_agent::token::new_id()[..6].to_owned();
+            let run = cloud_agent::features::tokens::new_id()[..6].to_owned();
             let started = std::time::Instant::now();
             let mut outcomes = Vec::new();
             for step in 0..steps.max(1) {
@@ -477,7 +480,7 @@ fn save_session(path: &std::path::Path, session: &Session) -> anyhow::Result<()>
     Ok(())
 }
 
-fn http_method_name(method: &cloud_agent::routes::Method) -> &str {
+fn http_method_name(method: &cloud_agent::route::Method) -> &str {
     method.as_str()
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cloud_agent::AppState;
-use cloud_agent::context::{self, UserContext};
+use cloud_agent::features::context::{self, UserContext};
 use cloud_agent::store::DynStore;
 use common::{Counting, Outage, serve_router};
 use serde_json::{Value, json};

@@ -136,7 +136,7 @@ async fn openapi_document_is_3_1_and_lists_every_route() {
     let doc: Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
-    for route in cloud_agent::ROUTES {
+    for route in cloud_agent::ROUTES.iter() {
         let path = route.path;
         let ops = paths.get(path).unwrap_or_else(|| panic!("{path} missing from OpenAPI"));
         for method in route.methods {

@@ -141,7 +141,7 @@ fn problems(d: &Deployment) -> Vec<String> {
     for file in d.api_files.symmetric_difference(&route_files) {
         out.push(format!("{file}: api/ and the library's ROUTES disagree"));
     }
-    for route in ROUTES {
+    for route in ROUTES.iter() {
         match d.cargo_bins.get(route.binary) {
             Some(path) if path == route.file => {}
             other => out

@@ -244,10 +244,16 @@ async fn limits_and_concurrent_duplicates(store: DynStore) {
     assert_eq!(too_many.headers()["content-type"], "application/problem+json");
     // Another attempt of the same batch holds a live lease: 409 with Retry-After, nothing written.
     let body = json!({"batch_id": "b-busy", "updates": [update("t", 1, 1)]});
-    let hash = cloud_agent::progress::body_hash(&serde_json::to_vec(&body).unwrap());
-    cloud_agent::progress::claim(app.state.store(), "agent-a", "b-busy", &hash, std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    let hash = cloud_agent::features::progress::body_hash(&serde_json::to_vec(&body).unwrap());
+    cloud_agent::features::progress::claim(
+        app.state.store(),
+        "agent-a",
+        "b-busy",
+        &hash,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let busy = app.post("agent-a", &body).await;
     assert_eq!(busy.status(), 409);
     let retry_after: u64 = busy.headers()["retry-after"].to_str().unwrap().parse().unwrap();

@@ -14,10 +14,10 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use cloud_agent::AppState;
 use cloud_agent::config::Secret;
-use cloud_agent::progress::{ProgressUpdate, TaskStatus};
+use cloud_agent::features::progress::{ProgressUpdate, TaskStatus};
+use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::store::{DynStore, Key, Query};
-use cloud_agent::token::credentials::{self, AgentId};
 use common::serve_router;
 
 const TASKS: usize = 100;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use cloud_agent::AppState;
 use cloud_agent::config::{Config, Secret};
+use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::sdk::{SdkError, TokenManager, TokenManagerOptions};
-use cloud_agent::token::credentials::{self, AgentId};
 
 const ACCESS_TTL: u64 = 3;
 
@@ -160,7 +160,7 @@ async fn tokens_and_secrets_never_print_with_debug() {
     )
     .await
     .unwrap();
-    let issued = cloud_agent::token::family::issue(state.store(), state.tokens(), &agent).await.unwrap();
+    let issued = cloud_agent::features::tokens::family::issue(state.store(), state.tokens(), &agent).await.unwrap();
     let printed = format!("{issued:?}");
     assert!(!printed.contains(issued.access_token.expose()) && !printed.contains(issued.refresh_token.expose()));
     assert!(serde_json::to_string(&issued).unwrap().contains(issued.refresh_token.expose()), "the body keeps them");

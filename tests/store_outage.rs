@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_agent::AppState;
-use cloud_agent::context::{self, UserContext};
+use cloud_agent::features::context::{self, UserContext};
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine as _;
-use cloud_agent::token::credentials::{self, AgentId};
+use cloud_agent::features::tokens::credentials::{self, AgentId};
 use common::{TestApp, spawn_app_with_state};
 use serde_json::{Value, json};
 

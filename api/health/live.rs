@@ -1,4 +1,4 @@
 //! `GET /health/live` as a function: liveness.
 fn main() -> std::process::ExitCode {
-    cloud_agent::runtime::run_function(&[cloud_agent::routes::HEALTH_LIVE])
+    cloud_agent::runtime::run_function(&[cloud_agent::features::health::HEALTH_LIVE])
 }

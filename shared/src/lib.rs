@@ -6,23 +6,23 @@
 //! DynamoDB in production and an embedded redb file locally.
 
 pub mod alerts;
+pub mod app;
 pub mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod config;
-pub mod context;
+pub mod features;
 pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod paging;
-pub mod progress;
-pub mod routes;
+pub mod route;
 pub mod runtime;
 pub mod sdk;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod token;
 
-pub use routes::{ROUTES, RouteSpec, app, app_for};
+pub use app::{FEATURES, ROUTES, app, app_for};
+pub use route::{Feature, RouteSpec};
 pub use state::AppState;

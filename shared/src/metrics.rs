@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
 
-use crate::routes::ROUTES;
+use crate::app::ROUTES;
 use crate::state::AppState;
 
 /// Upper bounds of the latency buckets, in seconds (Prometheus' own defaults, plus finer low end).

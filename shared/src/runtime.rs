@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::app::{app, app_for};
 use crate::config::{Config, Platform, StoreSettings};
-use crate::routes::{RouteSpec, app, app_for};
+use crate::route::RouteSpec;
 use crate::state::AppState;
 use crate::store::probe_key;
 use crate::telemetry;

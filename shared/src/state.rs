@@ -7,13 +7,13 @@ use crate::alerts::Alerts;
 use crate::breaker::Registry;
 use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
-use crate::context::StoredContext;
+use crate::features::context::StoredContext;
+use crate::features::tokens::Tokens;
 use crate::metrics::Metrics;
 use crate::store::Guarded;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{DynStore, StoreError};
-use crate::token::Tokens;
 use std::num::NonZeroUsize;
 
 /// Cheap to clone: one `Arc`.
@@ -31,7 +31,7 @@ struct Inner {
     breakers: Registry,
     metrics: Metrics,
     alerts: Alerts,
-    health: std::sync::Mutex<Option<(Instant, crate::routes::health::HealthReport)>>,
+    health: std::sync::Mutex<Option<(Instant, crate::features::health::HealthReport)>>,
     context_cache: Cache<crate::ids::UserId, Arc<StoredContext>>,
     started: Instant,
     instance_id: String,
@@ -54,7 +54,7 @@ impl AppState {
                     NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
                     16 * 1024 * 1024,
                     config.context_ttl,
-                    crate::context::weigh,
+                    crate::features::context::weigh,
                 ),
                 config,
                 store,
@@ -98,12 +98,12 @@ impl AppState {
     }
 
     /// The last health report if it is younger than `max_age`.
-    pub fn cached_health(&self, max_age: std::time::Duration) -> Option<crate::routes::health::HealthReport> {
+    pub fn cached_health(&self, max_age: std::time::Duration) -> Option<crate::features::health::HealthReport> {
         let guard = self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, r)| r.clone())
     }
 
-    pub fn store_health(&self, report: &crate::routes::health::HealthReport) {
+    pub fn store_health(&self, report: &crate::features::health::HealthReport) {
         *self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((Instant::now(), report.clone()));
     }

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::TokenManager;
 use crate::batch::{BatchConfig, BatchError, Batcher};
-use crate::progress::{ProgressUpdate, Receipt};
+use crate::features::progress::{ProgressUpdate, Receipt};
 use crate::store::full_jitter;
 
 /// Tuning; defaults: 10 items / 5 s per batch, 8 attempts per batch.
@@ -94,7 +94,7 @@ async fn post(
     stats: &ReporterStats,
 ) -> Vec<Result<(), BatchError>> {
     let count = updates.len();
-    let batch_id = crate::token::new_id();
+    let batch_id = crate::features::tokens::new_id();
     let body = serde_json::json!({ "batch_id": batch_id, "updates": updates });
     stats.batches.fetch_add(1, Ordering::Relaxed);
     let mut last_error = String::new();

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::cache::CacheStatus;
-use crate::context::{self, ContextError, StoredContext};
+use crate::features::context::{self, ContextError, StoredContext};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson};
 use crate::state::AppState;

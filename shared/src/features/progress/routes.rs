@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
+use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
-use crate::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::state::AppState;
 use crate::store::BatchRetry;
 
@@ -65,7 +65,7 @@ pub async fn post(
         return Err(ProgressError::TooMany(updates.len()).into());
     }
     let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let batch_id = batch_id.or(header_key).unwrap_or_else(crate::token::new_id);
+    let batch_id = batch_id.or(header_key).unwrap_or_else(crate::features::tokens::new_id);
     if !progress::valid_batch_id(&batch_id) {
         return Err(ProgressError::BadBatchId.into());
     }

@@ -284,7 +284,7 @@ pub async fn claim(
     budget: Duration,
 ) -> Result<Claim, ProgressError> {
     let now = now_epoch();
-    let lease = crate::token::new_id();
+    let lease = crate::features::tokens::new_id();
     let lease_secs = i64::try_from(budget.as_secs()).unwrap_or(60).max(1);
     let item = Item::new(&receipt_key(agent, batch_id))
         .with("status", "in_progress")

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::context::{self, UserContext};
+use crate::features::context::{self, UserContext};
 use crate::http::{ApiError, ApiJson};
 use crate::ids::UserId;
 use crate::state::AppState;

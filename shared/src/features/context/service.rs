@@ -58,7 +58,9 @@ impl crate::http::ToProblem for ContextError {
 
     fn problem(&self) -> crate::http::Problem {
         match self {
-            Self::NotFound(_) => crate::http::Problem::new(self.status(), "not-found", "Not Found").detail(self.to_string()),
+            Self::NotFound(_) => {
+                crate::http::Problem::new(self.status(), "not-found", "Not Found").detail(self.to_string())
+            }
             Self::Store(e) => e.problem(),
         }
     }

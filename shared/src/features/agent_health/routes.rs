@@ -8,9 +8,9 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::features::health::{HealthStatus, report};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson};
-use crate::routes::health::{HealthStatus, report};
 use crate::state::AppState;
 use crate::store::{Item, Key, Query as StoreQuery, now_epoch};
 

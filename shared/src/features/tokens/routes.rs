@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::SecretString;
+use crate::features::tokens::TokenError;
+use crate::features::tokens::credentials::{self, AgentId};
+use crate::features::tokens::family::{self, Issued};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
 use crate::state::AppState;
-use crate::token::TokenError;
-use crate::token::credentials::{self, AgentId};
-use crate::token::family::{self, Issued};
 
 /// Body of `POST /api/v1/agent/token` as JSON. (The OAuth form `grant_type=client_credentials` with HTTP Basic
 /// or `client_id`/`client_secret` in the body is accepted too.)

@@ -1,0 +1,49 @@
+//! Agents report their own health; operators list the latest report of every agent.
+
+pub mod routes;
+
+use axum::routing::{get, post};
+
+use crate::route::{Auth, Feature, Method, RouteSpec};
+
+pub const AGENT_HEALTH: RouteSpec = RouteSpec {
+    binary: "agent-health",
+    file: "api/v1/agent/health.rs",
+    path: "/api/v1/agent/health",
+    methods: &[Method::POST],
+    dynamodb_actions: &["dynamodb:PutItem", "dynamodb:GetItem"],
+    auth: Auth::Agent,
+    handler: || post(routes::post),
+};
+
+pub const AGENTS_HEALTH: RouteSpec = RouteSpec {
+    binary: "agents-health",
+    file: "api/v1/agents/health.rs",
+    path: "/api/v1/agents/health",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:Query"],
+    auth: Auth::Admin,
+    handler: || get(routes::list),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(routes::post, routes::list),
+    components(schemas(
+        routes::AgentStatus,
+        routes::AgentCheck,
+        routes::AgentReport,
+        routes::AgentHealth,
+        routes::HealthSection,
+        routes::Performance,
+        routes::Reported,
+        routes::AgentHealthList
+    ))
+)]
+struct Doc;
+
+pub const FEATURE: Feature = Feature {
+    name: "agent_health",
+    routes: &[AGENT_HEALTH, AGENTS_HEALTH],
+    openapi: <Doc as utoipa::OpenApi>::openapi,
+};

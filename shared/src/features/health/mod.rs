@@ -1,0 +1,48 @@
+//! Service health: the IETF health document, liveness and readiness.
+
+pub mod routes;
+
+use axum::routing::get;
+
+use crate::route::{Auth, Feature, Method, RouteSpec};
+pub use routes::{Check, HealthReport, HealthStatus, report};
+
+pub const HEALTH: RouteSpec = RouteSpec {
+    binary: "health",
+    file: "api/health.rs",
+    path: "/health",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem"],
+    auth: Auth::Public,
+    handler: || get(routes::health),
+};
+
+pub const HEALTH_LIVE: RouteSpec = RouteSpec {
+    binary: "health-live",
+    file: "api/health/live.rs",
+    path: "/health/live",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(routes::live),
+};
+
+pub const HEALTH_READY: RouteSpec = RouteSpec {
+    binary: "health-ready",
+    file: "api/health/ready.rs",
+    path: "/health/ready",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem"],
+    auth: Auth::Public,
+    handler: || get(routes::ready),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(routes::health, routes::live, routes::ready), components(schemas(HealthReport, Check, HealthStatus)))]
+struct Doc;
+
+pub const FEATURE: Feature = Feature {
+    name: "health",
+    routes: &[HEALTH, HEALTH_LIVE, HEALTH_READY],
+    openapi: <Doc as utoipa::OpenApi>::openapi,
+};

@@ -1,0 +1,9 @@
+//! Feature folders. Each owns its routes, service, records and errors, and exports one
+//! [`crate::route::Feature`] that the centre ([`crate::app`]) concatenates.
+
+pub mod agent_health;
+pub mod context;
+pub mod health;
+pub mod platform;
+pub mod progress;
+pub mod tokens;

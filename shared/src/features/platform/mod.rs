@@ -1,0 +1,46 @@
+//! The platform routes: the OpenAPI document, Prometheus metrics and the circuit breakers of the instance.
+
+pub mod breakers;
+pub mod metrics;
+pub mod openapi;
+
+use axum::routing::get;
+
+use crate::route::{Auth, Feature, Method, RouteSpec};
+
+pub const OPENAPI: RouteSpec = RouteSpec {
+    binary: "openapi",
+    file: "api/v1/openapi.rs",
+    path: "/api/v1/openapi.json",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(openapi::spec),
+};
+
+pub const BREAKERS: RouteSpec = RouteSpec {
+    binary: "circuit-breakers",
+    file: "api/v1/circuit-breakers.rs",
+    path: "/api/v1/circuit-breakers",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(breakers::list),
+};
+
+pub const METRICS: RouteSpec = RouteSpec {
+    binary: "metrics",
+    file: "api/v1/metrics.rs",
+    path: "/api/v1/metrics",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(metrics::prometheus),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(openapi::spec, breakers::list, metrics::prometheus), components(schemas(breakers::Breakers)))]
+struct Doc;
+
+pub const FEATURE: Feature =
+    Feature { name: "platform", routes: &[OPENAPI, BREAKERS, METRICS], openapi: <Doc as utoipa::OpenApi>::openapi };

@@ -1,0 +1,54 @@
+//! Agent progress: batched, idempotent, durable writes and the task history, per user.
+
+pub mod routes;
+mod service;
+
+use axum::routing::{get, post};
+
+use crate::route::{Auth, Feature, Method, RouteSpec};
+pub use service::*;
+
+pub const PROGRESS: RouteSpec = RouteSpec {
+    binary: "progress",
+    file: "api/v1/agent/progress.rs",
+    path: "/api/v1/agent/progress",
+    methods: &[Method::POST],
+    // Receipt claim/finish (put, update, delete), task state (update), events (batch write).
+    dynamodb_actions: &[
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ],
+    auth: Auth::Agent,
+    handler: || post(routes::post),
+};
+
+pub const PROGRESS_GET: RouteSpec = RouteSpec {
+    binary: "progress-get",
+    file: "api/v1/agent/progress/[task_id].rs",
+    path: "/api/v1/agent/progress/{task_id}",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem", "dynamodb:Query"],
+    auth: Auth::Agent,
+    handler: || get(routes::get),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(routes::post, routes::get),
+    components(schemas(
+        routes::ProgressBatch,
+        ProgressUpdate,
+        TaskStatus,
+        Receipt,
+        ItemIssue,
+        TaskProgress,
+        ProgressEvent
+    ))
+)]
+struct Doc;
+
+pub const FEATURE: Feature =
+    Feature { name: "progress", routes: &[PROGRESS, PROGRESS_GET], openapi: <Doc as utoipa::OpenApi>::openapi };
