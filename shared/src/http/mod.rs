@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod json;
 pub mod problem;
+pub mod query;
 pub mod request_id;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use json::ApiJson;
 pub use problem::{ApiError, Problem, ToProblem};
+pub use query::ApiQuery;
 pub use request_id::RequestContext;
 
 /// Opens an optional `cursor` query parameter sealed for `scope`; anything else is a 422 problem.

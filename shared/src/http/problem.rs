@@ -119,6 +119,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// A query or path parameter that does not parse; `pointer` names it (`/limit`).
+    #[error("invalid parameter: {detail}")]
+    InvalidParameter { detail: String, pointer: Option<String> },
     /// Well-formed input that breaks a rule.
     #[error("invalid request: {detail}")]
     Unprocessable { detail: String, pointer: Option<String> },
@@ -149,7 +152,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::InvalidJson { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidJson { .. } | Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -168,6 +171,10 @@ impl ApiError {
             Self::InvalidJson { detail, pointer } => Problem {
                 pointer: pointer.clone(),
                 ..Problem::new(status, "invalid-json", "Invalid JSON body").detail(detail.clone())
+            },
+            Self::InvalidParameter { detail, pointer } => Problem {
+                pointer: pointer.clone(),
+                ..Problem::new(status, "invalid-parameter", "Invalid parameter").detail(detail.clone())
             },
             Self::UnsupportedMediaType(detail) => {
                 Problem::new(status, "unsupported-media-type", "Unsupported Media Type").detail(detail.clone())

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::features::health::{HealthStatus, report};
 use crate::http::auth::AgentIdentity;
-use crate::http::{ApiError, ApiJson};
+use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::store::{Item, Key, Query as StoreQuery, now_epoch};
 
@@ -207,12 +207,13 @@ pub struct AgentHealthList {
     params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page, unchanged")),
     responses(
         (status = 200, body = AgentHealthList),
+        (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "A query parameter that does not parse; `pointer` names it"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "A cursor that was not issued by this listing"),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<AgentHealthList>, ApiError> {
     let cursor = crate::http::cursor_param(state.cursors(), PARTITION, params.cursor.as_deref())?;
     let page = state.store().query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;

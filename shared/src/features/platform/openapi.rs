@@ -23,13 +23,79 @@ use crate::http::Problem;
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// The whole document: the base merged with every feature's part.
+/// The whole document: the base merged with every feature's part, then what the route's layers answer.
 pub fn build() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for feature in crate::app::FEATURES {
         doc.merge((feature.openapi)());
     }
+    for route in crate::app::ROUTES.iter() {
+        for method in route.methods {
+            if let Some(operation) = doc.paths.paths.get_mut(route.path).and_then(|item| operation(item, method)) {
+                layered_responses(operation, route, method);
+            }
+        }
+    }
     doc
+}
+
+fn operation<'a>(
+    item: &'a mut utoipa::openapi::PathItem,
+    method: &crate::route::Method,
+) -> Option<&'a mut utoipa::openapi::path::Operation> {
+    use crate::route::Method as M;
+    match *method {
+        M::GET => item.get.as_mut(),
+        M::POST => item.post.as_mut(),
+        M::PUT => item.put.as_mut(),
+        M::DELETE => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+/// Cross-cutting concerns are layers declared on the route spec, so their answers are documented from it too:
+/// the security scheme and 401 (403 for a disabled admin API) of its auth, 400/413/415 of a body, and the 500
+/// and 503 (request budget, open breaker) any route can answer. A feature documents only its own statuses.
+fn layered_responses(
+    operation: &mut utoipa::openapi::path::Operation,
+    route: &crate::route::RouteSpec,
+    method: &crate::route::Method,
+) {
+    use crate::route::{Auth, Method};
+    use utoipa::openapi::security::SecurityRequirement;
+    let mut add = |status: &str, description: &str| {
+        let problem = utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                crate::http::problem::PROBLEM_JSON,
+                utoipa::openapi::content::Content::new(Some(utoipa::openapi::Ref::from_schema_name("Problem"))),
+            )
+            .build();
+        operation.responses.responses.entry(status.to_owned()).or_insert_with(|| problem.into());
+    };
+    if [Method::POST, Method::PUT, Method::PATCH].contains(method) {
+        add("400", "Malformed body; `pointer` names the field");
+        add("413", "Body larger than the configured limit");
+        add("415", "Unsupported Content-Type");
+    }
+    match route.auth {
+        Auth::Public => {}
+        Auth::Agent => add("401", "Missing, invalid or expired access token (see WWW-Authenticate)"),
+        Auth::Admin => {
+            add("401", "Missing or wrong admin key");
+            add("403", "The admin API is disabled (no admin key configured)");
+        }
+    }
+    add("500", "Internal error; quote the request_id");
+    add("503", "Datastore unavailable or the request budget ran out; see Retry-After");
+    let scheme = match route.auth {
+        Auth::Public => None,
+        Auth::Agent => Some("bearer"),
+        Auth::Admin => Some("adminKey"),
+    };
+    if let Some(scheme) = scheme {
+        operation.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+    }
 }
 
 /// Declares the bearer scheme agent routes require.
@@ -43,6 +109,15 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "adminKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The environment's admin key (<ENV>_ADMIN_KEY)"))
+                    .build(),
+            ),
         );
     }
 }

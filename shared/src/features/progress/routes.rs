@@ -1,6 +1,6 @@
 //! `POST /api/v1/agent/progress` (batched, idempotent, partial success) and `GET /api/v1/agent/progress/{task_id}`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::http::auth::AgentIdentity;
-use crate::http::{ApiError, ApiJson, json};
+use crate::http::{ApiError, ApiJson, ApiQuery, json};
 use crate::state::AppState;
 use crate::store::BatchRetry;
 
@@ -114,6 +114,7 @@ pub struct HistoryParams {
     params(("task_id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses(
         (status = 200, body = TaskProgress),
+        (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "A query parameter that does not parse; `pointer` names it"),
         (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such task for this agent's user"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid task id, limit or cursor"),
     )
@@ -122,7 +123,7 @@ pub async fn get(
     State(state): State<AppState>,
     identity: AgentIdentity,
     Path(task_id): Path<String>,
-    Query(params): Query<HistoryParams>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<ApiJson<TaskProgress>, ApiError> {
     if !progress::valid_task_id(&task_id) {
         return Err(ApiError::Unprocessable { detail: "invalid task_id".into(), pointer: None });
