@@ -9,7 +9,7 @@ use cloud_agent::config::{Config, Environment, Secret, SecretString};
 use cloud_agent::features::context::UserContext;
 use cloud_agent::features::progress::{ProgressUpdate, TaskStatus};
 use cloud_agent::features::tokens::credentials::{self, AgentId};
-use cloud_agent::ids::UserId;
+use cloud_agent::ids::{TaskId, UserId};
 use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
@@ -376,7 +376,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let (manager, saved) = resume(&session).await?;
             let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
             let update = ProgressUpdate {
-                task_id: task,
+                task_id: TaskId::parse(&task)?,
                 progress,
                 status: status.into(),
                 message,
@@ -405,7 +405,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                 for task in 0..tasks {
                     let last = step + 1 == steps.max(1);
                     let update = ProgressUpdate {
-                        task_id: format!("sim-{run}-{task}"),
+                        task_id: TaskId::parse(&format!("sim-{run}-{task}"))?,
                         progress: if steps <= 1 { 100.0 } else { step as f64 * 100.0 / (steps - 1) as f64 },
                         status: if last { TaskStatus::Succeeded } else { TaskStatus::Running },
                         message: Some(format!("step {}/{}", step + 1, steps)),

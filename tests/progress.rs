@@ -248,7 +248,7 @@ async fn limits_and_concurrent_duplicates(store: DynStore) {
     cloud_agent::features::progress::claim(
         app.state.store(),
         "agent-a",
-        "b-busy",
+        &cloud_agent::ids::BatchId::parse("b-busy").unwrap(),
         &hash,
         std::time::Duration::from_secs(30),
     )

@@ -17,7 +17,7 @@ use cloud_agent::config::Secret;
 use cloud_agent::features::progress::{ProgressUpdate, TaskStatus};
 use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
-use cloud_agent::store::{DynStore, Key, Query};
+use cloud_agent::store::{DynStore, Query, keys};
 use common::serve_router;
 
 const TASKS: usize = 100;
@@ -70,7 +70,7 @@ async fn relay(State(net): State<FaultyNetwork>, request: Request) -> Response {
 fn update(task: usize, step: usize) -> ProgressUpdate {
     let at = time::OffsetDateTime::from_unix_timestamp(1_795_000_000 + i64::try_from(step).unwrap()).unwrap();
     ProgressUpdate {
-        task_id: format!("sim-{task:03}"),
+        task_id: cloud_agent::ids::TaskId::parse(&format!("sim-{task:03}")).unwrap(),
         progress: step as f64 * 100.0 / (STEPS - 1) as f64,
         status: if step + 1 == STEPS { TaskStatus::Succeeded } else { TaskStatus::Running },
         message: Some(format!("step {step}")),
@@ -135,7 +135,10 @@ async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
         loop {
             let page = store
                 .query(
-                    Query::partition(format!("TASK#user-1#sim-{task:03}")).prefix("EVENT#").limit(1000).after(cursor),
+                    Query::partition(keys::task_partition("user-1", &format!("sim-{task:03}")))
+                        .prefix(keys::EVENT_PREFIX)
+                        .limit(1000)
+                        .after(cursor),
                 )
                 .await
                 .unwrap();
@@ -148,7 +151,7 @@ async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
                 None => break,
             }
         }
-        let state = store.get(&Key::new(format!("TASK#user-1#sim-{task:03}"), "STATE")).await.unwrap().unwrap();
+        let state = store.get(&keys::task_state("user-1", &format!("sim-{task:03}"))).await.unwrap().unwrap();
         assert_eq!(
             state.get_i64("seq"),
             Some(i64::try_from(STEPS - 1).unwrap()),

@@ -13,7 +13,7 @@ use cloud_agent::features::tokens::credentials::{self, Agent, AgentId};
 use cloud_agent::features::tokens::family::{self, Issued};
 use cloud_agent::features::tokens::{AccessClaims, TokenError, Tokens};
 use cloud_agent::ids::UserId;
-use cloud_agent::store::{DynStore, Key};
+use cloud_agent::store::{DynStore, keys};
 use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
@@ -54,7 +54,7 @@ fn decode_part(token: &str, index: usize) -> Value {
 }
 
 async fn generation(store: &DynStore, fid: &str) -> i64 {
-    store.get(&Key::new(format!("FAMILY#{fid}"), "META")).await.unwrap().unwrap().get_i64("generation").unwrap()
+    store.get(&keys::refresh_family(fid)).await.unwrap().unwrap().get_i64("generation").unwrap()
 }
 
 // ------------------------------------------------------------- rotation on both backends
@@ -144,7 +144,7 @@ async fn credentials_verify_and_refuse(store: DynStore) {
     assert!(matches!(wrong, Err(TokenError::InvalidClient)));
     let unknown = credentials::authenticate(&store, &pepper, &AgentId::parse("ghost").unwrap(), &secret).await;
     assert!(matches!(unknown, Err(TokenError::InvalidClient)));
-    let stored = store.get(&Key::new("AGENT#worker-1", "CRED")).await.unwrap().unwrap();
+    let stored = store.get(&keys::agent_credential("worker-1")).await.unwrap().unwrap();
     assert!(!format!("{stored:?}").contains(&secret), "the secret itself is never stored");
     assert!(credentials::disable(&store, &id).await.unwrap());
     assert!(matches!(credentials::authenticate(&store, &pepper, &id, &secret).await, Err(TokenError::InvalidClient)));

@@ -24,24 +24,67 @@ impl UserId {
     }
 }
 
-impl TryFrom<String> for UserId {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
+/// A task id: 1–128 of `A-Z a-z 0-9 . _ - :`. Chosen by agents; scoped to their user in the table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(String);
+
+impl TaskId {
+    pub const RULE: &'static str = "task_id must be 1-128 characters of A-Z a-z 0-9 . _ - :";
+
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
+        let ok = !text.is_empty()
+            && text.len() <= 128
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+        if ok { Ok(Self(text.to_owned())) } else { Err(InvalidId(Self::RULE)) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-impl From<UserId> for String {
-    fn from(value: UserId) -> Self {
-        value.0
+/// A batch id (the idempotency key of a progress batch): 1–128 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BatchId(String);
+
+impl BatchId {
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
+        let ok = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
+        if ok { Ok(Self(text.to_owned())) } else { Err(InvalidId("batch id: 1-128 visible ASCII characters")) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-impl std::fmt::Display for UserId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `TryFrom<String>`, `Into<String>` and `Display` for the string newtypes above.
+macro_rules! string_id {
+    ($($id:ident),*) => {$(
+        impl TryFrom<String> for $id {
+            type Error = InvalidId;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(value: $id) -> Self {
+                value.0
+            }
+        }
+
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
 }
+
+string_id!(UserId, TaskId, BatchId);
 
 #[cfg(test)]
 mod tests {
@@ -54,5 +97,17 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("with space").is_err());
         assert!(UserId::parse(&"u".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn task_and_batch_ids_are_parsed_at_the_edge() {
+        assert!(TaskId::parse("build-42:step.1_a").is_ok());
+        for bad in ["", "a b", "a#b", "a/b"] {
+            assert!(TaskId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(TaskId::parse(&"t".repeat(129)).is_err());
+        let parsed: Result<TaskId, _> = serde_json::from_str("\"bad id\"");
+        assert!(parsed.unwrap_err().to_string().contains("task_id must be"));
+        assert!(BatchId::parse("b-1").is_ok() && BatchId::parse("with space").is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod dynamo;
 pub mod embedded;
 mod guarded;
 mod item;
+pub mod keys;
 mod retry;
 
 use std::collections::HashSet;
@@ -423,7 +424,7 @@ pub fn now_epoch() -> i64 {
 /// How long a health probe may take before the datastore counts as failing.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The key the health check reads: a real round trip that needs no data.
+/// The key the health check reads (see [`keys::probe`]).
 pub fn probe_key() -> Key {
-    Key::new("HEALTH#probe", "PROBE")
+    keys::probe()
 }

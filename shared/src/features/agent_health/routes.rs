@@ -12,11 +12,11 @@ use crate::features::health::{HealthStatus, report};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::store::{Item, Key, Query as StoreQuery, now_epoch};
+use crate::store::{Item, Query as StoreQuery, keys, now_epoch};
 
 /// How long an agent's report is kept: an agent that stops reporting drops off the list.
 pub const REPORT_TTL_SECS: i64 = 3600;
-const PARTITION: &str = "AGENTHEALTH";
+const PARTITION: &str = keys::AGENT_HEALTH_PARTITION;
 
 /// Seed-004 statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -141,7 +141,7 @@ pub async fn post(
     validate(&agent_report)?;
     let now = now_epoch();
     let doc = serde_json::to_string(&agent_report).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let item = Item::new(&Key::new(PARTITION, identity.agent_id.as_str()))
+    let item = Item::new(&keys::agent_health_report(identity.agent_id.as_str()))
         .with("agent_id", identity.agent_id.as_str())
         .with("report", doc)
         .with("reported_at", now)

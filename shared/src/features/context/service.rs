@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::UserId;
-use crate::store::{DynStore, Item, Key, StoreError, now_epoch};
+use crate::store::{DynStore, Item, Key, StoreError, keys, now_epoch};
 
 /// What agents read about their user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -36,7 +36,7 @@ pub fn weigh(value: &Arc<StoredContext>) -> usize {
 }
 
 fn key(user: &UserId) -> Key {
-    Key::new(format!("USER#{user}"), "CONTEXT")
+    keys::user_context(user.as_str())
 }
 
 /// Errors of loading a context.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiQuery, json};
+use crate::ids::{BatchId, TaskId};
 use crate::state::AppState;
 use crate::store::BatchRetry;
 
@@ -66,9 +67,7 @@ pub async fn post(
     }
     let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let batch_id = batch_id.or(header_key).unwrap_or_else(crate::features::tokens::new_id);
-    if !progress::valid_batch_id(&batch_id) {
-        return Err(ProgressError::BadBatchId.into());
-    }
+    let batch_id = BatchId::parse(&batch_id).map_err(|_| ProgressError::BadBatchId)?;
     let agent = identity.agent_id.as_str();
     let budget = state.config().request_timeout;
     let lease = match progress::claim(state.store(), agent, &batch_id, &progress::body_hash(&body), budget).await? {
@@ -90,7 +89,7 @@ pub async fn post(
     // Leave a margin of the budget for the receipt write.
     let retry = BatchRetry { deadline: Some(started + budget.mul_f32(0.7)), ..BatchRetry::default() };
     let (accepted, failed) = progress::write(state.store(), &identity.owner, agent, &batch_id, valid, retry).await;
-    let receipt = Receipt { batch_id: batch_id.clone(), accepted, rejected, failed };
+    let receipt = Receipt { batch_id: batch_id.to_string(), accepted, rejected, failed };
     progress::finish(state.store(), agent, &batch_id, &lease, &receipt).await?;
     tracing::info!(batch = %batch_id, accepted, rejected = receipt.rejected.len(), failed = receipt.failed.len(), "progress batch");
     Ok((StatusCode::ACCEPTED, ApiJson(receipt)).into_response())
@@ -111,7 +110,11 @@ pub struct HistoryParams {
     path = "/api/v1/agent/progress/{task_id}",
     tag = "agent",
     security(("bearer" = [])),
-    params(("task_id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    params(
+        ("task_id" = String, Path, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "History items per page (default 20)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, unchanged"),
+    ),
     responses(
         (status = 200, body = TaskProgress),
         (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "A query parameter that does not parse; `pointer` names it"),
@@ -125,9 +128,8 @@ pub async fn get(
     Path(task_id): Path<String>,
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<ApiJson<TaskProgress>, ApiError> {
-    if !progress::valid_task_id(&task_id) {
-        return Err(ApiError::Unprocessable { detail: "invalid task_id".into(), pointer: None });
-    }
+    let task_id = TaskId::parse(&task_id)
+        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/task_id".into()) })?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::Unprocessable { detail: "limit must be 1..=100".into(), pointer: None });

@@ -17,8 +17,10 @@ use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 
 use crate::config::secrets::hex;
-use crate::ids::UserId;
-use crate::store::{BatchRetry, Condition, DynStore, Item, Key, Number, StoreError, Update, Value, WriteOp, now_epoch};
+use crate::ids::{BatchId, TaskId, UserId};
+use crate::store::{
+    BatchRetry, Condition, DynStore, Item, Key, Number, StoreError, Update, Value, WriteOp, keys, now_epoch,
+};
 
 /// Most updates one request may carry (more → 413).
 pub const MAX_UPDATES: usize = 100;
@@ -109,7 +111,8 @@ impl TaskStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressUpdate {
-    pub task_id: String,
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub task_id: TaskId,
     /// 0–100.
     pub progress: f64,
     pub status: TaskStatus,
@@ -131,11 +134,6 @@ pub struct Valid {
     pub index: usize,
     pub update: ProgressUpdate,
     pub at_ms: i64,
-}
-
-/// Task ids: 1–128 of `A-Z a-z 0-9 . _ - :`.
-pub fn valid_task_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
 }
 
 /// Longest metric name.
@@ -160,10 +158,7 @@ pub fn validate(index: usize, raw: Json) -> Result<Valid, (String, String)> {
     let task_hint = clip(raw.get("task_id").and_then(Json::as_str).unwrap_or_default(), 128);
     let update: ProgressUpdate =
         serde_json::from_value(raw).map_err(|e| (task_hint.clone(), clip(&e.to_string(), MAX_ECHO)))?;
-    let fail = |why: &str| Err((clip(&update.task_id, 128), why.to_owned()));
-    if !valid_task_id(&update.task_id) {
-        return fail("task_id must be 1-128 characters of A-Z a-z 0-9 . _ - :");
-    }
+    let fail = |why: &str| Err((update.task_id.to_string(), why.to_owned()));
     if !(0.0..=100.0).contains(&update.progress) || !Number::storable(update.progress) {
         return fail("progress must be 0, or between 1e-130 and 100");
     }
@@ -187,11 +182,6 @@ pub fn validate(index: usize, raw: Json) -> Result<Valid, (String, String)> {
         return fail("timestamp out of range");
     }
     Ok(Valid { index, update, at_ms })
-}
-
-/// Batch ids become keys and headers: keep them short and printable.
-pub fn valid_batch_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// An item that was not accepted.
@@ -228,35 +218,32 @@ pub fn coalesce(updates: &[Valid]) -> BTreeMap<&str, &Valid> {
     latest
 }
 
-fn receipt_key(agent: &str, batch_id: &str) -> Key {
-    Key::new(format!("BATCH#{agent}#{batch_id}"), "RECEIPT")
+fn receipt_key(agent: &str, batch_id: &BatchId) -> Key {
+    keys::batch_receipt(agent, batch_id.as_str())
 }
 
 /// A task's partition: tasks belong to the user the agent works for, so the same task id under two users is
 /// two tasks, and no agent can reach (or squat) another user's ids.
 fn task_partition(owner: &UserId, task: &str) -> String {
-    format!("TASK#{owner}#{task}")
+    keys::task_partition(owner.as_str(), task)
 }
 
 fn state_key(owner: &UserId, task: &str) -> Key {
-    Key::new(task_partition(owner, task), "STATE")
+    keys::task_state(owner.as_str(), task)
 }
 
 fn event_item(owner: &UserId, agent: &str, batch_id: &str, v: &Valid) -> Item {
     let u = &v.update;
-    let mut item = Item::new(&Key::new(
-        task_partition(owner, &u.task_id),
-        format!("EVENT#{:013}#{batch_id}#{:04}", v.at_ms, v.index),
-    ))
-    .with("task_id", u.task_id.as_str())
-    .with("agent_id", agent)
-    .with("progress", u.progress)
-    .with("status", u.status.as_str())
-    .with("timestamp", u.timestamp.as_str())
-    .with("at_ms", v.at_ms)
-    .with("seq", i64::try_from(u.seq).unwrap_or(i64::MAX))
-    .with("batch_id", batch_id)
-    .with("expires_at", now_epoch() + HISTORY_TTL_SECS);
+    let mut item = Item::new(&keys::progress_event(owner.as_str(), u.task_id.as_str(), v.at_ms, batch_id, v.index))
+        .with("task_id", u.task_id.as_str())
+        .with("agent_id", agent)
+        .with("progress", u.progress)
+        .with("status", u.status.as_str())
+        .with("timestamp", u.timestamp.as_str())
+        .with("at_ms", v.at_ms)
+        .with("seq", i64::try_from(u.seq).unwrap_or(i64::MAX))
+        .with("batch_id", batch_id)
+        .with("expires_at", now_epoch() + HISTORY_TTL_SECS);
     if let Some(m) = &u.message {
         item.set("message", m.as_str());
     }
@@ -279,7 +266,7 @@ pub enum Claim {
 pub async fn claim(
     store: &DynStore,
     agent: &str,
-    batch_id: &str,
+    batch_id: &BatchId,
     body_hash: &str,
     budget: Duration,
 ) -> Result<Claim, ProgressError> {
@@ -298,7 +285,7 @@ pub async fn claim(
         Ok(()) => Ok(Claim::Fresh { lease }),
         Err(StoreError::ConditionFailed { current: Some(current) }) => {
             if current.get_str("body_hash") != Some(body_hash) {
-                return Err(ProgressError::Mismatch(batch_id.to_owned()));
+                return Err(ProgressError::Mismatch(batch_id.to_string()));
             }
             if current.get_str("status") == Some("done") {
                 let receipt = current
@@ -309,7 +296,7 @@ pub async fn claim(
             }
             let until = current.get_i64("lease_until").unwrap_or(now + 1);
             Err(ProgressError::InProgress {
-                batch_id: batch_id.to_owned(),
+                batch_id: batch_id.to_string(),
                 retry_after: u64::try_from((until - now).max(1)).unwrap_or(1),
             })
         }
@@ -324,7 +311,7 @@ pub async fn claim(
 pub async fn finish(
     store: &DynStore,
     agent: &str,
-    batch_id: &str,
+    batch_id: &BatchId,
     lease: &str,
     receipt: &Receipt,
 ) -> Result<(), ProgressError> {
@@ -356,14 +343,14 @@ pub async fn write(
     store: &DynStore,
     owner: &UserId,
     agent: &str,
-    batch_id: &str,
+    batch_id: &BatchId,
     valid: Vec<Valid>,
     retry: BatchRetry,
 ) -> (usize, Vec<ItemIssue>) {
     let mut failed = Vec::new();
     let issue = |v: &Valid, reason: &str| ItemIssue {
         index: v.index,
-        task_id: v.update.task_id.clone(),
+        task_id: v.update.task_id.to_string(),
         reason: reason.to_owned(),
     };
     // 1. One conditional update per task with its newest update; a late, older update leaves the state alone.
@@ -397,7 +384,7 @@ pub async fn write(
     }
     let mut writable = Vec::new();
     for v in valid {
-        match refused_tasks.get(&v.update.task_id) {
+        match refused_tasks.get(v.update.task_id.as_str()) {
             Some(reason) => failed.push(issue(&v, reason)),
             None => writable.push(v),
         }
@@ -405,7 +392,8 @@ pub async fn write(
     // 2. Events, 25 per BatchWriteItem; what stays unprocessed within the budget is failed, not accepted.
     let mut accepted = 0;
     for chunk in writable.chunks(crate::store::MAX_BATCH_WRITE) {
-        let ops: Vec<WriteOp> = chunk.iter().map(|v| WriteOp::Put(event_item(owner, agent, batch_id, v))).collect();
+        let ops: Vec<WriteOp> =
+            chunk.iter().map(|v| WriteOp::Put(event_item(owner, agent, batch_id.as_str(), v))).collect();
         let keys: Vec<Option<Key>> = ops.iter().map(WriteOp::key).collect();
         match store.batch_write(ops, retry).await {
             Ok(left) => {
@@ -472,8 +460,8 @@ fn text(item: &Item, name: &str) -> String {
 }
 
 /// The paging scope of a task's history: a cursor issued for one owner's task opens for nothing else.
-pub fn history_scope(owner: &UserId, task: &str) -> String {
-    format!("progress-history:{}", task_partition(owner, task))
+pub fn history_scope(owner: &UserId, task: &TaskId) -> String {
+    format!("progress-history:{}", task_partition(owner, task.as_str()))
 }
 
 /// Reads one of `owner`'s tasks. Any agent working for the owner may read it; for anyone else it does not exist.
@@ -481,15 +469,16 @@ pub fn history_scope(owner: &UserId, task: &str) -> String {
 pub async fn read(
     store: &DynStore,
     owner: &UserId,
-    task: &str,
+    task: &TaskId,
     limit: u32,
     cursor: Option<crate::store::Cursor>,
 ) -> Result<(TaskProgress, Option<crate::store::Cursor>), ProgressError> {
+    let task = task.as_str();
     let state = store.get(&state_key(owner, task)).await?.ok_or_else(|| ProgressError::NotFound(task.to_owned()))?;
     let page = store
         .query(
             crate::store::Query::partition(task_partition(owner, task))
-                .prefix("EVENT#")
+                .prefix(keys::EVENT_PREFIX)
                 .backward()
                 .limit(limit)
                 .after(cursor),

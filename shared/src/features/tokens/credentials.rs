@@ -13,7 +13,7 @@ use sha2::Sha256;
 use super::{TokenError, new_id};
 use crate::config::secrets::{Secret, hex};
 use crate::ids::UserId;
-use crate::store::{Condition, DynStore, Item, Key, StoreError, TxOp, Update, now_epoch};
+use crate::store::{Condition, DynStore, Item, Key, StoreError, TxOp, Update, keys, now_epoch};
 
 /// Prefix of agent secrets, so secret scanners can recognise leaked ones.
 pub const SECRET_PREFIX: &str = "cas_";
@@ -71,14 +71,14 @@ pub struct Agent {
 }
 
 fn key(id: &AgentId) -> Key {
-    Key::new(format!("AGENT#{id}"), "CRED")
+    keys::agent_credential(id.as_str())
 }
 
 /// The transaction step a refresh runs beside its rotation: the agent is still active under the same credential
 /// version (same secret, same owner). A rotated, disabled or re-owned agent fails it, in the same single call.
 pub fn still_valid(agent: &str, cred_version: &str) -> TxOp {
     TxOp::Check {
-        key: Key::new(format!("AGENT#{agent}"), "CRED"),
+        key: keys::agent_credential(agent),
         condition: Condition::eq("status", "active").and(Condition::eq("cred_version", cred_version)),
     }
 }

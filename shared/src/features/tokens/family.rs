@@ -16,7 +16,9 @@ use std::time::Duration;
 use super::credentials::{self, Agent};
 use super::{TokenError, Tokens, new_id};
 use crate::config::SecretString;
-use crate::store::{CancelReason, Condition, DynStore, Item, Key, StoreError, TxOp, Update, full_jitter, now_epoch};
+use crate::store::{
+    CancelReason, Condition, DynStore, Item, Key, StoreError, TxOp, Update, full_jitter, keys, now_epoch,
+};
 
 /// A token response (RFC 6749 §5.1 plus the refresh lifetime and the issuing environment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -35,7 +37,7 @@ pub struct Issued {
 }
 
 fn key(fid: &str) -> Key {
-    Key::new(format!("FAMILY#{fid}"), "META")
+    keys::refresh_family(fid)
 }
 
 /// The family item, typed: everything needed to re-sign its current pair.
