@@ -1,5 +1,6 @@
 //! Agent progress: batched, idempotent, durable writes and the task history, per user.
 
+mod records;
 pub mod routes;
 mod service;
 

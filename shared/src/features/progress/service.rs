@@ -16,11 +16,10 @@ use serde_json::Value as Json;
 use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 
+use super::records::{self, ReceiptRecord, TaskState};
 use crate::config::secrets::hex;
 use crate::ids::{BatchId, TaskId, UserId};
-use crate::store::{
-    BatchRetry, Condition, DynStore, Item, Key, Number, StoreError, Update, Value, WriteOp, keys, now_epoch,
-};
+use crate::store::{BatchRetry, DynStore, Key, Number, StoreError, WriteOp, keys, now_epoch};
 
 /// Most updates one request may carry (more → 413).
 pub const MAX_UPDATES: usize = 100;
@@ -232,27 +231,6 @@ fn state_key(owner: &UserId, task: &str) -> Key {
     keys::task_state(owner.as_str(), task)
 }
 
-fn event_item(owner: &UserId, agent: &str, batch_id: &str, v: &Valid) -> Item {
-    let u = &v.update;
-    let mut item = Item::new(&keys::progress_event(owner.as_str(), u.task_id.as_str(), v.at_ms, batch_id, v.index))
-        .with("task_id", u.task_id.as_str())
-        .with("agent_id", agent)
-        .with("progress", u.progress)
-        .with("status", u.status.as_str())
-        .with("timestamp", u.timestamp.as_str())
-        .with("at_ms", v.at_ms)
-        .with("seq", i64::try_from(u.seq).unwrap_or(i64::MAX))
-        .with("batch_id", batch_id)
-        .with("expires_at", now_epoch() + HISTORY_TTL_SECS);
-    if let Some(m) = &u.message {
-        item.set("message", m.as_str());
-    }
-    if !u.metrics.is_empty() {
-        item.set("metrics", Value::M(u.metrics.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect()));
-    }
-    item
-}
-
 /// Outcome of claiming a batch id.
 #[derive(Debug)]
 pub enum Claim {
@@ -273,32 +251,24 @@ pub async fn claim(
     let now = now_epoch();
     let lease = crate::features::tokens::new_id();
     let lease_secs = i64::try_from(budget.as_secs()).unwrap_or(60).max(1);
-    let item = Item::new(&receipt_key(agent, batch_id))
-        .with("status", "in_progress")
-        .with("lease", lease.as_str())
-        .with("lease_until", now + lease_secs)
-        .with("body_hash", body_hash)
-        .with("expires_at", now + RECEIPT_TTL_SECS);
-    // A claim whose lease ran out belonged to an attempt that died (timeout, frozen instance): take it over.
-    let free = Condition::NotExists.or(Condition::eq("status", "in_progress").and(Condition::lt("lease_until", now)));
+    let (item, free) = ReceiptRecord::claim(&receipt_key(agent, batch_id), &lease, now + lease_secs, body_hash, now);
     match store.put(item, Some(free)).await {
         Ok(()) => Ok(Claim::Fresh { lease }),
         Err(StoreError::ConditionFailed { current: Some(current) }) => {
-            if current.get_str("body_hash") != Some(body_hash) {
+            let record = ReceiptRecord::from_item(&current);
+            if record.body_hash() != body_hash {
                 return Err(ProgressError::Mismatch(batch_id.to_string()));
             }
-            if current.get_str("status") == Some("done") {
-                let receipt = current
-                    .get_str("receipt")
-                    .and_then(|r| serde_json::from_str(r).ok())
-                    .ok_or_else(|| StoreError::Internal("unreadable receipt".into()))?;
-                return Ok(Claim::Done(receipt));
+            match record {
+                ReceiptRecord::Done { receipt: Some(receipt), .. } => Ok(Claim::Done(receipt)),
+                ReceiptRecord::Done { receipt: None, .. } => {
+                    Err(StoreError::Internal("unreadable receipt".into()).into())
+                }
+                ReceiptRecord::InProgress { lease_until, .. } => Err(ProgressError::InProgress {
+                    batch_id: batch_id.to_string(),
+                    retry_after: u64::try_from((lease_until - now).max(1)).unwrap_or(1),
+                }),
             }
-            let until = current.get_i64("lease_until").unwrap_or(now + 1);
-            Err(ProgressError::InProgress {
-                batch_id: batch_id.to_string(),
-                retry_after: u64::try_from((until - now).max(1)).unwrap_or(1),
-            })
         }
         Err(StoreError::ConditionFailed { current: None }) => {
             Err(StoreError::Internal("claim raced with TTL".into()).into())
@@ -316,16 +286,15 @@ pub async fn finish(
     receipt: &Receipt,
 ) -> Result<(), ProgressError> {
     let key = receipt_key(agent, batch_id);
-    let ours = Condition::eq("lease", lease);
     if receipt.failed.is_empty() {
         let text = serde_json::to_string(receipt).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let update = Update::new().set("status", "done").set("receipt", text).remove("lease_until");
+        let (update, ours) = ReceiptRecord::complete(text, lease);
         match store.update(&key, update, Some(ours)).await {
             Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     } else {
-        match store.delete(&key, Some(ours)).await {
+        match store.delete(&key, Some(ReceiptRecord::ours(lease))).await {
             Ok(_) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -356,24 +325,7 @@ pub async fn write(
     // 1. One conditional update per task with its newest update; a late, older update leaves the state alone.
     let mut refused_tasks: BTreeMap<String, String> = BTreeMap::new();
     for (task, v) in coalesce(&valid) {
-        let u = &v.update;
-        let seq = i64::try_from(u.seq).unwrap_or(i64::MAX);
-        let newer = Condition::AttrNotExists("at_ms".into())
-            .or(Condition::lt("at_ms", v.at_ms))
-            .or(Condition::eq("at_ms", v.at_ms).and(Condition::lt("seq", seq)));
-        let mut update = Update::new()
-            .set("task_id", task)
-            .set("agent_id", agent)
-            .set("progress", u.progress)
-            .set("status", u.status.as_str())
-            .set("timestamp", u.timestamp.as_str())
-            .set("at_ms", v.at_ms)
-            .set("seq", seq)
-            .set("updated_at", now_epoch());
-        update = match &u.message {
-            Some(m) => update.set("message", m.as_str()),
-            None => update.remove("message"),
-        };
+        let (update, newer) = TaskState::write(agent, v);
         match store.update(&state_key(owner, task), update, Some(newer)).await {
             // Written, or stale (the stored state is newer; the event still goes to history).
             Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
@@ -392,8 +344,10 @@ pub async fn write(
     // 2. Events, 25 per BatchWriteItem; what stays unprocessed within the budget is failed, not accepted.
     let mut accepted = 0;
     for chunk in writable.chunks(crate::store::MAX_BATCH_WRITE) {
-        let ops: Vec<WriteOp> =
-            chunk.iter().map(|v| WriteOp::Put(event_item(owner, agent, batch_id.as_str(), v))).collect();
+        let ops: Vec<WriteOp> = chunk
+            .iter()
+            .map(|v| WriteOp::Put(records::event_item(owner.as_str(), agent, batch_id.as_str(), v)))
+            .collect();
         let keys: Vec<Option<Key>> = ops.iter().map(WriteOp::key).collect();
         match store.batch_write(ops, retry).await {
             Ok(left) => {
@@ -451,14 +405,6 @@ pub struct ProgressEvent {
     pub message: Option<String>,
 }
 
-fn number(item: &Item, name: &str) -> f64 {
-    item.get(name).and_then(Value::as_number).map_or(0.0, crate::store::Number::as_f64)
-}
-
-fn text(item: &Item, name: &str) -> String {
-    item.get_str(name).unwrap_or_default().to_owned()
-}
-
 /// The paging scope of a task's history: a cursor issued for one owner's task opens for nothing else.
 pub fn history_scope(owner: &UserId, task: &TaskId) -> String {
     format!("progress-history:{}", task_partition(owner, task.as_str()))
@@ -484,26 +430,16 @@ pub async fn read(
                 .after(cursor),
         )
         .await?;
+    let state = TaskState::from_item(&state);
     let progress = TaskProgress {
         task_id: task.to_owned(),
         owner: owner.to_string(),
-        agent_id: text(&state, "agent_id"),
-        progress: number(&state, "progress"),
-        status: text(&state, "status"),
-        timestamp: text(&state, "timestamp"),
-        message: state.get_str("message").map(str::to_owned),
-        history: page
-            .items
-            .iter()
-            .map(|e| ProgressEvent {
-                agent_id: text(e, "agent_id"),
-                progress: number(e, "progress"),
-                status: text(e, "status"),
-                timestamp: text(e, "timestamp"),
-                batch_id: text(e, "batch_id"),
-                message: e.get_str("message").map(str::to_owned),
-            })
-            .collect(),
+        agent_id: state.agent_id,
+        progress: state.progress,
+        status: state.status,
+        timestamp: state.timestamp,
+        message: state.message,
+        history: page.items.iter().map(records::event_from_item).collect(),
         next_cursor: None,
     };
     Ok((progress, page.next))
@@ -545,7 +481,7 @@ mod tests {
         });
         let v = validate(0, raw).unwrap();
         let owner = UserId::parse(&"u".repeat(128)).unwrap();
-        let item = event_item(&owner, &"a".repeat(64), &"b".repeat(128), &v);
+        let item = records::event_item(owner.as_str(), &"a".repeat(64), &"b".repeat(128), &v);
         item.check_limits().unwrap();
         assert!(item.stored_size() < 10 * 1024, "{} bytes", item.stored_size());
     }

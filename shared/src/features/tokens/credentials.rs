@@ -74,12 +74,58 @@ fn key(id: &AgentId) -> Key {
     keys::agent_credential(id.as_str())
 }
 
+/// The credential item's attributes, spelled here only.
+mod attr {
+    pub(super) const AGENT_ID: &str = "agent_id";
+    pub(super) const OWNER: &str = "owner";
+    pub(super) const SECRET_HASH: &str = "secret_hash";
+    pub(super) const STATUS: &str = "status";
+    pub(super) const CRED_VERSION: &str = "cred_version";
+    pub(super) const CREATED_AT: &str = "created_at";
+    pub(super) const ROTATED_AT: &str = "rotated_at";
+}
+
+/// Whether a credential may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Active,
+    Disabled,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// The stored credential: the keyed hash of the secret, never the secret.
+struct CredentialRecord {
+    secret_hash: Option<Vec<u8>>,
+    /// `Some` for an active credential with a well-formed owner and version.
+    active: Option<(UserId, String)>,
+}
+
+impl CredentialRecord {
+    fn from_item(item: &Item) -> Self {
+        let active = (item.get_str(attr::STATUS) == Some(Status::Active.as_str()))
+            .then(|| {
+                Some((UserId::parse(item.get_str(attr::OWNER)?).ok()?, item.get_str(attr::CRED_VERSION)?.to_owned()))
+            })
+            .flatten();
+        Self { secret_hash: item.get_str(attr::SECRET_HASH).and_then(unhex), active }
+    }
+}
+
 /// The transaction step a refresh runs beside its rotation: the agent is still active under the same credential
 /// version (same secret, same owner). A rotated, disabled or re-owned agent fails it, in the same single call.
 pub fn still_valid(agent: &str, cred_version: &str) -> TxOp {
     TxOp::Check {
         key: keys::agent_credential(agent),
-        condition: Condition::eq("status", "active").and(Condition::eq("cred_version", cred_version)),
+        condition: Condition::eq(attr::STATUS, Status::Active.as_str())
+            .and(Condition::eq(attr::CRED_VERSION, cred_version)),
     }
 }
 
@@ -117,12 +163,12 @@ pub async fn register(
     secret: &str,
 ) -> Result<(), StoreError> {
     let item = Item::new(&key(id))
-        .with("agent_id", id.as_str())
-        .with("owner", owner.as_str())
-        .with("secret_hash", secret_hash(pepper, secret))
-        .with("status", "active")
-        .with("cred_version", new_id())
-        .with("created_at", now_epoch());
+        .with(attr::AGENT_ID, id.as_str())
+        .with(attr::OWNER, owner.as_str())
+        .with(attr::SECRET_HASH, secret_hash(pepper, secret))
+        .with(attr::STATUS, Status::Active.as_str())
+        .with(attr::CRED_VERSION, new_id())
+        .with(attr::CREATED_AT, now_epoch());
     store.put(item, None).await
 }
 
@@ -131,9 +177,9 @@ pub async fn register(
 pub async fn rotate_secret(store: &DynStore, pepper: &Secret, id: &AgentId) -> Result<Option<String>, StoreError> {
     let secret = generate_secret();
     let update = Update::new()
-        .set("secret_hash", secret_hash(pepper, &secret))
-        .set("cred_version", new_id())
-        .set("rotated_at", now_epoch());
+        .set(attr::SECRET_HASH, secret_hash(pepper, &secret))
+        .set(attr::CRED_VERSION, new_id())
+        .set(attr::ROTATED_AT, now_epoch());
     match store.update(&key(id), update, Some(Condition::Exists)).await {
         Ok(_) => Ok(Some(secret)),
         Err(StoreError::ConditionFailed { .. }) => Ok(None),
@@ -143,15 +189,11 @@ pub async fn rotate_secret(store: &DynStore, pepper: &Secret, id: &AgentId) -> R
 
 /// Checks an agent's credential. Unknown agent, wrong secret and disabled agent are one error, at one cost.
 pub async fn authenticate(store: &DynStore, pepper: &Secret, id: &AgentId, secret: &str) -> Result<Agent, TokenError> {
-    let found = store.get(&key(id)).await?;
-    let stored = found.as_ref().and_then(|i| i.get_str("secret_hash")).and_then(unhex).unwrap_or_else(|| vec![0u8; 32]);
+    let record = store.get(&key(id)).await?.map(|item| CredentialRecord::from_item(&item));
+    let stored = record.as_ref().and_then(|r| r.secret_hash.clone()).unwrap_or_else(|| vec![0u8; 32]);
     // Always run the comparison, even for an unknown agent, so timing does not tell agents apart.
     let matches = digest(pepper, secret).verify_slice(&stored).is_ok();
-    let record = found
-        .as_ref()
-        .filter(|i| i.get_str("status") == Some("active"))
-        .and_then(|item| Some((UserId::parse(item.get_str("owner")?).ok()?, item.get_str("cred_version")?.to_owned())));
-    match record {
+    match record.and_then(|r| r.active) {
         Some((owner, cred_version)) if matches => Ok(Agent { id: id.clone(), owner, cred_version }),
         _ => Err(TokenError::InvalidClient),
     }
@@ -160,7 +202,7 @@ pub async fn authenticate(store: &DynStore, pepper: &Secret, id: &AgentId, secre
 /// Disables an agent: its credential stops working and so does every refresh family it holds (they check the
 /// credential on each refresh). Access tokens already issued live out their minutes.
 pub async fn disable(store: &DynStore, id: &AgentId) -> Result<bool, StoreError> {
-    let update = Update::new().set("status", "disabled").set("cred_version", new_id());
+    let update = Update::new().set(attr::STATUS, Status::Disabled.as_str()).set(attr::CRED_VERSION, new_id());
     match store.update(&key(id), update, Some(Condition::Exists)).await {
         Ok(_) => Ok(true),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
