@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Server CPU time per request, per route: (user + system CPU of the server process) / requests served.
+
+CPU time per request is what Vercel bills (active CPU) and is stable on a noisy machine where requests per second
+are not. Each route is measured beside a bare axum route answering the same body (examples/bare_axum.rs): the
+floor, measured in the same run. Also reported: bytes the server logged per request (CloudWatch bills log bytes).
+
+Load comes from wrk (Debian `wrk`) over loopback: -t1 -c8 for --seconds, after a 1 s warm-up, median of --runs.
+Both servers are built with the same profile: `release` (what is deployed: fat LTO, one codegen unit) by default,
+or `bench` (opt-level 3 without whole-program LTO, quicker to build).
+
+Usage: benches/cpu_per_request.py [--runs 3] [--seconds 5] [--profile release|bench] [--skip-build]
+"""
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def wait_for(url, deadline=60):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.05)
+    sys.exit(f"no answer from {url}")
+
+
+def wrk(url, seconds, headers):
+    args = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        sys.exit(f"{url} answered {non2xx.group(1)} errors under load:\n{out}")
+    return requests
+
+
+def measure(pid, url, seconds, runs, headers=(), log=None):
+    wrk(url, 1, headers)  # warm-up: connections, caches, lazy statics
+    per_request, log_bytes = [], []
+    for _ in range(runs):
+        before, size_before = cpu_seconds(pid), (log.stat().st_size if log else 0)
+        served = wrk(url, seconds, headers)
+        time.sleep(0.2)  # let the server finish writing the last log lines
+        cpu = cpu_seconds(pid) - before
+        per_request.append(cpu / served * 1e6)
+        if log:
+            log_bytes.append((log.stat().st_size - size_before) / served)
+    return statistics.median(per_request), (statistics.median(log_bytes) if log_bytes else None)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--profile", choices=["release", "bench"], default="release")
+    parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--rust-log", default="info", help="the server's RUST_LOG (warn: no access log lines)")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("needs wrk: apt-get install wrk")
+    if not args.skip_build:
+        subprocess.run(["cargo", "build", "--profile", args.profile, "--bin", "cloudagent", "--example", "bare_axum"],
+                       cwd=ROOT, check=True)
+    # Cargo writes both built-in profiles, `release` and `bench`, to target/release.
+    target = ROOT / "target" / "release"
+    work = pathlib.Path(tempfile.mkdtemp())
+    bare_port, our_port = free_port(), free_port()
+    env = {**os.environ, "PORT": str(bare_port), "RUST_LOG": "info"}
+    bare = subprocess.Popen([target / "examples" / "bare_axum"], env=env)
+    log = work / "serve.log"
+    env = {**os.environ, "RUST_LOG": args.rust_log, "LOG_FORMAT": "json", "CLOUD_AGENT_EMF": "off",
+           "DEV_AGENT_SECRET": "bench-agent-pepper-0123456789abcdef", "DEV_JWT_SECRET": "bench-jwt-0123456789abcdef0123"}
+    ours = subprocess.Popen([target / "cloudagent", "serve", "--port", str(our_port), "--data-dir", str(work / "data")],
+                            env=env, stderr=log.open("wb"))
+    try:
+        wait_for(f"http://127.0.0.1:{bare_port}/health/live")
+        wait_for(f"http://127.0.0.1:{our_port}/health/live")
+        secret = re.search(r"--secret (\S+)", log.read_text()).group(1)  # printed by serve, whatever RUST_LOG
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{our_port}/api/v1/agent/token",
+            data=json.dumps({"agent_id": "demo-agent", "agent_secret": secret}).encode(),
+            headers={"content-type": "application/json"})
+        token = json.load(urllib.request.urlopen(request))["access_token"]
+        floor, _ = measure(bare.pid, f"http://127.0.0.1:{bare_port}/health/live", args.seconds, args.runs)
+        rows = [("bare axum route (floor)", "GET /health/live", floor, None)]
+        live, live_log = measure(ours.pid, f"http://127.0.0.1:{our_port}/health/live", args.seconds, args.runs,
+                                 log=log)
+        rows.append(("cloudagent serve", "GET /health/live", live, live_log))
+        me, me_log = measure(ours.pid, f"http://127.0.0.1:{our_port}/api/v1/agent/me", args.seconds, args.runs,
+                             headers=[f"Authorization: Bearer {token}"], log=log)
+        rows.append(("cloudagent serve", "GET /api/v1/agent/me (bearer JWT)", me, me_log))
+        print(f"| server | route | CPU µs/request (median of {args.runs}) | × floor | log bytes/request |")
+        print("|---|---|---|---|---|")
+        for server, route, cpu, bytes_ in rows:
+            logged = "—" if bytes_ is None else f"{bytes_:.0f}"
+            print(f"| {server} | `{route}` | {cpu:.1f} | {cpu / floor:.2f} | {logged} |")
+    finally:
+        for p in (bare, ours):
+            p.terminate()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
