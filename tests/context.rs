@@ -117,7 +117,9 @@ async fn a_store_outage_serves_stale_or_503(store: DynStore) {
 async fn the_stale_fallback_has_a_maximum_age(store: DynStore) {
     let dir = tempfile::tempdir().unwrap();
     let outage = Arc::new(Outage::new(store));
-    let vars = [("CLOUD_AGENT_CONTEXT_TTL_SECS", "0"), ("CLOUD_AGENT_CONTEXT_STALE_MAX_SECS", "1")];
+    // A wide maximum, so "younger than it" cannot lose a race with a slow machine; the wait past it is a sleep
+    // that only ever helps.
+    let vars = [("CLOUD_AGENT_CONTEXT_TTL_SECS", "0"), ("CLOUD_AGENT_CONTEXT_STALE_MAX_SECS", "3")];
     let state = AppState::new(common::test_config_with(dir.path(), &vars), outage.clone());
     let app = App {
         base: serve_router(cloud_agent::app(state.clone())).await,
@@ -130,7 +132,7 @@ async fn the_stale_fallback_has_a_maximum_age(store: DynStore) {
     assert_eq!(app.get("user-5").await.headers()["x-cache"], "MISS");
     app.outage.down.store(true, Ordering::SeqCst);
     assert_eq!(app.get("user-5").await.headers()["x-cache"], "STALE", "younger than the maximum: served");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let too_old = app.get("user-5").await;
     assert_eq!(too_old.status(), 503, "older than CLOUD_AGENT_CONTEXT_STALE_MAX_SECS: not served any more");
     assert_eq!(too_old.headers()["content-type"], "application/problem+json");

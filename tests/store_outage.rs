@@ -231,12 +231,6 @@ async fn a_dynamodb_hang_opens_the_breaker_and_cancelled_trials_do_not_wedge_it(
     // Still hanging when the open time ends: the HALF_OPEN trials are cancelled by the budget too. They give
     // their permits back as failures, so the breaker re-opens instead of staying HALF_OPEN forever.
     let before = rig.breaker().await["transitions"].as_u64().unwrap();
-    let reopened = rig
-        .until_breaker("OPEN", Duration::from_secs(90), || async {
-            let _ = rig.read().await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        })
-        .await;
     let reopen_deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut transitions = rig.breaker().await["transitions"].as_u64().unwrap();
     while transitions < before + 2 && tokio::time::Instant::now() < reopen_deadline {
@@ -244,7 +238,7 @@ async fn a_dynamodb_hang_opens_the_breaker_and_cancelled_trials_do_not_wedge_it(
         tokio::time::sleep(Duration::from_millis(200)).await;
         transitions = rig.breaker().await["transitions"].as_u64().unwrap();
     }
-    assert!(reopened && transitions >= before + 2, "OPEN → HALF_OPEN → OPEN after cancelled trials");
+    assert!(transitions >= before + 2, "OPEN → HALF_OPEN → OPEN after cancelled trials");
     assert_eq!(rig.breaker_state().await, "OPEN");
 
     // DynamoDB answers again: the service recovers by itself, no restart.

@@ -2,7 +2,7 @@
 //!
 //! One router ([`app`]) holds every route. The same router runs under three entry points: AWS Lambda and
 //! Vercel (via [`runtime::run_function`], one thin binary per route in `api/`) and the local server
-//! (`cloudagent serve`, via [`runtime::serve`]). State lives behind the [`store::Store`] trait, backed by
+//! (`cloudagent serve`, via [`runtime::serve_on`]). State lives behind the [`store::Store`] trait, backed by
 //! DynamoDB in production and an embedded redb file locally.
 
 pub mod alerts;

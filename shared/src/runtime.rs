@@ -1,7 +1,6 @@
 //! Entry points. A function binary calls [`run_function`]; `cloudagent serve` calls [`serve`]. Both run the
 //! same router with the same layers; only the transport differs.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -88,13 +87,8 @@ async fn init_state() -> Result<AppState, String> {
     Ok(state)
 }
 
-/// Serves every route on `addr` until Ctrl-C or SIGTERM, then drains in-flight requests.
-pub async fn serve(state: AppState, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    serve_on(state, listener).await
-}
-
-/// Like [`serve`], on an already-bound listener (tests bind port 0).
+/// Serves every route on an already-bound listener until Ctrl-C or SIGTERM, then drains in-flight requests.
+/// (`cloudagent serve` binds first, so anything it prints afterwards is true of a listening server.)
 pub async fn serve_on(state: AppState, listener: TcpListener) -> std::io::Result<()> {
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -189,10 +189,10 @@ impl Tables<'_> {
         }
     }
 
+    /// Writes an item whose limits were already checked: puts by `validate_batch`, `validate_transaction` or
+    /// [`Tables::put`], updates by [`Tables::update`] on their result. Each item is checked exactly once.
     fn write_item(&mut self, item: &Item) -> Result<(), StoreError> {
         let key = item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
-        // DynamoDB's own limits, so that what this store accepts, production accepts too.
-        item.check_limits()?;
         if let Some(old) = self.raw(&key)? {
             remove_item(&mut self.items, &mut self.gsi, &old)?;
         }
@@ -213,6 +213,8 @@ impl Tables<'_> {
 
     fn put(&mut self, item: &Item, condition: Option<&Condition>) -> Result<(), StoreError> {
         let key = item.key().ok_or_else(|| StoreError::Validation("item needs string pk and sk".into()))?;
+        // DynamoDB's own limits, before the condition (as DynamoDB refuses such an item before evaluating it).
+        item.check_limits()?;
         self.check(&key, condition)?;
         self.write_item(item)
     }
@@ -221,6 +223,8 @@ impl Tables<'_> {
         let current = self.check(key, condition)?;
         let mut item = current.unwrap_or_else(|| Item::new(key));
         update.apply(&mut item).map_err(StoreError::Validation)?;
+        // Only the result shows whether the update outgrows DynamoDB's limits.
+        item.check_limits()?;
         self.write_item(&item)?;
         Ok(item)
     }
@@ -253,7 +257,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
-        item.check_limits()?;
         self.write(move |t| t.put(&item, condition.as_ref())).await
     }
 
