@@ -6,11 +6,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use cloud_agent::config::Config;
-use cloud_agent::features::tokens::Tokens;
 use cloud_agent::features::tokens::credentials::{self, Agent, AgentId};
 use cloud_agent::features::tokens::family;
 use cloud_agent::store::DynStore;
 use cloud_agent::store::embedded::EmbeddedStore;
+use cloud_agent::token::Tokens;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn tokens() -> Tokens {

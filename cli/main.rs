@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use cloud_agent::config::{Config, Environment, Secret, SecretString};
 use cloud_agent::features::context::UserContext;
-use cloud_agent::features::progress::{ProgressUpdate, TaskStatus};
 use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::ids::{TaskId, UserId};
-use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
+use cloud_agent_sdk::{
+    AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "cloudagent", version, about = "Cloud Agent: the control plane for fleets of software agents")]
@@ -303,7 +304,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "cloudagent: development demo agent ready:\n  cloudagent agent login --url http://{addr} --id {DEMO_AGENT} --secret {secret}"
         );
     }
-    cloud_agent::runtime::serve_on(state, listener).await?;
+    cloud_agent::app::serve(state, listener).await?;
     Ok(())
 }
 
@@ -348,13 +349,9 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AgentCommand::Login { url, id, secret, session } => {
-            let manager = TokenManager::login(
-                &url,
-                &id,
-                Secret::new(secret.clone().into_bytes()),
-                TokenManagerOptions::default(),
-            )
-            .await?;
+            let manager =
+                TokenManager::login(&url, &id, AgentSecret::new(secret.clone()), TokenManagerOptions::default())
+                    .await?;
             let saved = Session {
                 url,
                 agent_id: id,
@@ -376,7 +373,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let (manager, saved) = resume(&session).await?;
             let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
             let update = ProgressUpdate {
-                task_id: TaskId::parse(&task)?,
+                task_id: TaskId::parse(&task)?.to_string(),
                 progress,
                 status: status.into(),
                 message,
@@ -398,14 +395,14 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Simulate { tasks, steps, step_ms, session } => {
             let (manager, saved) = resume(&session).await?;
             let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
-            let run = cloud_agent::features::tokens::new_id()[..6].to_owned();
+            let run = cloud_agent::ids::new_id()[..6].to_owned();
             let started = std::time::Instant::now();
             let mut outcomes = Vec::new();
             for step in 0..steps.max(1) {
                 for task in 0..tasks {
                     let last = step + 1 == steps.max(1);
                     let update = ProgressUpdate {
-                        task_id: TaskId::parse(&format!("sim-{run}-{task}"))?,
+                        task_id: format!("sim-{run}-{task}"),
                         progress: if steps <= 1 { 100.0 } else { step as f64 * 100.0 / (steps - 1) as f64 },
                         status: if last { TaskStatus::Succeeded } else { TaskStatus::Running },
                         message: Some(format!("step {}/{}", step + 1, steps)),
@@ -446,7 +443,7 @@ async fn resume(path: &std::path::Path) -> anyhow::Result<(TokenManager, Session
     let manager = TokenManager::resume(
         &saved.url,
         &saved.agent_id,
-        Secret::new(saved.agent_secret.expose().as_bytes().to_vec()),
+        AgentSecret::new(saved.agent_secret.expose()),
         saved.refresh_token.expose(),
         TokenManagerOptions::default(),
     )

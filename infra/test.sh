@@ -45,8 +45,8 @@ export CLOUD_AGENT_REQUIRE_DYNAMODB=1
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "infra: cfn-lint template.yaml, vercel.json types"
 infra/check-infra.sh
@@ -55,7 +55,7 @@ step "cargo test"
 mkdir -p infra/.run
 set +e
 # --no-fail-fast: every test binary runs even when one fails, so a red run shows everything that is red.
-cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee infra/.run/test.log
+cargo test --workspace --all-targets --all-features --locked --no-fail-fast 2>&1 | tee infra/.run/test.log
 status=${PIPESTATUS[0]}
 set -e
 # One closing line with the totals of every test binary (cargo prints one "test result" line per binary).

@@ -70,7 +70,7 @@ async fn served_from_cache_after_the_first_read(store: DynStore) {
     assert_eq!(second.json::<Value>().await.unwrap()["cached"], true);
     assert_eq!(app.counting.take(), 0, "a hit does not touch the store");
     assert_eq!(app.get("user-without-context").await.status(), 404);
-    let stats = app.state.context_cache().stats();
+    let stats = app.state.part::<cloud_agent::features::context::ContextCache>().stats();
     assert_eq!((stats.hits, stats.entries), (1, 1));
 }
 
@@ -111,7 +111,7 @@ async fn a_store_outage_serves_stale_or_503(store: DynStore) {
     assert!(nothing_cached.headers().contains_key("retry-after"));
     app.outage.down.store(false, Ordering::SeqCst);
     assert_eq!(app.get("user-3").await.headers()["x-cache"], "MISS", "back to the store once it recovers");
-    assert_eq!(app.state.context_cache().stats().stale, 1);
+    assert_eq!(app.state.part::<cloud_agent::features::context::ContextCache>().stats().stale, 1);
 }
 
 async fn the_stale_fallback_has_a_maximum_age(store: DynStore) {

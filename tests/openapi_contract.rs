@@ -117,7 +117,7 @@ async fn every_status_a_route_answers_is_in_its_openapi_operation() {
 
 #[tokio::test]
 async fn operations_declare_the_security_scheme_of_their_auth() {
-    let doc: Value = serde_json::from_str(cloud_agent::features::platform::openapi::document()).unwrap();
+    let doc: Value = serde_json::from_str(cloud_agent::app::openapi_document()).unwrap();
     for route in cloud_agent::ROUTES.iter() {
         for method in route.methods {
             let operation = &doc["paths"][route.path][method.as_str().to_lowercase()];

@@ -13,11 +13,12 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use cloud_agent::AppState;
-use cloud_agent::config::Secret;
-use cloud_agent::features::progress::{ProgressUpdate, TaskStatus};
+
 use cloud_agent::features::tokens::credentials::{self, AgentId};
-use cloud_agent::sdk::{ProgressReporter, ReporterOptions, TokenManager, TokenManagerOptions};
 use cloud_agent::store::{DynStore, Query, keys};
+use cloud_agent_sdk::{
+    AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
+};
 use common::serve_router;
 
 const TASKS: usize = 100;
@@ -70,7 +71,7 @@ async fn relay(State(net): State<FaultyNetwork>, request: Request) -> Response {
 fn update(task: usize, step: usize) -> ProgressUpdate {
     let at = time::OffsetDateTime::from_unix_timestamp(1_795_000_000 + i64::try_from(step).unwrap()).unwrap();
     ProgressUpdate {
-        task_id: cloud_agent::ids::TaskId::parse(&format!("sim-{task:03}")).unwrap(),
+        task_id: format!("sim-{task:03}"),
         progress: step as f64 * 100.0 / (STEPS - 1) as f64,
         status: if step + 1 == STEPS { TaskStatus::Succeeded } else { TaskStatus::Running },
         message: Some(format!("step {step}")),
@@ -104,9 +105,8 @@ async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
     };
     let proxy = serve_router(axum::Router::new().fallback(relay).with_state(net.clone())).await;
 
-    let tokens = TokenManager::login(&proxy, "sim", Secret::new(secret.into_bytes()), TokenManagerOptions::default())
-        .await
-        .unwrap();
+    let tokens =
+        TokenManager::login(&proxy, "sim", AgentSecret::new(secret), TokenManagerOptions::default()).await.unwrap();
     let options = ReporterOptions {
         backoff_base: std::time::Duration::from_millis(5),
         backoff_cap: std::time::Duration::from_millis(50),

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cloud_agent::AppState;
-use cloud_agent::config::{Config, Secret};
+use cloud_agent::config::Config;
 use cloud_agent::features::tokens::credentials::{self, AgentId};
-use cloud_agent::sdk::{SdkError, TokenManager, TokenManagerOptions};
+use cloud_agent_sdk::{AgentSecret, SdkError, TokenManager, TokenManagerOptions};
 
 const ACCESS_TTL: u64 = 3;
 
@@ -68,8 +68,7 @@ async fn fifty_callers_never_get_an_expired_token_and_refreshes_match_expiries()
     let dir = tempfile::tempdir().unwrap();
     let (address, state) = server(dir.path(), &[]).await;
     let secret = register(&state, "sdk-agent").await;
-    let manager =
-        TokenManager::login(&address, "sdk-agent", Secret::new(secret.into_bytes()), options()).await.unwrap();
+    let manager = TokenManager::login(&address, "sdk-agent", AgentSecret::new(secret), options()).await.unwrap();
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let started = Instant::now();
     let run_for = Duration::from_secs(9);
@@ -113,8 +112,7 @@ async fn a_revoked_session_logs_in_again_once() {
     let dir = tempfile::tempdir().unwrap();
     let (address, state) = server(dir.path(), &[]).await;
     let secret = register(&state, "sdk-agent-2").await;
-    let manager =
-        TokenManager::login(&address, "sdk-agent-2", Secret::new(secret.into_bytes()), options()).await.unwrap();
+    let manager = TokenManager::login(&address, "sdk-agent-2", AgentSecret::new(secret), options()).await.unwrap();
     let refresh = manager.refresh_token().await;
     let revoked = reqwest::Client::new()
         .post(format!("{address}/api/v1/agent/token/revoke"))
@@ -134,7 +132,7 @@ async fn a_wrong_credential_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let (address, state) = server(dir.path(), &[]).await;
     register(&state, "sdk-agent-3").await;
-    let result = TokenManager::login(&address, "sdk-agent-3", Secret::new(b"cas_wrong".to_vec()), options()).await;
+    let result = TokenManager::login(&address, "sdk-agent-3", AgentSecret::new("cas_wrong"), options()).await;
     assert!(matches!(result, Err(SdkError::Unauthorized(_))), "{result:?}");
 }
 
@@ -144,9 +142,8 @@ async fn tokens_and_secrets_never_print_with_debug() {
     let dir = tempfile::tempdir().unwrap();
     let (address, state) = server(dir.path(), &[]).await;
     let secret = register(&state, "quiet-agent").await;
-    let manager = TokenManager::login(&address, "quiet-agent", Secret::new(secret.clone().into_bytes()), options())
-        .await
-        .unwrap();
+    let manager =
+        TokenManager::login(&address, "quiet-agent", AgentSecret::new(secret.clone()), options()).await.unwrap();
     let (access, refresh) = (manager.token().await.unwrap(), manager.refresh_token().await);
     let printed = format!("{manager:?}");
     for (what, value) in [("access token", &access), ("refresh token", &refresh), ("agent secret", &secret)] {

@@ -11,9 +11,9 @@ use base64::Engine as _;
 use cloud_agent::config::{Config, Secret};
 use cloud_agent::features::tokens::credentials::{self, Agent, AgentId};
 use cloud_agent::features::tokens::family::{self, Issued};
-use cloud_agent::features::tokens::{AccessClaims, TokenError, Tokens};
 use cloud_agent::ids::UserId;
 use cloud_agent::store::{DynStore, keys};
+use cloud_agent::token::{AccessClaims, TokenError, Tokens};
 use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
@@ -328,7 +328,7 @@ fn a_token_from_another_environment_is_refused_even_with_the_same_key() {
 fn refresh_token_is_not_an_access_token_and_vice_versa() {
     let tokens = tokens();
     let now = cloud_agent::store::now_epoch();
-    let refresh = tokens.sign_refresh(&cloud_agent::features::tokens::RefreshClaims {
+    let refresh = tokens.sign_refresh(&cloud_agent::token::RefreshClaims {
         iss: "cloud-agent".into(),
         aud: "cloud-agent-api:refresh".into(),
         sub: "agent-7".into(),

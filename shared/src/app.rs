@@ -1,18 +1,22 @@
-//! The centre: the list of features and the router built from their route specs.
+//! The root: the list of features, the router of all their routes, and the OpenAPI document of all of them.
+//! Only this module (and the CLI) names every feature; the features and the kernel never import it.
 
 use axum::Router;
-use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header;
 use once_cell::sync::Lazy;
 
 use crate::features;
-use crate::http::{ApiError, auth, layered};
-use crate::route::{Auth, Feature, RouteSpec};
+use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::router::{Paths, router};
 use crate::state::AppState;
 
 /// Every feature, in the order the local server mounts their routes. A new feature adds one line here; a new
 /// route touches only its feature folder (and the deployment files).
 pub const FEATURES: &[Feature] = &[
     features::health::FEATURE,
+    OPENAPI_FEATURE,
     features::platform::FEATURE,
     features::tokens::FEATURE,
     features::progress::FEATURE,
@@ -28,38 +32,54 @@ pub static ROUTES: Lazy<Vec<RouteSpec>> = Lazy::new(|| FEATURES.iter().flat_map(
 
 /// The router with every route: what `cloudagent serve` runs.
 pub fn app(state: AppState) -> Router {
-    app_for(state, &ROUTES)
+    router(state, &ROUTES, Paths::Public)
 }
 
-/// The router with only `routes` mounted, wrapped in the same layers: what a per-route function runs.
-/// Paths outside `routes` answer 404 problem+json, exactly like an unknown path on the local server.
-/// A function also answers on its Vercel file path, so it works whether Vercel's rewrite hands it the
-/// public path or the destination.
-pub fn app_for(state: AppState, routes: &[RouteSpec]) -> Router {
-    let mut router: Router<AppState> = Router::new();
-    let mount = |route: &RouteSpec| {
-        let handler = (route.handler)();
-        match route.auth {
-            Auth::Public => handler,
-            Auth::Agent => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent)),
-            Auth::Admin => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin)),
-        }
-    };
-    let all = routes.len() >= ROUTES.len();
-    for route in routes {
-        router = router.route(route.path, mount(route));
-        let alias = route.function_path();
-        if !all && alias != route.path {
-            router = router.route(&alias, mount(route));
-        }
-    }
-    let config = state.config();
-    let (limit, timeout) = (config.body_limit, config.request_timeout);
-    let track = middleware::from_fn_with_state(state.clone(), crate::metrics::track);
-    let router = router.fallback(not_found).with_state(state);
-    layered(router, limit, timeout).layer(track)
+/// Serves every route on an already-bound listener until Ctrl-C or SIGTERM, then drains in-flight requests.
+/// (`cloudagent serve` binds first, so anything it prints afterwards is true of a listening server.)
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        environment = state.config().environment.as_str(),
+        store = state.store().backend(),
+        "cloudagent serving all routes"
+    );
+    axum::serve(listener, app(state)).with_graceful_shutdown(crate::runtime::shutdown_signal()).await
 }
 
-async fn not_found(uri: http::Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
+/// The document describes every feature, so its route lives here, at the root: only the openapi function links
+/// every feature's documentation.
+pub const OPENAPI: RouteSpec = RouteSpec {
+    binary: "openapi",
+    file: "api/v1/openapi.rs",
+    path: "/api/v1/openapi.json",
+    methods: &[Method::GET],
+    dynamodb_actions: &[],
+    auth: Auth::Public,
+    handler: || get(openapi_json),
+};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(openapi_json))]
+struct OpenApiDoc;
+
+const OPENAPI_FEATURE: Feature =
+    Feature { name: "openapi", routes: &[OPENAPI], openapi: <OpenApiDoc as utoipa::OpenApi>::openapi };
+
+/// The document as JSON text, rendered once per process: it cannot change while the process runs.
+pub fn openapi_document() -> &'static str {
+    #[allow(clippy::non_std_lazy_statics)]
+    static DOCUMENT: Lazy<String> = Lazy::new(|| crate::openapi::build(FEATURES).to_pretty_json().unwrap_or_default());
+    &DOCUMENT
+}
+
+/// This API, described in OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "platform",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_document()).into_response()
 }

@@ -86,6 +86,11 @@ macro_rules! string_id {
 
 string_id!(UserId, TaskId, BatchId);
 
+/// A fresh random id (UUIDv4 without dashes): token ids, family ids, leases and generated batch ids.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,12 +2,11 @@
 //!
 //! One router ([`app`]) holds every route. The same router runs under three entry points: AWS Lambda and
 //! Vercel (via [`runtime::run_function`], one thin binary per route in `api/`) and the local server
-//! (`cloudagent serve`, via [`runtime::serve_on`]). State lives behind the [`store::Store`] trait, backed by
+//! (`cloudagent serve`, via [`app::serve`]). State lives behind the [`store::Store`] trait, backed by
 //! DynamoDB in production and an embedded redb file locally.
 
 pub mod alerts;
 pub mod app;
-pub mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod config;
@@ -15,14 +14,16 @@ pub mod features;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod openapi;
 pub mod paging;
 pub mod route;
+pub mod router;
 pub mod runtime;
-pub mod sdk;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod token;
 
-pub use app::{FEATURES, ROUTES, app, app_for};
+pub use app::{FEATURES, ROUTES, app};
 pub use route::{Feature, RouteSpec};
 pub use state::AppState;

@@ -1,19 +1,16 @@
 //! Per-instance request metrics: counts by route and status, latency histograms (percentiles from the buckets),
 //! error rate, cold-start flag, uptime — exposed as Prometheus text by `GET /api/v1/metrics`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
-
-use crate::app::ROUTES;
-use crate::state::AppState;
 
 /// Upper bounds of the latency buckets, in seconds (Prometheus' own defaults, plus finer low end).
 pub const BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -62,13 +59,19 @@ struct Inner {
 #[derive(Debug)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    caches: Mutex<Vec<(&'static str, Arc<dyn CacheSource>)>>,
     served_first: AtomicBool,
     started: Instant,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self { inner: Mutex::default(), served_first: AtomicBool::new(false), started: Instant::now() }
+        Self {
+            inner: Mutex::default(),
+            caches: Mutex::default(),
+            served_first: AtomicBool::new(false),
+            started: Instant::now(),
+        }
     }
 }
 
@@ -86,17 +89,15 @@ pub struct Summary {
     pub cold: bool,
 }
 
-/// The route template a path belongs to (bounded label values: never the raw path).
-pub fn route_label(path: &str) -> &'static str {
-    let parts: Vec<&str> = path.split('/').collect();
-    ROUTES
-        .iter()
-        .find(|r| {
-            let pattern: Vec<&str> = r.path.split('/').collect();
-            pattern.len() == parts.len()
-                && pattern.iter().zip(&parts).all(|(p, s)| (p.starts_with('{') && !s.is_empty()) || p == s)
-        })
-        .map_or("unmatched", |r| r.path)
+/// Where a cache's counters come from: each feature registers its caches when it builds them.
+pub trait CacheSource: Send + Sync + std::fmt::Debug {
+    fn stats(&self) -> crate::cache::CacheStats;
+}
+
+impl<K: std::hash::Hash + Eq + Clone + Send, V: Clone + Send> CacheSource for crate::cache::Cache<K, V> {
+    fn stats(&self) -> crate::cache::CacheStats {
+        crate::cache::Cache::stats(self)
+    }
 }
 
 impl Metrics {
@@ -105,6 +106,11 @@ impl Metrics {
     }
 
     /// Records one request; returns true for the instance's first (its cold start).
+    /// Adds a cache to the exposition as `cloud_agent_cache_events_total{cache="<name>",...}`.
+    pub fn register_cache(&self, name: &'static str, cache: Arc<dyn CacheSource>) {
+        self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((name, cache));
+    }
+
     pub fn record(&self, route: &'static str, status: u16, secs: f64) -> bool {
         let mut inner = self.lock();
         *inner.requests.entry((route, status)).or_default() += 1;
@@ -130,10 +136,9 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4.
-    pub fn prometheus(&self, state: &AppState) -> String {
+    pub fn prometheus(&self, instance: &str, breakers: &crate::breaker::Registry) -> String {
         let inner = self.lock();
         let mut out = String::new();
-        let instance = state.instance_id();
         out.push_str("# HELP cloud_agent_requests_total Requests served by this instance, by route and status.\n");
         out.push_str("# TYPE cloud_agent_requests_total counter\n");
         for ((route, status), n) in &inner.requests {
@@ -176,7 +181,7 @@ impl Metrics {
             "# HELP cloud_agent_breaker_state Circuit breaker state (0 closed, 1 open, 2 half-open, 3 forced open).\n",
         );
         out.push_str("# TYPE cloud_agent_breaker_state gauge\n");
-        for b in state.breakers().snapshots() {
+        for b in breakers.snapshots() {
             let code = match b.state {
                 crate::breaker::State::Closed => 0,
                 crate::breaker::State::Open => 1,
@@ -185,13 +190,15 @@ impl Metrics {
             };
             let _ = writeln!(out, "cloud_agent_breaker_state{{name=\"{}\"}} {code}", b.name);
         }
-        let cache = state.context_cache().stats();
-        out.push_str("# HELP cloud_agent_context_cache_events_total Context cache lookups and evictions.\n");
-        out.push_str("# TYPE cloud_agent_context_cache_events_total counter\n");
-        for (kind, n) in
-            [("hit", cache.hits), ("miss", cache.misses), ("stale", cache.stale), ("eviction", cache.evictions)]
-        {
-            let _ = writeln!(out, "cloud_agent_context_cache_events_total{{kind=\"{kind}\"}} {n}");
+        out.push_str("# HELP cloud_agent_cache_events_total Cache lookups and evictions, by cache.\n");
+        out.push_str("# TYPE cloud_agent_cache_events_total counter\n");
+        for (name, cache) in self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let stats = cache.stats();
+            for (kind, n) in
+                [("hit", stats.hits), ("miss", stats.misses), ("stale", stats.stale), ("eviction", stats.evictions)]
+            {
+                let _ = writeln!(out, "cloud_agent_cache_events_total{{cache=\"{name}\",kind=\"{kind}\"}} {n}");
+            }
         }
         out
     }
@@ -225,18 +232,42 @@ pub fn emf_line(route: &str, status: u16, secs: f64, cold: bool, function: &str,
     .to_string()
 }
 
+/// What the metrics layer needs: where to record, the route label of every mounted path (a Vercel alias is
+/// labelled with its route's public path), and the function name when EMF lines are on.
+#[derive(Debug, Clone)]
+pub struct Tracking {
+    metrics: Arc<Metrics>,
+    labels: Arc<HashMap<String, &'static str>>,
+    emf_function: Option<Arc<str>>,
+}
+
+impl Tracking {
+    pub fn new(metrics: Arc<Metrics>, labels: HashMap<String, &'static str>, emf_function: Option<&str>) -> Self {
+        Self { metrics, labels: Arc::new(labels), emf_function: emf_function.map(Arc::from) }
+    }
+
+    /// The route template a request was routed to (bounded label values: never the raw path).
+    fn label(&self, request: &Request) -> &'static str {
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|m| self.labels.get(m.as_str()).copied())
+            .unwrap_or("unmatched")
+    }
+}
+
 /// Middleware: times every request and records it under its route template (and as EMF when enabled).
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = route_label(request.uri().path());
+pub async fn track(State(tracking): State<Tracking>, request: Request, next: Next) -> Response {
+    let route = tracking.label(&request);
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
-    let cold = state.metrics().record(route, status, secs);
+    let cold = tracking.metrics.record(route, status, secs);
     if cold {
         tracing::info!(route, cold_start = true, "first request of this instance");
     }
-    if let Some(function) = &state.config().emf_function {
+    if let Some(function) = &tracking.emf_function {
         let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         // stdout, one line: the Lambda log agent forwards it to CloudWatch Logs, which extracts the metrics.
         println!("{}", emf_line(route, status, secs, cold, function, now_ms));
@@ -265,14 +296,6 @@ mod tests {
         assert_eq!(line["ColdStart"], 1);
         assert_eq!(line["Errors"], 1);
         assert!((line["Latency"].as_f64().unwrap() - 12.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn routes_are_labelled_by_template() {
-        assert_eq!(route_label("/health"), "/health");
-        assert_eq!(route_label("/api/v1/agent/progress/task-7"), "/api/v1/agent/progress/{task_id}");
-        assert_eq!(route_label("/api/v1/agent/progress/"), "unmatched");
-        assert_eq!(route_label("/wp-admin.php"), "unmatched");
     }
 
     #[test]

@@ -1,14 +1,12 @@
-//! Entry points. A function binary calls [`run_function`]; `cloudagent serve` calls [`serve`]. Both run the
-//! same router with the same layers; only the transport differs.
+//! Entry points. A function binary calls [`run_function`]; `cloudagent serve` calls [`crate::app::serve`]. Both
+//! run the same router with the same layers; only the transport differs.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
-use crate::app::{app, app_for};
 use crate::config::{Config, Platform, StoreSettings};
 use crate::route::RouteSpec;
+use crate::router::{Paths, router};
 use crate::state::AppState;
 use crate::store::probe_key;
 use crate::telemetry;
@@ -56,7 +54,7 @@ pub fn run_function(routes: &[RouteSpec]) -> ExitCode {
             store = state.store().backend(),
             "function started"
         );
-        let router = app_for(state, routes);
+        let router = router(state, routes, Paths::WithFunctionPaths);
         let outcome = match platform {
             Platform::Vercel => {
                 let service =
@@ -87,19 +85,8 @@ async fn init_state() -> Result<AppState, String> {
     Ok(state)
 }
 
-/// Serves every route on an already-bound listener until Ctrl-C or SIGTERM, then drains in-flight requests.
-/// (`cloudagent serve` binds first, so anything it prints afterwards is true of a listening server.)
-pub async fn serve_on(state: AppState, listener: TcpListener) -> std::io::Result<()> {
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        environment = state.config().environment.as_str(),
-        store = state.store().backend(),
-        "cloudagent serving all routes"
-    );
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM: the local server's cue to drain in-flight requests and stop.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,20 +1,29 @@
-//! The state every handler shares: configuration and the store, built once per process.
+//! The state every handler shares, built once per process: the instance's core services, plus the parts
+//! features declare for themselves, each built on first use (a function builds only what its route asks for).
+//!
+//! Handlers ask for what they use through axum's `State` and [`FromRef`]: `State<DynStore>`, `State<Arc<Tokens>>`,
+//! or a feature's own part, `State<Arc<ContextCache>>`. The centre never names a feature's type.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::FromRef;
 
 use crate::alerts::Alerts;
 use crate::breaker::Registry;
-use crate::cache::Cache;
 use crate::config::{Config, StoreSettings};
-use crate::features::context::StoredContext;
-use crate::features::tokens::Tokens;
 use crate::metrics::Metrics;
+use crate::paging::CursorKey;
 use crate::store::Guarded;
 use crate::store::dynamo::DynamoStore;
-use crate::store::embedded::EmbeddedStore;
 use crate::store::{DynStore, StoreError};
-use std::num::NonZeroUsize;
+use crate::token::Tokens;
+
+/// A feature's own state: built from the instance's state the first time a handler asks for it.
+pub trait Part: Send + Sync + Sized + 'static {
+    fn build(state: &AppState) -> Self;
+}
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone, Debug)]
@@ -22,19 +31,30 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
-    config: Config,
+    config: Arc<Config>,
     store: DynStore,
-    tokens: Tokens,
-    cursors: crate::paging::CursorKey,
-    breakers: Registry,
-    metrics: Metrics,
-    alerts: Alerts,
-    health: std::sync::Mutex<Option<(Instant, crate::features::health::HealthReport)>>,
-    context_cache: Cache<crate::ids::UserId, Arc<StoredContext>>,
-    started: Instant,
-    instance_id: String,
+    tokens: Arc<Tokens>,
+    cursors: Arc<CursorKey>,
+    breakers: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    alerts: Arc<Alerts>,
+    parts: RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    instance_id: InstanceId,
+}
+
+/// Which instance answered: instances are per process, and health and metrics name theirs.
+#[derive(Debug, Clone)]
+pub struct InstanceId(pub Arc<str>);
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("environment", &self.config.environment)
+            .field("store", &self.store.backend())
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -44,22 +64,15 @@ impl AppState {
         let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker("store", config.breaker)));
         Self {
             inner: Arc::new(Inner {
-                breakers,
-                metrics: Metrics::default(),
-                alerts: Alerts::new(config.alerts),
-                health: std::sync::Mutex::new(None),
-                tokens: Tokens::new(&config),
-                cursors: crate::paging::CursorKey::derive(&config.secrets.jwt),
-                context_cache: Cache::new(
-                    NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
-                    16 * 1024 * 1024,
-                    config.context_ttl,
-                    crate::features::context::weigh,
-                ),
-                config,
+                breakers: Arc::new(breakers),
+                metrics: Arc::default(),
+                alerts: Arc::new(Alerts::new(config.alerts)),
+                tokens: Arc::new(Tokens::new(&config)),
+                cursors: Arc::new(CursorKey::derive(&config.secrets.jwt)),
+                config: Arc::new(config),
                 store,
-                started: Instant::now(),
-                instance_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+                parts: RwLock::default(),
+                instance_id: InstanceId(uuid::Uuid::new_v4().simple().to_string()[..12].into()),
             }),
         }
     }
@@ -83,7 +96,7 @@ impl AppState {
     }
 
     /// Seals and opens paging cursors.
-    pub fn cursors(&self) -> &crate::paging::CursorKey {
+    pub fn cursors(&self) -> &CursorKey {
         &self.inner.cursors
     }
 
@@ -97,44 +110,75 @@ impl AppState {
         &self.inner.alerts
     }
 
-    /// The last health report if it is younger than `max_age`.
-    pub fn cached_health(&self, max_age: std::time::Duration) -> Option<crate::features::health::HealthReport> {
-        let guard = self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        guard.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, r)| r.clone())
-    }
-
-    pub fn store_health(&self, report: &crate::features::health::HealthReport) {
-        *self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((Instant::now(), report.clone()));
-    }
-
     /// This instance's circuit breakers.
     pub fn breakers(&self) -> &Registry {
         &self.inner.breakers
     }
 
-    /// Per-instance cache of user contexts.
-    pub fn context_cache(&self) -> &Cache<crate::ids::UserId, Arc<StoredContext>> {
-        &self.inner.context_cache
-    }
-
     /// Instances are per process: health and metrics say which one answered.
     pub fn instance_id(&self) -> &str {
-        &self.inner.instance_id
+        &self.inner.instance_id.0
     }
 
-    pub fn uptime(&self) -> std::time::Duration {
-        self.inner.started.elapsed()
+    /// The feature part `T`, built on first use. Two first uses racing may both build; one is kept, so a
+    /// part's `build` must not have side effects beyond its own value.
+    pub fn part<T: Part>(&self) -> Arc<T> {
+        let id = TypeId::of::<T>();
+        let found = self.inner.parts.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned();
+        let any = found.unwrap_or_else(|| {
+            // Built outside the lock: a part may ask for another part while it builds.
+            let built: Arc<dyn Any + Send + Sync> = Arc::new(T::build(self));
+            let mut parts = self.inner.parts.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            parts.entry(id).or_insert(built).clone()
+        });
+        any.downcast::<T>().unwrap_or_else(|_| unreachable!("parts are keyed by their own TypeId"))
     }
 }
 
-/// Opens the store the settings name.
+impl<T: Part> FromRef<AppState> for Arc<T> {
+    fn from_ref(state: &AppState) -> Self {
+        state.part::<T>()
+    }
+}
+
+/// The core services as handler state: `State<DynStore>`, `State<Arc<Tokens>>`, ...
+macro_rules! core_state {
+    ($($ty:ty => $field:ident),* $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.inner.$field.clone()
+            }
+        }
+    )*};
+}
+
+core_state! {
+    DynStore => store,
+    Arc<Config> => config,
+    Arc<Tokens> => tokens,
+    Arc<CursorKey> => cursors,
+    Arc<Registry> => breakers,
+    Arc<Metrics> => metrics,
+    Arc<Alerts> => alerts,
+    InstanceId => instance_id,
+}
+
+/// Opens the store the settings name. The embedded store exists only in builds with the `embedded` feature
+/// (the CLI and the test suite): deployed functions carry neither redb nor its code.
 pub async fn open_store(settings: &StoreSettings) -> Result<DynStore, StoreError> {
     Ok(match settings {
+        #[cfg(feature = "embedded")]
         StoreSettings::Embedded { data_dir } => {
-            let store = EmbeddedStore::open(data_dir)?;
+            let store = crate::store::embedded::EmbeddedStore::open(data_dir)?;
             store.spawn_reaper(std::time::Duration::from_mins(10));
             Arc::new(store)
+        }
+        #[cfg(not(feature = "embedded"))]
+        StoreSettings::Embedded { .. } => {
+            return Err(StoreError::Unavailable(
+                "this build has no embedded store (it is for `cloudagent serve`); set CLOUD_AGENT_STORE=dynamodb"
+                    .into(),
+            ));
         }
         StoreSettings::DynamoDb(dynamo) => Arc::new(DynamoStore::connect(dynamo).await),
     })

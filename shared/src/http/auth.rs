@@ -8,8 +8,8 @@ use http::header;
 use http::request::Parts;
 
 use super::problem::ApiError;
-use crate::features::tokens::TokenError;
 use crate::state::AppState;
+use crate::token::TokenError;
 
 /// Who is calling: put in the request by [`require_agent`], taken by handlers as an extractor.
 #[derive(Debug, Clone, PartialEq, Eq)]

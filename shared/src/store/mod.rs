@@ -7,6 +7,7 @@
 
 mod condition;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 mod guarded;
 mod item;

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,7 +13,9 @@ use utoipa::ToSchema;
 use crate::features::health::{HealthStatus, report};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiQuery};
+use crate::paging::CursorKey;
 use crate::state::AppState;
+use crate::store::DynStore;
 use crate::store::{Item, Query as StoreQuery, keys, now_epoch};
 
 /// How long an agent's report is kept: an agent that stops reporting drops off the list.
@@ -212,11 +216,12 @@ pub struct AgentHealthList {
     )
 )]
 pub async fn list(
-    State(state): State<AppState>,
+    State(store): State<DynStore>,
+    State(cursors): State<Arc<CursorKey>>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<AgentHealthList>, ApiError> {
-    let cursor = crate::http::cursor_param(state.cursors(), PARTITION, params.cursor.as_deref())?;
-    let page = state.store().query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
+    let cursor = crate::http::cursor_param(&cursors, PARTITION, params.cursor.as_deref())?;
+    let page = store.query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
     let agents = page
         .items
         .iter()
@@ -228,6 +233,6 @@ pub async fn list(
             })
         })
         .collect();
-    let next_cursor = page.next.map(|c| state.cursors().seal(PARTITION, &c));
+    let next_cursor = page.next.map(|c| cursors.seal(PARTITION, &c));
     Ok(ApiJson(AgentHealthList { agents, next_cursor }))
 }

@@ -1,13 +1,16 @@
 //! Admin routes (admin bearer key): setting the context agents read.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::features::context::{self, UserContext};
+use crate::config::Config;
+use crate::features::context::{self, ContextCache, UserContext};
 use crate::http::{ApiError, ApiJson};
 use crate::ids::UserId;
-use crate::state::AppState;
+use crate::store::DynStore;
 
 /// Confirmation of a stored context.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,13 +37,15 @@ pub struct ContextStored {
     )
 )]
 pub async fn put_context(
-    State(state): State<AppState>,
+    State(store): State<DynStore>,
+    State(cache): State<Arc<ContextCache>>,
+    State(config): State<Arc<Config>>,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<UserContext>,
 ) -> Result<ApiJson<ContextStored>, ApiError> {
     let user = UserId::parse(&user_id)
         .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/user_id".into()) })?;
-    context::save(state.store(), &user, &body).await?;
-    state.context_cache().remove(&user);
-    Ok(ApiJson(ContextStored { user_id, cache_ttl_secs: state.config().context_ttl.as_secs() }))
+    context::save(&store, &user, &body).await?;
+    cache.remove(&user);
+    Ok(ApiJson(ContextStored { user_id, cache_ttl_secs: config.context_ttl.as_secs() }))
 }

@@ -1,5 +1,7 @@
 //! `GET /api/v1/agent/context`: the calling agent's user context, cached per instance.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
@@ -7,10 +9,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::cache::CacheStatus;
-use crate::features::context::{self, ContextError, StoredContext};
+use crate::config::Config;
+use crate::features::context::{self, ContextCache, ContextError, StoredContext};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson};
-use crate::state::AppState;
+use crate::store::DynStore;
 
 /// The context plus where it came from.
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,14 +46,18 @@ fn respond(context: &StoredContext, status: CacheStatus) -> Response {
         (status = 503, body = crate::http::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get(State(state): State<AppState>, identity: AgentIdentity) -> Result<Response, ApiError> {
+pub async fn get(
+    State(store): State<DynStore>,
+    State(cache): State<Arc<ContextCache>>,
+    State(config): State<Arc<Config>>,
+    identity: AgentIdentity,
+) -> Result<Response, ApiError> {
     let user = identity.owner;
-    let store = state.store().clone();
-    let loaded = state.context_cache().get_or_load(user.clone(), || context::load(&store, &user)).await;
+    let loaded = cache.get_or_load(user.clone(), || context::load(&store, &user)).await;
     match loaded {
         Ok((value, status)) => Ok(respond(&value, status)),
         Err(e @ ContextError::NotFound(_)) => Err(e.into()),
-        Err(ContextError::Store(e)) => match state.context_cache().get_stale(&user, state.config().context_stale_max) {
+        Err(ContextError::Store(e)) => match cache.get_stale(&user, config.context_stale_max) {
             Some(stale) => {
                 tracing::warn!(error = %e, "store failed; serving a stale cached context");
                 Ok(respond(&stale, CacheStatus::Stale))

@@ -1,12 +1,15 @@
 //! The context of the user an agent works for: a stored document, cached per instance (LRU with TTL). When the
 //! store fails, a stale cached copy is served (the seed's CACHE fallback) rather than an error.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::cache::Cache;
 use crate::ids::UserId;
+use crate::state::{AppState, Part};
 use crate::store::{DynStore, Item, Key, StoreError, keys, now_epoch};
 
 /// What agents read about their user.
@@ -33,6 +36,31 @@ pub struct StoredContext {
 /// Approximate bytes of a cached context, for the cache's byte budget.
 pub fn weigh(value: &Arc<StoredContext>) -> usize {
     serde_json::to_vec(&value.context).map_or(1024, |v| v.len()) + value.user_id.len() + 64
+}
+
+/// This feature's part of the instance state: the per-instance context cache (10,000 users, 16 MiB).
+#[derive(Debug)]
+pub struct ContextCache(pub Arc<Cache<UserId, Arc<StoredContext>>>);
+
+impl Part for ContextCache {
+    fn build(state: &AppState) -> Self {
+        let cache = Arc::new(Cache::new(
+            NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            16 * 1024 * 1024,
+            state.config().context_ttl,
+            weigh,
+        ));
+        state.metrics().register_cache("context", cache.clone());
+        Self(cache)
+    }
+}
+
+impl std::ops::Deref for ContextCache {
+    type Target = Cache<UserId, Arc<StoredContext>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 fn key(user: &UserId) -> Key {

@@ -1,6 +1,7 @@
 //! `GET /health`: IETF health check (draft-inadarei-api-health-check), `application/health+json`.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use crate::breaker::State as BreakerState;
 use crate::config::Environment;
 use crate::config::secrets::SecretSource;
 use crate::http::problem::OwnErrorBody;
-use crate::state::AppState;
+use crate::state::{AppState, InstanceId, Part};
 use crate::store::{PROBE_TIMEOUT, probe_key};
 
 pub const HEALTH_JSON: &str = "application/health+json";
@@ -137,7 +138,8 @@ fn check(
 
 /// Builds the report, or reuses one younger than the configured health cache.
 pub async fn report(state: &AppState) -> HealthReport {
-    if let Some(cached) = state.cached_health(state.config().health_cache) {
+    let cache = state.part::<ReportCache>();
+    if let Some(cached) = cache.get(state.config().health_cache) {
         return cached;
     }
     let config = state.config();
@@ -228,7 +230,7 @@ pub async fn report(state: &AppState) -> HealthReport {
         vec![check(
             "system",
             Some(state.instance_id().into()),
-            Some(state.uptime().as_secs_f64().round()),
+            Some(summary.uptime_seconds.round()),
             Some("s"),
             HealthStatus::Pass,
             None,
@@ -250,12 +252,36 @@ pub async fn report(state: &AppState) -> HealthReport {
         notes: vec![format!("instance {}", state.instance_id()), format!("cold start: {}", summary.cold)],
         alerts: active,
     };
-    state.store_health(&report);
+    cache.put(&report);
     report
 }
 
-fn health_response(status: StatusCode, body: &impl Serialize) -> Response {
-    let body = serde_json::to_vec(body).unwrap_or_default();
+/// The last report, reused while younger than the configured health cache: probes cost store calls.
+#[derive(Debug, Default)]
+pub struct ReportCache(Mutex<Option<(Instant, HealthReport)>>);
+
+impl Part for ReportCache {
+    fn build(_: &AppState) -> Self {
+        Self::default()
+    }
+}
+
+impl ReportCache {
+    fn get(&self, max_age: std::time::Duration) -> Option<HealthReport> {
+        let guard = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.as_ref().filter(|(at, _)| at.elapsed() < max_age).map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, report: &HealthReport) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), report.clone()));
+    }
+}
+
+fn health_json(status: StatusCode, body: &impl Serialize) -> Response {
+    health_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn health_response(status: StatusCode, body: Vec<u8>) -> Response {
     // Health is a live reading: never cached by a CDN (Vercel) or a client.
     let headers = [(header::CONTENT_TYPE, HEALTH_JSON), (header::CACHE_CONTROL, "no-store")];
     let mut response = (status, headers, body).into_response();
@@ -266,8 +292,9 @@ fn health_response(status: StatusCode, body: &impl Serialize) -> Response {
 /// Liveness: the process runs and answers (no dependency is consulted: a dead store must not get us restarted).
 #[utoipa::path(get, path = "/health/live", tag = "platform",
     responses((status = 200, description = "alive", content_type = "application/health+json")))]
-pub async fn live(State(state): State<AppState>) -> Response {
-    health_response(StatusCode::OK, &serde_json::json!({"status": "pass", "instance": state.instance_id()}))
+pub async fn live(State(instance): State<InstanceId>) -> Response {
+    // The instance id is 12 hex digits: nothing to escape, so the body is formatted, not serialised.
+    health_response(StatusCode::OK, format!(r#"{{"status":"pass","instance":"{}"}}"#, instance.0).into_bytes())
 }
 
 /// Readiness: the datastore answers and its breaker is not open (from the cached report).
@@ -282,7 +309,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .collect();
     let (code, status) =
         if failing.is_empty() { (StatusCode::OK, "pass") } else { (StatusCode::SERVICE_UNAVAILABLE, "fail") };
-    health_response(code, &serde_json::json!({"status": status, "failing": failing}))
+    health_json(code, &serde_json::json!({"status": status, "failing": failing}))
 }
 
 /// Health of this instance and its datastore.
@@ -298,5 +325,5 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = report(&state).await;
     let status = if report.status == HealthStatus::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    health_response(status, &report)
+    health_json(status, &report)
 }

@@ -1,22 +1,11 @@
-//! The platform routes: the OpenAPI document, Prometheus metrics and the circuit breakers of the instance.
+//! The platform routes: Prometheus metrics and the circuit breakers of the instance.
 
 pub mod breakers;
 pub mod metrics;
-pub mod openapi;
 
 use axum::routing::get;
 
 use crate::route::{Auth, Feature, Method, RouteSpec};
-
-pub const OPENAPI: RouteSpec = RouteSpec {
-    binary: "openapi",
-    file: "api/v1/openapi.rs",
-    path: "/api/v1/openapi.json",
-    methods: &[Method::GET],
-    dynamodb_actions: &[],
-    auth: Auth::Public,
-    handler: || get(openapi::spec),
-};
 
 pub const BREAKERS: RouteSpec = RouteSpec {
     binary: "circuit-breakers",
@@ -39,8 +28,8 @@ pub const METRICS: RouteSpec = RouteSpec {
 };
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(openapi::spec, breakers::list, metrics::prometheus), components(schemas(breakers::Breakers)))]
+#[openapi(paths(breakers::list, metrics::prometheus), components(schemas(breakers::Breakers)))]
 struct Doc;
 
 pub const FEATURE: Feature =
-    Feature { name: "platform", routes: &[OPENAPI, BREAKERS, METRICS], openapi: <Doc as utoipa::OpenApi>::openapi };
+    Feature { name: "platform", routes: &[BREAKERS, METRICS], openapi: <Doc as utoipa::OpenApi>::openapi };

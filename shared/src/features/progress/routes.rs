@@ -1,5 +1,7 @@
 //! `POST /api/v1/agent/progress` (batched, idempotent, partial success) and `GET /api/v1/agent/progress/{task_id}`.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -8,12 +10,14 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiQuery, json};
 use crate::ids::{BatchId, TaskId};
-use crate::state::AppState;
+use crate::paging::CursorKey;
 use crate::store::BatchRetry;
+use crate::store::DynStore;
 
 /// The envelope: `{batch_id?, updates: [...]}` (a single update object is accepted as well).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -42,7 +46,8 @@ pub struct ProgressBatch {
     )
 )]
 pub async fn post(
-    State(state): State<AppState>,
+    State(store): State<DynStore>,
+    State(config): State<Arc<Config>>,
     identity: AgentIdentity,
     headers: HeaderMap,
     body: Bytes,
@@ -66,11 +71,11 @@ pub async fn post(
         return Err(ProgressError::TooMany(updates.len()).into());
     }
     let header_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let batch_id = batch_id.or(header_key).unwrap_or_else(crate::features::tokens::new_id);
+    let batch_id = batch_id.or(header_key).unwrap_or_else(crate::ids::new_id);
     let batch_id = BatchId::parse(&batch_id).map_err(|_| ProgressError::BadBatchId)?;
     let agent = identity.agent_id.as_str();
-    let budget = state.config().request_timeout;
-    let lease = match progress::claim(state.store(), agent, &batch_id, &progress::body_hash(&body), budget).await? {
+    let budget = config.request_timeout;
+    let lease = match progress::claim(&store, agent, &batch_id, &progress::body_hash(&body), budget).await? {
         Claim::Done(receipt) => {
             let mut response = (StatusCode::ACCEPTED, ApiJson(receipt)).into_response();
             response.headers_mut().insert("idempotency-replayed", HeaderValue::from_static("true"));
@@ -88,9 +93,9 @@ pub async fn post(
     }
     // Leave a margin of the budget for the receipt write.
     let retry = BatchRetry { deadline: Some(started + budget.mul_f32(0.7)), ..BatchRetry::default() };
-    let (accepted, failed) = progress::write(state.store(), &identity.owner, agent, &batch_id, valid, retry).await;
+    let (accepted, failed) = progress::write(&store, &identity.owner, agent, &batch_id, valid, retry).await;
     let receipt = Receipt { batch_id: batch_id.to_string(), accepted, rejected, failed };
-    progress::finish(state.store(), agent, &batch_id, &lease, &receipt).await?;
+    progress::finish(&store, agent, &batch_id, &lease, &receipt).await?;
     tracing::info!(batch = %batch_id, accepted, rejected = receipt.rejected.len(), failed = receipt.failed.len(), "progress batch");
     Ok((StatusCode::ACCEPTED, ApiJson(receipt)).into_response())
 }
@@ -123,7 +128,8 @@ pub struct HistoryParams {
     )
 )]
 pub async fn get(
-    State(state): State<AppState>,
+    State(store): State<DynStore>,
+    State(cursors): State<Arc<CursorKey>>,
     identity: AgentIdentity,
     Path(task_id): Path<String>,
     ApiQuery(params): ApiQuery<HistoryParams>,
@@ -135,8 +141,8 @@ pub async fn get(
         return Err(ApiError::Unprocessable { detail: "limit must be 1..=100".into(), pointer: None });
     }
     let scope = progress::history_scope(&identity.owner, &task_id);
-    let cursor = crate::http::cursor_param(state.cursors(), &scope, params.cursor.as_deref())?;
-    let (mut task, next) = progress::read(state.store(), &identity.owner, &task_id, limit, cursor).await?;
-    task.next_cursor = next.map(|c| state.cursors().seal(&scope, &c));
+    let cursor = crate::http::cursor_param(&cursors, &scope, params.cursor.as_deref())?;
+    let (mut task, next) = progress::read(&store, &identity.owner, &task_id, limit, cursor).await?;
+    task.next_cursor = next.map(|c| cursors.seal(&scope, &c));
     Ok(ApiJson(task))
 }

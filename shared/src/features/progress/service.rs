@@ -249,7 +249,7 @@ pub async fn claim(
     budget: Duration,
 ) -> Result<Claim, ProgressError> {
     let now = now_epoch();
-    let lease = crate::features::tokens::new_id();
+    let lease = crate::ids::new_id();
     let lease_secs = i64::try_from(budget.as_secs()).unwrap_or(60).max(1);
     let (item, free) = ReceiptRecord::claim(&receipt_key(agent, batch_id), &lease, now + lease_secs, body_hash, now);
     match store.put(item, Some(free)).await {

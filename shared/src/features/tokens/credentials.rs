@@ -10,10 +10,11 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{TokenError, new_id};
 use crate::config::secrets::{Secret, hex};
 use crate::ids::UserId;
+use crate::ids::new_id;
 use crate::store::{Condition, DynStore, Item, Key, StoreError, TxOp, Update, keys, now_epoch};
+use crate::token::TokenError;
 
 /// Prefix of agent secrets, so secret scanners can recognise leaked ones.
 pub const SECRET_PREFIX: &str = "cas_";

@@ -14,11 +14,12 @@ use utoipa::ToSchema;
 use std::time::Duration;
 
 use super::credentials::{self, Agent};
-use super::{TokenError, Tokens, new_id};
 use crate::config::SecretString;
+use crate::ids::new_id;
 use crate::store::{
     CancelReason, Condition, DynStore, Item, Key, StoreError, TxOp, Update, full_jitter, keys, now_epoch,
 };
+use crate::token::{RefreshClaims, TokenError, Tokens};
 
 /// A token response (RFC 6749 §5.1 plus the refresh lifetime and the issuing environment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -85,10 +86,26 @@ impl Family {
             .with("expires_at", self.expires_at)
     }
 
+    fn refresh_claims(&self, tokens: &Tokens) -> RefreshClaims {
+        RefreshClaims {
+            iss: tokens.settings().issuer.clone(),
+            aud: tokens.refresh_audience(),
+            sub: self.agent_id.clone(),
+            exp: self.expires_at,
+            nbf: self.issued_at,
+            iat: self.issued_at,
+            jti: self.current_jti.clone(),
+            fid: self.fid.clone(),
+            owner: self.owner.clone(),
+            cv: self.cred_version.clone(),
+            env: tokens.environment().to_owned(),
+        }
+    }
+
     /// Signs the pair this family describes (deterministic: the same family gives the same tokens).
     fn pair(&self, tokens: &Tokens, now: i64) -> Issued {
         let access = tokens.access_claims(&self.agent_id, &self.owner, &self.fid, &self.access_jti, self.issued_at);
-        let refresh = tokens.refresh_claims(self);
+        let refresh = self.refresh_claims(tokens);
         Issued {
             access_token: tokens.sign_access(&access).into(),
             token_type: "Bearer",

@@ -1,5 +1,7 @@
 //! Token routes: issue (client credentials), refresh (rotation), revoke (RFC 7009), and `me`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -8,13 +10,15 @@ use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::config::Config;
 use crate::config::SecretString;
-use crate::features::tokens::TokenError;
 use crate::features::tokens::credentials::{self, AgentId};
 use crate::features::tokens::family::{self, Issued};
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
-use crate::state::AppState;
+use crate::store::DynStore;
+use crate::token::TokenError;
+use crate::token::Tokens;
 
 /// Body of `POST /api/v1/agent/token` as JSON. (The OAuth form `grant_type=client_credentials` with HTTP Basic
 /// or `client_id`/`client_secret` in the body is accepted too.)
@@ -124,7 +128,13 @@ fn token_response(issued: Issued) -> Response {
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid agent credentials"),
     )
 )]
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
+pub async fn token(
+    State(store): State<DynStore>,
+    State(tokens): State<Arc<Tokens>>,
+    State(config): State<Arc<Config>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
     let (id, secret) = match body(&headers, bytes)? {
         Body::Json(bytes) => {
             let request: TokenRequest = json::parse(&bytes)?;
@@ -141,8 +151,8 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, bytes: Byt
     };
     // A malformed id cannot belong to any agent: answer like any other bad credential.
     let id = AgentId::parse(&id).map_err(|_| TokenError::InvalidClient)?;
-    let agent = credentials::authenticate(state.store(), &state.config().secrets.agent, &id, &secret).await?;
-    let issued = family::issue(state.store(), state.tokens(), &agent).await?;
+    let agent = credentials::authenticate(&store, &config.secrets.agent, &id, &secret).await?;
+    let issued = family::issue(&store, &tokens, &agent).await?;
     tracing::info!(agent = %agent.id, "issued a token pair");
     Ok(token_response(issued))
 }
@@ -159,7 +169,12 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, bytes: Byt
          description = "Unknown or expired token, revoked family, reuse detected (the family is then revoked), or the agent's credential changed since login (new secret, new owner, disabled: log in again)"),
     )
 )]
-pub async fn refresh(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
+pub async fn refresh(
+    State(store): State<DynStore>,
+    State(tokens): State<Arc<Tokens>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
     let presented = match body(&headers, bytes)? {
         Body::Json(bytes) => json::parse::<RefreshRequest>(&bytes)?.refresh_token,
         Body::Form(form) => {
@@ -167,7 +182,7 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap, bytes: B
             form.refresh_token.ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?
         }
     };
-    let issued = family::refresh(state.store(), state.tokens(), presented.expose()).await?;
+    let issued = family::refresh(&store, &tokens, presented.expose()).await?;
     Ok(token_response(issued))
 }
 
@@ -180,7 +195,12 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap, bytes: B
     request_body(content = RevokeRequest, description = "JSON or form"),
     responses((status = 200, description = "Revoked, or there was nothing to revoke"))
 )]
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
+pub async fn revoke(
+    State(store): State<DynStore>,
+    State(tokens): State<Arc<Tokens>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
     let request = match body(&headers, bytes)? {
         Body::Json(bytes) => json::parse::<RevokeRequest>(&bytes)?,
         Body::Form(form) => RevokeRequest {
@@ -188,7 +208,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, bytes: By
             token_type_hint: form.token_type_hint,
         },
     };
-    family::revoke(state.store(), state.tokens(), request.token.expose()).await?;
+    family::revoke(&store, &tokens, request.token.expose()).await?;
     Ok(ApiJson(serde_json::json!({})).into_response())
 }
 
@@ -213,11 +233,11 @@ pub struct Me {
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn me(State(state): State<AppState>, identity: AgentIdentity) -> ApiJson<Me> {
+pub async fn me(State(tokens): State<Arc<Tokens>>, identity: AgentIdentity) -> ApiJson<Me> {
     ApiJson(Me {
         agent_id: identity.agent_id,
         owner: identity.owner.to_string(),
-        environment: state.tokens().environment(),
+        environment: tokens.environment(),
         token_expires_at: identity.expires_at,
     })
 }

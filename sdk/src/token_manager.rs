@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use crate::config::secrets::Secret;
-use crate::store::full_jitter;
+use crate::backoff::full_jitter;
+use crate::secret::AgentSecret;
 
 /// Errors the SDK surfaces to agent code.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ struct Inner {
     http: reqwest::Client,
     base: String,
     agent_id: String,
-    secret: Secret,
+    secret: AgentSecret,
     options: TokenManagerOptions,
     pair: RwLock<Pair>,
     /// Held while a refresh is in flight: the single-flight gate.
@@ -132,7 +132,7 @@ impl TokenManager {
     pub async fn login(
         base_url: &str,
         agent_id: &str,
-        agent_secret: Secret,
+        agent_secret: AgentSecret,
         options: TokenManagerOptions,
     ) -> Result<Self, SdkError> {
         let http = client(&options)?;
@@ -145,7 +145,7 @@ impl TokenManager {
     pub async fn resume(
         base_url: &str,
         agent_id: &str,
-        agent_secret: Secret,
+        agent_secret: AgentSecret,
         refresh_token: &str,
         options: TokenManagerOptions,
     ) -> Result<Self, SdkError> {
@@ -167,7 +167,7 @@ impl TokenManager {
         http: reqwest::Client,
         base: String,
         agent_id: &str,
-        agent_secret: Secret,
+        agent_secret: AgentSecret,
         options: TokenManagerOptions,
         pair: Pair,
         logins: u64,
@@ -316,9 +316,8 @@ async fn background(inner: Weak<Inner>) {
     }
 }
 
-async fn login_request(http: &reqwest::Client, base: &str, id: &str, secret: &Secret) -> Result<Pair, Failure> {
-    let secret = String::from_utf8_lossy(secret.expose()).into_owned();
-    let body = serde_json::json!({ "agent_id": id, "agent_secret": secret });
+async fn login_request(http: &reqwest::Client, base: &str, id: &str, secret: &AgentSecret) -> Result<Pair, Failure> {
+    let body = serde_json::json!({ "agent_id": id, "agent_secret": secret.expose() });
     send(http.post(format!("{base}/api/v1/agent/token")).json(&body)).await
 }
 

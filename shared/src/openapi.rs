@@ -1,11 +1,10 @@
-//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
+//! The OpenAPI 3.1 document, assembled from the features' own parts and the layers their route specs declare.
+//! (Served by `GET /api/v1/openapi.json`, which the root mounts: only the openapi function carries the document.)
 
-use axum::response::{IntoResponse, Response};
-use http::header;
-use once_cell::sync::Lazy;
 use utoipa::OpenApi;
 
 use crate::http::Problem;
+use crate::route::Feature;
 
 /// What belongs to no single feature: the document's info, the problem schema, the security scheme and the
 /// tags. Each feature adds its own paths and schemas ([`crate::route::Feature::openapi`]).
@@ -23,13 +22,13 @@ use crate::http::Problem;
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// The whole document: the base merged with every feature's part, then what the route's layers answer.
-pub fn build() -> utoipa::openapi::OpenApi {
+/// The whole document: the base merged with each feature's part, then what the routes' layers answer.
+pub fn build(features: &[Feature]) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    for feature in crate::app::FEATURES {
+    for feature in features {
         doc.merge((feature.openapi)());
     }
-    for route in crate::app::ROUTES.iter() {
+    for route in features.iter().flat_map(|f| f.routes) {
         for method in route.methods {
             if let Some(operation) = doc.paths.paths.get_mut(route.path).and_then(|item| operation(item, method)) {
                 layered_responses(operation, route, method);
@@ -120,25 +119,4 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
-}
-
-/// Rendered once per instance: the document cannot change while the process runs.
-/// (once_cell is the design card's choice for process-wide statics.)
-#[allow(clippy::non_std_lazy_statics)]
-static DOCUMENT: Lazy<String> = Lazy::new(|| build().to_pretty_json().unwrap_or_default());
-
-/// The document as JSON text.
-pub fn document() -> &'static str {
-    &DOCUMENT
-}
-
-/// This API, described in OpenAPI 3.1.
-#[utoipa::path(
-    get,
-    path = "/api/v1/openapi.json",
-    tag = "platform",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
-)]
-pub async fn spec() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
 }

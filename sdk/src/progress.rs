@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::TokenManager;
+use crate::TokenManager;
+use crate::backoff::full_jitter;
 use crate::batch::{BatchConfig, BatchError, Batcher};
-use crate::features::progress::{ProgressUpdate, Receipt};
-use crate::store::full_jitter;
+use crate::wire::{ProgressUpdate, Receipt};
 
 /// Tuning; defaults: 10 items / 5 s per batch, 8 attempts per batch.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +94,7 @@ async fn post(
     stats: &ReporterStats,
 ) -> Vec<Result<(), BatchError>> {
     let count = updates.len();
-    let batch_id = crate::features::tokens::new_id();
+    let batch_id = uuid::Uuid::new_v4().simple().to_string();
     let body = serde_json::json!({ "batch_id": batch_id, "updates": updates });
     stats.batches.fetch_add(1, Ordering::Relaxed);
     let mut last_error = String::new();

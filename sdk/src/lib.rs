@@ -1,0 +1,22 @@
+//! The agent-side SDK: what a Rust agent (and the `cloudagent agent …` commands) use to talk to Cloud Agent.
+//!
+//! - [`TokenManager`]: logs in with the agent's credential, refreshes before expiry (one refresh at a time),
+//!   logs in again when the refresh family ends.
+//! - [`ProgressReporter`]: `report(update)` returns at once; updates are posted in batches with retries under
+//!   the same batch id, so a retry never writes twice.
+//! - [`batch::Batcher`]: the request batcher both are built on.
+//!
+//! The wire types ([`wire`]) are this client's view of the API; the contract tests run them against the server.
+
+pub mod backoff;
+pub mod batch;
+pub mod progress;
+pub mod secret;
+pub mod token_manager;
+pub mod wire;
+
+pub use batch::{BatchConfig, BatchError, Batcher};
+pub use progress::{ProgressReporter, ReporterOptions, ReporterStats};
+pub use secret::AgentSecret;
+pub use token_manager::{SdkError, TokenManager, TokenManagerOptions};
+pub use wire::{ItemIssue, ProgressUpdate, Receipt, TaskStatus};

@@ -1,0 +1,58 @@
+//! The router of a set of routes: each spec's handler behind the auth its spec declares, every route wrapped in
+//! the same layers. `cloudagent serve` mounts every route ([`crate::app::app`]); a function mounts its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::middleware;
+
+use crate::http::{ApiError, auth, layered};
+use crate::metrics::{Metrics, Tracking};
+use crate::route::{Auth, RouteSpec};
+use crate::state::AppState;
+
+/// Paths a router answers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paths {
+    /// Only the public paths: the local server.
+    Public,
+    /// The public paths and each route's function file path, so a function works whether Vercel's rewrite hands
+    /// it the public path or the destination.
+    WithFunctionPaths,
+}
+
+/// The router with `routes` mounted, wrapped in the cross-cutting layers. Paths outside `routes` answer 404
+/// problem+json, exactly like an unknown path on the local server.
+pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    let mut labels = HashMap::new();
+    let mount = |route: &RouteSpec| {
+        let handler = (route.handler)();
+        match route.auth {
+            Auth::Public => handler,
+            Auth::Agent => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent)),
+            Auth::Admin => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin)),
+        }
+    };
+    for route in routes {
+        router = router.route(route.path, mount(route));
+        labels.insert(route.path.to_owned(), route.path);
+        let alias = route.function_path();
+        if paths == Paths::WithFunctionPaths && alias != route.path {
+            router = router.route(&alias, mount(route));
+            labels.insert(alias, route.path);
+        }
+    }
+    let config = state.config();
+    let (limit, timeout) = (config.body_limit, config.request_timeout);
+    let tracking = Tracking::new(Arc::<Metrics>::from_ref(&state), labels, config.emf_function.as_deref());
+    let track = middleware::from_fn_with_state(tracking, crate::metrics::track);
+    let router = router.fallback(not_found).with_state(state);
+    layered(router, limit, timeout).layer(track)
+}
+
+async fn not_found(uri: http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
