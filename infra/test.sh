@@ -47,6 +47,8 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# ...and the function binaries as deployed: default features, no embedded store.
+cargo clippy --workspace --locked -- -D warnings
 
 step "infra: cfn-lint template.yaml, vercel.json types"
 infra/check-infra.sh

@@ -172,6 +172,7 @@ impl Update {
         Ok(())
     }
 
+    #[cfg(feature = "embedded")]
     pub(crate) fn apply(&self, item: &mut Item) -> Result<(), String> {
         for (attr, value) in &self.set {
             item.set(attr, value.clone());

@@ -45,6 +45,13 @@ pub struct DynamoStore {
     table: String,
 }
 
+/// The SDK's HTTPS client: hyper on rustls with ring, the system's root certificates (Lambda's images carry
+/// them). Chosen over the SDK default (aws-lc-rs) for size: every function links it.
+fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 impl DynamoStore {
     /// Builds the SDK client. No network I/O happens here; the first request opens the connection.
     pub async fn connect(config: &DynamoConfig) -> Self {
@@ -62,7 +69,8 @@ impl DynamoStore {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region))
             .timeout_config(timeouts)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .http_client(http_client());
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
             // DynamoDB Local accepts any credentials; do not make developers configure AWS to run tests.

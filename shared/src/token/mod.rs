@@ -7,6 +7,8 @@
 //! family whose absolute lifetime never grows; reuse of a rotated token revokes the family (see
 //! `features::tokens::family`).
 
+mod hs256;
+
 use std::collections::HashMap;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -182,6 +184,7 @@ impl std::fmt::Debug for Tokens {
 
 impl Tokens {
     pub fn new(config: &Config) -> Self {
+        hs256::install();
         let secrets = &config.secrets;
         let mut verifying = HashMap::new();
         for secret in std::iter::once(&secrets.jwt).chain(&secrets.jwt_previous) {
