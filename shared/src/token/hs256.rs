@@ -30,10 +30,13 @@ fn keyed(algorithm: Algorithm, family: AlgorithmFamily, secret: Result<&[u8]>) -
     HmacSha256::new_from_slice(secret?).map_err(|_| ErrorKind::InvalidKeyFormat.into())
 }
 
+// The signature is jsonwebtoken's `signer_factory` type.
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
     Ok(Box::new(Hs256(keyed(*algorithm, key.family(), Ok(key.as_bytes()))?)))
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
     Ok(Box::new(Hs256(keyed(*algorithm, key.family(), key.try_get_as_bytes())?)))
 }
