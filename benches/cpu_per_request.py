@@ -88,7 +88,8 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("needs wrk: apt-get install wrk")
     if not args.skip_build:
-        subprocess.run(["cargo", "build", "--profile", args.profile, "--bin", "cloudagent", "--example", "bare_axum"],
+        subprocess.run(["cargo", "build", "--profile", args.profile, "--features", "cli", "--bin", "cloudagent",
+                        "--example", "bare_axum"],
                        cwd=ROOT, check=True)
     # Cargo writes both built-in profiles, `release` and `bench`, to target/release.
     target = ROOT / "target" / "release"
