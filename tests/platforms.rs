@@ -84,27 +84,11 @@ fn normalise(mut body: Value) -> Value {
 
 // ---------------------------------------------------------------- processes
 
+/// A binary of this package: cargo builds them all, into one folder, before it runs integration tests.
 fn binary(name: &str) -> PathBuf {
-    match name {
-        "health" => env!("CARGO_BIN_EXE_health").into(),
-        "openapi" => env!("CARGO_BIN_EXE_openapi").into(),
-        "token" => env!("CARGO_BIN_EXE_token").into(),
-        "token-refresh" => env!("CARGO_BIN_EXE_token-refresh").into(),
-        "token-revoke" => env!("CARGO_BIN_EXE_token-revoke").into(),
-        "agent-me" => env!("CARGO_BIN_EXE_agent-me").into(),
-        "progress" => env!("CARGO_BIN_EXE_progress").into(),
-        "progress-get" => env!("CARGO_BIN_EXE_progress-get").into(),
-        "context" => env!("CARGO_BIN_EXE_context").into(),
-        "admin-context" => env!("CARGO_BIN_EXE_admin-context").into(),
-        "circuit-breakers" => env!("CARGO_BIN_EXE_circuit-breakers").into(),
-        "metrics" => env!("CARGO_BIN_EXE_metrics").into(),
-        "health-live" => env!("CARGO_BIN_EXE_health-live").into(),
-        "health-ready" => env!("CARGO_BIN_EXE_health-ready").into(),
-        "agent-health" => env!("CARGO_BIN_EXE_agent-health").into(),
-        "agents-health" => env!("CARGO_BIN_EXE_agents-health").into(),
-        "cloudagent" => env!("CARGO_BIN_EXE_cloudagent").into(),
-        other => panic!("no binary {other}: add it to tests/platforms.rs"),
-    }
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_cloudagent")).with_file_name(name);
+    assert!(path.exists(), "{} is not built", path.display());
+    path
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
@@ -523,7 +507,18 @@ fn calls_for(function: &str) -> Vec<Call> {
         "health-ready" => vec![call("GET", "/health/ready", "cmp-21")],
         "agent-health" => vec![with_body(call("POST", "/api/v1/agent/health", "cmp-22"), r#"{"status":"healthy"}"#)],
         "agents-health" => vec![call("GET", "/api/v1/agents/health", "cmp-23")],
-        other => panic!("no calls for {other}"),
+        // A route without calls of its own (a new one): each of its methods on its path, parameters filled in.
+        other => {
+            let route = cloud_agent::ROUTES.iter().find(|r| r.binary == other).unwrap();
+            let path: &'static str = route
+                .path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "p-1" } else { s })
+                .collect::<Vec<_>>()
+                .join("/")
+                .leak();
+            route.methods.iter().map(|m| call(m.as_str().to_owned().leak(), path, "cmp-route")).collect()
+        }
     }
 }
 
