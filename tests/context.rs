@@ -332,4 +332,22 @@ async fn agents_report_health_in_the_seed_004_shape_and_operators_list_them() {
         list["agents"].as_array().unwrap().iter().map(|a| a["agent_id"].as_str().unwrap()).collect();
     assert_eq!(agents, ["worker-1", "worker-2"]);
     assert_eq!(list["agents"][0]["report"]["status"], "degraded");
+
+    // One agent's report, by id (the README's "adding a route" example).
+    let get = |path: String| client.get(format!("{base}{path}")).bearer_auth(key).send();
+    let one = get("/api/v1/agents/worker-1/health".into()).await.unwrap();
+    assert_eq!(one.status(), 200);
+    let one: Value = one.json().await.unwrap();
+    assert_eq!(
+        (one["agent_id"].as_str(), one["report"]["checks"]["disk"]["detail"].as_str()),
+        (Some("worker-1"), Some("91% full"))
+    );
+    let silent = get("/api/v1/agents/worker-3/health".into()).await.unwrap();
+    assert_eq!(silent.status(), 404, "worker-3's report was refused: nothing stored");
+    assert_eq!(silent.headers()["content-type"], "application/problem+json");
+    let bad = get("/api/v1/agents/not%20an%20id/health".into()).await.unwrap();
+    assert_eq!(bad.status(), 422);
+    assert_eq!(bad.json::<Value>().await.unwrap()["pointer"], "/agent_id");
+    let as_agent = client.get(format!("{base}/api/v1/agents/worker-1/health")).bearer_auth(token("worker-1")).send();
+    assert_eq!(as_agent.await.unwrap().status(), 401, "agents cannot read each other's reports");
 }

@@ -1,5 +1,6 @@
 //! Agents report their own health; operators list the latest report of every agent.
 
+pub mod records;
 pub mod routes;
 
 use axum::routing::{get, post};
@@ -26,9 +27,19 @@ pub const AGENTS_HEALTH: RouteSpec = RouteSpec {
     handler: || get(routes::list),
 };
 
+pub const AGENT_HEALTH_ONE: RouteSpec = RouteSpec {
+    binary: "agents-health-get",
+    file: "api/v1/agents/[agent_id]/health.rs",
+    path: "/api/v1/agents/{agent_id}/health",
+    methods: &[Method::GET],
+    dynamodb_actions: &["dynamodb:GetItem"],
+    auth: Auth::Admin,
+    handler: || get(routes::get),
+};
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(routes::post, routes::list),
+    paths(routes::post, routes::list, routes::get),
     components(schemas(
         routes::AgentStatus,
         routes::AgentCheck,
@@ -44,6 +55,6 @@ struct Doc;
 
 pub const FEATURE: Feature = Feature {
     name: "agent_health",
-    routes: &[AGENT_HEALTH, AGENTS_HEALTH],
+    routes: &[AGENT_HEALTH, AGENTS_HEALTH, AGENT_HEALTH_ONE],
     openapi: <Doc as utoipa::OpenApi>::openapi,
 };

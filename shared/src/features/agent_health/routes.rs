@@ -6,20 +6,21 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::features::health::{HealthStatus, report};
+use crate::features::tokens::credentials::AgentId;
 use crate::http::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::paging::CursorKey;
 use crate::state::AppState;
 use crate::store::DynStore;
-use crate::store::{Item, Query as StoreQuery, keys, now_epoch};
+use crate::store::{Query as StoreQuery, keys, now_epoch};
 
-/// How long an agent's report is kept: an agent that stops reporting drops off the list.
-pub const REPORT_TTL_SECS: i64 = 3600;
+use super::records::ReportRecord;
+
 const PARTITION: &str = keys::AGENT_HEALTH_PARTITION;
 
 /// Seed-004 statuses.
@@ -143,16 +144,10 @@ pub async fn post(
     ApiJson(agent_report): ApiJson<AgentReport>,
 ) -> Result<ApiJson<AgentHealth>, ApiError> {
     validate(&agent_report)?;
-    let now = now_epoch();
-    let doc = serde_json::to_string(&agent_report).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let item = Item::new(&keys::agent_health_report(identity.agent_id.as_str()))
-        .with("agent_id", identity.agent_id.as_str())
-        .with("report", doc)
-        .with("reported_at", now)
-        .with("expires_at", now + REPORT_TTL_SECS);
-    // Bounded by `validate` far below 400 KB; the check keeps it so if the limits above ever grow.
-    item.check_limits().map_err(crate::store::StoreError::from)?;
-    state.store().put(item, None).await?;
+    let record =
+        ReportRecord { agent_id: identity.agent_id.clone(), reported_at: now_epoch(), report: agent_report.clone() };
+    // Bounded by `validate` far below 400 KB; `to_item` checks it stays so if the limits above ever grow.
+    state.store().put(record.to_item()?, None).await?;
     let service = report(&state).await;
     let summary = state.metrics().summary();
     let overall = agent_report.status.max(from_service(service.status));
@@ -195,6 +190,12 @@ pub struct Reported {
     pub report: AgentReport,
 }
 
+impl From<ReportRecord> for Reported {
+    fn from(record: ReportRecord) -> Self {
+        Self { agent_id: record.agent_id, reported_at: record.reported_at, report: record.report }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentHealthList {
     pub agents: Vec<Reported>,
@@ -222,17 +223,29 @@ pub async fn list(
 ) -> Result<ApiJson<AgentHealthList>, ApiError> {
     let cursor = crate::http::cursor_param(&cursors, PARTITION, params.cursor.as_deref())?;
     let page = store.query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
-    let agents = page
-        .items
-        .iter()
-        .filter_map(|i| {
-            Some(Reported {
-                agent_id: i.get_str("agent_id")?.to_owned(),
-                reported_at: i.get_i64("reported_at")?,
-                report: serde_json::from_str(i.get_str("report")?).ok()?,
-            })
-        })
-        .collect();
+    let agents = page.items.iter().filter_map(ReportRecord::from_item).map(Reported::from).collect();
     let next_cursor = page.next.map(|c| cursors.seal(PARTITION, &c));
     Ok(ApiJson(AgentHealthList { agents, next_cursor }))
+}
+
+/// One agent's latest report, if it reported within the last hour (admin key).
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{agent_id}/health",
+    tag = "admin",
+    params(("agent_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses(
+        (status = 200, body = Reported),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No report from this agent within the last hour"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not an agent id; `pointer` is /agent_id"),
+    )
+)]
+pub async fn get(State(store): State<DynStore>, Path(agent_id): Path<String>) -> Result<ApiJson<Reported>, ApiError> {
+    let agent = AgentId::parse(&agent_id)
+        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/agent_id".into()) })?;
+    let item = store.get(&ReportRecord::key(&agent)).await?;
+    item.as_ref()
+        .and_then(ReportRecord::from_item)
+        .map(|record| ApiJson(record.into()))
+        .ok_or_else(|| ApiError::NotFound(format!("no health report from agent {agent_id} within the last hour")))
 }
