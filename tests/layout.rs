@@ -51,7 +51,7 @@ fn the_kernel_imports_no_feature_and_features_no_root() {
         let root = references(&file, "crate::app");
         assert!(root.is_empty(), "{relative} imports the root (crate::app)");
         if let Some(feature) = relative.strip_prefix("features/").and_then(|r| r.split('/').next()) {
-            if feature.ends_with(".rs") {
+            if Path::new(feature).extension().is_some() {
                 continue; // features/mod.rs
             }
             let others = features.into_iter().filter(|f| f != feature);
@@ -120,7 +120,7 @@ fn the_readme_layout_names_what_is_in_the_tree() {
     let mut parents: Vec<(usize, String)> = Vec::new();
     for line in block.lines().filter(|l| !l.trim().is_empty()) {
         let indent = line.len() - line.trim_start().len();
-        let entry = line.trim_start().split_whitespace().next().unwrap();
+        let entry = line.split_whitespace().next().unwrap();
         if !(entry.ends_with('/') || entry.contains('.')) {
             continue; // a description's continuation line
         }
