@@ -1,5 +1,7 @@
 //! `cloudagent agent login` / `agent token` against `cloudagent serve`, as a person would try them.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -90,26 +92,11 @@ async fn login_then_token_uses_a_working_rotating_session() {
     assert!((1..=12).contains(&batches), "the batches really posted are counted: {report}");
     let token = String::from_utf8(cloudagent(dir.path()).args(["agent", "token"]).output().unwrap().stdout).unwrap();
     let client = reqwest::Client::new();
-    let task: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{port}/api/v1/agent/progress/cli-task"))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let task = common::get_json(&client, &format!("{base}/api/v1/agent/progress/cli-task"), Some(token.trim())).await;
     assert_eq!(task["progress"], 40.0);
     assert_eq!(task["message"], "half way");
-    let context: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{port}/api/v1/agent/context"))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let context = common::get_json(&client, &format!("{base}/api/v1/agent/context"), Some(token.trim())).await;
     assert_eq!(context["profile"]["name"], "Ada");
     let bad = cloudagent(dir.path())
         .args([

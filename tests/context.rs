@@ -209,15 +209,7 @@ async fn the_admin_route_sets_a_context_with_the_admin_key_only() {
     );
     let stored = client.put(&url).bearer_auth(key).json(&body).send().await.unwrap();
     assert_eq!(stored.status(), 200);
-    let context: Value = client
-        .get(format!("{base}/api/v1/agent/context"))
-        .bearer_auth(&agent_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let context = common::get_json(&client, &format!("{base}/api/v1/agent/context"), Some(&agent_token)).await;
     assert_eq!(context["profile"]["name"], "Grace");
     assert_eq!(context["permissions"], json!(["deploy"]));
     let bad = client.put(&url).bearer_auth(key).json(&json!({"permissions": "all"})).send().await.unwrap();

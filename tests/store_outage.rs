@@ -103,15 +103,7 @@ impl Rig {
     }
 
     async fn breaker(&self) -> Value {
-        let v: Value = self
-            .client
-            .get(format!("{}/api/v1/circuit-breakers", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = common::get_json(&self.client, &format!("{}/api/v1/circuit-breakers", self.base), None).await;
         v["breakers"][0].clone()
     }
 

@@ -61,13 +61,7 @@ async fn json_login_returns_a_bearer_pair_for_the_environment() {
     assert_eq!(body["environment"], "development");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
     assert!(body["refresh_expires_in"].as_i64().unwrap() > body["expires_in"].as_i64().unwrap());
-    let me = app
-        .client
-        .get(app.url("/api/v1/agent/me"))
-        .bearer_auth(body["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let me = app.get_as("/api/v1/agent/me", body["access_token"].as_str().unwrap()).await;
     assert_eq!(me.status(), 200);
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["agent_id"], "agent-1");
@@ -177,22 +171,10 @@ async fn revoke_answers_200_and_stops_refresh() {
             app.client.post(app.url("/api/v1/agent/token/revoke")).json(&json!({"token": token})).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
-    let response = app
-        .client
-        .post(app.url("/api/v1/agent/token/refresh"))
-        .json(&json!({"refresh_token": pair["refresh_token"]}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_json("/api/v1/agent/token/refresh", &json!({"refresh_token": pair["refresh_token"]})).await;
     problem(response, 401, "refresh-token-revoked").await;
     // The access token lives on until it expires (documented): revocation is for refresh.
-    let me = app
-        .client
-        .get(app.url("/api/v1/agent/me"))
-        .bearer_auth(pair["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let me = app.get_as("/api/v1/agent/me", pair["access_token"].as_str().unwrap()).await;
     assert_eq!(me.status(), 200);
 }
 
@@ -202,13 +184,7 @@ async fn a_refresh_after_the_secret_was_rotated_is_401_credential_changed() {
     let pair = login(&app, &secret).await;
     let id = AgentId::parse("agent-1").unwrap();
     credentials::rotate_secret(state.store(), &state.config().secrets.agent, &id).await.unwrap().unwrap();
-    let refused = app
-        .client
-        .post(app.url("/api/v1/agent/token/refresh"))
-        .json(&json!({"refresh_token": pair["refresh_token"]}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app.post_json("/api/v1/agent/token/refresh", &json!({"refresh_token": pair["refresh_token"]})).await;
     let (body, _) = problem(refused, 401, "credential-changed").await;
     assert_eq!(body["error"], "invalid_grant");
     assert!(body["detail"].as_str().unwrap().contains("log in again"), "{body}");

@@ -60,6 +60,26 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    /// `GET path` with a bearer credential.
+    pub async fn get_as(&self, path: &str, bearer: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(bearer).send().await.unwrap()
+    }
+}
+
+/// `GET url` (with a bearer credential if given), its body as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> serde_json::Value {
+    let request = client.get(url);
+    let request = match bearer {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 /// Configuration for tests: development, embedded store in a temp dir, small limits.

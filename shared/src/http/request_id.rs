@@ -37,12 +37,13 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
     // `agent` is declared empty so the auth layer can fill it in: a field a span does not declare is dropped.
+    // Fields recorded as `&str`, not `Display`: the log layer copies them without formatting.
     let span = tracing::info_span!(
         "request",
-        %request_id,
-        %correlation_id,
-        %method,
-        path = %route,
+        request_id = request_id.as_str(),
+        correlation_id = correlation_id.as_str(),
+        method = method.as_str(),
+        path = route.as_str(),
         agent = tracing::field::Empty
     );
     request
