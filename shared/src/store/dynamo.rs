@@ -45,6 +45,25 @@ pub struct DynamoStore {
     table: String,
 }
 
+/// The parts of a request that address one item: the table, the key (or the whole item), and the expression
+/// names and values its condition and update use. (The SDK has one builder type per operation.)
+macro_rules! addressed {
+    ($builder:expr, $table:expr, key = $key:expr, $expr:expr) => {
+        $builder
+            .table_name($table)
+            .set_key(Some(key_map($key)))
+            .set_expression_attribute_names($expr.names())
+            .set_expression_attribute_values($expr.values())
+    };
+    ($builder:expr, $table:expr, item = $item:expr, $expr:expr) => {
+        $builder
+            .table_name($table)
+            .set_item(Some(to_map($item)))
+            .set_expression_attribute_names($expr.names())
+            .set_expression_attribute_values($expr.values())
+    };
+}
+
 /// The SDK's HTTPS client: hyper on rustls with ring, the system's root certificates (Lambda's images carry
 /// them). Chosen over the SDK default (aws-lc-rs) for size: every function links it.
 fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
@@ -150,16 +169,8 @@ impl DynamoStore {
     async fn purge_if_expired(&self, key: &Key) -> Result<(), StoreError> {
         let mut expr = Expr::default();
         let cond = format!("{} <= {}", expr.name(EXPIRES_AT), expr.value(AttributeValue::N(now_epoch().to_string())));
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(key)))
-            .condition_expression(cond)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
+        let out =
+            addressed!(self.client.delete_item(), &self.table, key = key, expr).condition_expression(cond).send().await;
         match out {
             // Someone else already replaced it with a live item: our retry will see that one.
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(()),
@@ -172,15 +183,9 @@ impl DynamoStore {
         let mut expr = Expr::default();
         let update_expr = expr.update(update);
         let cond = expr.update_condition(condition);
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(key)))
+        let out = addressed!(self.client.update_item(), &self.table, key = key, expr)
             .update_expression(update_expr)
             .condition_expression(cond)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -202,12 +207,8 @@ impl DynamoStore {
                 TxOp::Put { item, condition } => {
                     let cond = condition.as_ref().map(|c| expr.guarded(c));
                     TransactWriteItem::builder().put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(to_map(item)))
+                        addressed!(Put::builder(), &self.table, item = item, expr)
                             .set_condition_expression(cond)
-                            .set_expression_attribute_names(expr.names())
-                            .set_expression_attribute_values(expr.values())
                             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                             .build()
                             .map_err(internal)?,
@@ -217,13 +218,9 @@ impl DynamoStore {
                     let update_expr = expr.update(update);
                     let cond = expr.update_condition(condition.as_ref());
                     TransactWriteItem::builder().update(
-                        DynUpdate::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key_map(key)))
+                        addressed!(DynUpdate::builder(), &self.table, key = key, expr)
                             .update_expression(update_expr)
                             .condition_expression(cond)
-                            .set_expression_attribute_names(expr.names())
-                            .set_expression_attribute_values(expr.values())
                             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                             .build()
                             .map_err(internal)?,
@@ -232,12 +229,8 @@ impl DynamoStore {
                 TxOp::Delete { key, condition } => {
                     let cond = condition.as_ref().map(|c| expr.guarded(c));
                     TransactWriteItem::builder().delete(
-                        Delete::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key_map(key)))
+                        addressed!(Delete::builder(), &self.table, key = key, expr)
                             .set_condition_expression(cond)
-                            .set_expression_attribute_names(expr.names())
-                            .set_expression_attribute_values(expr.values())
                             .build()
                             .map_err(internal)?,
                     )
@@ -245,12 +238,8 @@ impl DynamoStore {
                 TxOp::Check { key, condition } => {
                     let cond = expr.guarded(condition);
                     TransactWriteItem::builder().condition_check(
-                        ConditionCheck::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key_map(key)))
+                        addressed!(ConditionCheck::builder(), &self.table, key = key, expr)
                             .condition_expression(cond)
-                            .set_expression_attribute_names(expr.names())
-                            .set_expression_attribute_values(expr.values())
                             .build()
                             .map_err(internal)?,
                     )
@@ -308,16 +297,7 @@ impl Store for DynamoStore {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_error(&e))?;
-        let item = out.item.map(from_map).transpose()?;
+        let item = self.read(key).await?;
         Ok(item.filter(|i| !i.is_expired(now_epoch())))
     }
 
@@ -362,14 +342,8 @@ impl Store for DynamoStore {
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<Option<Item>, StoreError> {
         let mut expr = Expr::default();
         let cond = condition.as_ref().map(|c| expr.guarded(c));
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(key)))
+        let out = addressed!(self.client.delete_item(), &self.table, key = key, expr)
             .set_condition_expression(cond)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -487,6 +461,11 @@ impl Store for DynamoStore {
 impl DynamoStore {
     /// True when an item is stored under `key` but has expired (DynamoDB has not reaped it yet).
     async fn raw_expired(&self, key: &Key) -> Result<bool, StoreError> {
+        Ok(self.read(key).await?.is_some_and(|i| i.is_expired(now_epoch())))
+    }
+
+    /// A strongly consistent read of whatever is stored under `key`, expired or not.
+    async fn read(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -496,7 +475,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| map_error(&e))?;
-        Ok(out.item.map(from_map).transpose()?.is_some_and(|i| i.is_expired(now_epoch())))
+        out.item.map(from_map).transpose()
     }
 }
 
