@@ -6,7 +6,7 @@ Needs cargo-lambda (`pip install cargo-lambda`: a prebuilt binary with zig) and 
 (`rustup target add aarch64-unknown-linux-gnu`). All functions build in one cargo invocation; each still gets
 its own fat-LTO link, so this takes a while (about a minute per function on 2 cores).
 
-Usage: benches/function_sizes.py [--skip-build]
+Usage: benches/function_sizes.py [--skip-build] [--bin NAME ...]
 """
 import argparse
 import io
@@ -39,8 +39,9 @@ def zipped(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--bin", action="append", help="only these functions (default: all)")
     args = parser.parse_args()
-    names = functions()
+    names = [n for n in functions() if not args.bin or n in args.bin]
     if not args.skip_build:
         command = ["cargo", "lambda", "build", "--release", "--arm64", "--locked"]
         for name in names:
