@@ -320,3 +320,18 @@ print(len(families))
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "prometheus_client rejected the text: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Metrics label requests by route template, never by raw path (bounded label values); unrouted paths are
+/// `unmatched`. (Formerly the unit test `routes_are_labelled_by_template`.)
+#[tokio::test]
+async fn metrics_label_requests_by_route_template() {
+    let app = spawn_app().await;
+    for path in ["/health", "/api/v1/agent/progress/task-7", "/api/v1/agent/progress/", "/wp-admin.php"] {
+        app.client.get(app.url(path)).send().await.unwrap();
+    }
+    let text = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"route="/health""#), "{text}");
+    assert!(text.contains(r#"route="/api/v1/agent/progress/{task_id}",status="401""#), "{text}");
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(!text.contains("task-7") && !text.contains("wp-admin"), "raw paths never become labels: {text}");
+}
