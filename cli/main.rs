@@ -28,6 +28,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print every route as JSON lines: binary, file, path, methods (for scripts and benchmarks).
     Routes,
+    /// Print the OpenAPI document the code describes (regenerates `shared/openapi.json`, which the route serves).
+    Openapi,
     /// Agent tools: create an agent, log in, get a fresh access token (these use the SDK's token manager).
     Agent {
         #[command(subcommand)]
@@ -235,6 +237,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 });
                 println!("{line}");
             }
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", cloud_agent::app::generate_openapi_document());
             Ok(())
         }
         Command::Agent { command } => agent(command).await,

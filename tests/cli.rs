@@ -228,3 +228,11 @@ async fn a_second_start_keeps_agents_and_the_demo_login_working() {
     let fourth = Running::start(dir.path());
     assert_eq!(fourth.login("worker", &rotated).await.status(), 401, "a disabled agent cannot log in");
 }
+
+#[test]
+fn openapi_prints_the_document_the_route_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cloudagent(dir.path()).arg("openapi").output().unwrap();
+    assert!(output.status.success(), "openapi failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), cloud_agent::app::openapi_document());
+}

@@ -137,3 +137,22 @@ async fn operations_declare_the_security_scheme_of_their_auth() {
         }
     }
 }
+
+/// The route serves the committed `shared/openapi.json` (so the openapi function links no generator); it must be
+/// exactly what the code describes. `CLOUD_AGENT_BLESS_OPENAPI=1` rewrites it after an intended change.
+#[test]
+fn served_document_is_the_one_the_code_generates() {
+    let generated = cloud_agent::app::generate_openapi_document();
+    let committed = cloud_agent::app::openapi_document();
+    if generated != committed && std::env::var_os("CLOUD_AGENT_BLESS_OPENAPI").is_some() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shared/openapi.json");
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let first_difference = generated.lines().zip(committed.lines()).position(|(g, c)| g != c);
+    assert!(
+        generated == committed,
+        "shared/openapi.json is stale (first differing line: {first_difference:?}); regenerate it with \
+         `cargo cloudagent openapi > shared/openapi.json` or CLOUD_AGENT_BLESS_OPENAPI=1 cargo test --test openapi_contract"
+    );
+}

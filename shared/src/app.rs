@@ -66,11 +66,19 @@ struct OpenApiDoc;
 const OPENAPI_FEATURE: Feature =
     Feature { name: "openapi", routes: &[OPENAPI], openapi: <OpenApiDoc as utoipa::OpenApi>::openapi };
 
-/// The document as JSON text, rendered once per process: it cannot change while the process runs.
+/// The document the route serves: generated from the features' own parts, committed as `shared/openapi.json` and
+/// embedded at compile time. Serving the committed text keeps every feature's documentation (and utoipa's
+/// generator) out of the openapi function (see BENCHMARKS.md); `tests/openapi_contract.rs` fails when the committed
+/// text differs from what the code generates, and `cloudagent openapi > shared/openapi.json` regenerates it.
 pub fn openapi_document() -> &'static str {
-    #[allow(clippy::non_std_lazy_statics)]
-    static DOCUMENT: Lazy<String> = Lazy::new(|| crate::openapi::build(FEATURES).to_pretty_json().unwrap_or_default());
-    &DOCUMENT
+    include_str!("../openapi.json")
+}
+
+/// The document as the code describes it today, pretty-printed with a final newline (the committed file's form).
+pub fn generate_openapi_document() -> String {
+    let mut text = crate::openapi::build(FEATURES).to_pretty_json().expect("the OpenAPI document serialises");
+    text.push('\n');
+    text
 }
 
 /// This API, described in OpenAPI 3.1.
