@@ -3,10 +3,11 @@
 //! (median latency of a one-update POST next to `GET /health`). Run: `cargo bench --bench progress_ingest`.
 #![allow(missing_docs)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
-use cloud_agent::AppState;
-use cloud_agent::config::Config;
 use serde_json::json;
 
 const RUN: Duration = Duration::from_secs(5);
@@ -27,21 +28,9 @@ async fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return; // `cargo test --all-targets` builds benches too; nothing to measure there.
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let config = Config::from_lookup(&move |name| match name {
-        "CLOUD_AGENT_STORE" => Some("embedded".into()),
-        "CLOUD_AGENT_DATA_DIR" => Some(data.clone()),
-        "DEV_JWT_SECRET" => Some("bench-jwt-secret-0123456789abcdef0123456789".into()),
-        "DEV_AGENT_SECRET" => Some("bench-agent-pepper-0123456789abcdef012345".into()),
-        "RUST_LOG" => Some("error".into()),
-        _ => None,
-    })
-    .unwrap();
-    let state = AppState::from_config(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, cloud_agent::app(state.clone())).into_future());
+    // The tests' harness: the whole router on the embedded store, on a random port.
+    let app = common::TestApp::builder().env("RUST_LOG", "error").spawn().await;
+    let base = app.address.clone();
     let client = reqwest::Client::new();
 
     println!("| load | updates/s | requests/s | median request |");
@@ -51,13 +40,7 @@ async fn main() {
         let mut workers = Vec::new();
         for c in 0..CLIENTS {
             let (client, base) = (client.clone(), base.clone());
-            let token = state.tokens().sign_access(&state.tokens().access_claims(
-                &format!("agent-{c}"),
-                "u",
-                "f",
-                "j",
-                cloud_agent::store::now_epoch(),
-            ));
+            let token = app.access_token(&format!("agent-{c}"), "u");
             workers.push(tokio::spawn(async move {
                 let (mut updates, mut latencies, mut n) = (0usize, Vec::new(), 0usize);
                 while started.elapsed() < RUN {
@@ -100,13 +83,7 @@ async fn main() {
         );
     }
     // Per-request overhead: one update per request, one client, against a request that does no write.
-    let token = state.tokens().sign_access(&state.tokens().access_claims(
-        "solo",
-        "u",
-        "f",
-        "j",
-        cloud_agent::store::now_epoch(),
-    ));
+    let token = app.access_token("solo", "u");
     let (mut post, mut health) = (Vec::new(), Vec::new());
     for n in 0..500 {
         let t = Instant::now();

@@ -7,42 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cloud_agent::AppState;
 use cloud_agent::features::context::{self, UserContext};
 use cloud_agent::store::DynStore;
-use common::{Counting, Outage, serve_router};
+use common::TestApp;
 use serde_json::{Value, json};
 
-struct App {
-    base: String,
-    state: AppState,
-    outage: Arc<Outage>,
-    counting: Arc<Counting>,
-    _dir: tempfile::TempDir,
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
+async fn app(store: DynStore, ttl: &str) -> TestApp {
+    TestApp::builder().store(store).env("CLOUD_AGENT_CONTEXT_TTL_SECS", ttl).spawn().await
 }
 
-async fn app(store: DynStore, ttl: &str) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let outage = Arc::new(Outage::new(store));
-    let counting = Arc::new(Counting::new(outage.clone()));
-    let config = common::test_config_with(dir.path(), &[("CLOUD_AGENT_CONTEXT_TTL_SECS", ttl)]);
-    let state = AppState::new(config, counting.clone());
-    let base = serve_router(cloud_agent::app(state.clone())).await;
-    App { base, state, outage, counting, _dir: dir }
-}
-
-impl App {
-    async fn get(&self, owner: &str) -> reqwest::Response {
-        let tokens = self.state.tokens();
-        let token =
-            tokens.sign_access(&tokens.access_claims("agent-1", owner, "fam", "jti", cloud_agent::store::now_epoch()));
-        reqwest::Client::new()
-            .get(format!("{}/api/v1/agent/context", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
+/// `GET /api/v1/agent/context` as agent-1 working for `owner`.
+async fn get(app: &TestApp, owner: &str) -> reqwest::Response {
+    app.get_as("/api/v1/agent/context", &app.access_token("agent-1", owner)).await
 }
 
 fn sample() -> UserContext {
@@ -56,7 +34,7 @@ fn sample() -> UserContext {
 async fn served_from_cache_after_the_first_read(store: DynStore) {
     let app = app(store, "300").await;
     context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-1").unwrap(), &sample()).await.unwrap();
-    let first = app.get("user-1").await;
+    let first = get(&app, "user-1").await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["x-cache"], "MISS");
     let body: Value = first.json().await.unwrap();
@@ -64,12 +42,12 @@ async fn served_from_cache_after_the_first_read(store: DynStore) {
     assert_eq!(body["user_id"], "user-1");
     assert_eq!(body["profile"]["name"], "Ada");
     assert_eq!(body["permissions"], json!(["repo:read", "tickets:write"]));
-    app.counting.take();
-    let second = app.get("user-1").await;
+    app.store.take();
+    let second = get(&app, "user-1").await;
     assert_eq!(second.headers()["x-cache"], "HIT");
     assert_eq!(second.json::<Value>().await.unwrap()["cached"], true);
-    assert_eq!(app.counting.take(), 0, "a hit does not touch the store");
-    assert_eq!(app.get("user-without-context").await.status(), 404);
+    assert_eq!(app.store.take(), 0, "a hit does not touch the store");
+    assert_eq!(get(&app, "user-without-context").await.status(), 404);
     let stats = app.state.part::<cloud_agent::features::context::ContextCache>().stats();
     assert_eq!((stats.hits, stats.entries), (1, 1));
 }
@@ -77,12 +55,12 @@ async fn served_from_cache_after_the_first_read(store: DynStore) {
 async fn concurrent_first_reads_load_once(store: DynStore) {
     let app = Arc::new(app(store, "300").await);
     context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-2").unwrap(), &sample()).await.unwrap();
-    app.counting.take();
+    app.store.take();
     let mut tasks = Vec::new();
     for _ in 0..30 {
         let app = app.clone();
         tasks.push(tokio::spawn(
-            async move { app.get("user-2").await.headers()["x-cache"].to_str().unwrap().to_owned() },
+            async move { get(&app, "user-2").await.headers()["x-cache"].to_str().unwrap().to_owned() },
         ));
     }
     let mut misses = 0;
@@ -92,59 +70,48 @@ async fn concurrent_first_reads_load_once(store: DynStore) {
         }
     }
     assert_eq!(misses, 1);
-    assert_eq!(app.counting.take(), 1, "one store read for 30 concurrent callers");
+    assert_eq!(app.store.take(), 1, "one store read for 30 concurrent callers");
 }
 
 async fn a_store_outage_serves_stale_or_503(store: DynStore) {
     let app = app(store, "1").await;
     context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-3").unwrap(), &sample()).await.unwrap();
-    assert_eq!(app.get("user-3").await.headers()["x-cache"], "MISS");
+    assert_eq!(get(&app, "user-3").await.headers()["x-cache"], "MISS");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    app.outage.down.store(true, Ordering::SeqCst);
-    let stale = app.get("user-3").await;
+    app.store.down.store(true, Ordering::SeqCst);
+    let stale = get(&app, "user-3").await;
     assert_eq!(stale.status(), 200);
     assert_eq!(stale.headers()["x-cache"], "STALE");
     assert_eq!(stale.json::<Value>().await.unwrap()["profile"]["name"], "Ada");
-    let nothing_cached = app.get("user-4").await;
+    let nothing_cached = get(&app, "user-4").await;
     assert_eq!(nothing_cached.status(), 503);
     assert_eq!(nothing_cached.headers()["content-type"], "application/problem+json");
     assert!(nothing_cached.headers().contains_key("retry-after"));
-    app.outage.down.store(false, Ordering::SeqCst);
-    assert_eq!(app.get("user-3").await.headers()["x-cache"], "MISS", "back to the store once it recovers");
+    app.store.down.store(false, Ordering::SeqCst);
+    assert_eq!(get(&app, "user-3").await.headers()["x-cache"], "MISS", "back to the store once it recovers");
     assert_eq!(app.state.part::<cloud_agent::features::context::ContextCache>().stats().stale, 1);
 }
 
 async fn the_stale_fallback_has_a_maximum_age(store: DynStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let outage = Arc::new(Outage::new(store));
     // A wide maximum, so "younger than it" cannot lose a race with a slow machine; the wait past it is a sleep
     // that only ever helps.
     let vars = [("CLOUD_AGENT_CONTEXT_TTL_SECS", "0"), ("CLOUD_AGENT_CONTEXT_STALE_MAX_SECS", "3")];
-    let state = AppState::new(common::test_config_with(dir.path(), &vars), outage.clone());
-    let app = App {
-        base: serve_router(cloud_agent::app(state.clone())).await,
-        state,
-        counting: Arc::new(Counting::new(outage.clone())),
-        outage,
-        _dir: dir,
-    };
+    let app = TestApp::builder().store(store).envs(&vars).spawn().await;
     context::save(app.state.store(), &cloud_agent::ids::UserId::parse("user-5").unwrap(), &sample()).await.unwrap();
-    assert_eq!(app.get("user-5").await.headers()["x-cache"], "MISS");
-    app.outage.down.store(true, Ordering::SeqCst);
-    assert_eq!(app.get("user-5").await.headers()["x-cache"], "STALE", "younger than the maximum: served");
+    assert_eq!(get(&app, "user-5").await.headers()["x-cache"], "MISS");
+    app.store.down.store(true, Ordering::SeqCst);
+    assert_eq!(get(&app, "user-5").await.headers()["x-cache"], "STALE", "younger than the maximum: served");
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let too_old = app.get("user-5").await;
+    let too_old = get(&app, "user-5").await;
     assert_eq!(too_old.status(), 503, "older than CLOUD_AGENT_CONTEXT_STALE_MAX_SECS: not served any more");
     assert_eq!(too_old.headers()["content-type"], "application/problem+json");
 }
 
 async fn oversized_contexts_and_reports_are_refused_and_nothing_is_stored(store: DynStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = "admin-key-0123456789abcdef0123456789";
+    let key = ADMIN_KEY;
     let vars = [("DEV_ADMIN_KEY", key), ("CLOUD_AGENT_BODY_LIMIT", "2097152")];
-    let state = AppState::new(common::test_config_with(dir.path(), &vars), store);
-    let base = serve_router(cloud_agent::app(state.clone())).await;
-    let client = reqwest::Client::new();
+    let app = TestApp::builder().store(store).envs(&vars).spawn().await;
+    let (base, client, state) = (&app.address, &app.client, &app.state);
     let big = json!({"profile": {"notes": "x".repeat(500 * 1024)}, "preferences": {}, "permissions": []});
     let refused = client
         .put(format!("{base}/api/v1/admin/users/user-7/context"))
@@ -159,8 +126,7 @@ async fn oversized_contexts_and_reports_are_refused_and_nothing_is_stored(store:
     assert!(problem["detail"].as_str().unwrap().contains("400 KB"), "{problem}");
     let user = cloud_agent::ids::UserId::parse("user-7").unwrap();
     assert!(matches!(context::load(state.store(), &user).await, Err(context::ContextError::NotFound(_))));
-    let token =
-        state.tokens().sign_access(&state.tokens().access_claims("w", "u", "f", "j", cloud_agent::store::now_epoch()));
+    let token = app.access_token("w", "u");
     let report =
         |body: Value| client.post(format!("{base}/api/v1/agent/health")).bearer_auth(&token).json(&body).send();
     let long_detail =
@@ -186,22 +152,14 @@ on_both_backends!(
 
 #[tokio::test]
 async fn the_admin_route_sets_a_context_with_the_admin_key_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = "admin-key-0123456789abcdef0123456789";
-    let state = AppState::from_config(common::test_config_with(dir.path(), &[("DEV_ADMIN_KEY", key)])).await.unwrap();
-    let base = serve_router(cloud_agent::app(state.clone())).await;
-    let client = reqwest::Client::new();
-    let url = format!("{base}/api/v1/admin/users/user-9/context");
+    let key = ADMIN_KEY;
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", key).spawn().await;
+    let client = &app.client;
+    let url = app.url("/api/v1/admin/users/user-9/context");
     let body = json!({"profile": {"name": "Grace"}, "preferences": {}, "permissions": ["deploy"]});
     assert_eq!(client.put(&url).json(&body).send().await.unwrap().status(), 401);
     assert_eq!(client.put(&url).bearer_auth("wrong-key").json(&body).send().await.unwrap().status(), 401);
-    let agent_token = state.tokens().sign_access(&state.tokens().access_claims(
-        "a",
-        "user-9",
-        "f",
-        "j",
-        cloud_agent::store::now_epoch(),
-    ));
+    let agent_token = app.access_token("a", "user-9");
     assert_eq!(
         client.put(&url).bearer_auth(&agent_token).json(&body).send().await.unwrap().status(),
         401,
@@ -209,17 +167,15 @@ async fn the_admin_route_sets_a_context_with_the_admin_key_only() {
     );
     let stored = client.put(&url).bearer_auth(key).json(&body).send().await.unwrap();
     assert_eq!(stored.status(), 200);
-    let context = common::get_json(&client, &format!("{base}/api/v1/agent/context"), Some(&agent_token)).await;
+    let context = common::get_json(client, &app.url("/api/v1/agent/context"), Some(&agent_token)).await;
     assert_eq!(context["profile"]["name"], "Grace");
     assert_eq!(context["permissions"], json!(["deploy"]));
     let bad = client.put(&url).bearer_auth(key).json(&json!({"permissions": "all"})).send().await.unwrap();
     assert_eq!(bad.status(), 400, "malformed context is refused, naming the field");
 
-    let dir = tempfile::tempdir().unwrap();
-    let state = AppState::from_config(common::test_config(dir.path())).await.unwrap();
-    let base = serve_router(cloud_agent::app(state)).await;
+    let without_key = TestApp::builder().spawn().await;
     let off = client
-        .put(format!("{base}/api/v1/admin/users/user-9/context"))
+        .put(without_key.url("/api/v1/admin/users/user-9/context"))
         .bearer_auth(key)
         .json(&body)
         .send()
@@ -232,46 +188,39 @@ async fn the_admin_route_sets_a_context_with_the_admin_key_only() {
 async fn a_failing_store_opens_its_breaker_and_writes_answer_503_with_retry_after() {
     let s = common::embedded();
     let app = app(s.store.clone(), "300").await;
-    let breakers = || async {
-        reqwest::get(format!("{}/api/v1/circuit-breakers", app.base)).await.unwrap().json::<Value>().await.unwrap()
-    };
+    let breakers =
+        || async { reqwest::get(app.url("/api/v1/circuit-breakers")).await.unwrap().json::<Value>().await.unwrap() };
     assert_eq!(breakers().await["breakers"][0]["state"], "CLOSED");
-    app.outage.down.store(true, Ordering::SeqCst);
+    app.store.down.store(true, Ordering::SeqCst);
     for user in 0..5 {
-        assert_eq!(app.get(&format!("u{user}")).await.status(), 503);
+        assert_eq!(get(&app, &format!("u{user}")).await.status(), 503);
     }
     let view = breakers().await;
     assert_eq!(view["breakers"][0]["name"], "store");
     assert_eq!(view["breakers"][0]["state"], "OPEN", "5 failures of 5 calls open the store breaker: {view}");
     assert_eq!(view["breakers"][0]["last_transition"]["from"], "CLOSED");
     assert_eq!(view["breakers"][0]["last_transition"]["to"], "OPEN");
-    app.counting.take();
+    app.store.take();
     // While open, nothing reaches the store, and a write is refused rather than acknowledged.
-    let tokens = app.state.tokens();
-    let token = tokens.sign_access(&tokens.access_claims("agent-1", "u", "f", "j", cloud_agent::store::now_epoch()));
-    let write = reqwest::Client::new()
-        .post(format!("{}/api/v1/agent/progress", app.base))
-        .bearer_auth(token)
-        .json(&json!({"task_id": "t", "progress": 1, "status": "running", "timestamp": "2026-11-23T10:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
+    let write = app
+        .post_progress(
+            "agent-1",
+            "u",
+            &json!({"task_id": "t", "progress": 1, "status": "running", "timestamp": "2026-11-23T10:00:00Z"}),
+        )
+        .await;
     assert_eq!(write.status(), 503);
     let retry_after: u64 = write.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=10).contains(&retry_after), "Retry-After says when the breaker will try again: {retry_after}");
-    assert_eq!(app.counting.take(), 0, "an open breaker spares the failing store");
+    assert_eq!(app.store.take(), 0, "an open breaker spares the failing store");
 }
 
 #[tokio::test]
 async fn agents_report_health_in_the_seed_004_shape_and_operators_list_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = "admin-key-0123456789abcdef0123456789";
-    let state = AppState::from_config(common::test_config_with(dir.path(), &[("DEV_ADMIN_KEY", key)])).await.unwrap();
-    let base = serve_router(cloud_agent::app(state.clone())).await;
-    let client = reqwest::Client::new();
-    let token = |agent: &str| {
-        state.tokens().sign_access(&state.tokens().access_claims(agent, "u", "f", "j", cloud_agent::store::now_epoch()))
-    };
+    let key = ADMIN_KEY;
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", key).spawn().await;
+    let (base, client) = (&app.address, &app.client);
+    let token = |agent: &str| app.access_token(agent, "u");
     let report = json!({"status": "degraded", "checks": {"disk": {"status": "degraded", "detail": "91% full"}}, "metrics": {"queue": 12.0}});
     let response = client
         .post(format!("{base}/api/v1/agent/health"))

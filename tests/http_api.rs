@@ -12,22 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 async fn problem(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    if got != status {
-        let text = response.text().await.unwrap_or_default();
-        assert_eq!(got, status, "unexpected status; body: {text}");
-        unreachable!();
-    }
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(body["type"].as_str().unwrap().starts_with("urn:cloud-agent:problem:"), "{body}");
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')));
-    assert_eq!(body["request_id"], request_id.as_str(), "the problem quotes the request id");
-    body
+    common::assert_problem(response, status, None).await
 }
 
 #[tokio::test]
@@ -67,15 +52,14 @@ async fn health_passes_with_a_datastore_check() {
 #[tokio::test]
 async fn health_fails_with_503_when_the_datastore_is_unreachable() {
     // A real DynamoDB client pointed at a port nobody listens on.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::test_config(dir.path());
-    config.store = cloud_agent::config::StoreSettings::DynamoDb(cloud_agent::store::dynamo::DynamoConfig {
+    let nowhere = cloud_agent::store::dynamo::DynamoStore::connect(&cloud_agent::store::dynamo::DynamoConfig {
         table: "nowhere".into(),
         endpoint: Some("http://127.0.0.1:9".into()),
         region: None,
-    });
-    let state = cloud_agent::AppState::from_config(config).await.unwrap();
-    let address = serve_router(cloud_agent::app(state)).await;
+    })
+    .await;
+    let app = TestApp::builder().store(std::sync::Arc::new(nowhere)).spawn().await;
+    let address = &app.address;
     let response = reqwest::get(format!("{address}/health")).await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["content-type"], "application/health+json");
@@ -162,7 +146,19 @@ async fn panicking() -> &'static str {
     panic!("{secret}")
 }
 
-async fn json_app() -> TestApp {
+/// A server of only the layer stack around a few test routes (not the app).
+struct Layered {
+    address: String,
+    client: reqwest::Client,
+}
+
+impl Layered {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+async fn json_app() -> Layered {
     let router = Router::new()
         .route(
             "/report",
@@ -172,10 +168,10 @@ async fn json_app() -> TestApp {
         .route("/fail", get(|| async { ApiError::Internal("connection string postgres://admin:pw@db".into()) }))
         .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }));
     let address = serve_router(layered(router, 1024, Duration::from_millis(300))).await;
-    TestApp { address, client: reqwest::Client::new(), _dir: None }
+    Layered { address, client: reqwest::Client::new() }
 }
 
-async fn post_json(app: &TestApp, body: &'static str) -> reqwest::Response {
+async fn post_json(app: &Layered, body: &'static str) -> reqwest::Response {
     app.client.post(app.url("/report")).header("content-type", "application/json").body(body).send().await.unwrap()
 }
 

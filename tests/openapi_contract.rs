@@ -6,11 +6,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use cloud_agent::AppState;
 use cloud_agent::route::{Auth, RouteSpec};
+use common::TestApp;
 use serde_json::Value;
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
@@ -57,16 +56,11 @@ fn probes(route: &RouteSpec) -> Vec<Probe> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_status_a_route_answers_is_in_its_openapi_operation() {
-    let dir = tempfile::tempdir().unwrap();
-    let outage = Arc::new(common::Outage::new(common::embedded().store));
-    let config = common::test_config_with(dir.path(), &[("DEV_ADMIN_KEY", ADMIN_KEY)]);
-    let state = AppState::new(config, outage.clone());
-    let base = common::serve_router(cloud_agent::app(state.clone())).await;
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", ADMIN_KEY).spawn().await;
+    let (base, outage) = (&app.address, &app.store);
     // A connection per request: an early answer (401, 413) may leave a connection unfit for reuse.
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let tokens = state.tokens();
-    let agent_token =
-        tokens.sign_access(&tokens.access_claims("agent-1", "user-1", "f", "j", cloud_agent::store::now_epoch()));
+    let agent_token = app.access_token("agent-1", "user-1");
     let doc: Value = client.get(format!("{base}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
 
     let mut observed: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();

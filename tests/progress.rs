@@ -3,32 +3,18 @@
 #[macro_use]
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use cloud_agent::AppState;
 use cloud_agent::store::DynStore;
-use common::{Counting, serve_router};
+use common::TestApp;
 use serde_json::{Value, json};
 
-struct App {
-    base: String,
-    state: AppState,
-    counting: Arc<Counting>,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn app(store: DynStore) -> App {
+async fn app(store: DynStore) -> TestApp {
     app_with(store, &[]).await
 }
 
-async fn app_with(store: DynStore, vars: &[(&str, &str)]) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let counting = Arc::new(Counting::new(store));
-    let state = AppState::new(common::test_config_with(dir.path(), vars), counting.clone());
-    let base = serve_router(cloud_agent::app(state.clone())).await;
-    App { base, state, counting, client: reqwest::Client::new(), _dir: dir }
+async fn app_with(store: DynStore, vars: &[(&str, &str)]) -> TestApp {
+    TestApp::builder().store(store).envs(vars).spawn().await
 }
 
 /// Agents `agent-a` and `agent-b` work for user-1; `agent-x` for user-2.
@@ -36,34 +22,24 @@ fn owner_of(agent: &str) -> &'static str {
     if agent == "agent-x" { "user-2" } else { "user-1" }
 }
 
-impl App {
-    fn token(&self, agent: &str) -> String {
-        let tokens = self.state.tokens();
-        tokens.sign_access(&tokens.access_claims(agent, owner_of(agent), "fam", "jti", cloud_agent::store::now_epoch()))
-    }
+/// This file's calls, as an agent of [`owner_of`].
+trait AgentCalls {
+    async fn post(&self, agent: &str, body: &Value) -> reqwest::Response;
+    async fn post_raw(&self, agent: &str, body: Vec<u8>) -> reqwest::Response;
+    async fn get(&self, agent: &str, task: &str, query: &str) -> reqwest::Response;
+}
 
+impl AgentCalls for TestApp {
     async fn post(&self, agent: &str, body: &Value) -> reqwest::Response {
-        self.post_raw(agent, serde_json::to_vec(body).unwrap()).await
+        self.post_progress(agent, owner_of(agent), body).await
     }
 
     async fn post_raw(&self, agent: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(format!("{}/api/v1/agent/progress", self.base))
-            .bearer_auth(self.token(agent))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+        self.post_progress_raw(agent, owner_of(agent), body).await
     }
 
     async fn get(&self, agent: &str, task: &str, query: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}/api/v1/agent/progress/{task}{query}", self.base))
-            .bearer_auth(self.token(agent))
-            .send()
-            .await
-            .unwrap()
+        self.get_as(&format!("/api/v1/agent/progress/{task}{query}"), &self.access_token(agent, owner_of(agent))).await
     }
 }
 
@@ -75,14 +51,14 @@ async fn batches_are_durable_and_written_25_at_a_time(store: DynStore) {
     let app = app(store).await;
     // 60 updates over 6 tasks, each task's updates sent newest first to prove ordering is by timestamp.
     let updates: Vec<Value> = (0..60).map(|i| update(&format!("task-{}", i % 6), 100 - i, 1000 - i)).collect();
-    app.counting.batch_writes.store(0, Ordering::SeqCst);
+    app.store.batch_writes.store(0, Ordering::SeqCst);
     let response = app.post("agent-a", &json!({"batch_id": "b-1", "updates": updates})).await;
     assert_eq!(response.status(), 202);
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(receipt["accepted"], 60);
     assert_eq!(receipt["rejected"], json!([]));
     assert_eq!(receipt["failed"], json!([]));
-    assert_eq!(app.counting.batch_writes.load(Ordering::SeqCst), 3, "ceil(60 / 25) BatchWriteItem calls");
+    assert_eq!(app.store.batch_writes.load(Ordering::SeqCst), 3, "ceil(60 / 25) BatchWriteItem calls");
     let task: Value = app.get("agent-a", "task-0", "?limit=100").await.json().await.unwrap();
     assert_eq!(task["progress"], 100.0, "the newest update wins, whatever the order in the batch");
     assert_eq!(task["history"].as_array().unwrap().len(), 10);
@@ -101,13 +77,13 @@ async fn a_retried_batch_returns_the_same_receipt_and_writes_nothing(store: DynS
     let first: Value = first.json().await.unwrap();
     assert_eq!(first["accepted"], 2);
     assert_eq!(first["rejected"][0]["index"], 2);
-    app.counting.take();
+    app.store.take();
     let again = app.post("agent-a", &body).await;
     assert_eq!(again.status(), 202);
     assert_eq!(again.headers()["idempotency-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first, "identical receipt");
-    assert_eq!(app.counting.take(), 1, "one read-only claim attempt, no writes");
+    assert_eq!(app.store.take(), 1, "one read-only claim attempt, no writes");
     let history: Value = app.get("agent-a", "t", "").await.json().await.unwrap();
     assert_eq!(history["history"].as_array().unwrap().len(), 2, "no duplicated events");
     // The Idempotency-Key header works the same; a reused id with another body is refused.
@@ -275,28 +251,14 @@ on_both_backends!(
 /// axum's own 2 MB default must not override a larger configured limit.
 #[tokio::test]
 async fn a_body_limit_above_2_mib_is_honoured() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::test_config_with(dir.path(), &[("CLOUD_AGENT_BODY_LIMIT", "4194304")]);
-    let state = AppState::new(config, common::embedded().store);
-    let base = serve_router(cloud_agent::app(state.clone())).await;
-    let tokens = state.tokens();
-    let token =
-        tokens.sign_access(&tokens.access_claims("agent-a", "user-1", "f", "j", cloud_agent::store::now_epoch()));
+    let app = TestApp::builder().env("CLOUD_AGENT_BODY_LIMIT", "4194304").spawn().await;
     let mut body = serde_json::to_vec(&update("big", 10, 1)).unwrap();
     body.pop();
     body.extend(std::iter::repeat_n(b' ', 3 * 1024 * 1024)); // valid JSON padded to 3 MiB
     body.push(b'}');
-    let client = reqwest::Client::new();
-    let post = |body: Vec<u8>| {
-        client
-            .post(format!("{base}/api/v1/agent/progress"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
-    let response = post(body).await.unwrap();
+    let post = |body: Vec<u8>| app.post_progress_raw("agent-a", "user-1", body);
+    let response = post(body).await;
     assert_eq!(response.status(), 202, "3 MiB is under the configured 4 MiB");
-    let over = post(vec![b' '; 5 * 1024 * 1024]).await.unwrap();
+    let over = post(vec![b' '; 5 * 1024 * 1024]).await;
     assert_eq!(over.status(), 413, "and the configured limit still holds");
 }

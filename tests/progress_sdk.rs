@@ -12,14 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use cloud_agent::AppState;
 
-use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::store::{DynStore, Query, keys};
 use cloud_agent_sdk::{
     AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
 };
-use common::serve_router;
+use common::{TestApp, serve_router};
 
 const TASKS: usize = 100;
 const STEPS: usize = 100;
@@ -82,20 +80,9 @@ fn update(task: usize, step: usize) -> ProgressUpdate {
 }
 
 async fn ten_thousand_updates_arrive_exactly_once(store: DynStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::test_config_with(dir.path(), &[("CLOUD_AGENT_ACCESS_TTL_SECS", "900")]);
-    let state = AppState::new(config, store.clone());
-    let secret = credentials::generate_secret();
-    credentials::register(
-        &store,
-        &state.config().secrets.agent,
-        &AgentId::parse("sim").unwrap(),
-        &cloud_agent::ids::UserId::parse("user-1").unwrap(),
-        &secret,
-    )
-    .await
-    .unwrap();
-    let upstream = serve_router(cloud_agent::app(state.clone())).await;
+    let app = TestApp::builder().store(store.clone()).env("CLOUD_AGENT_ACCESS_TTL_SECS", "900").spawn().await;
+    let secret = app.register_agent("sim", "user-1").await;
+    let upstream = app.address.clone();
     let net = FaultyNetwork {
         upstream,
         client: reqwest::Client::new(),

@@ -2,50 +2,26 @@
 
 mod common;
 
+use common::TestApp;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use cloud_agent::AppState;
-use cloud_agent::config::Config;
 use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent_sdk::{AgentSecret, SdkError, TokenManager, TokenManagerOptions};
 
 const ACCESS_TTL: u64 = 3;
 
-async fn server(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> (String, AppState) {
-    let dir = data_dir.to_string_lossy().into_owned();
-    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let config = Config::from_lookup(&move |name| {
-        extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| match name {
-            "CLOUD_AGENT_STORE" => Some("embedded".into()),
-            "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
-            "CLOUD_AGENT_ACCESS_TTL_SECS" => Some(ACCESS_TTL.to_string()),
-            "CLOUD_AGENT_REFRESH_TTL_SECS" => Some("600".into()),
-            "CLOUD_AGENT_TOKEN_LEEWAY_SECS" => Some("0".into()),
-            _ => None,
-        })
-    })
-    .unwrap();
-    let state = AppState::from_config(config).await.unwrap();
-    let address = common::serve_router(cloud_agent::app(state.clone())).await;
-    (address, state)
-}
-
-async fn register(state: &AppState, id: &str) -> String {
-    let secret = credentials::generate_secret();
-    let id = AgentId::parse(id).unwrap();
-    credentials::register(
-        state.store(),
-        &state.config().secrets.agent,
-        &id,
-        &cloud_agent::ids::UserId::parse("user-1").unwrap(),
-        &secret,
-    )
-    .await
-    .unwrap();
-    secret
+/// The server with lifetimes shortened to seconds (and no leeway), so the SDK really refreshes.
+async fn server() -> TestApp {
+    TestApp::builder()
+        .env("CLOUD_AGENT_ACCESS_TTL_SECS", &ACCESS_TTL.to_string())
+        .env("CLOUD_AGENT_REFRESH_TTL_SECS", "600")
+        .env("CLOUD_AGENT_TOKEN_LEEWAY_SECS", "0")
+        .spawn()
+        .await
 }
 
 fn exp_of(token: &str) -> f64 {
@@ -65,9 +41,9 @@ fn options() -> TokenManagerOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_callers_never_get_an_expired_token_and_refreshes_match_expiries() {
-    let dir = tempfile::tempdir().unwrap();
-    let (address, state) = server(dir.path(), &[]).await;
-    let secret = register(&state, "sdk-agent").await;
+    let app = server().await;
+    let address = app.address.clone();
+    let secret = app.register_agent("sdk-agent", "user-1").await;
     let manager = TokenManager::login(&address, "sdk-agent", AgentSecret::new(secret), options()).await.unwrap();
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let started = Instant::now();
@@ -109,9 +85,9 @@ async fn fifty_callers_never_get_an_expired_token_and_refreshes_match_expiries()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_session_logs_in_again_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (address, state) = server(dir.path(), &[]).await;
-    let secret = register(&state, "sdk-agent-2").await;
+    let app = server().await;
+    let address = app.address.clone();
+    let secret = app.register_agent("sdk-agent-2", "user-1").await;
     let manager = TokenManager::login(&address, "sdk-agent-2", AgentSecret::new(secret), options()).await.unwrap();
     let refresh = manager.refresh_token().await;
     let revoked = reqwest::Client::new()
@@ -129,9 +105,9 @@ async fn a_revoked_session_logs_in_again_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_credential_is_a_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let (address, state) = server(dir.path(), &[]).await;
-    register(&state, "sdk-agent-3").await;
+    let app = server().await;
+    let address = app.address.clone();
+    app.register_agent("sdk-agent-3", "user-1").await;
     let result = TokenManager::login(&address, "sdk-agent-3", AgentSecret::new("cas_wrong"), options()).await;
     assert!(matches!(result, Err(SdkError::Unauthorized(_))), "{result:?}");
 }
@@ -139,9 +115,9 @@ async fn a_wrong_credential_is_a_typed_error() {
 /// Nothing that holds a token or a secret prints it: the SDK's manager, and the server's token response.
 #[tokio::test]
 async fn tokens_and_secrets_never_print_with_debug() {
-    let dir = tempfile::tempdir().unwrap();
-    let (address, state) = server(dir.path(), &[]).await;
-    let secret = register(&state, "quiet-agent").await;
+    let app = server().await;
+    let (address, state) = (app.address.clone(), &app.state);
+    let secret = app.register_agent("quiet-agent", "user-1").await;
     let manager =
         TokenManager::login(&address, "quiet-agent", AgentSecret::new(secret.clone()), options()).await.unwrap();
     let (access, refresh) = (manager.token().await.unwrap(), manager.refresh_token().await);

@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloud_agent::AppState;
 use cloud_agent::features::context::{self, UserContext};
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
+use common::TestApp;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -67,7 +67,7 @@ struct Rig {
     client: reqwest::Client,
     token: String,
     net: watch::Sender<Net>,
-    _dir: tempfile::TempDir,
+    _app: TestApp,
 }
 
 async fn rig(extra: &[(&str, &str)]) -> Option<Rig> {
@@ -79,7 +79,6 @@ async fn rig(extra: &[(&str, &str)]) -> Option<Rig> {
         DynamoStore::connect(&DynamoConfig { table: table.clone(), endpoint: Some(endpoint), region: None }).await;
     direct.create_table().await.unwrap();
     let store = Arc::new(DynamoStore::connect(&DynamoConfig { table, endpoint: Some(via_proxy), region: None }).await);
-    let dir = tempfile::tempdir().unwrap();
     let mut vars = vec![
         ("CLOUD_AGENT_CONTEXT_TTL_SECS", "1"),
         ("CLOUD_AGENT_BREAKER_OPEN_SECS", "3"),
@@ -87,14 +86,12 @@ async fn rig(extra: &[(&str, &str)]) -> Option<Rig> {
         ("CLOUD_AGENT_HEALTH_CACHE_MS", "0"),
     ];
     vars.extend_from_slice(extra);
-    let state = AppState::new(common::test_config_with(dir.path(), &vars), store);
+    let app = TestApp::builder().store(store).envs(&vars).spawn().await;
+    let state = &app.state;
     let sample = UserContext { profile: json!({"name": "Ada"}), preferences: json!({}), permissions: vec![] };
     context::save(state.store(), &cloud_agent::ids::UserId::parse("user-1").unwrap(), &sample).await.unwrap();
-    let base = common::serve_router(cloud_agent::app(state.clone())).await;
-    let tokens = state.tokens();
-    let token =
-        tokens.sign_access(&tokens.access_claims("agent-1", "user-1", "f", "j", cloud_agent::store::now_epoch()));
-    Some(Rig { base, client: reqwest::Client::new(), token, net, _dir: dir })
+    let token = app.access_token("agent-1", "user-1");
+    Some(Rig { base: app.address.clone(), client: reqwest::Client::new(), token, net, _app: app })
 }
 
 impl Rig {

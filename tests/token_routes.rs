@@ -5,38 +5,19 @@ mod common;
 
 use base64::Engine as _;
 use cloud_agent::features::tokens::credentials::{self, AgentId};
-use common::{TestApp, spawn_app_with_state};
+use common::TestApp;
 use serde_json::{Value, json};
 
 async fn app_with_agent() -> (TestApp, String) {
-    let (app, secret, _) = app_with_agent_and_state().await;
+    let app = TestApp::builder().spawn().await;
+    let secret = app.register_agent("agent-1", "user-9").await;
     (app, secret)
 }
 
-/// agent-1, working for user-9, registered in a running app; its secret, and the app's state.
-async fn app_with_agent_and_state() -> (TestApp, String, cloud_agent::AppState) {
-    let (app, state) = spawn_app_with_state().await;
-    let secret = credentials::generate_secret();
-    let id = AgentId::parse("agent-1").unwrap();
-    credentials::register(
-        state.store(),
-        &state.config().secrets.agent,
-        &id,
-        &cloud_agent::ids::UserId::parse("user-9").unwrap(),
-        &secret,
-    )
-    .await
-    .unwrap();
-    (app, secret, state)
-}
-
+/// The problem (with the token routes' slug), and its headers for the challenge.
 async fn problem(response: reqwest::Response, status: u16, slug: &str) -> (Value, reqwest::header::HeaderMap) {
-    assert_eq!(response.status().as_u16(), status);
     let headers = response.headers().clone();
-    assert_eq!(headers["content-type"], "application/problem+json");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["type"], format!("urn:cloud-agent:problem:{slug}"), "{body}");
-    (body, headers)
+    (common::assert_problem(response, status, Some(slug)).await, headers)
 }
 
 async fn login(app: &TestApp, secret: &str) -> Value {
@@ -180,7 +161,8 @@ async fn revoke_answers_200_and_stops_refresh() {
 
 #[tokio::test]
 async fn a_refresh_after_the_secret_was_rotated_is_401_credential_changed() {
-    let (app, secret, state) = app_with_agent_and_state().await;
+    let (app, secret) = app_with_agent().await;
+    let state = &app.state;
     let pair = login(&app, &secret).await;
     let id = AgentId::parse("agent-1").unwrap();
     credentials::rotate_secret(state.store(), &state.config().secrets.agent, &id).await.unwrap().unwrap();

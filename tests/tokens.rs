@@ -18,17 +18,12 @@ use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 
+/// The tests' configuration with fixed secrets (PyJWT verifies with `JWT_SECRET`).
 fn config_with(vars: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    Config::from_lookup(&move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| match name {
-            "CLOUD_AGENT_STORE" => Some("embedded".into()),
-            "DEV_JWT_SECRET" => Some(JWT_SECRET.into()),
-            "DEV_AGENT_SECRET" => Some("test-agent-pepper-0123456789abcdef01234".into()),
-            _ => None,
-        })
-    })
-    .unwrap()
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vars.to_vec();
+    all.extend([("DEV_JWT_SECRET", JWT_SECRET), ("DEV_AGENT_SECRET", "test-agent-pepper-0123456789abcdef01234")]);
+    common::test_config_with(dir.path(), &all)
 }
 
 fn tokens() -> Tokens {

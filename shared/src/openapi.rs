@@ -120,3 +120,21 @@ impl utoipa::Modify for BearerAuth {
         );
     }
 }
+
+/// The schema of a JSON object used as a map (which utoipa's derive cannot bound): at most `max` entries, names
+/// of 1 to `name_max` characters, values of the `values` schema. For `#[schema(schema_with = ..)]`.
+pub fn bounded_map(
+    max: usize,
+    name_max: usize,
+    values: impl Into<utoipa::openapi::RefOr<utoipa::openapi::Schema>>,
+) -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(max))
+        .property_names(Some(
+            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(name_max)),
+        ))
+        .additional_properties(Some(values.into()))
+        .build()
+}

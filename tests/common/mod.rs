@@ -49,16 +49,125 @@ pub async fn dynamodb() -> Option<TestStore> {
     Some(TestStore { store: Arc::new(store), table: Some(table), _dir: None })
 }
 
-/// A running local server on a random port (the zero-to-production `spawn_app` pattern).
+/// The app under test, built by [`TestApp::builder`] (the zero-to-production `spawn_app` pattern): the whole
+/// router as `cloudagent serve` runs it, on a store of the test's choice wrapped in the [`Counting`] decorator,
+/// with development configuration plus the test's variables. `spawn` serves it on a random port; `in_process`
+/// skips the socket and answers through `oneshot`.
 pub struct TestApp {
+    /// `http://127.0.0.1:port`, or empty for an in-process app.
     pub address: String,
     pub client: reqwest::Client,
+    pub state: cloud_agent::AppState,
+    /// The store as the app sees it: count its calls, or switch an outage on.
+    pub store: Arc<Counting>,
     pub _dir: Option<tempfile::TempDir>,
 }
 
+/// What a test may choose: the store backend and environment variables.
+#[derive(Default)]
+pub struct TestAppBuilder {
+    store: Option<DynStore>,
+    env: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    /// Runs on this store (default: a fresh embedded store in a temp dir).
+    pub fn store(mut self, store: DynStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Sets one configuration variable, as the environment would.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets several configuration variables.
+    pub fn envs(mut self, vars: &[(&str, &str)]) -> Self {
+        self.env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
+    /// The app without a socket (requests go through [`TestApp::oneshot`]).
+    pub async fn in_process(self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let vars: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let config = test_config_with(dir.path(), &vars);
+        let store = match self.store {
+            Some(store) => store,
+            None => cloud_agent::state::open_store(&config.store).await.expect("open the embedded store"),
+        };
+        let store = Arc::new(Counting::new(store));
+        let state = cloud_agent::AppState::new(config, store.clone());
+        TestApp { address: String::new(), client: reqwest::Client::new(), state, store, _dir: Some(dir) }
+    }
+
+    /// The app served on 127.0.0.1 at a random port.
+    pub async fn spawn(self) -> TestApp {
+        let mut app = self.in_process().await;
+        app.address = serve_router(cloud_agent::app(app.state.clone())).await;
+        app
+    }
+}
+
 impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// One request through the whole router without a socket.
+    pub async fn oneshot(&self, request: http::Request<axum::body::Body>) -> http::Response<axum::body::Body> {
+        use tower::ServiceExt as _;
+        cloud_agent::app(self.state.clone()).oneshot(request).await.unwrap()
+    }
+
+    /// Registers an agent working for `user`; its secret.
+    pub async fn register_agent(&self, agent: &str, user: &str) -> String {
+        use cloud_agent::features::tokens::credentials;
+        let secret = credentials::generate_secret();
+        credentials::register(
+            self.state.store(),
+            &self.state.config().secrets.agent,
+            &credentials::AgentId::parse(agent).unwrap(),
+            &cloud_agent::ids::UserId::parse(user).unwrap(),
+            &secret,
+        )
+        .await
+        .unwrap();
+        secret
+    }
+
+    /// An access token for `agent` working for `user`, signed with the app's key and issued now.
+    pub fn access_token(&self, agent: &str, user: &str) -> String {
+        self.access_token_at(agent, user, cloud_agent::store::now_epoch())
+    }
+
+    /// An access token issued at `iat` (epoch seconds): in the past to test expiry.
+    pub fn access_token_at(&self, agent: &str, user: &str, iat: i64) -> String {
+        let tokens = self.state.tokens();
+        tokens.sign_access(&tokens.access_claims(agent, user, "fam", "jti", iat))
+    }
+
+    /// `POST /api/v1/agent/progress` as `agent` (working for `user`) with a JSON body.
+    pub async fn post_progress(&self, agent: &str, user: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.post_progress_raw(agent, user, serde_json::to_vec(body).unwrap()).await
+    }
+
+    /// The same with raw bytes, to send what a JSON serialiser never would.
+    pub async fn post_progress_raw(&self, agent: &str, user: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/agent/progress"))
+            .bearer_auth(self.access_token(agent, user))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `POST path` with a JSON body.
@@ -70,6 +179,49 @@ impl TestApp {
     pub async fn get_as(&self, path: &str, bearer: &str) -> reqwest::Response {
         self.client.get(self.url(path)).bearer_auth(bearer).send().await.unwrap()
     }
+}
+
+/// Asserts `response` is an RFC 9457 problem with `status` (and, when given, the problem type
+/// `urn:cloud-agent:problem:<slug>`), quoting the request id; its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, slug: Option<&str>) -> serde_json::Value {
+    let got = response.status().as_u16();
+    if got != status {
+        let text = response.text().await.unwrap_or_default();
+        panic!("expected {status}, got {got}; body: {text}");
+    }
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_problem_body(&body, status, slug, &headers);
+    body
+}
+
+/// [`assert_problem`] for an in-process answer.
+pub async fn assert_problem_oneshot(
+    response: http::Response<axum::body::Body>,
+    status: u16,
+    slug: Option<&str>,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_problem_body(&body, status, slug, &headers);
+    body
+}
+
+fn assert_problem_body(body: &serde_json::Value, status: u16, slug: Option<&str>, headers: &http::HeaderMap) {
+    assert_eq!(body["status"], status, "{body}");
+    let kind = body["type"].as_str().unwrap_or_default();
+    assert!(kind.starts_with("urn:cloud-agent:problem:"), "{body}");
+    if let Some(slug) = slug {
+        assert_eq!(kind, format!("urn:cloud-agent:problem:{slug}"), "{body}");
+    }
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["instance"].as_str().is_some_and(|i| i.starts_with('/')), "{body}");
+    let request_id = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(body["request_id"], request_id, "the problem quotes the request id");
 }
 
 /// `GET url` (with a bearer credential if given), its body as JSON.
@@ -116,15 +268,7 @@ pub async fn serve_router(router: axum::Router) -> String {
 
 /// The whole app, as `cloudagent serve` runs it, on the embedded store.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with_state().await.0
-}
-
-/// Like [`spawn_app`], also handing back the state (to register agents in its store).
-pub async fn spawn_app_with_state() -> (TestApp, cloud_agent::AppState) {
-    let dir = tempfile::tempdir().unwrap();
-    let state = cloud_agent::AppState::from_config(test_config(dir.path())).await.unwrap();
-    let address = serve_router(cloud_agent::app(state.clone())).await;
-    (TestApp { address, client: reqwest::Client::new(), _dir: Some(dir) }, state)
+    TestApp::builder().spawn().await
 }
 
 /// Generates `embedded::<test>` and `dynamodb::<test>` for each named `async fn <test>(store: DynStore)`, so
@@ -176,11 +320,12 @@ impl Counting {
             down: std::sync::atomic::AtomicBool::new(false),
         }
     }
+    /// Counts every call that reaches the store, including those the outage then fails.
     fn hit(&self) -> Result<(), cloud_agent::store::StoreError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(cloud_agent::store::StoreError::Unavailable("injected outage".into()));
         }
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
     pub fn take(&self) -> usize {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod json;
+pub mod path;
 pub mod problem;
 pub mod query;
 pub mod request_id;
@@ -18,6 +19,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use json::ApiJson;
+pub use path::ApiPath;
 pub use problem::{ApiError, Problem, ToProblem};
 pub use query::ApiQuery;
 pub use request_id::RequestContext;

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::features::health::{HealthStatus, report};
 use crate::features::tokens::credentials::AgentId;
 use crate::http::auth::AgentIdentity;
-use crate::http::{ApiError, ApiJson, ApiQuery};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::paging::CursorKey;
 use crate::state::AppState;
 use crate::store::DynStore;
@@ -38,6 +38,7 @@ pub enum AgentStatus {
 pub struct AgentCheck {
     pub status: AgentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub detail: Option<String>,
 }
 
@@ -46,11 +47,17 @@ pub struct AgentCheck {
 #[serde(deny_unknown_fields)]
 pub struct AgentReport {
     pub status: AgentStatus,
+    /// At most 50, named by 1–64 characters.
     #[serde(default)]
+    #[schema(schema_with = checks_schema)]
     pub checks: BTreeMap<String, AgentCheck>,
+    /// At most 50, named by 1–64 characters; numbers in DynamoDB's range (0 or a magnitude of 1e-130 to
+    /// 9.99e125).
     #[serde(default)]
+    #[schema(schema_with = metrics_schema)]
     pub metrics: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
     pub version: Option<String>,
 }
 
@@ -94,6 +101,14 @@ fn from_service(s: HealthStatus) -> AgentStatus {
 
 /// Most checks, and most metrics, in one report.
 const MAX_ENTRIES: usize = 50;
+
+fn checks_schema() -> utoipa::openapi::Object {
+    crate::openapi::bounded_map(MAX_ENTRIES, MAX_NAME, utoipa::openapi::Ref::from_schema_name("AgentCheck"))
+}
+
+fn metrics_schema() -> utoipa::openapi::Object {
+    crate::openapi::bounded_map(MAX_ENTRIES, MAX_NAME, <f64 as utoipa::PartialSchema>::schema())
+}
 /// Longest check or metric name, and `version`.
 const MAX_NAME: usize = 64;
 /// Longest check `detail`.
@@ -110,17 +125,17 @@ fn validate(report: &AgentReport) -> Result<(), ApiError> {
     if report.metrics.len() > MAX_ENTRIES {
         return refuse("/metrics", "at most 50 metrics");
     }
-    if report.checks.keys().chain(report.metrics.keys()).any(|k| k.is_empty() || k.len() > MAX_NAME) {
-        return refuse("/checks", "check and metric names must be 1-64 bytes");
+    if report.checks.keys().chain(report.metrics.keys()).any(|k| k.is_empty() || k.chars().count() > MAX_NAME) {
+        return refuse("/checks", "check and metric names must be 1-64 characters");
     }
-    if report.checks.values().any(|c| c.detail.as_ref().is_some_and(|d| d.len() > MAX_DETAIL)) {
-        return refuse("/checks", "a check's detail is at most 1000 bytes");
+    if report.checks.values().any(|c| c.detail.as_ref().is_some_and(|d| d.chars().count() > MAX_DETAIL)) {
+        return refuse("/checks", "a check's detail is at most 1000 characters");
     }
     if report.metrics.values().any(|v| !crate::store::Number::storable(*v)) {
         return refuse("/metrics", "metrics must be 0 or of magnitude 1e-130 to 9.99e125 (DynamoDB's range)");
     }
-    if report.version.as_ref().is_some_and(|v| v.len() > MAX_NAME) {
-        return refuse("/version", "version is at most 64 bytes");
+    if report.version.as_ref().is_some_and(|v| v.chars().count() > MAX_NAME) {
+        return refuse("/version", "version is at most 64 characters");
     }
     Ok(())
 }
@@ -240,12 +255,12 @@ pub async fn list(
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not an agent id; `pointer` is /agent_id"),
     )
 )]
-pub async fn get(State(store): State<DynStore>, Path(agent_id): Path<String>) -> Result<ApiJson<Reported>, ApiError> {
-    let agent = AgentId::parse(&agent_id)
-        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/agent_id".into()) })?;
+pub async fn get(
+    State(store): State<DynStore>,
+    ApiPath(agent): ApiPath<AgentId>,
+) -> Result<ApiJson<Reported>, ApiError> {
     let item = store.get(&ReportRecord::key(&agent)).await?;
-    item.as_ref()
-        .and_then(ReportRecord::from_item)
-        .map(|record| ApiJson(record.into()))
-        .ok_or_else(|| ApiError::NotFound(format!("no health report from agent {agent_id} within the last hour")))
+    item.as_ref().and_then(ReportRecord::from_item).map(|record| ApiJson(record.into())).ok_or_else(|| {
+        ApiError::NotFound(format!("no health report from agent {} within the last hour", agent.as_str()))
+    })
 }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::config::Config;
 use crate::features::context::{self, ContextCache, UserContext};
-use crate::http::{ApiError, ApiJson};
+use crate::http::{ApiError, ApiJson, ApiPath};
 use crate::ids::UserId;
 use crate::store::DynStore;
 
@@ -26,7 +26,7 @@ pub struct ContextStored {
     path = "/api/v1/admin/users/{user_id}/context",
     tag = "admin",
     security(("bearer" = [])),
-    params(("user_id" = String, Path)),
+    params(("user_id" = String, Path, pattern = "^[!-\"$-~]{1,128}$", description = "1-128 visible ASCII characters except #")),
     request_body = UserContext,
     responses(
         (status = 200, body = ContextStored),
@@ -40,12 +40,10 @@ pub async fn put_context(
     State(store): State<DynStore>,
     State(cache): State<Arc<ContextCache>>,
     State(config): State<Arc<Config>>,
-    Path(user_id): Path<String>,
+    ApiPath(user): ApiPath<UserId>,
     ApiJson(body): ApiJson<UserContext>,
 ) -> Result<ApiJson<ContextStored>, ApiError> {
-    let user = UserId::parse(&user_id)
-        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/user_id".into()) })?;
     context::save(&store, &user, &body).await?;
     cache.remove(&user);
-    Ok(ApiJson(ContextStored { user_id, cache_ttl_secs: config.context_ttl.as_secs() }))
+    Ok(ApiJson(ContextStored { user_id: user.as_str().to_owned(), cache_ttl_secs: config.context_ttl.as_secs() }))
 }

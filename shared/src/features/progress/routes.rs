@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::http::auth::AgentIdentity;
-use crate::http::{ApiError, ApiJson, ApiQuery, json};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, json};
 use crate::ids::{BatchId, TaskId};
 use crate::paging::CursorKey;
 use crate::store::BatchRetry;
@@ -22,9 +22,14 @@ use crate::store::DynStore;
 /// The envelope: `{batch_id?, updates: [...]}` (a single update object is accepted as well).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ProgressBatch {
-    /// Idempotency key for this batch (the `Idempotency-Key` header works too).
+    /// Idempotency key for this batch (the `Idempotency-Key` header works too): 1–128 visible ASCII
+    /// characters. Without one, the server makes one up (and a resend is a new batch).
     #[serde(default)]
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub batch_id: Option<String>,
+    /// Each update is validated on its own: one that breaks the schema is listed in the receipt's `rejected`
+    /// and the others are still stored.
+    #[schema(value_type = Vec<crate::features::progress::service::ProgressUpdate>, max_items = 100)]
     pub updates: Vec<Json>,
 }
 
@@ -37,7 +42,7 @@ pub struct ProgressBatch {
     tag = "agent",
     security(("bearer" = [])),
     request_body(content = ProgressBatch, description = "A batch, a bare JSON list of updates, or one update (see ProgressUpdate)"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same as batch_id")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Same as batch_id")),
     responses(
         (status = 202, body = Receipt, description = "Receipt (also for a replayed batch: header Idempotency-Replayed)"),
         (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "The same batch is still being processed; see Retry-After"),
@@ -131,11 +136,9 @@ pub async fn get(
     State(store): State<DynStore>,
     State(cursors): State<Arc<CursorKey>>,
     identity: AgentIdentity,
-    Path(task_id): Path<String>,
+    ApiPath(task_id): ApiPath<TaskId>,
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<ApiJson<TaskProgress>, ApiError> {
-    let task_id = TaskId::parse(&task_id)
-        .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/task_id".into()) })?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::Unprocessable { detail: "limit must be 1..=100".into(), pointer: None });

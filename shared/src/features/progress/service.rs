@@ -23,7 +23,7 @@ use crate::store::{BatchRetry, DynStore, Key, Number, StoreError, WriteOp, keys,
 
 /// Most updates one request may carry (more → 413).
 pub const MAX_UPDATES: usize = 100;
-/// Largest `message`.
+/// Longest `message`, in characters (as JSON Schema's `maxLength` counts them).
 pub const MAX_MESSAGE: usize = 2_000;
 /// Most entries in `metrics`.
 pub const MAX_METRICS: usize = 32;
@@ -112,15 +112,20 @@ impl TaskStatus {
 pub struct ProgressUpdate {
     #[schema(value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub task_id: TaskId,
-    /// 0–100.
+    /// 0–100 (DynamoDB stores no magnitude below 1e-130 other than 0).
+    #[schema(minimum = 0, maximum = 100)]
     pub progress: f64,
     pub status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2000)]
     pub message: Option<String>,
-    /// Small numeric measurements (at most 32).
+    /// Small numeric measurements: at most 32, names of 1–64 characters, numbers in DynamoDB's range (0 or a
+    /// magnitude of 1e-130 to 9.99e125).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = metrics_schema)]
     pub metrics: BTreeMap<String, f64>,
     /// When the agent observed this state (RFC 3339). Orders updates: a late, older one never wins.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// Tie-breaker for updates with the same timestamp (higher wins).
     #[serde(default)]
@@ -135,8 +140,12 @@ pub struct Valid {
     pub at_ms: i64,
 }
 
-/// Longest metric name.
+/// Longest metric name, in characters.
 pub const MAX_METRIC_NAME: usize = 64;
+
+fn metrics_schema() -> utoipa::openapi::Object {
+    crate::openapi::bounded_map(MAX_METRICS, MAX_METRIC_NAME, <f64 as utoipa::PartialSchema>::schema())
+}
 /// Rejection reasons and echoed task ids are cut to this, so a receipt stays small whatever a client sends
 /// (receipts are stored, and DynamoDB items stop at 400 KB).
 const MAX_ECHO: usize = 200;
@@ -161,14 +170,14 @@ pub fn validate(index: usize, raw: Json) -> Result<Valid, (String, String)> {
     if !(0.0..=100.0).contains(&update.progress) || !Number::storable(update.progress) {
         return fail("progress must be 0, or between 1e-130 and 100");
     }
-    if update.message.as_ref().is_some_and(|m| m.len() > MAX_MESSAGE) {
-        return fail("message is longer than 2000 bytes");
+    if update.message.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE) {
+        return fail("message is longer than 2000 characters");
     }
     if update.metrics.len() > MAX_METRICS {
         return fail("metrics: at most 32 entries");
     }
-    if update.metrics.keys().any(|k| k.is_empty() || k.len() > MAX_METRIC_NAME) {
-        return fail("metrics: names must be 1-64 bytes");
+    if update.metrics.keys().any(|k| k.is_empty() || k.chars().count() > MAX_METRIC_NAME) {
+        return fail("metrics: names must be 1-64 characters");
     }
     if update.metrics.values().any(|v| !Number::storable(*v)) {
         return fail("metrics: numbers must be 0 or of magnitude 1e-130 to 9.99e125 (DynamoDB's range)");
@@ -484,6 +493,24 @@ mod tests {
         let item = records::event_item(owner.as_str(), &"a".repeat(64), &"b".repeat(128), &v);
         item.check_limits().unwrap();
         assert!(item.stored_size() < 10 * 1024, "{} bytes", item.stored_size());
+    }
+
+    #[test]
+    fn limits_count_characters_and_the_widest_valid_update_still_fits_an_item() {
+        // Four-byte characters at every length limit: what JSON Schema's maxLength lets a client send.
+        let wide = |n: usize| "\u{1F600}".repeat(n);
+        let metrics: serde_json::Map<String, Json> =
+            (0..MAX_METRICS).map(|i| (format!("{i}{}", wide(MAX_METRIC_NAME - 2)), Json::from(1.5))).collect();
+        let raw = serde_json::json!({
+            "task_id": "t".repeat(128), "progress": 50, "status": "running",
+            "message": wide(MAX_MESSAGE), "metrics": metrics, "timestamp": "2026-11-23T10:00:00Z",
+        });
+        let v = validate(0, raw.clone()).unwrap();
+        let owner = UserId::parse(&"u".repeat(128)).unwrap();
+        records::event_item(owner.as_str(), &"a".repeat(64), &"b".repeat(128), &v).check_limits().unwrap();
+        let mut over = raw;
+        over["message"] = Json::from(wide(MAX_MESSAGE + 1));
+        assert!(validate(0, over).unwrap_err().1.contains("2000 characters"));
     }
 
     #[test]

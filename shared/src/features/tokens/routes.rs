@@ -25,6 +25,7 @@ use crate::token::Tokens;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub agent_id: String,
     #[schema(value_type = String)]
     pub agent_secret: SecretString,
