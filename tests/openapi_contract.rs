@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use cloud_agent::route::{Auth, RouteSpec};
 use common::TestApp;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
 
@@ -149,4 +149,211 @@ fn served_document_is_the_one_the_code_generates() {
         "shared/openapi.json is stale (first differing line: {first_difference:?}); regenerate it with \
          `cargo cloudagent openapi > shared/openapi.json` or CLOUD_AGENT_BLESS_OPENAPI=1 cargo test --test openapi_contract"
     );
+}
+
+/// `$ref`s resolved against the document's components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// Every typed input below `schema` that declares no bound, as `where: what`.
+fn unbounded(doc: &Value, schema: &Value, at: &str, out: &mut Vec<String>) {
+    let schema = resolve(doc, schema);
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        unbounded(doc, part, at, out);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return, // free-form JSON (a context's profile): bounded by the body and item limits only
+    };
+    let has = |key: &str| !schema[key].is_null();
+    if types.contains(&"string") && !(has("maxLength") || has("pattern") || has("enum") || has("format")) {
+        out.push(format!("{at}: a string without maxLength, pattern, enum or format"));
+    }
+    if types.contains(&"array") {
+        if !has("maxItems") {
+            out.push(format!("{at}: an array without maxItems"));
+        }
+        unbounded(doc, &schema["items"], &format!("{at}[]"), out);
+    }
+    if types.contains(&"object") {
+        if schema["additionalProperties"].is_object() {
+            if !has("maxProperties") {
+                out.push(format!("{at}: a map without maxProperties"));
+            }
+            unbounded(doc, &schema["propertyNames"], &format!("{at}{{name}}"), out);
+            unbounded(doc, &schema["additionalProperties"], &format!("{at}{{value}}"), out);
+        }
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            unbounded(doc, property, &format!("{at}.{name}"), out);
+        }
+    }
+}
+
+/// What a client may send is bounded in the document, so a generated client knows the limits the service
+/// enforces (and a new field without one fails here).
+#[test]
+fn every_request_input_declares_its_bounds() {
+    let doc: Value = serde_json::from_str(cloud_agent::app::openapi_document()).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let at = format!("{} {path}", method.to_uppercase());
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                unbounded(&doc, &parameter["schema"], &format!("{at} parameter {name}"), &mut out);
+            }
+            for (_, content) in operation["requestBody"]["content"].as_object().into_iter().flatten() {
+                unbounded(&doc, &content["schema"], &format!("{at} body"), &mut out);
+            }
+        }
+    }
+    assert!(out.is_empty(), "inputs without bounds in the OpenAPI document:\n{}", out.join("\n"));
+}
+
+/// The `n` in a `{1,n}` pattern.
+fn pattern_max(pattern: &str) -> usize {
+    let inner = pattern.rsplit_once(",").unwrap().1;
+    inner.trim_end_matches("}$").parse().unwrap()
+}
+
+/// Each bound the document declares is the one the route enforces: a value at the bound is taken, one past it
+/// refused. The limits are read from the document, not repeated here.
+#[tokio::test]
+async fn declared_bounds_are_the_ones_the_routes_enforce() {
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", ADMIN_KEY).env("CLOUD_AGENT_BODY_LIMIT", "1048576").spawn().await;
+    let app = &app;
+    let doc: Value = serde_json::from_str(cloud_agent::app::openapi_document()).unwrap();
+    let schema = |name: &str| doc["components"]["schemas"][name]["properties"].clone();
+    // Four-byte characters: maxLength counts characters, whatever their UTF-8 size.
+    let wide = |n: usize| "\u{1F600}".repeat(n);
+    let n = |v: &Value| usize::try_from(v.as_u64().unwrap()).unwrap();
+
+    // Progress: updates per batch, message length, metrics per update and metric names.
+    let update = schema("ProgressUpdate");
+    let (message_max, metrics_max) = (n(&update["message"]["maxLength"]), n(&update["metrics"]["maxProperties"]));
+    let name_max = n(&update["metrics"]["propertyNames"]["maxLength"]);
+    let one = |message: String, metrics: usize, name_len: usize| {
+        let metrics: serde_json::Map<String, Value> =
+            (0..metrics).map(|i| (format!("{i:0>3}{}", wide(name_len - 3)), json!(1))).collect();
+        json!({"task_id": "t", "progress": 1, "status": "running", "message": message, "metrics": metrics,
+               "timestamp": "2026-11-23T10:00:00Z"})
+    };
+    let accepted = |receipt: Value| receipt["accepted"].as_u64().unwrap();
+    let post = |body: Value| async move { app.post_progress("agent-1", "user-1", &body).await };
+    let at_bounds = post(json!([one(wide(message_max), metrics_max, name_max)])).await;
+    assert_eq!(accepted(at_bounds.json().await.unwrap()), 1, "an update at every bound is stored");
+    for (what, over) in [
+        ("message", one(wide(message_max + 1), 1, 4)),
+        ("metrics", one(String::new(), metrics_max + 1, 4)),
+        ("metric name", one(String::new(), 1, name_max + 1)),
+        (
+            "progress",
+            json!({"task_id": "t", "progress": update["progress"]["maximum"].as_f64().unwrap() + 0.5,
+                            "status": "running", "timestamp": "2026-11-23T10:00:00Z"}),
+        ),
+    ] {
+        let receipt: Value = post(json!([over])).await.json().await.unwrap();
+        assert_eq!((what, accepted(receipt.clone())), (what, 0), "{what} past its bound is rejected: {receipt}");
+    }
+    let batch_max = n(&schema("ProgressBatch")["updates"]["maxItems"]);
+    let batch = |count: usize| json!({"updates": vec![one(String::new(), 0, 4); count]});
+    assert_eq!(post(batch(batch_max)).await.status(), 202);
+    assert_eq!(post(batch(batch_max + 1)).await.status(), 413);
+
+    // Agent health: checks, metrics, names, details, version.
+    let report = schema("AgentReport");
+    let (checks_max, detail_max) =
+        (n(&report["checks"]["maxProperties"]), n(&schema("AgentCheck")["detail"]["maxLength"]));
+    let (entry_name_max, version_max) =
+        (n(&report["checks"]["propertyNames"]["maxLength"]), n(&report["version"]["maxLength"]));
+    let health = |checks: usize, name_len: usize, detail: usize, version: usize| {
+        let checks: serde_json::Map<String, Value> = (0..checks)
+            .map(|i| (format!("{i:0>3}{}", wide(name_len - 3)), json!({"status": "healthy", "detail": wide(detail)})))
+            .collect();
+        json!({"status": "healthy", "checks": checks, "version": wide(version)})
+    };
+    let report_as = |body: Value| async move {
+        app.client
+            .post(app.url("/api/v1/agent/health"))
+            .bearer_auth(app.access_token("agent-1", "user-1"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(report_as(health(checks_max, entry_name_max, detail_max, version_max)).await, 200);
+    for over in [
+        health(checks_max + 1, 4, 0, 0),
+        health(1, entry_name_max + 1, 0, 0),
+        health(1, 4, detail_max + 1, 0),
+        health(1, 4, 0, version_max + 1),
+    ] {
+        assert_eq!(report_as(over).await, 422);
+    }
+
+    // A context's permissions.
+    let permissions = &schema("UserContext")["permissions"];
+    let (count_max, len_max) = (n(&permissions["maxItems"]), n(&permissions["items"]["maxLength"]));
+    let put = |permissions: Vec<String>| async move {
+        app.client
+            .put(app.url("/api/v1/admin/users/user-1/context"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"permissions": permissions}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(put(vec![wide(len_max); count_max]).await, 200);
+    assert_eq!(put(vec!["p".into(); count_max + 1]).await, 422);
+    assert_eq!(put(vec![wide(len_max + 1)]).await, 422);
+
+    // Path parameters: the longest id the pattern allows reaches the handler, one more character does not.
+    for (path, template, id_char) in [
+        ("/api/v1/agent/progress/{task_id}", "/api/v1/agent/progress/", 't'),
+        ("/api/v1/agents/{agent_id}/health", "/api/v1/agents/", 'a'),
+    ] {
+        let parameter = &doc["paths"][path]["get"]["parameters"][0];
+        let max = pattern_max(parameter["schema"]["pattern"].as_str().unwrap());
+        let url = |len: usize| {
+            let id = id_char.to_string().repeat(len);
+            let suffix = if path.ends_with("/health") { "/health" } else { "" };
+            app.url(&format!("{template}{id}{suffix}"))
+        };
+        let bearer = if path.starts_with("/api/v1/agents/") {
+            ADMIN_KEY.to_owned()
+        } else {
+            app.access_token("agent-1", "user-1")
+        };
+        let status = |len: usize| {
+            let request = app.client.get(url(len)).bearer_auth(&bearer);
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status(max).await, 404, "{path}: the longest valid id is looked up (and not found)");
+        assert_eq!(status(max + 1).await, 422, "{path}: one past the pattern is refused");
+    }
+    let user_max = pattern_max(
+        doc["paths"]["/api/v1/admin/users/{user_id}/context"]["put"]["parameters"][0]["schema"]["pattern"]
+            .as_str()
+            .unwrap(),
+    );
+    let put_user = |len: usize| {
+        let request = app
+            .client
+            .put(app.url(&format!("/api/v1/admin/users/{}/context", "u".repeat(len))))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(put_user(user_max).await, 200);
+    assert_eq!(put_user(user_max + 1).await, 422);
 }

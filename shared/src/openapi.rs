@@ -121,6 +121,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The schema of a list of at most `max` strings of 1 to `len_max` characters. For `#[schema(schema_with = ..)]`.
+pub fn bounded_strings(max: usize, len_max: usize) -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(len_max)))
+        .max_items(Some(max))
+        .build()
+}
+
 /// The schema of a JSON object used as a map (which utoipa's derive cannot bound): at most `max` entries, names
 /// of 1 to `name_max` characters, values of the `values` schema. For `#[schema(schema_with = ..)]`.
 pub fn bounded_map(

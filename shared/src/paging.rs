@@ -15,7 +15,8 @@ use crate::store::Cursor;
 
 /// Bytes of MAC kept in a cursor: 128 bits, beyond guessing.
 const TAG_BYTES: usize = 16;
-/// Longest cursor text accepted: positions are two keys (≤ 3 KiB), so anything longer is not ours.
+/// Longest cursor text accepted: positions are two keys (≤ 3 KiB), so anything longer is not ours. (The
+/// routes declare it as the `cursor` parameter's maxLength.)
 const MAX_CURSOR_CHARS: usize = 8 * 1024;
 
 /// Why a cursor was refused. One answer for every case, so the refusal tells a forger nothing.

@@ -224,7 +224,7 @@ pub struct AgentHealthList {
     path = "/api/v1/agents/health",
     tag = "admin",
     security(("bearer" = [])),
-    params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page, unchanged")),
+    params(("cursor" = Option<String>, Query, max_length = 8192, description = "next_cursor of the previous page, unchanged")),
     responses(
         (status = 200, body = AgentHealthList),
         (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "A query parameter that does not parse; `pointer` names it"),

@@ -33,7 +33,7 @@ pub struct ContextStored {
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 403, body = crate::http::Problem, content_type = "application/problem+json", description = "Admin API disabled"),
         (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "The context is over DynamoDB's 400 KB item limit"),
-        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid user id"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid user id, or too many or too long permissions; `pointer` names which"),
     )
 )]
 pub async fn put_context(
@@ -43,6 +43,7 @@ pub async fn put_context(
     ApiPath(user): ApiPath<UserId>,
     ApiJson(body): ApiJson<UserContext>,
 ) -> Result<ApiJson<ContextStored>, ApiError> {
+    body.validate()?;
     context::save(&store, &user, &body).await?;
     cache.remove(&user);
     Ok(ApiJson(ContextStored { user_id: user.as_str().to_owned(), cache_ttl_secs: config.context_ttl.as_secs() }))

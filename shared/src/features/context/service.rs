@@ -19,8 +19,39 @@ pub struct UserContext {
     pub profile: serde_json::Value,
     #[serde(default)]
     pub preferences: serde_json::Value,
+    /// At most 256, each of 1–256 characters.
     #[serde(default)]
+    #[schema(schema_with = permissions_schema)]
     pub permissions: Vec<String>,
+}
+
+/// Most permissions a context holds.
+pub const MAX_PERMISSIONS: usize = 256;
+/// Longest permission, in characters.
+pub const MAX_PERMISSION: usize = 256;
+
+fn permissions_schema() -> utoipa::openapi::Array {
+    crate::openapi::bounded_strings(MAX_PERMISSIONS, MAX_PERMISSION)
+}
+
+impl UserContext {
+    /// What the schema promises beyond types: the permission list's bounds. (The whole context is bounded by
+    /// DynamoDB's 400 KB item limit when it is stored.)
+    pub fn validate(&self) -> Result<(), crate::http::ApiError> {
+        let refuse = |detail: &str| {
+            Err(crate::http::ApiError::Unprocessable {
+                detail: detail.to_owned(),
+                pointer: Some("/permissions".into()),
+            })
+        };
+        if self.permissions.len() > MAX_PERMISSIONS {
+            return refuse("at most 256 permissions");
+        }
+        if self.permissions.iter().any(|p| p.is_empty() || p.chars().count() > MAX_PERMISSION) {
+            return refuse("a permission is 1-256 characters");
+        }
+        Ok(())
+    }
 }
 
 /// A stored context with its owner and version time.

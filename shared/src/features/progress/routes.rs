@@ -123,7 +123,7 @@ pub struct HistoryParams {
     params(
         ("task_id" = String, Path, pattern = "^[A-Za-z0-9._:-]{1,128}$"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "History items per page (default 20)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, unchanged"),
+        ("cursor" = Option<String>, Query, max_length = 8192, description = "next_cursor of the previous page, unchanged"),
     ),
     responses(
         (status = 200, body = TaskProgress),

@@ -27,7 +27,7 @@ use crate::token::Tokens;
 pub struct TokenRequest {
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub agent_id: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 256)]
     pub agent_secret: SecretString,
 }
 
@@ -35,17 +35,18 @@ pub struct TokenRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 4096)]
     pub refresh_token: SecretString,
 }
 
 /// Body of `POST /api/v1/agent/token/revoke` (RFC 7009), as JSON or form.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RevokeRequest {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 4096)]
     pub token: SecretString,
-    /// `access_token` or `refresh_token`; optional, as in RFC 7009.
+    /// `access_token` or `refresh_token`; optional, as in RFC 7009 (an unknown hint is ignored).
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub token_type_hint: Option<String>,
 }
 
