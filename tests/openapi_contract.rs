@@ -220,7 +220,7 @@ fn every_request_input_declares_its_bounds() {
 
 /// The `n` in a `{1,n}` pattern.
 fn pattern_max(pattern: &str) -> usize {
-    let inner = pattern.rsplit_once(",").unwrap().1;
+    let inner = pattern.rsplit_once(',').unwrap().1;
     inner.trim_end_matches("}$").parse().unwrap()
 }
 
