@@ -167,7 +167,7 @@ async fn json_app() -> Layered {
         .route("/panic", get(panicking))
         .route("/fail", get(|| async { ApiError::Internal("connection string postgres://admin:pw@db".into()) }))
         .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }));
-    let address = serve_router(layered(router, 1024, Duration::from_millis(300))).await;
+    let address = serve_router(layered(router, 1024, Duration::from_millis(300), None)).await;
     Layered { address, client: reqwest::Client::new() }
 }
 

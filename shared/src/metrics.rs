@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
 use serde::Serialize;
 
 /// Upper bounds of the latency buckets, in seconds (Prometheus' own defaults, plus finer low end).
@@ -247,32 +245,22 @@ impl Tracking {
     }
 
     /// The route template a request was routed to (bounded label values: never the raw path).
-    fn label(&self, request: &Request) -> &'static str {
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .and_then(|m| self.labels.get(m.as_str()).copied())
-            .unwrap_or("unmatched")
+    pub fn label(&self, matched: Option<&MatchedPath>) -> &'static str {
+        matched.and_then(|m| self.labels.get(m.as_str()).copied()).unwrap_or("unmatched")
     }
-}
 
-/// Middleware: times every request and records it under its route template (and as EMF when enabled).
-pub async fn track(State(tracking): State<Tracking>, request: Request, next: Next) -> Response {
-    let route = tracking.label(&request);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let secs = started.elapsed().as_secs_f64();
-    let cold = tracking.metrics.record(route, status, secs);
-    if cold {
-        tracing::info!(route, cold_start = true, "first request of this instance");
+    /// Records one served request under its route template (and as an EMF line when enabled).
+    pub fn record(&self, route: &'static str, status: u16, secs: f64) {
+        let cold = self.metrics.record(route, status, secs);
+        if cold {
+            tracing::info!(route, cold_start = true, "first request of this instance");
+        }
+        if let Some(function) = &self.emf_function {
+            let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            // stdout, one line: the Lambda log agent forwards it to CloudWatch Logs, which extracts the metrics.
+            println!("{}", emf_line(route, status, secs, cold, function, now_ms));
+        }
     }
-    if let Some(function) = &tracking.emf_function {
-        let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        // stdout, one line: the Lambda log agent forwards it to CloudWatch Logs, which extracts the metrics.
-        println!("{}", emf_line(route, status, secs, cold, function, now_ms));
-    }
-    response
 }
 
 #[cfg(test)]

@@ -48,9 +48,8 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let config = state.config();
     let (limit, timeout) = (config.body_limit, config.request_timeout);
     let tracking = Tracking::new(Arc::<Metrics>::from_ref(&state), labels, config.emf_function.as_deref());
-    let track = middleware::from_fn_with_state(tracking, crate::metrics::track);
     let router = router.fallback(not_found).with_state(state);
-    layered(router, limit, timeout).layer(track)
+    layered(router, limit, timeout, Some(tracking))
 }
 
 async fn not_found(uri: http::Uri) -> ApiError {

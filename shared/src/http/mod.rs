@@ -18,6 +18,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::metrics::Tracking;
+
 pub use json::ApiJson;
 pub use path::ApiPath;
 pub use problem::{ApiError, Problem, ToProblem};
@@ -35,9 +37,9 @@ pub fn cursor_param(
         .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/cursor".into()) })
 }
 
-/// Wraps `router` in the cross-cutting layers, outermost first: request context (ids, span, access log),
-/// problem rendering, panic catching, the request deadline, and the body limit.
-pub fn layered(router: Router, body_limit: usize, timeout: Duration) -> Router {
+/// Wraps `router` in the cross-cutting layers, outermost first: the request layer (ids, span, problem rendering,
+/// metrics when `tracking` is given, the access log line), panic catching, the request deadline, the body limit.
+pub fn layered(router: Router, body_limit: usize, timeout: Duration, tracking: Option<Tracking>) -> Router {
     // `Router::layer` wraps from the inside out: the last call is the outermost layer.
     router
         // axum's extractors (`Bytes`, `String`) would apply their own 2 MB default on top; ours is the only limit.
@@ -45,6 +47,5 @@ pub fn layered(router: Router, body_limit: usize, timeout: Duration) -> Router {
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(problem::panic_response))
-        .layer(middleware::from_fn(problem::render_problems))
-        .layer(middleware::from_fn(request_id::request_context))
+        .layer(middleware::from_fn_with_state(tracking, request_id::request_context))
 }

@@ -56,7 +56,7 @@ mod tests {
     }
 
     async fn call(router: Router, uri: &str) -> (u16, serde_json::Value) {
-        let router = crate::http::layered(router, 1024, std::time::Duration::from_secs(5));
+        let router = crate::http::layered(router, 1024, std::time::Duration::from_secs(5), None);
         let response = router.oneshot(http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status().as_u16();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();

@@ -1,20 +1,16 @@
 //! The one place errors become `application/problem+json` (RFC 9457).
 //!
 //! Handlers return [`ApiError`]; it becomes a [`Problem`] carried in the response's extensions. The
-//! [`render_problems`] middleware then writes every error response — ours, axum's 404/405, the body limit's
+//! [`render`] middleware then writes every error response — ours, axum's 404/405, the body limit's
 //! 413, the timeout's 503, a caught panic's 500 — as one problem+json shape with `request_id` and `instance`.
 
 use std::any::Any;
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-use super::request_id::RequestContext;
 
 /// An error that knows its HTTP answer. Each module implements it next to its own error type, so the centre
 /// needs no match over every domain: handlers return [`ApiError`], and any `ToProblem` error converts into it.
@@ -237,15 +233,14 @@ impl IntoResponse for ApiError {
 }
 
 /// Response extension: this error-status response carries a deliberate body (e.g. health+json on 503),
-/// so [`render_problems`] must leave it alone.
+/// so [`render`] must leave it alone.
 #[derive(Debug, Clone, Copy)]
 pub struct OwnErrorBody;
 
-/// Writes every error response as problem+json (see the module docs). Successful responses pass untouched.
-pub async fn render_problems(request: Request, next: Next) -> Response {
-    let context = request.extensions().get::<RequestContext>().cloned();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+/// Writes an error response as problem+json (see the module docs), naming the request's `path` and id; a
+/// successful response passes untouched. Called by the request layer ([`super::request_id::request_context`])
+/// on every response, so no error leaves without it.
+pub fn render(response: Response, path: &str, request_id: &str) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -262,10 +257,8 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
         // Anything else — including a 5xx body we did not write — is replaced, so internals never leak.
         None => Problem::for_status(status),
     };
-    problem.instance.get_or_insert(path);
-    if problem.request_id.is_none() {
-        problem.request_id = context.map(|c| c.request_id);
-    }
+    problem.instance.get_or_insert_with(|| path.to_owned());
+    problem.request_id.get_or_insert_with(|| request_id.to_owned());
     let bytes = serde_json::to_vec(&problem).unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -276,7 +269,7 @@ fn is_problem(headers: &http::HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(PROBLEM_JSON))
 }
 
-/// A panic becomes a plain 500; [`render_problems`] turns it into a generic problem. The payload is logged.
+/// A panic becomes a plain 500; [`render`] turns it into a generic problem. The payload is logged.
 #[allow(clippy::needless_pass_by_value)] // the signature CatchPanicLayer::custom requires
 pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
     let message = payload

@@ -3,11 +3,13 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
 use tracing::Instrument as _;
+
+use crate::metrics::Tracking;
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const CORRELATION_ID: &str = "x-correlation-id";
@@ -26,16 +28,21 @@ fn valid_id(value: &HeaderValue) -> Option<String> {
     (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())).then(|| text.to_owned())
 }
 
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+/// The request layer: everything that happens once per request at its start and end, in one middleware so a
+/// request pays for one layer, not four. It takes or makes the ids, opens the request's span, renders any error
+/// as problem+json ([`super::problem::render`]), echoes the ids, records the metrics ([`Tracking`], when the
+/// router has them) and writes the access log line.
+pub async fn request_context(State(tracking): State<Option<Tracking>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(valid_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let correlation_id = request.headers().get(CORRELATION_ID).and_then(valid_id).unwrap_or_else(|| request_id.clone());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
+    // Cheap clones (reference-counted), kept for the problem's `instance` and the span's `path`.
+    let uri = request.uri().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or(uri.path(), MatchedPath::as_str);
+    let label = tracking.as_ref().map(|t| t.label(matched.as_ref()));
     // `agent` is declared empty so the auth layer can fill it in: a field a span does not declare is dropped.
     // Fields recorded as `&str`, not `Display`: the log layer copies them without formatting.
     let span = tracing::info_span!(
@@ -43,14 +50,15 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         request_id = request_id.as_str(),
         correlation_id = correlation_id.as_str(),
         method = method.as_str(),
-        path = route.as_str(),
+        path = route,
         agent = tracing::field::Empty
     );
     request
         .extensions_mut()
         .insert(RequestContext { request_id: request_id.clone(), correlation_id: correlation_id.clone() });
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = super::problem::render(response, uri.path(), &request_id);
 
     let headers = response.headers_mut();
     // Both ids passed validation or were generated, so they are valid header values.
@@ -61,8 +69,12 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         headers.insert(CORRELATION_ID, v);
     }
     let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    if let (Some(tracking), Some(label)) = (&tracking, label) {
+        tracking.record(label, status, elapsed.as_secs_f64());
+    }
     // Microsecond precision: more digits are noise, and every logged byte is billed.
-    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
     span.in_scope(|| tracing::info!(status, latency_ms, "request served"));
     response
 }
