@@ -127,8 +127,11 @@ def main():
     parser.add_argument("--profile", choices=["release", "bench"], default="release")
     args = parser.parse_args()
     if not args.skip_build:
-        subprocess.run(["cargo", "build", "--profile", args.profile, "--features", "cli", "--bins", "--locked"],
-                       cwd=ROOT, check=True)
+        # Two builds, as deployed: the functions without the `cli` feature (which would unify the embedded store
+        # into them), then the CLI that lists the routes.
+        subprocess.run(["cargo", "build", "--profile", args.profile, "--bins", "--locked"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--profile", args.profile, "--features", "cli", "--bin", "cloudagent",
+                        "--locked"], cwd=ROOT, check=True)
     release = ROOT / "target/release"
     routes = [json.loads(line) for line in subprocess.run(
         [str(release / "cloudagent"), "routes"], check=True, capture_output=True, text=True).stdout.splitlines()]
