@@ -331,3 +331,27 @@ async fn metrics_label_requests_by_route_template() {
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(!text.contains("task-7") && !text.contains("wp-admin"), "raw paths never become labels: {text}");
 }
+
+/// Every answer carries the security headers, also the ones no handler wrote (404, 405, 401, 413).
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let client = &app.client;
+    let responses = [
+        client.get(app.url("/health/live")).send().await.unwrap(),
+        client.get(app.url("/api/v1/nope")).send().await.unwrap(),
+        client.delete(app.url("/health")).send().await.unwrap(),
+        client.get(app.url("/api/v1/agent/me")).send().await.unwrap(),
+        app.post_json("/api/v1/agent/token", &serde_json::json!({"pad": "x".repeat(70_000)})).await,
+    ];
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [200, 404, 405, 401, 413]);
+    for response in responses {
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{}", response.status());
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+        assert!(headers["strict-transport-security"].to_str().unwrap().contains("max-age=63072000"));
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+    }
+}

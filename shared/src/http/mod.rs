@@ -7,6 +7,7 @@ pub mod path;
 pub mod problem;
 pub mod query;
 pub mod request_id;
+pub mod security_headers;
 
 use std::time::Duration;
 

@@ -30,7 +30,7 @@ fn valid_id(value: &HeaderValue) -> Option<String> {
 
 /// The request layer: everything that happens once per request at its start and end, in one middleware so a
 /// request pays for one layer, not four. It takes or makes the ids, opens the request's span, renders any error
-/// as problem+json ([`super::problem::render`]), echoes the ids, records the metrics ([`Tracking`], when the
+/// as problem+json ([`super::problem::render`]), echoes the ids, adds the security headers, records the metrics ([`Tracking`], when the
 /// router has them) and writes the access log line.
 pub async fn request_context(State(tracking): State<Option<Tracking>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -68,6 +68,7 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, mut reque
     if let Ok(v) = HeaderValue::from_str(&correlation_id) {
         headers.insert(CORRELATION_ID, v);
     }
+    super::security_headers::apply(headers);
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     if let (Some(tracking), Some(label)) = (&tracking, label) {
