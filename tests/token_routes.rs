@@ -171,3 +171,23 @@ async fn a_refresh_after_the_secret_was_rotated_is_401_credential_changed() {
     assert_eq!(body["error"], "invalid_grant");
     assert!(body["detail"].as_str().unwrap().contains("log in again"), "{body}");
 }
+
+/// An instance verifies an access token once and re-checks only its times afterwards; an expired token is
+/// refused whether or not it was seen before.
+#[tokio::test]
+async fn access_tokens_are_verified_once_per_instance_and_expiry_still_holds() {
+    let app = TestApp::builder().spawn().await;
+    let token = app.access_token("agent-1", "user-9");
+    for _ in 0..3 {
+        let me = app.get_as("/api/v1/agent/me", &token).await;
+        assert_eq!(me.status(), 200);
+        assert_eq!(me.json::<Value>().await.unwrap()["agent_id"], "agent-1");
+    }
+    let metrics = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"cloud_agent_cache_events_total{cache="verified_tokens",kind="miss"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"cloud_agent_cache_events_total{cache="verified_tokens",kind="hit"} 2"#), "{metrics}");
+    // Issued two hours ago: past any access lifetime and leeway.
+    let expired = app.access_token_at("agent-1", "user-9", cloud_agent::store::now_epoch() - 7200);
+    let (body, _) = problem(app.get_as("/api/v1/agent/me", &expired).await, 401, "invalid-token").await;
+    assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
+}

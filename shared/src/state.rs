@@ -62,12 +62,15 @@ impl AppState {
     pub fn new(config: Config, store: DynStore) -> Self {
         let breakers = Registry::default();
         let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker("store", config.breaker)));
+        let tokens = Tokens::new(&config);
+        let metrics = Arc::new(Metrics::default());
+        metrics.register_cache("verified_tokens", tokens.verified_cache());
         Self {
             inner: Arc::new(Inner {
                 breakers: Arc::new(breakers),
-                metrics: Arc::default(),
+                metrics,
                 alerts: Arc::new(Alerts::new(config.alerts)),
-                tokens: Arc::new(Tokens::new(&config)),
+                tokens: Arc::new(tokens),
                 cursors: Arc::new(CursorKey::derive(&config.secrets.jwt)),
                 config: Arc::new(config),
                 store,

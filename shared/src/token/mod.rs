@@ -10,12 +10,16 @@
 mod hs256;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::Cache;
 use crate::config::{Config, TokenSettings};
 use crate::store::StoreError;
 
@@ -174,7 +178,27 @@ pub struct Tokens {
     verifying: HashMap<String, DecodingKey>,
     settings: TokenSettings,
     environment: &'static str,
+    /// What a token must satisfy besides its signature, built once (jsonwebtoken's `Validation` allocates).
+    access_rules: Validation,
+    refresh_rules: Validation,
+    /// Access tokens this instance already verified, with their claims. An agent presents the same token on
+    /// every request until it refreshes, and a token's signature and claims never change, so a later request
+    /// only re-checks its times. Safe because access tokens are never revoked one by one (they expire) and the
+    /// keys are read once per process.
+    verified: Arc<Cache<String, Arc<AccessClaims>>>,
 }
+
+/// Whether claims verified earlier are still within their times at `now` (jsonwebtoken's rules: `exp` and
+/// `nbf`, each with the leeway).
+fn current(claims: &AccessClaims, now: i64, leeway: i64) -> bool {
+    claims.exp >= now - leeway && claims.nbf <= now + leeway
+}
+
+/// Verified access tokens kept per instance: enough for thousands of agents, a few MB at most.
+const VERIFIED_CAPACITY: usize = 4096;
+const VERIFIED_MAX_BYTES: usize = 4 << 20;
+/// Entries are re-verified from scratch at least this often (their `exp` is checked on every hit).
+const VERIFIED_TTL: Duration = Duration::from_mins(5);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,12 +214,29 @@ impl Tokens {
         for secret in std::iter::once(&secrets.jwt).chain(&secrets.jwt_previous) {
             verifying.insert(secret.key_id(), DecodingKey::from_secret(secret.expose()));
         }
+        let settings = config.tokens.clone();
+        let rules = |audience: &str| {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.leeway = settings.leeway.as_secs().min(60);
+            validation.validate_nbf = true;
+            validation.set_issuer(&[&settings.issuer]);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
+            validation
+        };
+        let (access_rules, refresh_rules) =
+            (rules(&settings.audience), rules(&format!("{}:refresh", settings.audience)));
+        let capacity = NonZeroUsize::new(VERIFIED_CAPACITY).expect("non-zero");
+        let weigh: fn(&Arc<AccessClaims>) -> usize = |c| 256 + c.sub.len() + c.owner.len() + c.jti.len() + c.fid.len();
         Self {
             kid: secrets.jwt.key_id(),
             signing: EncodingKey::from_secret(secrets.jwt.expose()),
             verifying,
-            settings: config.tokens.clone(),
+            settings,
             environment: config.environment.as_str(),
+            access_rules,
+            refresh_rules,
+            verified: Arc::new(Cache::new(capacity, VERIFIED_MAX_BYTES, VERIFIED_TTL, weigh)),
         }
     }
 
@@ -210,6 +251,11 @@ impl Tokens {
     /// The id of the signing key (reported by health).
     pub fn key_id(&self) -> &str {
         &self.kid
+    }
+
+    /// The cache of verified access tokens, for the metrics (`cache="verified_tokens"`).
+    pub fn verified_cache(&self) -> Arc<dyn crate::metrics::CacheSource> {
+        self.verified.clone()
     }
 
     /// Number of keys accepted for verification (current + previous).
@@ -256,19 +302,32 @@ impl Tokens {
         }
     }
 
+    /// An access token's claims if it is valid now. A token this instance verified before only has its times
+    /// checked again; any other goes through the full verification.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        self.verify(token, ACCESS_TYP, &self.settings.audience)
+        let key = token.to_owned();
+        if let Some(claims) = self.verified.get(&key) {
+            let leeway = i64::try_from(self.access_rules.leeway).unwrap_or(60);
+            if current(&claims, crate::store::now_epoch(), leeway) {
+                return Ok(AccessClaims::clone(&claims));
+            }
+            // Expired since: the full verification answers why.
+            self.verified.remove(&key);
+        }
+        let claims: AccessClaims = self.verify(token, ACCESS_TYP, &self.access_rules)?;
+        self.verified.insert(key, Arc::new(claims.clone()));
+        Ok(claims)
     }
 
     pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
-        self.verify(token, REFRESH_TYP, &self.refresh_audience())
+        self.verify(token, REFRESH_TYP, &self.refresh_rules)
     }
 
     fn verify<T: DeserializeOwned + Common>(
         &self,
         token: &str,
         typ: &'static str,
-        audience: &str,
+        validation: &Validation,
     ) -> Result<T, TokenError> {
         // The header is checked before any signature work: type, algorithm and key are ours to choose, never
         // the token's (`alg: none`, RS/HS confusion and foreign keys all stop here).
@@ -280,14 +339,8 @@ impl Tokens {
             return Err(TokenError::WrongType { expected: typ });
         }
         let key = header.kid.as_ref().and_then(|kid| self.verifying.get(kid)).ok_or(TokenError::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = self.settings.leeway.as_secs().min(60);
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.settings.issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
         let claims =
-            jsonwebtoken::decode::<T>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::decode::<T>(token, key, validation).map(|data| data.claims).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 ErrorKind::InvalidSignature => TokenError::Invalid("bad signature"),
@@ -302,5 +355,37 @@ impl Tokens {
             return Err(TokenError::Invalid("token issued for another environment"));
         }
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(nbf: i64, exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: "s".into(),
+            exp,
+            nbf,
+            iat: nbf,
+            jti: "j".into(),
+            fid: "f".into(),
+            owner: "o".into(),
+            env: "development".into(),
+        }
+    }
+
+    #[test]
+    fn a_verified_token_stays_usable_only_within_its_times() {
+        let c = claims(1000, 2000);
+        assert!(current(&c, 1500, 0));
+        assert!(current(&c, 2000, 0), "exp itself is still valid, as jsonwebtoken has it");
+        assert!(!current(&c, 2001, 0), "expired since it was verified");
+        assert!(current(&c, 2030, 30), "within the leeway");
+        assert!(!current(&c, 2031, 30));
+        assert!(!current(&c, 999, 0), "not yet valid");
+        assert!(current(&c, 970, 30));
     }
 }
