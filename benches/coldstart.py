@@ -6,7 +6,7 @@ spawning the process to the Runtime API receiving the answer to its first event 
 for the function's route). The function runs against DynamoDB Local with its DynamoDB client constructed and its
 warm-up read done during init, as in production. Results go to stdout as a Markdown table.
 
-Usage: benches/coldstart.py [--runs 21] [--profile release|bench] [--skip-build]   (run from anywhere; needs infra/node_modules: npm ci)
+Usage: benches/coldstart.py [--runs 21] [--profile release|bench] [--skip-build] [--bin NAME ...] [--baseline DIR]   (run from anywhere; needs infra/node_modules: npm ci)
 """
 import argparse
 import http.server
@@ -125,6 +125,10 @@ def main():
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--profile", choices=["release", "bench"], default="release")
+    parser.add_argument("--bin", action="append", help="only these functions (default: all)")
+    parser.add_argument("--baseline", type=pathlib.Path,
+                        help="a directory with other builds of the same functions (e.g. an older commit's "
+                             "target/release): each run of ours alternates with one of its, and the table compares")
     args = parser.parse_args()
     if not args.skip_build:
         # Two builds, as deployed: the functions without the `cli` feature (which would unify the embedded store
@@ -145,11 +149,29 @@ def main():
         table = "bench"
         subprocess.run([str(release / "cloudagent"), "table", "create", "--table", table, "--endpoint", endpoint],
                        check=True, capture_output=True, env={**os.environ, "RUST_LOG": "error"})
-        print(f"| function | route | stripped size | cold start to first answer (median of {args.runs}) | p90 |")
-        print("|---|---|---|---|---|")
+        if args.baseline:
+            print(f"| function | route | baseline: median of {args.runs} | this build: median of {args.runs} | ratio |")
+            print("|---|---|---|---|---|")
+        else:
+            print(f"| function | route | stripped size | cold start to first answer (median of {args.runs}) | p90 |")
+            print("|---|---|---|---|---|")
         for route in routes:
+            if args.bin and route["binary"] not in args.bin:
+                continue
             binary = release / route["binary"]
             method = route["methods"][0]
+            if args.baseline:
+                other = args.baseline / route["binary"]
+                if not other.exists():
+                    continue
+                ours, theirs = [], []
+                for _ in range(args.runs):  # alternating, so drift on the machine hits both alike
+                    theirs.append(one_run(other, method, route["path"], endpoint, table))
+                    ours.append(one_run(binary, method, route["path"], endpoint, table))
+                b, a = statistics.median(theirs), statistics.median(ours)
+                print(f"| {route['binary']} | {method} {route['path']} | {b:.1f} ms | {a:.1f} ms | {a / b:.2f} |")
+                sys.stdout.flush()
+                continue
             times = sorted(one_run(binary, method, route["path"], endpoint, table) for _ in range(args.runs))
             p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
             size = binary.stat().st_size / (1024 * 1024)
