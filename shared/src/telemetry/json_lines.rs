@@ -18,9 +18,30 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-/// The layer. Stateless: span fields live in the span's extensions, the line buffer in a thread-local.
+/// The layer. Span fields live in the span's extensions, the line buffer in a thread-local.
 #[derive(Debug, Default)]
-pub(super) struct JsonLines;
+pub(super) struct JsonLines {
+    /// A duplicate of the stderr descriptor: writing through it takes no lock, where `std::io::stderr()` takes a
+    /// process-wide one that worker threads logging at once contend for (futex calls on every request under
+    /// load). One `write` of a whole line stays atomic: the kernel orders writes to one open file, and a pipe
+    /// keeps writes up to 4 KiB whole.
+    out: Option<std::fs::File>,
+}
+
+impl JsonLines {
+    /// Writing to this process's stderr (through the shared lock only if the descriptor cannot be duplicated).
+    pub(super) fn stderr() -> Self {
+        use std::os::fd::AsFd as _;
+        Self { out: std::io::stderr().as_fd().try_clone_to_owned().ok().map(std::fs::File::from) }
+    }
+
+    fn write(&self, line: &[u8]) {
+        let _ = match &self.out {
+            Some(file) => (&*file).write_all(line),
+            None => std::io::stderr().lock().write_all(line),
+        };
+    }
+}
 
 /// A span's fields as JSON members (`"a":1,"b":"x"`), kept in the span's extensions.
 struct SpanFields(Vec<u8>);
@@ -75,7 +96,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLines {
             }
             line.extend_from_slice(b"}\n");
             // One write per line, so concurrent requests never interleave within a line.
-            let _ = std::io::stderr().lock().write_all(line);
+            self.write(line);
         });
     }
 }
@@ -205,7 +226,7 @@ mod tests {
     #[test]
     fn span_fields_are_rendered_once_and_late_fields_appended() {
         let spy = Spy::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLines).with(spy.clone());
+        let subscriber = tracing_subscriber::registry().with(JsonLines::default()).with(spy.clone());
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", request_id = "r-1", agent = tracing::field::Empty);
             span.in_scope(|| tracing::info!("first"));

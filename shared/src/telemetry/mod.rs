@@ -47,7 +47,7 @@ pub fn init() {
             .finish()
             .with(filter)
             .try_init(),
-        LogFormat::Json => tracing_subscriber::registry().with(filter).with(json_lines::JsonLines).try_init(),
+        LogFormat::Json => tracing_subscriber::registry().with(filter).with(json_lines::JsonLines::stderr()).try_init(),
     };
 }
 
