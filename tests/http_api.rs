@@ -332,18 +332,30 @@ async fn metrics_label_requests_by_route_template() {
     assert!(!text.contains("task-7") && !text.contains("wp-admin"), "raw paths never become labels: {text}");
 }
 
-/// Every answer carries the security headers, also the ones no handler wrote (404, 405, 401, 413).
+/// Every answer carries the security headers, also the ones no handler wrote (404, 405, 401, 413). In process:
+/// no socket is needed to see headers.
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
-    let app = spawn_app().await;
-    let client = &app.client;
-    let responses = [
-        client.get(app.url("/health/live")).send().await.unwrap(),
-        client.get(app.url("/api/v1/nope")).send().await.unwrap(),
-        client.delete(app.url("/health")).send().await.unwrap(),
-        client.get(app.url("/api/v1/agent/me")).send().await.unwrap(),
-        app.post_json("/api/v1/agent/token", &serde_json::json!({"pad": "x".repeat(70_000)})).await,
-    ];
+    let app = TestApp::builder().in_process().await;
+    let request = |method: &str, path: &str, body: String| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let oversized = serde_json::json!({"pad": "x".repeat(70_000)}).to_string();
+    let mut responses = Vec::new();
+    for (method, path, body) in [
+        ("GET", "/health/live", String::new()),
+        ("GET", "/api/v1/nope", String::new()),
+        ("DELETE", "/health", String::new()),
+        ("GET", "/api/v1/agent/me", String::new()),
+        ("POST", "/api/v1/agent/token", oversized),
+    ] {
+        responses.push(app.oneshot(request(method, path, body)).await);
+    }
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses, [200, 404, 405, 401, 413]);
     for response in responses {

@@ -5,6 +5,7 @@
 //! when the source is down — the "CACHE" fallback. The cache is per instance, like every in-memory structure
 //! on serverless platforms.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
@@ -103,15 +104,22 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A fresh value, counting a hit or a miss.
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// A fresh value, counting a hit or a miss. Looked up by any borrowed form of the key (`&str` for a
+    /// `String` key), so a lookup allocates nothing.
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let found = self.fresh(key);
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    fn fresh(&self, key: &K) -> Option<V> {
+    fn fresh<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let mut inner = self.lock();
         let entry = inner.lru.get(key)?;
         (entry.stored.elapsed() < self.ttl).then(|| entry.value.clone())
@@ -157,7 +165,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         inner.bytes += bytes;
     }
 
-    pub fn remove(&self, key: &K) {
+    pub fn remove<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         let mut inner = self.lock();
         if let Some(old) = inner.lru.pop(key) {
             inner.bytes -= old.bytes;
@@ -230,9 +241,9 @@ mod tests {
     async fn entries_expire_after_the_ttl_but_remain_for_stale_reads() {
         let c = cache(10, 1000, 300);
         c.insert("u1".into(), "ctx".into());
-        assert_eq!(c.get(&"u1".into()).as_deref(), Some("ctx"));
+        assert_eq!(c.get("u1").as_deref(), Some("ctx"));
         tokio::time::advance(Duration::from_secs(301)).await;
-        assert_eq!(c.get(&"u1".into()), None, "expired: not fresh");
+        assert_eq!(c.get("u1"), None, "expired: not fresh");
         assert_eq!(
             c.get_stale(&"u1".into(), Duration::from_hours(1)).as_deref(),
             Some("ctx"),
@@ -249,10 +260,10 @@ mod tests {
         let c = cache(2, 1000, 300);
         c.insert("a".into(), "1".into());
         c.insert("b".into(), "2".into());
-        c.get(&"a".into());
+        c.get("a");
         c.insert("c".into(), "3".into());
-        assert!(c.get(&"b".into()).is_none(), "b was least recently used");
-        assert!(c.get(&"a".into()).is_some());
+        assert!(c.get("b").is_none(), "b was least recently used");
+        assert!(c.get("a").is_some());
         assert_eq!(c.stats().evictions, 1);
         assert_eq!(c.stats().entries, 2);
     }
@@ -266,9 +277,9 @@ mod tests {
         let s = c.stats();
         assert!(s.bytes <= 10, "{s:?}");
         assert_eq!(s.entries, 2);
-        assert!(c.get(&"a".into()).is_none());
+        assert!(c.get("a").is_none());
         c.insert("big".into(), "x".repeat(50));
-        assert!(c.get(&"big".into()).is_none(), "a value larger than the cache is not cached");
+        assert!(c.get("big").is_none(), "a value larger than the cache is not cached");
         c.insert("a".into(), "12".into());
         c.insert("a".into(), "123".into());
         assert_eq!(c.stats().bytes, 3 + 4 + 4 - 4, "replacing a key re-counts its bytes");

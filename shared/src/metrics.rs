@@ -103,12 +103,12 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records one request; returns true for the instance's first (its cold start).
     /// Adds a cache to the exposition as `cloud_agent_cache_events_total{cache="<name>",...}`.
     pub fn register_cache(&self, name: &'static str, cache: Arc<dyn CacheSource>) {
         self.caches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((name, cache));
     }
 
+    /// Records one request; returns true for the instance's first (its cold start).
     pub fn record(&self, route: &'static str, status: u16, secs: f64) -> bool {
         let mut inner = self.lock();
         *inner.requests.entry((route, status)).or_default() += 1;

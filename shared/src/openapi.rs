@@ -121,13 +121,17 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// A string of 1 to `len_max` characters.
+fn bounded_string(len_max: usize) -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(len_max))
+}
+
 /// The schema of a list of at most `max` strings of 1 to `len_max` characters. For `#[schema(schema_with = ..)]`.
 pub fn bounded_strings(max: usize, len_max: usize) -> utoipa::openapi::Array {
-    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
-    ArrayBuilder::new()
-        .items(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(len_max)))
-        .max_items(Some(max))
-        .build()
+    utoipa::openapi::ArrayBuilder::new().items(bounded_string(len_max)).max_items(Some(max)).build()
 }
 
 /// The schema of a JSON object used as a map (which utoipa's derive cannot bound): at most `max` entries, names
@@ -141,9 +145,7 @@ pub fn bounded_map(
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .max_properties(Some(max))
-        .property_names(Some(
-            ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(name_max)),
-        ))
+        .property_names(Some(bounded_string(name_max)))
         .additional_properties(Some(values.into()))
         .build()
 }

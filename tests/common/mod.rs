@@ -196,21 +196,6 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, slug: Opti
     body
 }
 
-/// [`assert_problem`] for an in-process answer.
-pub async fn assert_problem_oneshot(
-    response: http::Response<axum::body::Body>,
-    status: u16,
-    slug: Option<&str>,
-) -> serde_json::Value {
-    assert_eq!(response.status().as_u16(), status);
-    let headers = response.headers().clone();
-    assert_eq!(headers["content-type"], "application/problem+json");
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    assert_problem_body(&body, status, slug, &headers);
-    body
-}
-
 fn assert_problem_body(body: &serde_json::Value, status: u16, slug: Option<&str>, headers: &http::HeaderMap) {
     assert_eq!(body["status"], status, "{body}");
     let kind = body["type"].as_str().unwrap_or_default();
@@ -234,12 +219,7 @@ pub async fn get_json(client: &reqwest::Client, url: &str, bearer: Option<&str>)
     request.send().await.unwrap().json().await.unwrap()
 }
 
-/// Configuration for tests: development, embedded store in a temp dir, small limits.
-pub fn test_config(data_dir: &std::path::Path) -> cloud_agent::config::Config {
-    test_config_with(data_dir, &[])
-}
-
-/// [`test_config`] with some variables set.
+/// Configuration for tests: development, embedded store in `data_dir`, small limits, plus `extra` variables.
 pub fn test_config_with(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> cloud_agent::config::Config {
     let dir = data_dir.to_string_lossy().into_owned();
     let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();

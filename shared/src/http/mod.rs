@@ -25,7 +25,6 @@ pub use json::ApiJson;
 pub use path::ApiPath;
 pub use problem::{ApiError, Problem, ToProblem};
 pub use query::ApiQuery;
-pub use request_id::RequestContext;
 
 /// Opens an optional `cursor` query parameter sealed for `scope`; anything else is a 422 problem.
 pub fn cursor_param(

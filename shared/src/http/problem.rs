@@ -1,7 +1,7 @@
 //! The one place errors become `application/problem+json` (RFC 9457).
 //!
 //! Handlers return [`ApiError`]; it becomes a [`Problem`] carried in the response's extensions. The
-//! [`render`] middleware then writes every error response — ours, axum's 404/405, the body limit's
+//! request layer then writes, through [`render`], every error response — ours, axum's 404/405, the body limit's
 //! 413, the timeout's 503, a caught panic's 500 — as one problem+json shape with `request_id` and `instance`.
 
 use std::any::Any;

@@ -14,14 +14,6 @@ use crate::metrics::Tracking;
 pub const REQUEST_ID: &str = "x-request-id";
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
-/// The ids of the request being served, available to handlers as an extension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestContext {
-    pub request_id: String,
-    /// Ties together the requests of one piece of work across services; defaults to the request id.
-    pub correlation_id: String,
-}
-
 /// Accepts a caller-supplied id only if it is short and visible ASCII: ids end up in logs and headers.
 fn valid_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
@@ -29,10 +21,11 @@ fn valid_id(value: &HeaderValue) -> Option<String> {
 }
 
 /// The request layer: everything that happens once per request at its start and end, in one middleware so a
-/// request pays for one layer, not four. It takes or makes the ids, opens the request's span, renders any error
-/// as problem+json ([`super::problem::render`]), echoes the ids, adds the security headers, records the metrics ([`Tracking`], when the
-/// router has them) and writes the access log line.
-pub async fn request_context(State(tracking): State<Option<Tracking>>, mut request: Request, next: Next) -> Response {
+/// request pays for one layer, not four. It takes or makes the ids (the correlation id ties together the requests
+/// of one piece of work across services and defaults to the request id), opens the request's span, renders any
+/// error as problem+json ([`super::problem::render`]), echoes the ids, adds the security headers, records the
+/// metrics ([`Tracking`], when the router has them) and writes the access log line.
+pub async fn request_context(State(tracking): State<Option<Tracking>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(valid_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
@@ -53,10 +46,6 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, mut reque
         path = route,
         agent = tracing::field::Empty
     );
-    request
-        .extensions_mut()
-        .insert(RequestContext { request_id: request_id.clone(), correlation_id: correlation_id.clone() });
-
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = super::problem::render(response, uri.path(), &request_id);
 

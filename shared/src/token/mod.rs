@@ -188,6 +188,11 @@ pub struct Tokens {
     verified: Arc<Cache<String, Arc<AccessClaims>>>,
 }
 
+/// The audience of refresh tokens: the access audience with a suffix.
+fn refresh_audience(settings: &TokenSettings) -> String {
+    format!("{}:refresh", settings.audience)
+}
+
 /// Whether claims verified earlier are still within their times at `now` (jsonwebtoken's rules: `exp` and
 /// `nbf`, each with the leeway).
 fn current(claims: &AccessClaims, now: i64, leeway: i64) -> bool {
@@ -224,8 +229,7 @@ impl Tokens {
             validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
             validation
         };
-        let (access_rules, refresh_rules) =
-            (rules(&settings.audience), rules(&format!("{}:refresh", settings.audience)));
+        let (access_rules, refresh_rules) = (rules(&settings.audience), rules(&refresh_audience(&settings)));
         let capacity = NonZeroUsize::new(VERIFIED_CAPACITY).expect("non-zero");
         let weigh: fn(&Arc<AccessClaims>) -> usize = |c| 256 + c.sub.len() + c.owner.len() + c.jti.len() + c.fid.len();
         Self {
@@ -272,7 +276,7 @@ impl Tokens {
 
     /// Refresh tokens are addressed to their own audience, so they are never accepted as access tokens.
     pub fn refresh_audience(&self) -> String {
-        format!("{}:refresh", self.settings.audience)
+        refresh_audience(&self.settings)
     }
 
     /// Signing is deterministic: the same claims give the same token, which lets a retried refresh inside the
@@ -305,17 +309,16 @@ impl Tokens {
     /// An access token's claims if it is valid now. A token this instance verified before only has its times
     /// checked again; any other goes through the full verification.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let key = token.to_owned();
-        if let Some(claims) = self.verified.get(&key) {
+        if let Some(claims) = self.verified.get(token) {
             let leeway = i64::try_from(self.access_rules.leeway).unwrap_or(60);
             if current(&claims, crate::store::now_epoch(), leeway) {
                 return Ok(AccessClaims::clone(&claims));
             }
             // Expired since: the full verification answers why.
-            self.verified.remove(&key);
+            self.verified.remove(token);
         }
         let claims: AccessClaims = self.verify(token, ACCESS_TYP, &self.access_rules)?;
-        self.verified.insert(key, Arc::new(claims.clone()));
+        self.verified.insert(token.to_owned(), Arc::new(claims.clone()));
         Ok(claims)
     }
 
