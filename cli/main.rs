@@ -234,6 +234,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();
                 let line = serde_json::json!({
                     "binary": route.binary, "file": route.file, "path": route.path, "methods": methods,
+                    "permission": route.access.permission().map(|p| p.as_str()),
+                    "dynamodb_actions": route.granted_actions(),
                 });
                 println!("{line}");
             }

@@ -149,7 +149,7 @@ fn problems(d: &Deployment) -> Vec<String> {
         }
         let wanted: BTreeSet<(String, String)> =
             route.methods.iter().map(|m| (m.as_str().to_owned(), route.path.to_owned())).collect();
-        let actions: BTreeSet<String> = route.dynamodb_actions.iter().map(|a| (*a).to_owned()).collect();
+        let actions: BTreeSet<String> = route.granted_actions().into_iter().map(str::to_owned).collect();
         match d.sam_functions.get(route.binary) {
             None => out.push(format!("template.yaml: no function builds binary {}", route.binary)),
             Some((events, granted)) => {

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
-use cloud_agent::route::{Auth, RouteSpec};
+use cloud_agent::route::RouteSpec;
 use common::TestApp;
 use serde_json::{Value, json};
 
@@ -23,7 +23,7 @@ struct Probe {
 }
 
 fn concrete(path: &str, value: &str) -> String {
-    path.replace("{task_id}", value).replace("{user_id}", value)
+    path.replace("{task_id}", value).replace("{user_id}", value).replace("{agent_id}", value).replace("{key_id}", value)
 }
 
 fn probes(route: &RouteSpec) -> Vec<Probe> {
@@ -77,10 +77,10 @@ async fn every_status_a_route_answers_is_in_its_openapi_operation() {
                         request = request.header("content-type", content_type);
                     }
                     if probe.authenticated {
-                        request = match route.auth {
-                            Auth::Public => request,
-                            Auth::Agent => request.bearer_auth(&agent_token),
-                            Auth::Admin => request.bearer_auth(ADMIN_KEY),
+                        request = match route.access.permission() {
+                            None => request,
+                            Some(p) if p.is_agent_only() => request.bearer_auth(&agent_token),
+                            Some(_) => request.bearer_auth(ADMIN_KEY),
                         };
                     }
                     let status = request.send().await.unwrap().status().as_u16();
@@ -116,12 +116,19 @@ async fn operations_declare_the_security_scheme_of_their_auth() {
         for method in route.methods {
             let operation = &doc["paths"][route.path][method.as_str().to_lowercase()];
             let scheme = operation["security"][0].as_object().and_then(|s| s.keys().next().cloned());
-            let expected = match route.auth {
-                Auth::Public => None,
-                Auth::Agent => Some("bearer".to_owned()),
-                Auth::Admin => Some("adminKey".to_owned()),
+            let schemes: Vec<String> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_object().and_then(|s| s.keys().next().cloned()))
+                .collect();
+            let expected: &[&str] = match route.access.permission() {
+                None => &[],
+                Some(p) if p.is_agent_only() => &["bearer"],
+                Some(_) => &["apiKey", "operatorBearer"],
             };
-            assert_eq!(scheme, expected, "{method} {}", route.path);
+            assert_eq!(schemes, expected, "{method} {}", route.path);
+            assert_eq!(scheme.as_deref(), expected.first().copied(), "{method} {}", route.path);
             let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
             assert!(
                 !parameters.iter().any(|p| p["in"] == "header" && p["name"].as_str() == Some("Authorization")),

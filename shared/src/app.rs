@@ -8,7 +8,7 @@ use http::header;
 use once_cell::sync::Lazy;
 
 use crate::features;
-use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::route::{Access, Feature, Method, RouteSpec};
 use crate::router::{Paths, router};
 use crate::state::AppState;
 
@@ -22,6 +22,8 @@ pub const FEATURES: &[Feature] = &[
     features::progress::FEATURE,
     features::context::FEATURE,
     features::agent_health::FEATURE,
+    features::keys::FEATURE,
+    features::audit::FEATURE,
 ];
 
 /// Every route of every feature: the one list the router, the per-route binaries, template.yaml and vercel.json
@@ -44,7 +46,9 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::i
         store = state.store().backend(),
         "cloudagent serving all routes"
     );
-    axum::serve(listener, app(state)).with_graceful_shutdown(crate::runtime::shutdown_signal()).await
+    // With the peer address: the local server's client address is the socket's (never a forwarding header).
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(crate::runtime::shutdown_signal()).await
 }
 
 /// The document describes every feature, so its route lives here, at the root: only the openapi function links
@@ -55,7 +59,7 @@ pub const OPENAPI: RouteSpec = RouteSpec {
     path: "/api/v1/openapi.json",
     methods: &[Method::GET],
     dynamodb_actions: &[],
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || get(openapi_json),
 };
 

@@ -11,7 +11,7 @@ pub struct UserId(String);
 /// A malformed id; the message says what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct InvalidId(&'static str);
+pub struct InvalidId(pub(crate) &'static str);
 
 impl UserId {
     pub fn parse(text: &str) -> Result<Self, InvalidId> {
@@ -60,6 +60,31 @@ impl BatchId {
     }
 }
 
+/// A tenant: who owns an API key, its audit trail and what it creates. 1–64 of `A-Z a-z 0-9 . _ -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub const RULE: &'static str = "tenant must be 1-64 characters of A-Z a-z 0-9 . _ -";
+
+    /// The tenant of the bootstrap admin key, and of keys created without naming one.
+    pub fn default_tenant() -> Self {
+        Self("default".to_owned())
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if ok { Ok(Self(text.to_owned())) } else { Err(InvalidId(Self::RULE)) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// `TryFrom<String>`, `Into<String>` and `Display` for the string newtypes above.
 macro_rules! string_id {
     ($($id:ident),*) => {$(
@@ -84,7 +109,7 @@ macro_rules! string_id {
     )*};
 }
 
-string_id!(UserId, TaskId, BatchId);
+string_id!(UserId, TaskId, BatchId, TenantId);
 
 /// A fresh random id (UUIDv4 without dashes): token ids, family ids, leases and generated batch ids.
 pub fn new_id() -> String {

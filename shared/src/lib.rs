@@ -7,6 +7,8 @@
 
 pub mod alerts;
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod breaker;
 pub mod cache;
 pub mod config;
@@ -16,6 +18,7 @@ pub mod ids;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;
+pub mod rate_limit;
 pub mod route;
 pub mod router;
 pub mod runtime;

@@ -16,7 +16,7 @@ use crate::route::Feature;
     tags(
         (name = "platform", description = "Health, metrics and the API description"),
         (name = "agent", description = "Agent identity, progress and context"),
-        (name = "admin", description = "Operator routes (admin key)")
+        (name = "admin", description = "Operator routes (API keys with roles, or the bootstrap admin key)")
     )
 )]
 #[derive(Debug)]
@@ -53,14 +53,14 @@ fn operation<'a>(
 }
 
 /// Cross-cutting concerns are layers declared on the route spec, so their answers are documented from it too:
-/// the security scheme and 401 (403 for a disabled admin API) of its auth, 400/413/415 of a body, and the 500
+/// the security schemes and 401/403/429 of its perimeter, 400/413/415 of a body, and the 500
 /// and 503 (request budget, open breaker) any route can answer. A feature documents only its own statuses.
 fn layered_responses(
     operation: &mut utoipa::openapi::path::Operation,
     route: &crate::route::RouteSpec,
     method: &crate::route::Method,
 ) {
-    use crate::route::{Auth, Method};
+    use crate::route::Method;
     use utoipa::openapi::security::SecurityRequirement;
     let mut add = |status: &str, description: &str| {
         let problem = utoipa::openapi::ResponseBuilder::new()
@@ -77,23 +77,29 @@ fn layered_responses(
         add("413", "Body larger than the configured limit");
         add("415", "Unsupported Content-Type");
     }
-    match route.auth {
-        Auth::Public => {}
-        Auth::Agent => add("401", "Missing, invalid or expired access token (see WWW-Authenticate)"),
-        Auth::Admin => {
-            add("401", "Missing or wrong admin key");
-            add("403", "The admin API is disabled (no admin key configured)");
-        }
+    let permission = route.access.permission();
+    if let Some(permission) = permission {
+        add("401", "Missing, invalid or expired credential (see WWW-Authenticate)");
+        add("403", "The caller lacks the permission this route needs (see the README's permission table)");
+        add("429", "Over the caller's rate limit; see Retry-After and the RateLimit fields");
+        let needs = format!("Requires the permission `{permission}`.");
+        operation.description = Some(match operation.description.take() {
+            Some(text) if !text.is_empty() => format!("{text}\n\n{needs}"),
+            _ => needs,
+        });
     }
     add("500", "Internal error; quote the request_id");
     add("503", "Datastore unavailable or the request budget ran out; see Retry-After");
-    let scheme = match route.auth {
-        Auth::Public => None,
-        Auth::Agent => Some("bearer"),
-        Auth::Admin => Some("adminKey"),
+    // Agent routes take the agent's access token; operator routes an API key (in either header) or the
+    // bootstrap admin key.
+    let schemes: &[&str] = match permission {
+        None => &[],
+        Some(p) if p.is_agent_only() => &["bearer"],
+        Some(_) => &["apiKey", "operatorBearer"],
     };
-    if let Some(scheme) = scheme {
-        operation.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+    if !schemes.is_empty() {
+        operation.security =
+            Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
     }
 }
 
@@ -110,11 +116,23 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme(
-            "adminKey",
+            "apiKey",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "X-API-Key",
+                    "An operator's API key (ca_live_… in production, ca_test_… elsewhere), or the bootstrap admin key",
+                ),
+            )),
+        );
+        components.add_security_scheme(
+            "operatorBearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The environment's admin key (<ENV>_ADMIN_KEY)"))
+                    .description(Some(
+                        "An operator's API key or the environment's bootstrap admin key (<ENV>_ADMIN_KEY) as a bearer \
+                         token",
+                    ))
                     .build(),
             ),
         );

@@ -6,6 +6,8 @@
 use axum::routing::MethodRouter;
 pub use http::Method;
 
+pub use crate::auth::Permission;
+
 use crate::state::AppState;
 
 /// One route: its public path, methods, and the function binary that serves it when deployed.
@@ -20,23 +22,51 @@ pub struct RouteSpec {
     pub methods: &'static [Method],
     /// The DynamoDB actions this route's function needs: template.yaml grants exactly these (least privilege).
     pub dynamodb_actions: &'static [&'static str],
-    /// Who may call it; enforced by one route layer, never inside handlers.
-    pub auth: Auth,
+    /// Who may call it: enforced by the perimeter layer ([`crate::http::perimeter`]), never inside handlers.
+    pub access: Access,
     /// The handler(s), built when the route is mounted.
     pub handler: fn() -> MethodRouter<AppState>,
 }
 
-/// Authentication a route requires; applied as a route layer, never inside handlers.
+/// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
+pub enum Access {
+    /// Anyone (health, the token endpoints, the OpenAPI document).
     Public,
-    /// A valid agent access token (`Authorization: Bearer`).
-    Agent,
-    /// The environment's admin key (`Authorization: Bearer`).
-    Admin,
+    /// A caller holding this permission: agent tokens hold the agent-only ones, operators their role's
+    /// ([`crate::auth::permissions`]). Every such request is rate limited and audited.
+    Requires(Permission),
 }
 
+impl Access {
+    /// The permission, if any.
+    pub fn permission(self) -> Option<Permission> {
+        match self {
+            Self::Public => None,
+            Self::Requires(p) => Some(p),
+        }
+    }
+
+    /// Agent routes are those needing an agent-only permission.
+    pub fn is_agent(self) -> bool {
+        self.permission().is_some_and(Permission::is_agent_only)
+    }
+}
+
+/// What the perimeter itself does in the table on a route that needs a permission: read an API key
+/// (`GetItem`), count the rate-limit window and record a key's last use (`UpdateItem`, which on an expired window
+/// reads and deletes it first), write the audit record (`PutItem`).
+pub const PERIMETER_ACTIONS: &[&str] =
+    &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+
 impl RouteSpec {
+    /// Every DynamoDB action the route's function needs: its handler's, and the perimeter's when it has one.
+    /// template.yaml grants exactly these (`tests/infra.rs`).
+    pub fn granted_actions(&self) -> std::collections::BTreeSet<&'static str> {
+        let perimeter = if self.access.permission().is_some() { PERIMETER_ACTIONS } else { &[] };
+        self.dynamodb_actions.iter().chain(perimeter).copied().collect()
+    }
+
     /// The path Vercel gives the function's file (`api/v1/openapi.rs` → `/api/v1/openapi`).
     pub fn function_path(&self) -> String {
         format!("/{}", self.file.trim_end_matches(".rs"))

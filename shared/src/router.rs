@@ -1,4 +1,4 @@
-//! The router of a set of routes: each spec's handler behind the auth its spec declares, every route wrapped in
+//! The router of a set of routes: each spec's handler behind the perimeter its spec declares, every route wrapped in
 //! the same layers. `cloudagent serve` mounts every route ([`crate::app::app`]); a function mounts its own.
 
 use std::collections::HashMap;
@@ -8,9 +8,10 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware;
 
-use crate::http::{ApiError, auth, layered};
+use crate::http::perimeter::{Gate, perimeter};
+use crate::http::{ApiError, layered};
 use crate::metrics::{Metrics, Tracking};
-use crate::route::{Auth, RouteSpec};
+use crate::route::RouteSpec;
 use crate::state::AppState;
 
 /// Paths a router answers on.
@@ -30,10 +31,12 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let mut labels = HashMap::new();
     let mount = |route: &RouteSpec| {
         let handler = (route.handler)();
-        match route.auth {
-            Auth::Public => handler,
-            Auth::Agent => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_agent)),
-            Auth::Admin => handler.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin)),
+        match route.access.permission() {
+            None => handler,
+            Some(permission) => {
+                let gate = Gate { state: state.clone(), permission, route: route.path };
+                handler.route_layer(middleware::from_fn_with_state(gate, perimeter))
+            }
         }
     };
     for route in routes {

@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod limits;
 pub mod secrets;
+
+/// How configuration reads a variable (the process environment, or a test's map).
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 use crate::store::dynamo::DynamoConfig;
 pub use secrets::{Secret, SecretString, Secrets};
@@ -110,6 +114,9 @@ pub struct Config {
     pub alerts: crate::alerts::AlertConfig,
     /// When set, each request also writes a CloudWatch EMF line under this function name (default on Lambda).
     pub emf_function: Option<String>,
+    pub rate_limits: limits::RateLimits,
+    /// How long a rotated API key keeps working beside its replacement.
+    pub key_rotation_grace: Duration,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -240,7 +247,12 @@ impl Config {
             }
         };
         let emf_function = emf.then(|| env("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".to_owned()));
+        let rate_limits = limits::RateLimits::from_lookup(env)?;
+        let key_rotation_grace =
+            Duration::from_secs(parse_number(env, "CLOUD_AGENT_KEY_GRACE_SECS", 86_400, 0..=30 * 86_400)?);
         Ok(Self {
+            rate_limits,
+            key_rotation_grace,
             emf_function,
             health_cache,
             alerts,

@@ -2,8 +2,10 @@
 //! [`crate::route::Feature`] that the centre ([`crate::app`]) concatenates.
 
 pub mod agent_health;
+pub mod audit;
 pub mod context;
 pub mod health;
+pub mod keys;
 pub mod platform;
 pub mod progress;
 pub mod tokens;

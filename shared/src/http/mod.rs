@@ -1,9 +1,10 @@
 //! HTTP plumbing shared by every route: errors as problem+json, request context, the JSON extractor, and the
 //! layer stack every entry point (local server, Lambda, Vercel) wraps around the same router.
 
-pub mod auth;
+pub mod client;
 pub mod json;
 pub mod path;
+pub mod perimeter;
 pub mod problem;
 pub mod query;
 pub mod request_id;

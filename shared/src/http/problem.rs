@@ -124,12 +124,6 @@ pub enum ApiError {
     /// A dependency is down or slow; the client may retry after `retry_after` seconds.
     #[error("service unavailable: {detail}")]
     Unavailable { detail: String, retry_after: u64 },
-    /// No `Authorization: Bearer` header on an agent route.
-    #[error("missing bearer token")]
-    MissingToken,
-    /// No admin key is configured for this environment.
-    #[error("the admin API is disabled")]
-    AdminDisabled,
     /// A module's own error, which says how it is answered ([`ToProblem`]).
     #[error("{0}")]
     Domain(Box<dyn ToProblem>),
@@ -153,8 +147,6 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::MissingToken => StatusCode::UNAUTHORIZED,
-            Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::Domain(e) => e.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -179,13 +171,6 @@ impl ApiError {
                 pointer: pointer.clone(),
                 ..Problem::new(status, "validation", "Invalid request").detail(detail.clone())
             },
-            Self::MissingToken => Problem {
-                error: Some("invalid_request".into()),
-                ..Problem::new(status, "missing-token", "Authentication required")
-                    .detail("send an access token: Authorization: Bearer <token>")
-            },
-            Self::AdminDisabled => Problem::new(status, "admin-disabled", "Admin API disabled")
-                .detail("set <ENV>_ADMIN_KEY (at least 32 bytes outside development) to enable the admin API"),
             Self::Unavailable { detail, .. } => {
                 Problem::new(status, "unavailable", "Service Unavailable").detail(detail.clone())
             }
@@ -196,7 +181,6 @@ impl ApiError {
 
     fn www_authenticate(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken => Some(r#"Bearer realm="cloud-agent""#),
             Self::Domain(e) => e.www_authenticate(),
             _ => None,
         }

@@ -25,7 +25,7 @@ fn valid_id(value: &HeaderValue) -> Option<String> {
 /// of one piece of work across services and defaults to the request id), opens the request's span, renders any
 /// error as problem+json ([`super::problem::render`]), echoes the ids, adds the security headers, records the
 /// metrics ([`Tracking`], when the router has them) and writes the access log line.
-pub async fn request_context(State(tracking): State<Option<Tracking>>, request: Request, next: Next) -> Response {
+pub async fn request_context(State(tracking): State<Option<Tracking>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(valid_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
@@ -46,6 +46,7 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, request: 
         path = route,
         agent = tracing::field::Empty
     );
+    request.extensions_mut().insert(super::perimeter::RequestId(request_id.clone()));
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = super::problem::render(response, uri.path(), &request_id);
 

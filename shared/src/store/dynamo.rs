@@ -370,6 +370,14 @@ impl Store for DynamoStore {
                 expr.value(AttributeValue::S(prefix.clone()))
             );
         }
+        if let Some((from, to)) = &query.sk_range {
+            key_cond = format!(
+                "{key_cond} AND {} BETWEEN {} AND {}",
+                expr.name(sk_name),
+                expr.value(AttributeValue::S(from.clone())),
+                expr.value(AttributeValue::S(to.clone()))
+            );
+        }
         let filter = expr.live();
         let start = match &query.start {
             None => None,

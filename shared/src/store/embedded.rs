@@ -279,7 +279,7 @@ impl Store for EmbeddedStore {
             let items = txn.open_table(ITEMS).map_err(internal)?;
             let now = now_epoch();
             let limit = query.limit as usize;
-            let prefix = query.sk_prefix.clone().unwrap_or_default();
+            let lowest = query.lowest_sort_key().to_owned();
             let mut page = Page::default();
             let mut examined = 0usize;
             let mut last: Option<Position> = None;
@@ -288,7 +288,7 @@ impl Store for EmbeddedStore {
             let next_part = format!("{part}\0");
             match query.index {
                 Index::Primary => {
-                    let lower_sk = if query.forward { prefix.as_str() } else { "" };
+                    let lower_sk = if query.forward { lowest.as_str() } else { "" };
                     let (lo, hi): (Bound<(&str, &str)>, Bound<(&str, &str)>) = match (&start, query.forward) {
                         (Some(p), true) => {
                             (Bound::Excluded((p.pk.as_str(), p.sk.as_str())), Bound::Excluded((next_part.as_str(), "")))
@@ -304,8 +304,8 @@ impl Store for EmbeddedStore {
                     for entry in iter {
                         let (k, v) = entry.map_err(internal)?;
                         let (pk, sk) = k.value();
-                        if !sk.starts_with(prefix.as_str()) {
-                            if query.forward {
+                        if !query.sort_key_matches(sk) {
+                            if query.forward && query.past_the_end(sk) {
                                 break;
                             }
                             continue;
@@ -323,7 +323,7 @@ impl Store for EmbeddedStore {
                 }
                 Index::Gsi1 => {
                     let gsi = txn.open_table(GSI1).map_err(internal)?;
-                    let first: G<'_> = (part, if query.forward { prefix.as_str() } else { "" }, "", "");
+                    let first: G<'_> = (part, if query.forward { lowest.as_str() } else { "" }, "", "");
                     let end: G<'_> = (next_part.as_str(), "", "", "");
                     let (lo, hi): (Bound<G<'_>>, Bound<G<'_>>) = match (&start, query.forward) {
                         (Some(p), fwd) => {
@@ -346,8 +346,8 @@ impl Store for EmbeddedStore {
                     for entry in iter {
                         let (k, ()) = (entry.map_err(internal)?.0, ());
                         let (gpk, gsk, pk, sk) = k.value();
-                        if !gsk.starts_with(prefix.as_str()) {
-                            if query.forward {
+                        if !query.sort_key_matches(gsk) {
+                            if query.forward && query.past_the_end(gsk) {
                                 break;
                             }
                             continue;

@@ -11,6 +11,10 @@
 //! | batch receipt | `BATCH#{agent}#{batch}` | `RECEIPT` |
 //! | user context | `USER#{user}` | `CONTEXT` |
 //! | agent health report | `AGENTHEALTH` | `{agent}` |
+//! | API key | `APIKEY#{id}` | `META` (gsi1: `APIKEYS#{tenant}`, `{created_ms:013}#{id}`) |
+//! | audit record | `AUDIT#{tenant}` | `{ms:013}#{request}` (gsi1: `AUDITBY#{tenant}#{actor}`, same sk) |
+//! | rate-limit window | `RATE#{subject}#{window}` | `WINDOW` |
+//! | used request signature | `SIGSEEN#{key}#{signature}` | `SEEN` |
 //!
 //! Ids inside keys are validated at the edge and cannot contain `#` (user ids) or are drawn from alphabets
 //! without it (agent, task, family ids), so a key can never be read two ways. Batch ids are visible ASCII and
@@ -63,4 +67,38 @@ pub const AGENT_HEALTH_PARTITION: &str = "AGENTHEALTH";
 
 pub fn agent_health_report(agent: &str) -> Key {
     Key::new(AGENT_HEALTH_PARTITION, agent)
+}
+
+/// An API key's record (`APIKEY#{id}`); listed per tenant through `gsi1` (`APIKEYS#{tenant}`).
+pub fn api_key(id: &str) -> Key {
+    Key::new(format!("APIKEY#{id}"), "META")
+}
+
+/// The `gsi1` partition listing a tenant's API keys.
+pub fn api_keys_of(tenant: &str) -> String {
+    format!("APIKEYS#{tenant}")
+}
+
+/// A tenant's audit trail, ordered by time (`{ms:013}#{request_id}`).
+pub fn audit_partition(tenant: &str) -> String {
+    format!("AUDIT#{tenant}")
+}
+
+pub fn audit_record(tenant: &str, at_ms: i64, request_id: &str) -> Key {
+    Key::new(audit_partition(tenant), format!("{at_ms:013}#{request_id}"))
+}
+
+/// The `gsi1` partition of one actor's audit records.
+pub fn audit_by_actor(tenant: &str, actor: &str) -> String {
+    format!("AUDITBY#{tenant}#{actor}")
+}
+
+/// One rate-limit window of one subject (a key, an agent, a client address).
+pub fn rate_window(subject: &str, window: i64) -> Key {
+    Key::new(format!("RATE#{subject}#{window}"), "WINDOW")
+}
+
+/// A request signature already used (replay protection).
+pub fn signature_seen(key_id: &str, signature: &str) -> Key {
+    Key::new(format!("SIGSEEN#{key_id}#{signature}"), "SEEN")
 }

@@ -210,6 +210,8 @@ pub struct Query {
     pub index: Index,
     pub partition: String,
     pub sk_prefix: Option<String>,
+    /// Only sort keys from the first to the second, both inclusive (DynamoDB's `BETWEEN`); not with a prefix.
+    pub sk_range: Option<(String, String)>,
     /// Items examined per page (expired ones are examined, then hidden — as DynamoDB's Limit works).
     pub limit: u32,
     pub start: Option<Cursor>,
@@ -222,6 +224,7 @@ impl Query {
             index: Index::Primary,
             partition: partition.into(),
             sk_prefix: None,
+            sk_range: None,
             limit: 100,
             start: None,
             forward: true,
@@ -230,6 +233,11 @@ impl Query {
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.sk_prefix = Some(prefix.into());
+        self
+    }
+    #[must_use]
+    pub fn between(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.sk_range = Some((from.into(), to.into()));
         self
     }
     #[must_use]
@@ -253,6 +261,31 @@ impl Query {
         self
     }
 
+    /// True when `sk` is one this query can return (its prefix, its range).
+    pub(crate) fn sort_key_matches(&self, sk: &str) -> bool {
+        let prefix = self.sk_prefix.as_deref().unwrap_or_default();
+        let in_range = self.sk_range.as_ref().is_none_or(|(from, to)| sk >= from.as_str() && sk <= to.as_str());
+        sk.starts_with(prefix) && in_range
+    }
+
+    /// Where a forward scan may start (the prefix or the range's lower end).
+    pub(crate) fn lowest_sort_key(&self) -> &str {
+        match (&self.sk_prefix, &self.sk_range) {
+            (Some(prefix), _) => prefix,
+            (None, Some((from, _))) => from,
+            (None, None) => "",
+        }
+    }
+
+    /// True when a forward scan at `sk` has passed every key this query can return.
+    pub(crate) fn past_the_end(&self, sk: &str) -> bool {
+        match (&self.sk_prefix, &self.sk_range) {
+            (Some(prefix), _) => !sk.starts_with(prefix.as_str()) && sk > prefix.as_str(),
+            (None, Some((_, to))) => sk > to.as_str(),
+            (None, None) => false,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         if self.limit == 0 || self.limit > MAX_QUERY_LIMIT {
             return Err(StoreError::Validation(format!("query limit must be 1..={MAX_QUERY_LIMIT}")));
@@ -260,12 +293,16 @@ impl Query {
         if self.partition.is_empty() {
             return Err(StoreError::Validation("query partition must not be empty".into()));
         }
+        if let Some((from, to)) = &self.sk_range {
+            if self.sk_prefix.is_some() || from > to {
+                return Err(StoreError::Validation("a sort-key range needs from <= to and no prefix".into()));
+            }
+        }
         if let Some(cursor) = &self.start {
             let p = cursor.position();
-            let prefix = self.sk_prefix.as_deref().unwrap_or_default();
             let inside = match (self.index, &p.gsi) {
-                (Index::Primary, None) => p.pk == self.partition && p.sk.starts_with(prefix),
-                (Index::Gsi1, Some((gpk, gsk))) => *gpk == self.partition && gsk.starts_with(prefix),
+                (Index::Primary, None) => p.pk == self.partition && self.sort_key_matches(&p.sk),
+                (Index::Gsi1, Some((gpk, gsk))) => *gpk == self.partition && self.sort_key_matches(gsk),
                 _ => false,
             };
             if !inside {

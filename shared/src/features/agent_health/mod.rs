@@ -5,7 +5,7 @@ pub mod routes;
 
 use axum::routing::{get, post};
 
-use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::route::{Access, Permission, Feature, Method, RouteSpec};
 
 pub const AGENT_HEALTH: RouteSpec = RouteSpec {
     binary: "agent-health",
@@ -13,7 +13,7 @@ pub const AGENT_HEALTH: RouteSpec = RouteSpec {
     path: "/api/v1/agent/health",
     methods: &[Method::POST],
     dynamodb_actions: &["dynamodb:PutItem", "dynamodb:GetItem"],
-    auth: Auth::Agent,
+    access: Access::Requires(Permission::HealthReport),
     handler: || post(routes::post),
 };
 
@@ -23,7 +23,7 @@ pub const AGENTS_HEALTH: RouteSpec = RouteSpec {
     path: "/api/v1/agents/health",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:Query"],
-    auth: Auth::Admin,
+    access: Access::Requires(Permission::AgentRead),
     handler: || get(routes::list),
 };
 
@@ -33,7 +33,7 @@ pub const AGENT_HEALTH_ONE: RouteSpec = RouteSpec {
     path: "/api/v1/agents/{agent_id}/health",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
-    auth: Auth::Admin,
+    access: Access::Requires(Permission::AgentRead),
     handler: || get(routes::get),
 };
 

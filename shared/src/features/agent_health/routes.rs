@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::features::health::{HealthStatus, report};
 use crate::features::tokens::credentials::AgentId;
-use crate::http::auth::AgentIdentity;
+use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::paging::CursorKey;
 use crate::state::AppState;

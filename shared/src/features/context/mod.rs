@@ -6,7 +6,7 @@ mod service;
 
 use axum::routing::{get, put};
 
-use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::route::{Access, Permission, Feature, Method, RouteSpec};
 pub use service::*;
 
 pub const CONTEXT: RouteSpec = RouteSpec {
@@ -15,7 +15,7 @@ pub const CONTEXT: RouteSpec = RouteSpec {
     path: "/api/v1/agent/context",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
-    auth: Auth::Agent,
+    access: Access::Requires(Permission::ContextRead),
     handler: || get(routes::get),
 };
 
@@ -25,7 +25,7 @@ pub const ADMIN_CONTEXT: RouteSpec = RouteSpec {
     path: "/api/v1/admin/users/{user_id}/context",
     methods: &[Method::PUT],
     dynamodb_actions: &["dynamodb:PutItem"],
-    auth: Auth::Admin,
+    access: Access::Requires(Permission::ContextWrite),
     handler: || put(admin::put_context),
 };
 

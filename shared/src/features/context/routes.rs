@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::cache::CacheStatus;
 use crate::config::Config;
 use crate::features::context::{self, ContextCache, ContextError, StoredContext};
-use crate::http::auth::AgentIdentity;
+use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson};
 use crate::store::DynStore;
 

@@ -4,7 +4,7 @@ pub mod routes;
 
 use axum::routing::get;
 
-use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::route::{Access, Feature, Method, RouteSpec};
 pub use routes::{Check, HealthReport, HealthStatus, report};
 
 pub const HEALTH: RouteSpec = RouteSpec {
@@ -13,7 +13,7 @@ pub const HEALTH: RouteSpec = RouteSpec {
     path: "/health",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || get(routes::health),
 };
 
@@ -23,7 +23,7 @@ pub const HEALTH_LIVE: RouteSpec = RouteSpec {
     path: "/health/live",
     methods: &[Method::GET],
     dynamodb_actions: &[],
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || get(routes::live),
 };
 
@@ -33,7 +33,7 @@ pub const HEALTH_READY: RouteSpec = RouteSpec {
     path: "/health/ready",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || get(routes::ready),
 };
 

@@ -5,7 +5,7 @@ pub mod metrics;
 
 use axum::routing::get;
 
-use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::route::{Access, Permission, Feature, Method, RouteSpec};
 
 pub const BREAKERS: RouteSpec = RouteSpec {
     binary: "circuit-breakers",
@@ -13,7 +13,7 @@ pub const BREAKERS: RouteSpec = RouteSpec {
     path: "/api/v1/circuit-breakers",
     methods: &[Method::GET],
     dynamodb_actions: &[],
-    auth: Auth::Public,
+    access: Access::Requires(Permission::MetricsRead),
     handler: || get(breakers::list),
 };
 
@@ -23,7 +23,7 @@ pub const METRICS: RouteSpec = RouteSpec {
     path: "/api/v1/metrics",
     methods: &[Method::GET],
     dynamodb_actions: &[],
-    auth: Auth::Public,
+    access: Access::Requires(Permission::MetricsRead),
     handler: || get(metrics::prometheus),
 };
 

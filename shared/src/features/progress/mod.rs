@@ -6,7 +6,7 @@ mod service;
 
 use axum::routing::{get, post};
 
-use crate::route::{Auth, Feature, Method, RouteSpec};
+use crate::route::{Access, Permission, Feature, Method, RouteSpec};
 pub use service::*;
 
 pub const PROGRESS: RouteSpec = RouteSpec {
@@ -22,7 +22,7 @@ pub const PROGRESS: RouteSpec = RouteSpec {
         "dynamodb:DeleteItem",
         "dynamodb:BatchWriteItem",
     ],
-    auth: Auth::Agent,
+    access: Access::Requires(Permission::ProgressWrite),
     handler: || post(routes::post),
 };
 
@@ -32,7 +32,7 @@ pub const PROGRESS_GET: RouteSpec = RouteSpec {
     path: "/api/v1/agent/progress/{task_id}",
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem", "dynamodb:Query"],
-    auth: Auth::Agent,
+    access: Access::Requires(Permission::ProgressWrite),
     handler: || get(routes::get),
 };
 

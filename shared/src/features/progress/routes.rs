@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
-use crate::http::auth::AgentIdentity;
+use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, json};
 use crate::ids::{BatchId, TaskId};
 use crate::paging::CursorKey;

@@ -7,7 +7,7 @@ pub mod routes;
 
 use axum::routing::{get, post};
 
-use crate::route::{Auth, Feature, Method, RouteSpec, UPDATE_ACTIONS};
+use crate::route::{Access, Permission, Feature, Method, RouteSpec, UPDATE_ACTIONS};
 
 pub const TOKEN: RouteSpec = RouteSpec {
     binary: "token",
@@ -15,7 +15,7 @@ pub const TOKEN: RouteSpec = RouteSpec {
     path: "/api/v1/agent/token",
     methods: &[Method::POST],
     dynamodb_actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || post(routes::token),
 };
 
@@ -31,7 +31,7 @@ pub const TOKEN_REFRESH: RouteSpec = RouteSpec {
         "dynamodb:DeleteItem",
         "dynamodb:ConditionCheckItem",
     ],
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || post(routes::refresh),
 };
 
@@ -41,7 +41,7 @@ pub const TOKEN_REVOKE: RouteSpec = RouteSpec {
     path: "/api/v1/agent/token/revoke",
     methods: &[Method::POST],
     dynamodb_actions: UPDATE_ACTIONS,
-    auth: Auth::Public,
+    access: Access::Public,
     handler: || post(routes::revoke),
 };
 
@@ -51,7 +51,7 @@ pub const AGENT_ME: RouteSpec = RouteSpec {
     path: "/api/v1/agent/me",
     methods: &[Method::GET],
     dynamodb_actions: &[],
-    auth: Auth::Agent,
+    access: Access::Requires(Permission::AgentSelf),
     handler: || get(routes::me),
 };
 

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::config::SecretString;
 use crate::features::tokens::credentials::{self, AgentId};
 use crate::features::tokens::family::{self, Issued};
-use crate::http::auth::AgentIdentity;
+use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
 use crate::store::DynStore;
 use crate::token::TokenError;

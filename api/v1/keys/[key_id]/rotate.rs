@@ -1,0 +1,4 @@
+//! `POST /api/v1/keys/{key_id}/rotate` as a function: rotate an API key (`key:manage`).
+fn main() -> std::process::ExitCode {
+    cloud_agent::runtime::run_function(&[cloud_agent::features::keys::KEY_ROTATE])
+}

@@ -1,0 +1,292 @@
+//! The key routes. Every answer that carries a key's text says `Cache-Control: no-store`; listings never do.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Operator;
+use crate::auth::Role;
+use crate::auth::api_key::{self, KeyId, KeyRecord, NewKey, RotateError, Signing};
+use crate::config::Config;
+use crate::config::limits::DEFAULT_TIER;
+use crate::config::secrets::SecretString;
+use crate::http::perimeter::PerimeterState;
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem, ToProblem};
+use crate::ids::TenantId;
+use crate::paging::CursorKey;
+use crate::store::{DynStore, now_epoch};
+
+/// A new key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// What the key is for, shown in listings: 1–100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    pub role: Role,
+    /// A configured rate-limit tier (default `standard`).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 32)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub signing: Signing,
+    /// When the key stops working (RFC 3339); default never.
+    #[serde(default)]
+    #[schema(format = DateTime, max_length = 64)]
+    pub expires_at: Option<String>,
+    /// Only the bootstrap admin key may create keys for another tenant (default: the caller's own).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub tenant: Option<TenantId>,
+}
+
+/// A key as listings show it: never its text or hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyInfo {
+    pub id: String,
+    /// The visible prefix that names the key in logs and audit records.
+    pub prefix: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: Role,
+    pub tier: String,
+    pub signing: Signing,
+    /// Epoch seconds.
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Epoch seconds, recorded at most once a minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+    /// The key that replaced this one, when it was rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+impl From<&KeyRecord> for KeyInfo {
+    fn from(r: &KeyRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            prefix: r.display.clone(),
+            name: r.name.clone(),
+            tenant: r.tenant.to_string(),
+            role: r.role,
+            tier: r.tier.clone(),
+            signing: r.signing,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            replaced_by: r.replaced_by.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// A key that was just made: its text is shown here once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key. Store it now: only its hash is kept.
+    #[schema(value_type = String)]
+    pub key: SecretString,
+    #[serde(flatten)]
+    pub info: KeyInfo,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Key-route failures.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no key {0} in this tenant")]
+    NotFound(String),
+    #[error("key {0} was already rotated")]
+    AlreadyRotated(String),
+}
+
+impl ToProblem for KeyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyRotated(_) => StatusCode::CONFLICT,
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        match self {
+            Self::NotFound(id) => Problem::new(self.status(), "not-found", "Not Found")
+                .detail(format!("there is no key {id} in your tenant (it may have been revoked or have expired)")),
+            Self::AlreadyRotated(id) => Problem::new(self.status(), "already-rotated", "Key already rotated")
+                .detail(format!("key {id} was already rotated; rotate its replacement (see replaced_by)")),
+        }
+    }
+}
+
+fn unprocessable(pointer: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::Unprocessable { detail: detail.into(), pointer: Some(pointer.to_owned()) }
+}
+
+fn created(record: &KeyRecord, key: SecretString) -> Response {
+    let body = CreatedKey { key, info: record.into() };
+    (StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], ApiJson(body)).into_response()
+}
+
+/// Create an API key. The answer is the only time its text is shown.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "admin",
+    request_body = CreateKey,
+    responses(
+        (status = 201, body = CreatedKey, description = "The key, shown once (Cache-Control: no-store)"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Bad name, unknown tier, an expiry in the past, or a tenant the caller may not name; `pointer` says which"),
+    )
+)]
+pub async fn create(
+    State(store): State<DynStore>,
+    State(config): State<Arc<Config>>,
+    State(perimeter): State<Arc<PerimeterState>>,
+    operator: Operator,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<Response, ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(unprocessable("/name", "name must be 1-100 characters without control characters"));
+    }
+    let tier = body.tier.unwrap_or_else(|| DEFAULT_TIER.to_owned());
+    if config.rate_limits.tier(&tier).is_none() {
+        let known: Vec<&str> = config.rate_limits.tiers.keys().map(String::as_str).collect();
+        return Err(unprocessable("/tier", format!("unknown tier {tier:?}; configured tiers: {}", known.join(", "))));
+    }
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|text| time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339))
+        .transpose()
+        .map_err(|e| unprocessable("/expires_at", format!("expires_at must be an RFC 3339 time: {e}")))?
+        .map(time::OffsetDateTime::unix_timestamp);
+    if expires_at.is_some_and(|at| at <= now_epoch()) {
+        return Err(unprocessable("/expires_at", "expires_at must be in the future"));
+    }
+    let tenant = match body.tenant {
+        Some(t) if t != operator.tenant && operator.key.is_some() => {
+            return Err(unprocessable("/tenant", "only the bootstrap admin key may create keys for another tenant"));
+        }
+        Some(t) => t,
+        None => operator.tenant.clone(),
+    };
+    let spec = NewKey { tenant, name: name.to_owned(), role: body.role, tier, signing: body.signing, expires_at };
+    let (record, key) = api_key::create(&store, perimeter.hasher(), &spec).await?;
+    tracing::info!(key = record.display.as_str(), role = record.role.as_str(), "API key created");
+    Ok(created(&record, key))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// The caller's tenant's keys, oldest first (never their text).
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "admin",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Keys per page (default 50)"),
+        ("cursor" = Option<String>, Query, max_length = 8192, description = "next_cursor of the previous page, unchanged"),
+    ),
+    responses(
+        (status = 200, body = KeyList),
+        (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "A query parameter that does not parse; `pointer` names it"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "A limit out of range, or a cursor not issued by this listing"),
+    )
+)]
+pub async fn list(
+    State(store): State<DynStore>,
+    State(cursors): State<Arc<CursorKey>>,
+    operator: Operator,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<ApiJson<KeyList>, ApiError> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(unprocessable("/limit", "limit must be 1-100"));
+    }
+    // The cursor is sealed for this tenant's listing: it cannot page into another tenant's keys.
+    let scope = format!("keys:{}", operator.tenant);
+    let cursor = crate::http::cursor_param(&cursors, &scope, params.cursor.as_deref())?;
+    let (records, next) = api_key::list(&store, &operator.tenant, limit, cursor).await?;
+    let now = now_epoch();
+    let keys = records.iter().filter(|r| r.is_live(now)).map(KeyInfo::from).collect();
+    Ok(ApiJson(KeyList { keys, next_cursor: next.map(|c| cursors.seal(&scope, &c)) }))
+}
+
+/// Revoke a key: it stops working at once on this instance, and within 10 s on every other one.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{key_id}",
+    tag = "admin",
+    params(("key_id" = String, Path, pattern = "^[a-z2-7]{16}$")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such key in the caller's tenant"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not a key id; `pointer` is /key_id"),
+    )
+)]
+pub async fn revoke(
+    State(store): State<DynStore>,
+    State(perimeter): State<Arc<PerimeterState>>,
+    operator: Operator,
+    ApiPath(id): ApiPath<KeyId>,
+) -> Result<StatusCode, ApiError> {
+    if !api_key::revoke(&store, &operator.tenant, &id).await? {
+        return Err(KeyError::NotFound(id.to_string()).into());
+    }
+    perimeter.forget(id.as_str());
+    tracing::info!(key_id = id.as_str(), "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate a key: a new key with the same name, role, tier and signing mode; the old one keeps working for the
+/// configured grace period (`CLOUD_AGENT_KEY_GRACE_SECS`, default a day), then expires.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{key_id}/rotate",
+    tag = "admin",
+    params(("key_id" = String, Path, pattern = "^[a-z2-7]{16}$")),
+    responses(
+        (status = 201, body = CreatedKey, description = "The replacement, shown once (Cache-Control: no-store)"),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such key in the caller's tenant"),
+        (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "The key was already rotated"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not a key id; `pointer` is /key_id"),
+    )
+)]
+pub async fn rotate(
+    State(store): State<DynStore>,
+    State(config): State<Arc<Config>>,
+    State(perimeter): State<Arc<PerimeterState>>,
+    operator: Operator,
+    ApiPath(id): ApiPath<KeyId>,
+) -> Result<Response, ApiError> {
+    let grace = i64::try_from(config.key_rotation_grace.as_secs()).unwrap_or(86_400);
+    match api_key::rotate(&store, perimeter.hasher(), &operator.tenant, &id, grace).await {
+        Ok((record, key)) => {
+            perimeter.forget(id.as_str());
+            tracing::info!(old = id.as_str(), new = record.display.as_str(), "API key rotated");
+            Ok(created(&record, key))
+        }
+        Err(RotateError::NotFound) => Err(KeyError::NotFound(id.to_string()).into()),
+        Err(RotateError::AlreadyRotated) => Err(KeyError::AlreadyRotated(id.to_string()).into()),
+        Err(RotateError::Store(e)) => Err(e.into()),
+    }
+}
