@@ -270,15 +270,20 @@ async fn a_request_past_its_budget_is_503_problem() {
     problem(app.client.get(app.url("/slow")).send().await.unwrap(), 503).await;
 }
 
+/// The bootstrap admin key, which holds metrics:read.
+const METRICS_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
 #[tokio::test]
 async fn metrics_are_valid_prometheus_text_with_route_counts() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", METRICS_KEY).spawn().await;
     for _ in 0..3 {
         app.client.get(app.url("/health")).send().await.unwrap();
     }
     app.client.get(app.url("/api/v1/agent/progress/some-task")).send().await.unwrap();
     app.client.get(app.url("/no/such/path")).send().await.unwrap();
-    let response = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap();
+    let anonymous = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "metrics need metrics:read");
+    let response = app.client.get(app.url("/api/v1/metrics")).bearer_auth(METRICS_KEY).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = response.text().await.unwrap();
@@ -321,11 +326,12 @@ print(len(families))
 /// `unmatched`. (Formerly the unit test `routes_are_labelled_by_template`.)
 #[tokio::test]
 async fn metrics_label_requests_by_route_template() {
-    let app = spawn_app().await;
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", METRICS_KEY).spawn().await;
     for path in ["/health", "/api/v1/agent/progress/task-7", "/api/v1/agent/progress/", "/wp-admin.php"] {
         app.client.get(app.url(path)).send().await.unwrap();
     }
-    let text = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap().text().await.unwrap();
+    let text =
+        app.client.get(app.url("/api/v1/metrics")).bearer_auth(METRICS_KEY).send().await.unwrap().text().await.unwrap();
     assert!(text.contains(r#"route="/health""#), "{text}");
     assert!(text.contains(r#"route="/api/v1/agent/progress/{task_id}",status="401""#), "{text}");
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");

@@ -137,10 +137,10 @@ async fn query_by_prefix_pages_in_order(store: DynStore) {
 
 async fn query_by_sort_key_range_pages_both_ways(store: DynStore) {
     for i in 0..10 {
-        let it = item("AUDIT#t", &format!("{i:03}#r")).with("i", i64::from(i)).with("gsi1pk", "BY#t#x").with(
-            "gsi1sk",
-            format!("{i:03}#r"),
-        );
+        let it = item("AUDIT#t", &format!("{i:03}#r"))
+            .with("i", i64::from(i))
+            .with("gsi1pk", "BY#t#x")
+            .with("gsi1sk", format!("{i:03}#r"));
         store.put(it, None).await.unwrap();
     }
     store.put(item("AUDIT#t", "100#r").with("i", 100), None).await.unwrap();

@@ -176,14 +176,15 @@ async fn a_refresh_after_the_secret_was_rotated_is_401_credential_changed() {
 /// refused whether or not it was seen before.
 #[tokio::test]
 async fn access_tokens_are_verified_once_per_instance_and_expiry_still_holds() {
-    let app = TestApp::builder().spawn().await;
+    const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+    let app = TestApp::builder().env("DEV_ADMIN_KEY", ADMIN_KEY).spawn().await;
     let token = app.access_token("agent-1", "user-9");
     for _ in 0..3 {
         let me = app.get_as("/api/v1/agent/me", &token).await;
         assert_eq!(me.status(), 200);
         assert_eq!(me.json::<Value>().await.unwrap()["agent_id"], "agent-1");
     }
-    let metrics = app.client.get(app.url("/api/v1/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = common::get_text(&app.client, &app.url("/api/v1/metrics"), ADMIN_KEY).await;
     assert!(metrics.contains(r#"cloud_agent_cache_events_total{cache="verified_tokens",kind="miss"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"cloud_agent_cache_events_total{cache="verified_tokens",kind="hit"} 2"#), "{metrics}");
     // Issued two hours ago: past any access lifetime and leeway.

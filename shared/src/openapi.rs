@@ -98,8 +98,7 @@ fn layered_responses(
         Some(_) => &["apiKey", "operatorBearer"],
     };
     if !schemes.is_empty() {
-        operation.security =
-            Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
+        operation.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
     }
 }
 

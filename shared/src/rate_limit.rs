@@ -35,8 +35,13 @@ impl Quota {
 /// What a check decided, with what the RateLimit headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    Allowed { remaining: u32, reset_secs: u32 },
-    Limited { reset_secs: u32 },
+    Allowed {
+        remaining: u32,
+        reset_secs: u32,
+    },
+    Limited {
+        reset_secs: u32,
+    },
     /// The store could not be asked and the route class fails open: admitted, uncounted.
     Unchecked,
 }
@@ -72,13 +77,7 @@ impl Limiter {
     }
 
     /// Counts one request of `subject` against `quota` at `now` (epoch seconds).
-    pub async fn check(
-        &self,
-        store: &DynStore,
-        subject: &str,
-        quota: Quota,
-        now: i64,
-    ) -> Result<Decision, StoreError> {
+    pub async fn check(&self, store: &DynStore, subject: &str, quota: Quota, now: i64) -> Result<Decision, StoreError> {
         let width = i64::from(quota.window_secs);
         let window = now.div_euclid(width);
         let end = (window + 1) * width;

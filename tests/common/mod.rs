@@ -219,6 +219,11 @@ pub async fn get_json(client: &reqwest::Client, url: &str, bearer: Option<&str>)
     request.send().await.unwrap().json().await.unwrap()
 }
 
+/// GETs `url` with a bearer credential and returns the body as text.
+pub async fn get_text(client: &reqwest::Client, url: &str, bearer: &str) -> String {
+    client.get(url).bearer_auth(bearer).send().await.unwrap().text().await.unwrap()
+}
+
 /// Configuration for tests: development, embedded store in `data_dir`, small limits, plus `extra` variables.
 pub fn test_config_with(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> cloud_agent::config::Config {
     let dir = data_dir.to_string_lossy().into_owned();
@@ -284,6 +289,9 @@ macro_rules! on_both_backends {
 pub struct Counting {
     inner: DynStore,
     calls: std::sync::atomic::AtomicUsize,
+    /// Calls the perimeter layer made (rate-limit windows, audit records, API keys): counted apart, so a test of
+    /// what a handler costs is not about what every authenticated request costs.
+    pub perimeter: std::sync::atomic::AtomicUsize,
     /// BatchWriteItem calls alone.
     pub batch_writes: std::sync::atomic::AtomicUsize,
     pub down: std::sync::atomic::AtomicBool,
@@ -297,20 +305,29 @@ impl Counting {
         Self {
             inner,
             calls: std::sync::atomic::AtomicUsize::default(),
+            perimeter: std::sync::atomic::AtomicUsize::default(),
             batch_writes: std::sync::atomic::AtomicUsize::default(),
             down: std::sync::atomic::AtomicBool::new(false),
         }
     }
-    /// Counts every call that reaches the store, including those the outage then fails.
-    fn hit(&self) -> Result<(), cloud_agent::store::StoreError> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Counts every call that reaches the store, including those the outage then fails: the handlers' calls in
+    /// `calls`, the perimeter's (by the partition they touch) in `perimeter`.
+    fn hit(&self, pk: &str) -> Result<(), cloud_agent::store::StoreError> {
+        let perimeter = ["RATE#", "AUDIT#", "APIKEY#"].iter().any(|p| pk.starts_with(p));
+        let counter = if perimeter { &self.perimeter } else { &self.calls };
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(cloud_agent::store::StoreError::Unavailable("injected outage".into()));
         }
         Ok(())
     }
+    /// The handlers' calls since the last take.
     pub fn take(&self) -> usize {
         self.calls.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+    /// The perimeter's calls since the last take.
+    pub fn take_perimeter(&self) -> usize {
+        self.perimeter.swap(0, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -323,7 +340,7 @@ impl cloud_agent::store::Store for Counting {
         &self,
         key: &cloud_agent::store::Key,
     ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit(&key.pk)?;
         self.inner.get(key).await
     }
     async fn put(
@@ -331,7 +348,7 @@ impl cloud_agent::store::Store for Counting {
         item: cloud_agent::store::Item,
         c: Option<cloud_agent::store::Condition>,
     ) -> Result<(), cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit(item.get_str(cloud_agent::store::PK).unwrap_or_default())?;
         self.inner.put(item, c).await
     }
     async fn update(
@@ -340,7 +357,7 @@ impl cloud_agent::store::Store for Counting {
         u: cloud_agent::store::Update,
         c: Option<cloud_agent::store::Condition>,
     ) -> Result<cloud_agent::store::Item, cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit(&key.pk)?;
         self.inner.update(key, u, c).await
     }
     async fn delete(
@@ -348,26 +365,26 @@ impl cloud_agent::store::Store for Counting {
         key: &cloud_agent::store::Key,
         c: Option<cloud_agent::store::Condition>,
     ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit(&key.pk)?;
         self.inner.delete(key, c).await
     }
     async fn query(
         &self,
         q: cloud_agent::store::Query,
     ) -> Result<cloud_agent::store::Page, cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit(&q.partition)?;
         self.inner.query(q).await
     }
     async fn batch_write_once(
         &self,
         ops: Vec<cloud_agent::store::WriteOp>,
     ) -> Result<Vec<cloud_agent::store::WriteOp>, cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit("")?;
         self.batch_writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.batch_write_once(ops).await
     }
     async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
-        self.hit()?;
+        self.hit("")?;
         self.inner.transact_write(ops).await
     }
 }

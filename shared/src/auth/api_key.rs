@@ -265,7 +265,11 @@ fn mint(hasher: &KeyHasher, spec: &NewKey, now: i64) -> (KeyRecord, SecretString
 }
 
 /// Creates a key. The returned text is the only copy anywhere.
-pub async fn create(store: &DynStore, hasher: &KeyHasher, spec: &NewKey) -> Result<(KeyRecord, SecretString), StoreError> {
+pub async fn create(
+    store: &DynStore,
+    hasher: &KeyHasher,
+    spec: &NewKey,
+) -> Result<(KeyRecord, SecretString), StoreError> {
     let (record, text) = mint(hasher, spec, now_epoch());
     // An id collision (80 random bits) would fail the condition rather than overwrite another key.
     store.put(record.to_item(), Some(Condition::NotExists)).await?;

@@ -150,7 +150,8 @@ mod tests {
 
     #[test]
     fn roles_narrow_from_admin_to_viewer() {
-        for (wider, narrower) in [(Role::Admin, Role::Operator), (Role::Admin, Role::Analyst), (Role::Analyst, Role::Viewer)]
+        for (wider, narrower) in
+            [(Role::Admin, Role::Operator), (Role::Admin, Role::Analyst), (Role::Analyst, Role::Viewer)]
         {
             assert!(narrower.permissions().iter().all(|p| wider.allows(*p)), "{wider} ⊇ {narrower}");
         }

@@ -37,10 +37,9 @@ fn country(text: Option<&str>) -> Option<String> {
 pub fn resolve(platform: Platform, extensions: &http::Extensions, headers: &HeaderMap) -> Client {
     let parse = |text: Option<&str>| text.and_then(|t| t.trim().parse::<IpAddr>().ok());
     match platform {
-        Platform::Vercel => Client {
-            ip: parse(header(headers, "x-real-ip")),
-            country: country(header(headers, "x-vercel-ip-country")),
-        },
+        Platform::Vercel => {
+            Client { ip: parse(header(headers, "x-real-ip")), country: country(header(headers, "x-vercel-ip-country")) }
+        }
         Platform::Lambda => {
             let cloudfront = country(header(headers, "cloudfront-viewer-country"));
             match extensions.get::<RequestContext>() {

@@ -47,12 +47,8 @@ pub struct PerimeterState {
 impl Part for PerimeterState {
     fn build(state: &AppState) -> Self {
         let config = state.config();
-        let keys = Arc::new(Cache::new(
-            std::num::NonZeroUsize::new(1024).expect("non-zero"),
-            1 << 20,
-            KEY_CACHE_TTL,
-            |_| 512,
-        ));
+        let keys =
+            Arc::new(Cache::new(std::num::NonZeroUsize::new(1024).expect("non-zero"), 1 << 20, KEY_CACHE_TTL, |_| 512));
         state.metrics().register_cache("api_keys", keys.clone());
         Self {
             hasher: KeyHasher::derive(&config.secrets.agent, config.environment),
@@ -225,7 +221,8 @@ pub async fn perimeter(State(gate): State<Gate>, mut request: Request, next: Nex
         };
         match decision {
             Ok(Decision::Limited { reset_secs }) => {
-                let mut response = ApiError::from(RateLimited { policy: policy.clone(), quota, reset_secs }).into_response();
+                let mut response =
+                    ApiError::from(RateLimited { policy: policy.clone(), quota, reset_secs }).into_response();
                 rate_limit::headers(response.headers_mut(), &policy, quota, Decision::Limited { reset_secs });
                 response
             }

@@ -5,7 +5,7 @@ pub mod routes;
 
 use axum::routing::{get, post};
 
-use crate::route::{Access, Permission, Feature, Method, RouteSpec};
+use crate::route::{Access, Feature, Method, Permission, RouteSpec};
 
 pub const AGENT_HEALTH: RouteSpec = RouteSpec {
     binary: "agent-health",

@@ -10,9 +10,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::AgentIdentity;
 use crate::features::health::{HealthStatus, report};
 use crate::features::tokens::credentials::AgentId;
-use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::paging::CursorKey;
 use crate::state::AppState;

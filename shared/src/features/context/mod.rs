@@ -6,7 +6,7 @@ mod service;
 
 use axum::routing::{get, put};
 
-use crate::route::{Access, Permission, Feature, Method, RouteSpec};
+use crate::route::{Access, Feature, Method, Permission, RouteSpec};
 pub use service::*;
 
 pub const CONTEXT: RouteSpec = RouteSpec {

@@ -8,10 +8,10 @@ use http::HeaderValue;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::AgentIdentity;
 use crate::cache::CacheStatus;
 use crate::config::Config;
 use crate::features::context::{self, ContextCache, ContextError, StoredContext};
-use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson};
 use crate::store::DynStore;
 

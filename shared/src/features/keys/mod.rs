@@ -52,8 +52,5 @@ pub const KEY_ROTATE: RouteSpec = RouteSpec {
 )]
 struct Doc;
 
-pub const FEATURE: Feature = Feature {
-    name: "keys",
-    routes: &[KEYS, KEY_REVOKE, KEY_ROTATE],
-    openapi: <Doc as utoipa::OpenApi>::openapi,
-};
+pub const FEATURE: Feature =
+    Feature { name: "keys", routes: &[KEYS, KEY_REVOKE, KEY_ROTATE], openapi: <Doc as utoipa::OpenApi>::openapi };

@@ -5,7 +5,7 @@ pub mod metrics;
 
 use axum::routing::get;
 
-use crate::route::{Access, Permission, Feature, Method, RouteSpec};
+use crate::route::{Access, Feature, Method, Permission, RouteSpec};
 
 pub const BREAKERS: RouteSpec = RouteSpec {
     binary: "circuit-breakers",

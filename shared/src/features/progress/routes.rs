@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
+use crate::auth::AgentIdentity;
 use crate::config::Config;
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
-use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, json};
 use crate::ids::{BatchId, TaskId};
 use crate::paging::CursorKey;

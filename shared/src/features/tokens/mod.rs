@@ -7,7 +7,7 @@ pub mod routes;
 
 use axum::routing::{get, post};
 
-use crate::route::{Access, Permission, Feature, Method, RouteSpec, UPDATE_ACTIONS};
+use crate::route::{Access, Feature, Method, Permission, RouteSpec, UPDATE_ACTIONS};
 
 pub const TOKEN: RouteSpec = RouteSpec {
     binary: "token",

@@ -10,11 +10,11 @@ use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::AgentIdentity;
 use crate::config::Config;
 use crate::config::SecretString;
 use crate::features::tokens::credentials::{self, AgentId};
 use crate::features::tokens::family::{self, Issued};
-use crate::auth::AgentIdentity;
 use crate::http::{ApiError, ApiJson, json};
 use crate::store::DynStore;
 use crate::token::TokenError;
