@@ -1,0 +1,372 @@
+//! The operator perimeter: API keys (create, use, list, rotate, revoke), roles enforced on every route from the
+//! one permission table, and the audit trail every authenticated request leaves.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+
+use cloud_agent::auth::{Permission, Role};
+use cloud_agent::route::{Access, Method};
+use cloud_agent::store::DynStore;
+use common::TestApp;
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
+/// Limits far above what a test sends, so only the rate-limit tests ever see a 429.
+const ROOMY: [(&str, &str); 3] = [
+    ("DEV_ADMIN_KEY", ADMIN_KEY),
+    ("CLOUD_AGENT_RATE_TIERS", "standard:100000/60:100000/60"),
+    ("CLOUD_AGENT_RATE_AGENT", "100000/60"),
+];
+
+async fn app_on(store: Option<DynStore>) -> TestApp {
+    let builder = TestApp::builder().envs(&ROOMY);
+    match store {
+        Some(store) => builder.store(store).spawn().await,
+        None => builder.spawn().await,
+    }
+}
+
+/// Creates a key over the API with the bootstrap admin key; returns (key text, the answer's body).
+async fn create_key(app: &TestApp, body: Value) -> (String, Value) {
+    let response = app.client.post(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let created: Value = response.json().await.unwrap();
+    (created["key"].as_str().unwrap().to_owned(), created)
+}
+
+async fn key_of_role(app: &TestApp, role: Role) -> String {
+    create_key(app, json!({"name": format!("{role} key"), "role": role})).await.0
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{task_id}", "t-1")
+        .replace("{user_id}", "u-1")
+        .replace("{agent_id}", "a-1")
+        .replace("{key_id}", "aaaaaaaaaaaaaaaa")
+}
+
+/// Who calls, in the RBAC table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Caller {
+    Nobody,
+    Agent,
+    Key(Role),
+    Bootstrap,
+}
+
+impl Caller {
+    fn holds(self, permission: Permission) -> bool {
+        match self {
+            Self::Nobody => false,
+            Self::Agent => permission.is_agent_only(),
+            Self::Key(role) => role.allows(permission),
+            Self::Bootstrap => Role::Admin.allows(permission),
+        }
+    }
+}
+
+/// Every route × every role (and no credential): a caller holding the route's permission gets past the
+/// perimeter (neither 401 nor 403), one without it gets 403, no credential 401; on a public route the credential
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_admits_exactly_the_roles_its_permission_allows() {
+    let app = app_on(None).await;
+    let mut credentials: BTreeMap<Caller, Option<String>> = BTreeMap::new();
+    credentials.insert(Caller::Nobody, None);
+    credentials.insert(Caller::Agent, Some(app.access_token("agent-1", "u-1")));
+    credentials.insert(Caller::Bootstrap, Some(ADMIN_KEY.to_owned()));
+    for role in Role::ALL {
+        credentials.insert(Caller::Key(role), Some(key_of_role(&app, role).await));
+    }
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for route in cloud_agent::ROUTES.iter() {
+        for method in route.methods {
+            let url = app.url(&concrete(route.path));
+            let mut statuses = BTreeMap::new();
+            for (caller, credential) in &credentials {
+                let mut request = app.client.request(method.clone(), &url);
+                if *method != Method::GET && *method != Method::DELETE {
+                    request = request.json(&json!({}));
+                }
+                if let Some(credential) = credential {
+                    // API keys go in X-API-Key half of the time: both headers are the same credential.
+                    request = match caller {
+                        Caller::Key(Role::Analyst | Role::Viewer) => request.header("x-api-key", credential),
+                        _ => request.bearer_auth(credential),
+                    };
+                }
+                let status = request.send().await.unwrap().status().as_u16();
+                statuses.insert(*caller, status);
+                checked += 1;
+            }
+            for (caller, status) in &statuses {
+                let expected_ok = match route.access {
+                    Access::Public => {
+                        if *status != statuses[&Caller::Nobody] {
+                            wrong.push(format!(
+                                "{method} {}: {caller:?} got {status}, nobody got {}",
+                                route.path,
+                                statuses[&Caller::Nobody]
+                            ));
+                        }
+                        continue;
+                    }
+                    Access::Requires(p) => caller.holds(p),
+                };
+                let verdict_ok = match (expected_ok, caller, status) {
+                    (true, _, s) => *s != 401 && *s != 403,
+                    (false, Caller::Nobody, s) => *s == 401,
+                    (false, _, s) => *s == 403,
+                };
+                if !verdict_ok {
+                    wrong.push(format!("{method} {}: {caller:?} got {status}", route.path));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "the perimeter disagrees with the permission table:\n{}", wrong.join("\n"));
+    assert!(checked >= cloud_agent::ROUTES.len() * credentials.len());
+}
+
+#[tokio::test]
+async fn the_readme_prints_the_permission_table() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for permission in Permission::ALL {
+        let row = readme
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("| `{permission}` |")))
+            .unwrap_or_else(|| panic!("the README's permission table has no row for {permission}"));
+        let cells: Vec<&str> = row.trim().split('|').map(str::trim).collect();
+        // | `perm` | admin | operator | analyst | viewer | agent |
+        let holders = [
+            Role::Admin.allows(permission),
+            Role::Operator.allows(permission),
+            Role::Analyst.allows(permission),
+            Role::Viewer.allows(permission),
+            permission.is_agent_only(),
+        ];
+        for (i, holds) in holders.iter().enumerate() {
+            assert_eq!(cells[2 + i] == "✓", *holds, "README row {row:?}, column {}", i + 1);
+        }
+    }
+}
+
+async fn keys_are_shown_once_listed_rotated_and_revoked(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let (key, created) = create_key(&app, json!({"name": "ci deploys", "role": "operator"})).await;
+    assert!(key.starts_with("ca_test_"), "outside production keys are test keys: {key}");
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+    let id = created["id"].as_str().unwrap().to_owned();
+    // The key works, in either header.
+    let me = app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", &key).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(app.client.get(app.url("/api/v1/agents/health")).bearer_auth(&key).send().await.unwrap().status(), 200);
+    // Listed without its text; its last use is recorded.
+    let list = common::get_json(&app.client, &app.url("/api/v1/keys"), Some(ADMIN_KEY)).await;
+    let listed = list["keys"].as_array().unwrap().iter().find(|k| k["id"] == id.as_str()).unwrap().clone();
+    assert_eq!((listed["name"].as_str(), listed["role"].as_str()), (Some("ci deploys"), Some("operator")));
+    assert!(listed["last_used_at"].as_i64().is_some(), "{listed}");
+    assert!(!list.to_string().contains(&key), "a listing never carries a key");
+    // Nobody can read a key back: the store holds a hash.
+    let record = app.state.store().get(&cloud_agent::store::keys::api_key(&id)).await.unwrap().unwrap();
+    assert!(!format!("{record:?}").contains(&key[created["prefix"].as_str().unwrap().len() + 1..]));
+
+    // Rotation: a new key; the old one still works during the grace period, then carries its expiry.
+    let rotated =
+        app.client.post(app.url(&format!("/api/v1/keys/{id}/rotate"))).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(rotated.status(), 201);
+    assert_eq!(rotated.headers()["cache-control"], "no-store");
+    let rotated: Value = rotated.json().await.unwrap();
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["role"], "operator");
+    for k in [&key, &new_key] {
+        let status = app.client.get(app.url("/api/v1/agents/health")).bearer_auth(k).send().await.unwrap().status();
+        assert_eq!(status, 200);
+    }
+    let again = app.client.post(app.url(&format!("/api/v1/keys/{id}/rotate"))).bearer_auth(ADMIN_KEY).send();
+    common::assert_problem(again.await.unwrap(), 409, Some("already-rotated")).await;
+    let list = common::get_json(&app.client, &app.url("/api/v1/keys"), Some(ADMIN_KEY)).await;
+    let old = list["keys"].as_array().unwrap().iter().find(|k| k["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(old["replaced_by"], rotated["id"]);
+    assert!(old["expires_at"].as_i64().unwrap() > cloud_agent::store::now_epoch());
+
+    // Revocation: at once, on this instance.
+    let new_id = rotated["id"].as_str().unwrap();
+    let revoked = app.client.delete(app.url(&format!("/api/v1/keys/{new_id}"))).bearer_auth(ADMIN_KEY).send();
+    assert_eq!(revoked.await.unwrap().status(), 204);
+    let refused = app.client.get(app.url("/api/v1/agents/health")).bearer_auth(&new_key).send().await.unwrap();
+    common::assert_problem(refused, 401, Some("invalid-key")).await;
+    let twice = app.client.delete(app.url(&format!("/api/v1/keys/{new_id}"))).bearer_auth(ADMIN_KEY).send();
+    common::assert_problem(twice.await.unwrap(), 404, Some("not-found")).await;
+    // A key with one byte changed is no key.
+    let mut forged = key.clone();
+    forged.pop();
+    forged.push(if key.ends_with('A') { 'B' } else { 'A' });
+    let status = app.client.get(app.url("/api/v1/agents/health")).bearer_auth(&forged).send().await.unwrap().status();
+    assert_eq!(status, 401);
+}
+
+async fn another_tenants_keys_are_absent(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let (theirs, _) = create_key(&app, json!({"name": "acme admin", "role": "admin", "tenant": "acme"})).await;
+    let (ours, mine) = create_key(&app, json!({"name": "ours", "role": "admin"})).await;
+    let my_id = mine["id"].as_str().unwrap();
+    // acme's admin sees only acme's keys, cannot rotate or revoke ours (404, as if absent) ...
+    let list = common::get_json(&app.client, &app.url("/api/v1/keys"), Some(&theirs)).await;
+    let tenants: Vec<&str> = list["keys"].as_array().unwrap().iter().map(|k| k["tenant"].as_str().unwrap()).collect();
+    assert_eq!(tenants, ["acme"]);
+    for (method, path) in
+        [(Method::DELETE, format!("/api/v1/keys/{my_id}")), (Method::POST, format!("/api/v1/keys/{my_id}/rotate"))]
+    {
+        let response = app.client.request(method, app.url(&path)).bearer_auth(&theirs).send().await.unwrap();
+        common::assert_problem(response, 404, Some("not-found")).await;
+    }
+    // ... and cannot make keys for another tenant.
+    let response = app
+        .client
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(&theirs)
+        .json(&json!({"name": "x", "role": "viewer", "tenant": "default"}))
+        .send()
+        .await
+        .unwrap();
+    let body = common::assert_problem(response, 422, Some("validation")).await;
+    assert_eq!(body["pointer"], "/tenant");
+    // Our key still works: nothing above touched it.
+    assert_eq!(app.client.get(app.url("/api/v1/keys")).bearer_auth(&ours).send().await.unwrap().status(), 200);
+}
+
+async fn bad_key_requests_name_the_field(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let post = |body: Value| app.client.post(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY).json(&body).send();
+    for (body, pointer) in [
+        (json!({"name": "", "role": "viewer"}), "/name"),
+        (json!({"name": "x", "role": "viewer", "tier": "platinum"}), "/tier"),
+        (json!({"name": "x", "role": "viewer", "expires_at": "2001-01-01T00:00:00Z"}), "/expires_at"),
+        (json!({"name": "x", "role": "viewer", "expires_at": "tomorrow"}), "/expires_at"),
+    ] {
+        let problem = common::assert_problem(post(body.clone()).await.unwrap(), 422, Some("validation")).await;
+        assert_eq!(problem["pointer"], pointer, "{body}");
+    }
+    let problem =
+        common::assert_problem(post(json!({"name": "x", "role": "root"})).await.unwrap(), 400, Some("invalid-json"))
+            .await;
+    assert_eq!(problem["pointer"], "/role");
+    // An expired key stops working by itself.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (key, _) = create_key(&app, json!({"name": "brief", "role": "viewer", "expires_at": soon})).await;
+    assert_eq!(app.client.get(app.url("/api/v1/agents/health")).bearer_auth(&key).send().await.unwrap().status(), 200);
+    // Waits for a condition (the key's expiry), with a generous deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = app.client.get(app.url("/api/v1/agents/health")).bearer_auth(&key).send().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the key never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+async fn every_authenticated_request_leaves_exactly_one_audit_record(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let (key, created) = create_key(&app, json!({"name": "auditor", "role": "analyst"})).await;
+    let prefix = created["prefix"].as_str().unwrap().to_owned();
+    let agent = app.access_token("agent-7", "u-7");
+    let mut sent: Vec<(String, &str, u16)> = Vec::new();
+    let mut remember = |response: &reqwest::Response, route: &'static str| {
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        sent.push((id, route, response.status().as_u16()));
+    };
+    let r = app.client.get(app.url("/api/v1/agents/health")).bearer_auth(&key).send().await.unwrap();
+    remember(&r, "/api/v1/agents/health");
+    let r = app.client.get(app.url("/api/v1/keys")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an analyst cannot manage keys; the refusal is audited too");
+    remember(&r, "/api/v1/keys");
+    let r = app.get_as("/api/v1/agent/me", &agent).await;
+    remember(&r, "/api/v1/agent/me");
+    let r = app.client.get(app.url("/api/v1/agents/a-1/health")).bearer_auth(&key).send().await.unwrap();
+    remember(&r, "/api/v1/agents/{agent_id}/health");
+    // Not authenticated: no actor, no record.
+    let anonymous = app.client.get(app.url("/api/v1/agents/health")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let anonymous_id = anonymous.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    // Every record of the tenant's partition, read straight from the table.
+    let query = cloud_agent::store::Query::partition("AUDIT#default").limit(1000);
+    let items = app.state.store().query(query).await.unwrap().items;
+    let now = cloud_agent::store::now_epoch();
+    for (id, route, status) in &sent {
+        let mine: Vec<_> = items.iter().filter(|i| i.get_str("request_id") == Some(id.as_str())).collect();
+        assert_eq!(mine.len(), 1, "request {id} ({route}) left {} records", mine.len());
+        assert_eq!(mine[0].get_str("route"), Some(*route));
+        assert_eq!(mine[0].get_i64("status"), Some(i64::from(*status)));
+        let ttl = mine[0].expires_at().unwrap() - now;
+        assert!((30 * 86_400 - 120..=30 * 86_400 + 5).contains(&ttl), "30-day retention, got {ttl} s");
+    }
+    assert!(items.iter().all(|i| i.get_str("request_id") != Some(anonymous_id.as_str())));
+    let client_ip = items.iter().find(|i| i.get_str("request_id") == Some(sent[0].0.as_str())).unwrap();
+    assert_eq!(client_ip.get_str("client_ip"), Some("127.0.0.1"), "the socket's address on the local server");
+
+    // The audit route: an analyst reads it; filtered by actor and route, newest first, paged.
+    let url = app.url(&format!("/api/v1/audit?actor=key:{prefix}&limit=1"));
+    let wanted: Vec<&String> =
+        sent.iter().filter(|(_, route, _)| *route != "/api/v1/agent/me").map(|(id, _, _)| id).collect();
+    // The actor index is eventually consistent on DynamoDB: wait for the condition, with a generous deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        let mut next = Some(url.clone());
+        while let Some(page_url) = next {
+            let page = common::get_json(&app.client, &page_url, Some(&key)).await;
+            for record in page["records"].as_array().unwrap() {
+                assert_eq!(record["actor"], format!("key:{prefix}"));
+                seen.push(record["request_id"].as_str().unwrap().to_owned());
+            }
+            next = page["next_cursor"].as_str().map(|c| format!("{url}&cursor={c}"));
+        }
+        if wanted.iter().all(|id| seen.contains(id)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{wanted:?} not all in {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let by_route = common::get_json(&app.client, &app.url("/api/v1/audit?route=/api/v1/agent/me"), Some(&key)).await;
+    let records = by_route["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["actor"], "agent:agent-7");
+    assert_eq!(records[0]["role"], "agent");
+    let future = common::get_json(&app.client, &app.url("/api/v1/audit?from=2999-01-01T00:00:00Z"), Some(&key)).await;
+    assert_eq!(future["records"], json!([]));
+    let inverted = app
+        .client
+        .get(app.url("/api/v1/audit?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    common::assert_problem(inverted, 422, Some("validation")).await;
+    // A cursor issued for one filter is refused for another.
+    let first = common::get_json(&app.client, &app.url("/api/v1/audit?limit=1"), Some(&key)).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let moved = app
+        .client
+        .get(app.url(&format!("/api/v1/audit?limit=1&actor=agent:agent-7&cursor={cursor}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    common::assert_problem(moved, 422, None).await;
+}
+
+on_both_backends!(
+    keys_are_shown_once_listed_rotated_and_revoked,
+    another_tenants_keys_are_absent,
+    bad_key_requests_name_the_field,
+    every_authenticated_request_leaves_exactly_one_audit_record,
+);
