@@ -11,6 +11,8 @@ use cloud_agent::features::tokens::credentials::{self, AgentId};
 use cloud_agent::ids::{TaskId, UserId};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
+
+mod operator;
 use cloud_agent_sdk::{
     AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
 };
@@ -40,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         command: ContextCommand,
     },
+    /// Operators' API keys, over the admin API of a running server or deployment.
+    Keys {
+        #[command(subcommand)]
+        command: operator::KeysCommand,
+    },
+    /// The audit trail, over the API (`audit:read`).
+    Audit(operator::AuditArgs),
     /// Manage the DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -246,6 +255,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent { command } => agent(command).await,
+        Command::Keys { command } => operator::keys(command).await,
+        Command::Audit(args) => operator::audit(args).await,
         Command::Context { command: ContextCommand::Set { user, file, store } } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?

@@ -124,9 +124,14 @@ struct Running {
 
 impl Running {
     fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &std::path::Path, envs: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = cloudagent(dir)
             .args(["serve", "--port", &port.to_string(), "--data-dir", "data"])
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -235,4 +240,40 @@ fn openapi_prints_the_document_the_route_serves() {
     let output = cloudagent(dir.path()).arg("openapi").output().unwrap();
     assert!(output.status.success(), "openapi failed: {}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8(output.stdout).unwrap(), cloud_agent::app::openapi_document());
+}
+
+/// Keys and the audit trail over HTTP, against a running server: `keys create` prints the key once, the key
+/// works, `keys list` never prints it, `audit` reads the trail the key's requests left.
+#[tokio::test]
+async fn keys_and_audit_work_against_a_running_server() {
+    const ADMIN: &str = "admin-key-0123456789abcdef0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start_with(dir.path(), &[("DEV_ADMIN_KEY", ADMIN)]);
+    let run = |args: &[&str], key: &str| {
+        let output = cloudagent(dir.path()).args(args).args(["--url", &server.base, "--key", key]).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let created: serde_json::Value =
+        serde_json::from_str(&run(&["keys", "create", "--name", "auditor", "--role", "analyst"], ADMIN)).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("ca_test_"), "{created}");
+    let listed = run(&["keys", "list"], ADMIN);
+    assert!(listed.contains("auditor") && !listed.contains(&key), "{listed}");
+    let health = reqwest::Client::new().get(format!("{}/api/v1/agents/health", server.base)).header("x-api-key", &key);
+    assert_eq!(health.send().await.unwrap().status(), 200);
+    let prefix = created["prefix"].as_str().unwrap();
+    let trail = run(&["audit", "--actor", &format!("key:{prefix}"), "--route", "/api/v1/agents/health"], &key);
+    let records: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 1, "{trail}");
+    assert_eq!(records[0]["status"], 200);
+    // A viewer may not read the trail: the CLI says why and fails.
+    let viewer: serde_json::Value =
+        serde_json::from_str(&run(&["keys", "create", "--name", "v", "--role", "viewer"], ADMIN)).unwrap();
+    let refused = cloudagent(dir.path())
+        .args(["audit", "--url", &server.base, "--key", viewer["key"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("audit:read"), "{refused:?}");
 }

@@ -66,9 +66,8 @@ fn serve(endpoint: &str, table: &str, dir: &std::path::Path) -> (Server, String)
 
 /// `"policy";r=3;t=42` → (r, t).
 fn parse_state(value: &str) -> (u32, u32) {
-    let field = |name: &str| {
-        value.split(';').find_map(|p| p.trim().strip_prefix(name)).and_then(|v| v.parse().ok()).unwrap()
-    };
+    let field =
+        |name: &str| value.split(';').find_map(|p| p.trim().strip_prefix(name)).and_then(|v| v.parse().ok()).unwrap();
     (field("r="), field("t="))
 }
 

@@ -1,0 +1,182 @@
+//! Operator commands over HTTP: API keys and the audit trail, against a running `cloudagent serve` or a
+//! deployment (`--url`), authenticated with an API key or the bootstrap admin key (`--key`).
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+/// Where and as whom.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// The API's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:3000", env = "CLOUD_AGENT_URL")]
+    url: String,
+    /// An API key with the needed permission, or the bootstrap admin key.
+    #[arg(long = "key", env = "CLOUD_AGENT_API_KEY", hide_env_values = true)]
+    key: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key; its text is printed once (store it now).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, operator, analyst or viewer.
+        #[arg(long)]
+        role: String,
+        /// A configured rate-limit tier (default standard).
+        #[arg(long)]
+        rate: Option<String>,
+        /// When the key stops working (RFC 3339).
+        #[arg(long)]
+        expires: Option<String>,
+        /// off, optional or required.
+        #[arg(long)]
+        signing: Option<String>,
+        /// Another tenant (bootstrap admin key only).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the tenant's keys (never their text).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Replace a key; the old one keeps working for the grace period.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a key now.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Only this actor (`key:ca_live_…`, `agent:<id>`, `admin:bootstrap`).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this route template, e.g. /api/v1/keys.
+    #[arg(long)]
+    route: Option<String>,
+    /// Not before (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Not after (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// Stop after this many records.
+    #[arg(long, default_value_t = 100)]
+    max: usize,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Sends a request and returns its JSON body, or an error quoting the problem's title and detail.
+async fn call(target: &Target, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let url = format!("{}{path}", target.url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().request(method, &url).header("x-api-key", &target.key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        anyhow::bail!(
+            "{status}: {} {}",
+            problem["title"].as_str().unwrap_or_default(),
+            problem["detail"].as_str().unwrap_or(&text)
+        );
+    }
+    Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+}
+
+pub(crate) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { name, role, rate, expires, signing, tenant, target } => {
+            let mut body = json!({"name": name, "role": role});
+            for (field, value) in [("tier", rate), ("expires_at", expires), ("signing", signing), ("tenant", tenant)] {
+                if let Some(value) = value {
+                    body[field] = Value::String(value);
+                }
+            }
+            let created = call(&target, reqwest::Method::POST, "/api/v1/keys", Some(body)).await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+            eprintln!("cloudagent: this is the only time the key is shown; store it now");
+        }
+        KeysCommand::List { target } => {
+            let mut path = "/api/v1/keys".to_owned();
+            loop {
+                let page = call(&target, reqwest::Method::GET, &path, None).await?;
+                for key in page["keys"].as_array().into_iter().flatten() {
+                    println!("{key}");
+                }
+                match page["next_cursor"].as_str() {
+                    Some(cursor) => path = format!("/api/v1/keys?cursor={cursor}"),
+                    None => break,
+                }
+            }
+        }
+        KeysCommand::Rotate { id, target } => {
+            let created = call(&target, reqwest::Method::POST, &format!("/api/v1/keys/{id}/rotate"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+            eprintln!("cloudagent: this is the only time the new key is shown; the old one works for the grace period");
+        }
+        KeysCommand::Revoke { id, target } => {
+            call(&target, reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), None).await?;
+            eprintln!("cloudagent: revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (name, value) in [("actor", &args.actor), ("route", &args.route), ("from", &args.from), ("to", &args.to)] {
+        if let Some(value) = value {
+            query.push((name, value.clone()));
+        }
+    }
+    let encode = |pairs: &[(&str, String)]| {
+        pairs.iter().map(|(k, v)| format!("{k}={}", urlencoding(v))).collect::<Vec<_>>().join("&")
+    };
+    let mut printed = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut pairs = query.clone();
+        if let Some(c) = &cursor {
+            pairs.push(("cursor", c.clone()));
+        }
+        let page = call(&args.target, reqwest::Method::GET, &format!("/api/v1/audit?{}", encode(&pairs)), None).await?;
+        for record in page["records"].as_array().into_iter().flatten() {
+            if printed == args.max {
+                return Ok(());
+            }
+            println!("{record}");
+            printed += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
