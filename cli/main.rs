@@ -243,7 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();
                 let line = serde_json::json!({
                     "binary": route.binary, "file": route.file, "path": route.path, "methods": methods,
-                    "permission": route.access.permission().map(|p| p.as_str()),
+                    "permission": route.access.permission().map(cloud_agent::auth::Permission::as_str),
                     "dynamodb_actions": route.granted_actions(),
                 });
                 println!("{line}");

@@ -136,14 +136,12 @@ async fn verify_key(
 ) -> Result<Arc<KeyRecord>, AuthError> {
     let id = perimeter.hasher.key_id(presented).ok_or(AuthError::InvalidKey)?;
     let now = crate::store::now_epoch();
-    let record = match perimeter.keys.get(id) {
-        Some(record) => record,
-        None => {
-            let record = api_key::find(state.store(), id).await?.ok_or(AuthError::InvalidKey)?;
-            let record = Arc::new(record);
-            perimeter.keys.insert(id.to_owned(), record.clone());
-            record
-        }
+    let record = if let Some(record) = perimeter.keys.get(id) {
+        record
+    } else {
+        let record = Arc::new(api_key::find(state.store(), id).await?.ok_or(AuthError::InvalidKey)?);
+        perimeter.keys.insert(id.to_owned(), record.clone());
+        record
     };
     // Checked on every use (the cache may hold a record past the key's expiry).
     if !record.is_live(now) || !perimeter.hasher.matches(&record, presented) {

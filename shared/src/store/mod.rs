@@ -293,10 +293,10 @@ impl Query {
         if self.partition.is_empty() {
             return Err(StoreError::Validation("query partition must not be empty".into()));
         }
-        if let Some((from, to)) = &self.sk_range {
-            if self.sk_prefix.is_some() || from > to {
-                return Err(StoreError::Validation("a sort-key range needs from <= to and no prefix".into()));
-            }
+        if let Some((from, to)) = &self.sk_range
+            && (self.sk_prefix.is_some() || from > to)
+        {
+            return Err(StoreError::Validation("a sort-key range needs from <= to and no prefix".into()));
         }
         if let Some(cursor) = &self.start {
             let p = cursor.position();
