@@ -62,6 +62,9 @@ async fn proxy(upstream: String, net: watch::Receiver<Net>) -> String {
     address
 }
 
+/// The bootstrap admin key: reading the breakers needs metrics:read.
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
 struct Rig {
     base: String,
     client: reqwest::Client,
@@ -84,6 +87,7 @@ async fn rig(extra: &[(&str, &str)]) -> Option<Rig> {
         ("CLOUD_AGENT_BREAKER_OPEN_SECS", "3"),
         ("CLOUD_AGENT_BREAKER_MIN_CALLS", "4"),
         ("CLOUD_AGENT_HEALTH_CACHE_MS", "0"),
+        ("DEV_ADMIN_KEY", ADMIN_KEY),
     ];
     vars.extend_from_slice(extra);
     let app = TestApp::builder().store(store).envs(&vars).spawn().await;
@@ -100,7 +104,8 @@ impl Rig {
     }
 
     async fn breaker(&self) -> Value {
-        let v = common::get_json(&self.client, &format!("{}/api/v1/circuit-breakers", self.base), None).await;
+        let v =
+            common::get_json(&self.client, &format!("{}/api/v1/circuit-breakers", self.base), Some(ADMIN_KEY)).await;
         v["breakers"][0].clone()
     }
 

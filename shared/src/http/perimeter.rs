@@ -23,12 +23,24 @@ use crate::config::secrets::constant_time_eq;
 use crate::ids::{TenantId, UserId};
 use crate::rate_limit::{self, Decision, Limiter, Quota, RateLimited};
 use crate::state::{AppState, Part};
+use crate::store::StoreError;
 use crate::token::TokenError;
 
 use super::ApiError;
 
 /// How long a verified key record is reused by an instance: a revoked key stops working everywhere within this.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// The longest the perimeter waits on one store call (DynamoDB answers in milliseconds). A hung store must not
+/// eat the request's whole budget before the handler runs; a call cut off here counts as a store failure (for the
+/// breaker, and for the route class's fail-open or fail-closed rule).
+pub const STORE_BUDGET: Duration = Duration::from_millis(300);
+
+async fn bounded<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_BUDGET, call)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the perimeter's store call ran out of time".into())))
+}
 
 /// The request id, put in the request by the request layer for the layers and handlers inside it.
 #[derive(Debug, Clone)]
@@ -139,7 +151,7 @@ async fn verify_key(
     let record = if let Some(record) = perimeter.keys.get(id) {
         record
     } else {
-        let record = Arc::new(api_key::find(state.store(), id).await?.ok_or(AuthError::InvalidKey)?);
+        let record = Arc::new(bounded(api_key::find(state.store(), id)).await?.ok_or(AuthError::InvalidKey)?);
         perimeter.keys.insert(id.to_owned(), record.clone());
         record
     };
@@ -179,7 +191,7 @@ async fn touch(state: &AppState, perimeter: &PerimeterState, principal: &Princip
         }
         touched.insert(key.id.as_str().to_owned(), now);
     }
-    if let Err(e) = api_key::touch(state.store(), &key.id, now).await {
+    if let Err(e) = bounded(api_key::touch(state.store(), &key.id, now)).await {
         tracing::warn!(error = %e, key = key.display.as_str(), "could not record the key's last use");
     }
 }
@@ -209,7 +221,7 @@ pub async fn perimeter(State(gate): State<Gate>, mut request: Request, next: Nex
         let class = if gate.permission == Permission::TaskCreate { RateClass::Delegation } else { RateClass::General };
         let (subject, policy, quota) = quota_of(state, &principal, class);
         let now = crate::store::now_epoch();
-        let decision = match perimeter.limiter.check(state.store(), &subject, quota, now).await {
+        let decision = match bounded(perimeter.limiter.check(state.store(), &subject, quota, now)).await {
             Ok(decision) => Ok(decision),
             Err(e) if state.config().rate_limits.fail_open(class) => {
                 tracing::warn!(error = %e, "rate limit not counted: the store failed and this class fails open");
@@ -251,7 +263,7 @@ pub async fn perimeter(State(gate): State<Gate>, mut request: Request, next: Nex
         country: client.country,
         task_type: None,
     };
-    if let Err(e) = audit::write(state.store(), &tenant, &record).await {
+    if let Err(e) = bounded(audit::write(state.store(), &tenant, &record)).await {
         // The record must not be lost: the log line carries it whole (Lambda ships stdout before it freezes).
         tracing::error!(
             error = %e,
