@@ -364,7 +364,96 @@ async fn every_authenticated_request_leaves_exactly_one_audit_record(store: DynS
     common::assert_problem(moved, 422, None).await;
 }
 
+/// A signed request as a client makes one: canonical string, HMAC under the signing secret, the headers.
+fn signed(
+    app: &TestApp,
+    key: &str,
+    secret: &str,
+    (method, path, query, body): (Method, &str, &str, &str),
+    timestamp: i64,
+) -> reqwest::RequestBuilder {
+    use cloud_agent::auth::signing;
+    let query_opt = (!query.is_empty()).then_some(query);
+    let canonical = signing::canonical_string(&method, path, query_opt, &timestamp.to_string(), body.as_bytes());
+    let url = if query.is_empty() { app.url(path) } else { app.url(&format!("{path}?{query}")) };
+    app.client
+        .request(method, url)
+        .header("x-api-key", key)
+        .header("x-timestamp", timestamp.to_string())
+        .header("x-signature", signing::sign(secret.as_bytes(), &canonical))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+}
+
+async fn signed_requests_pass_and_every_tampering_is_named(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let (key, created) = create_key(&app, json!({"name": "signer", "role": "admin", "signing": "required"})).await;
+    let secret = created["signing_secret"].as_str().expect("a signing key comes with its secret").to_owned();
+    let now = cloud_agent::store::now_epoch();
+    let create = r#"{"name": "made by a signed request", "role": "viewer"}"#;
+    let ok = signed(&app, &key, &secret, (Method::POST, "/api/v1/keys", "b=2&a=1", create), now).send().await.unwrap();
+    assert_eq!(ok.status(), 201, "a valid signed request passes");
+    let ok = signed(&app, &key, &secret, (Method::GET, "/api/v1/keys", "limit=5", ""), now).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let refused = |request: reqwest::RequestBuilder, slug: &'static str| async move {
+        common::assert_problem(request.send().await.unwrap(), 401, Some(slug)).await
+    };
+    // Unsigned, with a key that requires signing.
+    refused(app.client.get(app.url("/api/v1/keys")).header("x-api-key", &key), "signature-required").await;
+    // The body changed after signing: named as such when the client sent its digest, else a mismatch.
+    let base = signed(&app, &key, &secret, (Method::POST, "/api/v1/keys", "", create), now);
+    let digest = cloud_agent::auth::signing::sha256_hex(create.as_bytes());
+    let tampered = r#"{"name": "made by a signed request", "role": "admin"}"#;
+    refused(base.header("x-content-sha256", &digest).body(tampered), "body-digest-mismatch").await;
+    let base = signed(&app, &key, &secret, (Method::POST, "/api/v1/keys", "", create), now + 1);
+    let body = refused(base.body(tampered), "signature-mismatch").await;
+    assert!(body["detail"].as_str().unwrap().contains("canonical string"), "{body}");
+    // Path, query and method changed after signing.
+    let mut path = signed(&app, &key, &secret, (Method::GET, "/api/v1/keys", "", ""), now + 2).build().unwrap();
+    *path.url_mut() = reqwest::Url::parse(&app.url("/api/v1/audit")).unwrap();
+    let response = app.client.execute(path).await.unwrap();
+    common::assert_problem(response, 401, Some("signature-mismatch")).await;
+    let mut query = signed(&app, &key, &secret, (Method::GET, "/api/v1/keys", "limit=5", ""), now + 3).build().unwrap();
+    query.url_mut().set_query(Some("limit=50"));
+    common::assert_problem(app.client.execute(query).await.unwrap(), 401, Some("signature-mismatch")).await;
+    // Signed as a GET, sent as a DELETE of the same path.
+    let mut method =
+        signed(&app, &key, &secret, (Method::GET, "/api/v1/keys/aaaaaaaaaaaaaaaa", "", ""), now + 4).build().unwrap();
+    *method.method_mut() = Method::DELETE;
+    common::assert_problem(app.client.execute(method).await.unwrap(), 401, Some("signature-mismatch")).await;
+    // Outside the window: too old, from the future.
+    let stale = signed(&app, &key, &secret, (Method::GET, "/api/v1/keys", "", ""), now - 301);
+    refused(stale, "signature-expired").await;
+    let future = signed(&app, &key, &secret, (Method::GET, "/api/v1/keys", "", ""), now + 120);
+    refused(future, "signature-from-the-future").await;
+    // A replay of a request that passed.
+    let once = signed(&app, &key, &secret, (Method::GET, "/api/v1/keys", "limit=7", ""), now);
+    let replay = once.try_clone().unwrap();
+    assert_eq!(once.send().await.unwrap().status(), 200);
+    refused(replay, "signature-replayed").await;
+    // The wrong secret, and an unknown key.
+    let wrong = signed(&app, &key, "ca_sig_not-the-secret", (Method::GET, "/api/v1/keys", "", ""), now + 5);
+    refused(wrong, "signature-mismatch").await;
+    let unknown_key = format!("ca_test_aaaaaaaaaaaaaaaa_{}", "x".repeat(43));
+    refused(signed(&app, &unknown_key, &secret, (Method::GET, "/api/v1/keys", "", ""), now), "invalid-key").await;
+    // A key with signing off ignores signatures; one with optional signing checks only signed requests.
+    let (optional, created) = create_key(&app, json!({"name": "opt", "role": "viewer", "signing": "optional"})).await;
+    let opt_secret = created["signing_secret"].as_str().unwrap().to_owned();
+    let plain = app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", &optional).send();
+    assert_eq!(plain.await.unwrap().status(), 200);
+    let bad = signed(&app, &optional, "ca_sig_wrong", (Method::GET, "/api/v1/agents/health", "", ""), now);
+    refused(bad, "signature-mismatch").await;
+    let good = signed(&app, &optional, &opt_secret, (Method::GET, "/api/v1/agents/health", "", ""), now);
+    assert_eq!(good.send().await.unwrap().status(), 200);
+    let (off, created) = create_key(&app, json!({"name": "off", "role": "viewer"})).await;
+    assert!(created.get("signing_secret").is_none(), "no signing secret for a key that does not sign");
+    let ignored = signed(&app, &off, "anything", (Method::GET, "/api/v1/agents/health", "", ""), now);
+    assert_eq!(ignored.send().await.unwrap().status(), 200);
+}
+
 on_both_backends!(
+    signed_requests_pass_and_every_tampering_is_named,
     keys_are_shown_once_listed_rotated_and_revoked,
     another_tenants_keys_are_absent,
     bad_key_requests_name_the_field,

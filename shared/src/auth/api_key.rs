@@ -188,12 +188,16 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// Hashes keys under this environment's key pepper.
+/// Hashes keys under this environment's key pepper, and derives their signing secrets.
 #[derive(Clone)]
 pub struct KeyHasher {
     pepper: Secret,
+    signing: Secret,
     prefix: &'static str,
 }
+
+/// Prefix of request-signing secrets, so secret scanners can recognise leaked ones.
+pub const SIGNING_PREFIX: &str = "ca_sig_";
 
 impl std::fmt::Debug for KeyHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,7 +208,18 @@ impl std::fmt::Debug for KeyHasher {
 impl KeyHasher {
     /// A pepper of its own, derived from the environment's agent secret (one purpose per key).
     pub fn derive(secret: &Secret, environment: Environment) -> Self {
-        Self { pepper: Secret::new(secret.mac(b"cloud-agent api key pepper v1").to_vec()), prefix: prefix(environment) }
+        Self {
+            pepper: Secret::new(secret.mac(b"cloud-agent api key pepper v1").to_vec()),
+            signing: Secret::new(secret.mac(b"cloud-agent request signing v1").to_vec()),
+            prefix: prefix(environment),
+        }
+    }
+
+    /// The secret a key signs requests with: derived from its id, so the table keeps nothing that signs, and a
+    /// rotated key (a new id) gets a new one. The HMAC key is this text's bytes.
+    pub fn signing_secret(&self, id: &KeyId) -> SecretString {
+        let mac = self.signing.mac(id.as_str().as_bytes());
+        SecretString::new(format!("{SIGNING_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac)))
     }
 
     fn hash(&self, key: &str) -> [u8; 32] {

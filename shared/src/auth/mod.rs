@@ -6,6 +6,7 @@
 
 pub mod api_key;
 pub mod permissions;
+pub mod signing;
 
 use std::sync::Arc;
 

@@ -15,7 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::audit::{self, AuditRecord};
-use crate::auth::api_key::{self, KeyHasher, KeyRecord};
+use crate::auth::api_key::{self, KeyHasher, KeyRecord, Signing};
+use crate::auth::signing::{self, SigningError};
 use crate::auth::{AgentIdentity, AuthError, Operator, Permission, Presented, Principal, Role};
 use crate::cache::Cache;
 use crate::config::limits::{DEFAULT_TIER, RateClass};
@@ -196,8 +197,44 @@ async fn touch(state: &AppState, perimeter: &PerimeterState, principal: &Princip
     }
 }
 
+/// Checks the signature of a request made with a key whose signing is on; returns the request with its body
+/// restored (it had to be read to be hashed). Keys with signing off, agents and the bootstrap key pass as they are.
+async fn check_signature(
+    state: &AppState,
+    perimeter: &PerimeterState,
+    principal: &Principal,
+    request: Request,
+) -> Result<Request, ApiError> {
+    let Principal::Operator(Operator { key: Some(key), .. }) = principal else { return Ok(request) };
+    if key.signing == Signing::Off {
+        return Ok(request);
+    }
+    let Some(presented) = signing::Presented::from_headers(request.headers())? else {
+        return if key.signing == Signing::Required { Err(SigningError::Missing.into()) } else { Ok(request) };
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, state.config().body_limit).await.map_err(|_| ApiError::PayloadTooLarge)?;
+    let secret = perimeter.hasher.signing_secret(&key.id);
+    let verified = signing::verify(
+        state.store(),
+        key.id.as_str(),
+        secret.expose().as_bytes(),
+        &presented,
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        &bytes,
+        crate::store::now_epoch(),
+    );
+    match tokio::time::timeout(STORE_BUDGET, verified).await {
+        Ok(Ok(())) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(StoreError::Unavailable("the replay check ran out of time".into()).into()),
+    }
+}
+
 /// The layer's function (mounted by the router with the route's [`Gate`]).
-pub async fn perimeter(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let state = &gate.state;
@@ -206,6 +243,11 @@ pub async fn perimeter(State(gate): State<Gate>, mut request: Request, next: Nex
         Ok(principal) => principal,
         // Not authenticated: nobody to audit, and nothing was done.
         Err(e) => return ApiError::from(e).into_response(),
+    };
+    // A signature that fails is a failed authentication too.
+    let mut request = match check_signature(state, &perimeter, &principal, request).await {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
     };
     let actor = principal.actor();
     if let Principal::Agent(a) = &principal {

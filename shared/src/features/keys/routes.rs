@@ -91,6 +91,10 @@ pub struct CreatedKey {
     /// The key. Store it now: only its hash is kept.
     #[schema(value_type = String)]
     pub key: SecretString,
+    /// For keys with signing on: the HMAC secret requests are signed with (shown once, like the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub signing_secret: Option<SecretString>,
     #[serde(flatten)]
     pub info: KeyInfo,
 }
@@ -133,8 +137,9 @@ fn unprocessable(pointer: &str, detail: impl Into<String>) -> ApiError {
     ApiError::Unprocessable { detail: detail.into(), pointer: Some(pointer.to_owned()) }
 }
 
-fn created(record: &KeyRecord, key: SecretString) -> Response {
-    let body = CreatedKey { key, info: record.into() };
+fn created(perimeter: &PerimeterState, record: &KeyRecord, key: SecretString) -> Response {
+    let signing_secret = (record.signing != Signing::Off).then(|| perimeter.hasher().signing_secret(&record.id));
+    let body = CreatedKey { key, signing_secret, info: record.into() };
     (StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], ApiJson(body)).into_response()
 }
 
@@ -185,7 +190,7 @@ pub async fn create(
     let spec = NewKey { tenant, name: name.to_owned(), role: body.role, tier, signing: body.signing, expires_at };
     let (record, key) = api_key::create(&store, perimeter.hasher(), &spec).await?;
     tracing::info!(key = record.display.as_str(), role = record.role.as_str(), "API key created");
-    Ok(created(&record, key))
+    Ok(created(&perimeter, &record, key))
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,7 +288,7 @@ pub async fn rotate(
         Ok((record, key)) => {
             perimeter.forget(id.as_str());
             tracing::info!(old = id.as_str(), new = record.display.as_str(), "API key rotated");
-            Ok(created(&record, key))
+            Ok(created(&perimeter, &record, key))
         }
         Err(RotateError::NotFound) => Err(KeyError::NotFound(id.to_string()).into()),
         Err(RotateError::AlreadyRotated) => Err(KeyError::AlreadyRotated(id.to_string()).into()),
