@@ -228,6 +228,10 @@ struct Lambda {
 }
 
 async fn start_lambda(function: &str) -> Lambda {
+    start_lambda_with(function, &[]).await
+}
+
+async fn start_lambda_with(function: &str, envs: &[(&str, &str)]) -> Lambda {
     let api = Arc::new(RuntimeApi::default());
     let router = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
@@ -247,7 +251,8 @@ async fn start_lambda(function: &str) -> Lambda {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
         // As template.yaml sets it: REST API stage names are not part of our routes.
-        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
+        .envs(envs.iter().copied());
     let proc = Proc(cmd.spawn().expect("spawn function under Lambda"));
     Lambda { api, proc, _dir: dir, counter: 0 }
 }
@@ -379,12 +384,16 @@ struct Vercel {
 }
 
 fn start_vercel(function: &str) -> Vercel {
+    start_vercel_with(function, &[])
+}
+
+fn start_vercel_with(function: &str, envs: &[(&str, &str)]) -> Vercel {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ipc.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let port = free_port();
     let mut cmd = base_command(function, &dir.path().join("data"));
-    cmd.env("VERCEL_IPC_PATH", &socket).env("VERCEL_DEV_PORT", port.to_string());
+    cmd.env("VERCEL_IPC_PATH", &socket).env("VERCEL_DEV_PORT", port.to_string()).envs(envs.iter().copied());
     let proc = Proc(cmd.spawn().expect("spawn function under Vercel"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -663,4 +672,65 @@ fn a_lambda_function_with_bad_configuration_fails_its_cold_start() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CLOUD_AGENT_BODY_LIMIT"), "the error names the variable: {stderr}");
+}
+
+/// Network rules, under every Lambda event shape and under Vercel: the client address is what the platform put
+/// in the event (API Gateway's and Function URLs' source IP, the ALB's own last X-Forwarded-For entry) or what
+/// Vercel's edge set (X-Real-IP); a client-supplied X-Forwarded-For naming an allowed address never gets a denied
+/// client in. IPv4 and IPv6 both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_rules_hold_under_every_event_shape_and_on_vercel() {
+    let rules = [("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48"), ("CLOUD_AGENT_COUNTRY_DENY", "KP")];
+    let addresses = [("203.0.113.10", 200), ("192.0.2.9", 403), ("2001:db8:1::1", 200), ("2001:db8:bad::9", 403)];
+    let live = call("GET", "/health/live", "net-1");
+    let mut lambda = start_lambda_with("health-live", &rules).await;
+    for kind in EVENT_KINDS {
+        for (ip, expected) in addresses {
+            let mut event = event_for(kind, &live);
+            match kind {
+                EventKind::HttpApiV2 | EventKind::FunctionUrl => {
+                    event["requestContext"]["http"]["sourceIp"] = json!(ip);
+                    event["headers"]["x-forwarded-for"] = json!("203.0.113.10");
+                }
+                EventKind::RestV1 => {
+                    event["requestContext"]["identity"]["sourceIp"] = json!(ip);
+                    event["headers"]["X-Forwarded-For"] = json!("203.0.113.10");
+                    event["multiValueHeaders"]["X-Forwarded-For"] = json!(["203.0.113.10"]);
+                }
+                // The client's claim first, the address the ALB saw appended last.
+                EventKind::Alb => event["headers"]["x-forwarded-for"] = json!(format!("203.0.113.10, {ip}")),
+            }
+            let answer = answer_from_lambda(&lambda.invoke(event).await);
+            assert_eq!(answer.status, expected, "{kind:?} from {ip}: {answer:?}");
+            if expected == 403 {
+                assert_eq!(answer.body["type"], "urn:cloud-agent:problem:ip-denied", "{kind:?}");
+                assert_eq!(answer.headers["content-type"], "application/problem+json");
+            }
+        }
+        // Country from CloudFront's viewer-country header (API Gateway and Function URLs behind CloudFront).
+        if kind != EventKind::Alb {
+            let mut event = event_for(kind, &live);
+            event["headers"]["cloudfront-viewer-country"] = json!("KP");
+            if kind == EventKind::RestV1 {
+                event["multiValueHeaders"]["cloudfront-viewer-country"] = json!(["KP"]);
+            }
+            let answer = answer_from_lambda(&lambda.invoke(event).await);
+            assert_eq!(
+                (answer.status, answer.body["type"].as_str()),
+                (403, Some("urn:cloud-agent:problem:country-denied"))
+            );
+        }
+    }
+
+    let mut vercel = start_vercel_with("health-live", &rules);
+    let from = |real_ip: &'static str, country: &'static str| Call {
+        headers: vec![("x-real-ip", real_ip), ("x-forwarded-for", "203.0.113.10"), ("x-vercel-ip-country", country)],
+        ..live.clone()
+    };
+    for (ip, expected) in addresses {
+        let answer = vercel.call(&from(ip, "DE")).await;
+        assert_eq!(answer.status, expected, "Vercel from {ip}: {answer:?}");
+    }
+    let answer = vercel.call(&from("203.0.113.10", "KP")).await;
+    assert_eq!((answer.status, answer.body["type"].as_str()), (403, Some("urn:cloud-agent:problem:country-denied")));
 }

@@ -80,7 +80,11 @@ fn layered_responses(
     let permission = route.access.permission();
     if let Some(permission) = permission {
         add("401", "Missing, invalid or expired credential (see WWW-Authenticate)");
-        add("403", "The caller lacks the permission this route needs (see the README's permission table)");
+        add(
+            "403",
+            "The caller lacks the permission this route needs (see the README's permission table), or the network \
+             rules refuse the client",
+        );
         add("429", "Over the caller's rate limit; see Retry-After and the RateLimit fields");
         let needs = format!("Requires the permission `{permission}`.");
         operation.description = Some(match operation.description.take() {
@@ -88,6 +92,7 @@ fn layered_responses(
             _ => needs,
         });
     }
+    add("403", "The deployment's network rules refuse the client's address or country (ip-denied, country-denied)");
     add("500", "Internal error; quote the request_id");
     add("503", "Datastore unavailable or the request budget ran out; see Retry-After");
     // Agent routes take the agent's access token; operator routes an API key (in either header) or the

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware;
 
+use crate::http::network::{self, Rules};
 use crate::http::perimeter::{Gate, perimeter};
 use crate::http::{ApiError, layered};
 use crate::metrics::{Metrics, Tracking};
@@ -51,7 +52,13 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let config = state.config();
     let (limit, timeout) = (config.body_limit, config.request_timeout);
     let tracking = Tracking::new(Arc::<Metrics>::from_ref(&state), labels, config.emf_function.as_deref());
-    let router = router.fallback(not_found).with_state(state);
+    let network = (!config.network.is_empty())
+        .then(|| Rules { rules: Arc::new(config.network.clone()), platform: config.platform });
+    let mut router = router.fallback(not_found).with_state(state);
+    if let Some(rules) = network {
+        // Only when rules are configured: a deployment without them pays for no extra layer.
+        router = router.layer(middleware::from_fn_with_state(rules, network::enforce));
+    }
     layered(router, limit, timeout, Some(tracking))
 }
 

@@ -134,15 +134,12 @@ fn decode(text: &str) -> Vec<u8> {
         match bytes[i] {
             b'%' => {
                 let hexpair = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hexpair {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+                if let Some(b) = hexpair {
+                    out.push(b);
+                    i += 3;
+                } else {
+                    out.push(b'%');
+                    i += 1;
                 }
             }
             b'+' => {

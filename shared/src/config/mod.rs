@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod limits;
+pub mod network;
 pub mod secrets;
 
 /// How configuration reads a variable (the process environment, or a test's map).
@@ -117,6 +118,8 @@ pub struct Config {
     pub rate_limits: limits::RateLimits,
     /// How long a rotated API key keeps working beside its replacement.
     pub key_rotation_grace: Duration,
+    /// IP and country allow and deny lists, checked on every route.
+    pub network: network::NetworkRules,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -250,7 +253,9 @@ impl Config {
         let rate_limits = limits::RateLimits::from_lookup(env)?;
         let key_rotation_grace =
             Duration::from_secs(parse_number(env, "CLOUD_AGENT_KEY_GRACE_SECS", 86_400, 0..=30 * 86_400)?);
+        let network = network::NetworkRules::from_lookup(env)?;
         Ok(Self {
+            network,
             rate_limits,
             key_rotation_grace,
             emf_function,

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod json;
+pub mod network;
 pub mod path;
 pub mod perimeter;
 pub mod problem;
