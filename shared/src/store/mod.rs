@@ -269,6 +269,7 @@ impl Query {
     }
 
     /// Where a forward scan may start (the prefix or the range's lower end).
+    #[cfg(feature = "embedded")]
     pub(crate) fn lowest_sort_key(&self) -> &str {
         match (&self.sk_prefix, &self.sk_range) {
             (Some(prefix), _) => prefix,
@@ -278,6 +279,7 @@ impl Query {
     }
 
     /// True when a forward scan at `sk` has passed every key this query can return.
+    #[cfg(feature = "embedded")]
     pub(crate) fn past_the_end(&self, sk: &str) -> bool {
         match (&self.sk_prefix, &self.sk_range) {
             (Some(prefix), _) => !sk.starts_with(prefix.as_str()) && sk > prefix.as_str(),
