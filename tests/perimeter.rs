@@ -459,3 +459,35 @@ on_both_backends!(
     bad_key_requests_name_the_field,
     every_authenticated_request_leaves_exactly_one_audit_record,
 );
+
+/// What the perimeter costs in store calls (BENCHMARKS.md reports these): an authenticated request is two — the
+/// rate-limit count and the audit record — once the key is in the instance's cache and its last use was recorded
+/// this minute; a request over the limit is one (its audit record: the instance remembers the limit).
+#[tokio::test]
+async fn the_perimeter_costs_two_store_calls_per_request_and_one_over_the_limit() {
+    let vars = [("DEV_ADMIN_KEY", ADMIN_KEY), ("CLOUD_AGENT_RATE_TIERS", "standard:600/60:10/60,tiny:3/3600:3/3600")];
+    let app = TestApp::builder().envs(&vars).spawn().await;
+    let (key, _) = create_key(&app, json!({"name": "counted", "role": "viewer"})).await;
+    let get = || app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", &key).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    app.store.take_perimeter();
+    for _ in 0..5 {
+        assert_eq!(get().await.unwrap().status(), 200);
+        assert_eq!(app.store.take_perimeter(), 2, "rate-limit count + audit record");
+    }
+    let agent = app.access_token("agent-1", "u-1");
+    app.get_as("/api/v1/agent/me", &agent).await;
+    assert_eq!(app.store.take_perimeter(), 2, "agents: rate-limit count + audit record");
+    let (tiny, _) = create_key(&app, json!({"name": "tiny", "role": "viewer", "tier": "tiny"})).await;
+    for _ in 0..3 {
+        let ok = app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", &tiny).send();
+        assert_eq!(ok.await.unwrap().status(), 200);
+    }
+    let over = app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", &tiny).send().await.unwrap();
+    assert_eq!(over.status(), 429, "the fourth request of a 3-per-hour key");
+    app.store.take_perimeter();
+    let again = app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", &tiny).send().await.unwrap();
+    assert_eq!(again.status(), 429);
+    assert!(again.headers().contains_key("retry-after"));
+    assert_eq!(app.store.take_perimeter(), 1, "over the limit: no count, only the audit record");
+}
