@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: ContextCommand,
     },
+    /// Agents over the admin API of a running server or deployment (no store access needed).
+    Agents {
+        #[command(subcommand)]
+        command: operator::AgentsCommand,
+    },
     /// Operators' API keys, over the admin API of a running server or deployment.
     Keys {
         #[command(subcommand)]
@@ -243,7 +248,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();
                 let line = serde_json::json!({
                     "binary": route.binary, "file": route.file, "path": route.path, "methods": methods,
-                    "permission": route.access.permission().map(cloud_agent::auth::Permission::as_str),
+                    "permissions": route
+                        .methods
+                        .iter()
+                        .filter_map(|m| Some((m.as_str(), route.access.permission_for(m)?.as_str())))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
                     "dynamodb_actions": route.granted_actions(),
                 });
                 println!("{line}");
@@ -255,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent { command } => agent(command).await,
+        Command::Agents { command } => operator::agents(command).await,
         Command::Keys { command } => operator::keys(command).await,
         Command::Audit(args) => operator::audit(args).await,
         Command::Context { command: ContextCommand::Set { user, file, store } } => {

@@ -58,6 +58,71 @@ pub(crate) enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentsCommand {
+    /// Register an agent; its secret is printed once.
+    Create {
+        #[arg(long)]
+        id: String,
+        /// The user the agent works for.
+        #[arg(long)]
+        owner: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the tenant's agents.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Disable an agent: its secret and refresh tokens stop working.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Give an agent a new secret, printed once.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub(crate) async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
+    match command {
+        AgentsCommand::Create { id, owner, target } => {
+            let body = json!({"agent_id": id, "owner": owner});
+            let created = call(&target, reqwest::Method::POST, "/api/v1/agents", Some(body)).await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+            eprintln!("cloudagent: this is the only time the secret is shown; store it now");
+        }
+        AgentsCommand::List { target } => {
+            let mut path = "/api/v1/agents".to_owned();
+            loop {
+                let page = call(&target, reqwest::Method::GET, &path, None).await?;
+                for agent in page["agents"].as_array().into_iter().flatten() {
+                    println!("{agent}");
+                }
+                match page["next_cursor"].as_str() {
+                    Some(cursor) => path = format!("/api/v1/agents?cursor={cursor}"),
+                    None => break,
+                }
+            }
+        }
+        AgentsCommand::Disable { id, target } => {
+            call(&target, reqwest::Method::POST, &format!("/api/v1/agents/{id}/disable"), None).await?;
+            eprintln!("cloudagent: disabled {id}");
+        }
+        AgentsCommand::Rotate { id, target } => {
+            let rotated = call(&target, reqwest::Method::POST, &format!("/api/v1/agents/{id}/rotate"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&rotated)?);
+            eprintln!("cloudagent: this is the only time the new secret is shown; the old one no longer works");
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
     /// Only this actor (`key:ca_live_…`, `agent:<id>`, `admin:bootstrap`).

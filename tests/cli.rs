@@ -262,6 +262,18 @@ async fn keys_and_audit_work_against_a_running_server() {
     assert!(listed.contains("auditor") && !listed.contains(&key), "{listed}");
     let health = reqwest::Client::new().get(format!("{}/api/v1/agents/health", server.base)).header("x-api-key", &key);
     assert_eq!(health.send().await.unwrap().status(), 200);
+    // Agents over HTTP, while the server runs (the store is the server's: no second process opens it).
+    let registered: serde_json::Value =
+        serde_json::from_str(&run(&["agents", "create", "--id", "remote-1", "--owner", "u-1"], ADMIN)).unwrap();
+    let secret = registered["agent_secret"].as_str().unwrap().to_owned();
+    assert_eq!(server.login("remote-1", &secret).await.status(), 200);
+    assert!(run(&["agents", "list"], ADMIN).contains("\"remote-1\""));
+    let rotated: serde_json::Value = serde_json::from_str(&run(&["agents", "rotate", "remote-1"], ADMIN)).unwrap();
+    assert_eq!(server.login("remote-1", &secret).await.status(), 401, "the old secret stopped working");
+    let new_secret = rotated["agent_secret"].as_str().unwrap();
+    assert_eq!(server.login("remote-1", new_secret).await.status(), 200);
+    run(&["agents", "disable", "remote-1"], ADMIN);
+    assert_eq!(server.login("remote-1", new_secret).await.status(), 401, "a disabled agent cannot log in");
     let prefix = created["prefix"].as_str().unwrap();
     let trail = run(&["audit", "--actor", &format!("key:{prefix}"), "--route", "/api/v1/agents/health"], &key);
     let records: Vec<serde_json::Value> = trail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -77,7 +77,7 @@ async fn every_status_a_route_answers_is_in_its_openapi_operation() {
                         request = request.header("content-type", content_type);
                     }
                     if probe.authenticated {
-                        request = match route.access.permission() {
+                        request = match route.access.permission_for(method) {
                             None => request,
                             Some(p) if p.is_agent_only() => request.bearer_auth(&agent_token),
                             Some(_) => request.bearer_auth(ADMIN_KEY),
@@ -122,7 +122,7 @@ async fn operations_declare_the_security_scheme_of_their_auth() {
                 .flatten()
                 .filter_map(|s| s.as_object().and_then(|s| s.keys().next().cloned()))
                 .collect();
-            let expected: &[&str] = match route.access.permission() {
+            let expected: &[&str] = match route.access.permission_for(method) {
                 None => &[],
                 Some(p) if p.is_agent_only() => &["bearer"],
                 Some(_) => &["apiKey", "operatorBearer"],

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use cloud_agent::auth::{Permission, Role};
-use cloud_agent::route::{Access, Method};
+use cloud_agent::route::Method;
 use cloud_agent::store::DynStore;
 use common::TestApp;
 use serde_json::{Value, json};
@@ -104,8 +104,8 @@ async fn every_route_admits_exactly_the_roles_its_permission_allows() {
                 checked += 1;
             }
             for (caller, status) in &statuses {
-                let expected_ok = match route.access {
-                    Access::Public => {
+                let expected_ok = match route.access.permission_for(method) {
+                    None => {
                         if *status != statuses[&Caller::Nobody] {
                             wrong.push(format!(
                                 "{method} {}: {caller:?} got {status}, nobody got {}",
@@ -115,7 +115,7 @@ async fn every_route_admits_exactly_the_roles_its_permission_allows() {
                         }
                         continue;
                     }
-                    Access::Requires(p) => caller.holds(p),
+                    Some(p) => caller.holds(p),
                 };
                 let verdict_ok = match (expected_ok, caller, status) {
                     (true, _, s) => *s != 401 && *s != 403,
@@ -453,6 +453,7 @@ async fn signed_requests_pass_and_every_tampering_is_named(store: DynStore) {
 }
 
 on_both_backends!(
+    agents_are_managed_over_the_api_within_their_tenant,
     signed_requests_pass_and_every_tampering_is_named,
     keys_are_shown_once_listed_rotated_and_revoked,
     another_tenants_keys_are_absent,
@@ -490,4 +491,53 @@ async fn the_perimeter_costs_two_store_calls_per_request_and_one_over_the_limit(
     assert_eq!(again.status(), 429);
     assert!(again.headers().contains_key("retry-after"));
     assert_eq!(app.store.take_perimeter(), 1, "over the limit: no count, only the audit record");
+}
+
+async fn agents_are_managed_over_the_api_within_their_tenant(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let register = |key: &str, id: &str| {
+        app.client
+            .post(app.url("/api/v1/agents"))
+            .bearer_auth(key)
+            .json(&json!({"agent_id": id, "owner": "u-1"}))
+            .send()
+    };
+    let created = register(ADMIN_KEY, "api-agent").await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let secret = created.json::<Value>().await.unwrap()["agent_secret"].as_str().unwrap().to_owned();
+    let login = |secret: String| {
+        app.client
+            .post(app.url("/api/v1/agent/token"))
+            .json(&json!({"agent_id": "api-agent", "agent_secret": secret}))
+            .send()
+    };
+    assert_eq!(login(secret.clone()).await.unwrap().status(), 200);
+    common::assert_problem(register(ADMIN_KEY, "api-agent").await.unwrap(), 409, Some("agent-exists")).await;
+    // A viewer lists, but may not register.
+    let viewer = key_of_role(&app, Role::Viewer).await;
+    let list = common::get_json(&app.client, &app.url("/api/v1/agents"), Some(&viewer)).await;
+    let ids: Vec<&str> = list["agents"].as_array().unwrap().iter().map(|a| a["agent_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"api-agent"), "{list}");
+    assert!(!list.to_string().contains(&secret));
+    common::assert_problem(register(&viewer, "other").await.unwrap(), 403, Some("forbidden")).await;
+    // Another tenant's admin sees none of ours and cannot touch them.
+    let (theirs, _) = create_key(&app, json!({"name": "acme", "role": "admin", "tenant": "acme"})).await;
+    let list = common::get_json(&app.client, &app.url("/api/v1/agents"), Some(&theirs)).await;
+    assert_eq!(list["agents"], json!([]));
+    for action in ["disable", "rotate"] {
+        let url = app.url(&format!("/api/v1/agents/api-agent/{action}"));
+        let response = app.client.post(url).bearer_auth(&theirs).send().await.unwrap();
+        common::assert_problem(response, 404, Some("not-found")).await;
+    }
+    assert_eq!(login(secret.clone()).await.unwrap().status(), 200, "still working: nothing was changed");
+    // Rotation and disabling, by our admin.
+    let rotated = app.client.post(app.url("/api/v1/agents/api-agent/rotate")).bearer_auth(ADMIN_KEY).send();
+    let rotated: Value = rotated.await.unwrap().json().await.unwrap();
+    let new_secret = rotated["agent_secret"].as_str().unwrap().to_owned();
+    assert_eq!(login(secret).await.unwrap().status(), 401);
+    assert_eq!(login(new_secret.clone()).await.unwrap().status(), 200);
+    let disabled = app.client.post(app.url("/api/v1/agents/api-agent/disable")).bearer_auth(ADMIN_KEY).send();
+    assert_eq!(disabled.await.unwrap().status(), 204);
+    assert_eq!(login(new_secret).await.unwrap().status(), 401);
 }

@@ -22,6 +22,7 @@ pub const FEATURES: &[Feature] = &[
     features::progress::FEATURE,
     features::context::FEATURE,
     features::agent_health::FEATURE,
+    features::agents::FEATURE,
     features::keys::FEATURE,
     features::audit::FEATURE,
 ];

@@ -77,7 +77,7 @@ fn layered_responses(
         add("413", "Body larger than the configured limit");
         add("415", "Unsupported Content-Type");
     }
-    let permission = route.access.permission();
+    let permission = route.access.permission_for(method);
     if let Some(permission) = permission {
         add("401", "Missing, invalid or expired credential (see WWW-Authenticate)");
         add(

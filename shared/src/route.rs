@@ -36,20 +36,23 @@ pub enum Access {
     /// A caller holding this permission: agent tokens hold the agent-only ones, operators their role's
     /// ([`crate::auth::permissions`]). Every such request is rate limited and audited.
     Requires(Permission),
+    /// A permission per method, where a path's methods differ (listing needs less than creating).
+    PerMethod(&'static [(Method, Permission)]),
 }
 
 impl Access {
-    /// The permission, if any.
-    pub fn permission(self) -> Option<Permission> {
+    /// The permission a request with `method` needs, if any.
+    pub fn permission_for(self, method: &Method) -> Option<Permission> {
         match self {
             Self::Public => None,
             Self::Requires(p) => Some(p),
+            Self::PerMethod(list) => list.iter().find(|(m, _)| m == method).map(|(_, p)| *p),
         }
     }
 
-    /// Agent routes are those needing an agent-only permission.
-    pub fn is_agent(self) -> bool {
-        self.permission().is_some_and(Permission::is_agent_only)
+    /// Whether any method needs a permission (the route has a perimeter).
+    pub fn is_guarded(self) -> bool {
+        !matches!(self, Self::Public)
     }
 }
 
@@ -63,7 +66,7 @@ impl RouteSpec {
     /// Every DynamoDB action the route's function needs: its handler's, and the perimeter's when it has one.
     /// template.yaml grants exactly these (`tests/infra.rs`).
     pub fn granted_actions(&self) -> std::collections::BTreeSet<&'static str> {
-        let perimeter = if self.access.permission().is_some() { PERIMETER_ACTIONS } else { &[] };
+        let perimeter = if self.access.is_guarded() { PERIMETER_ACTIONS } else { &[] };
         self.dynamodb_actions.iter().chain(perimeter).copied().collect()
     }
 

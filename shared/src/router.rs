@@ -32,12 +32,11 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let mut labels = HashMap::new();
     let mount = |route: &RouteSpec| {
         let handler = (route.handler)();
-        match route.access.permission() {
-            None => handler,
-            Some(permission) => {
-                let gate = Gate { state: state.clone(), permission, route: route.path };
-                handler.route_layer(middleware::from_fn_with_state(gate, perimeter))
-            }
+        if route.access.is_guarded() {
+            let gate = Gate { state: state.clone(), access: route.access, route: route.path };
+            handler.route_layer(middleware::from_fn_with_state(gate, perimeter))
+        } else {
+            handler
         }
     };
     for route in routes {

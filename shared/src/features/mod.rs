@@ -2,6 +2,7 @@
 //! [`crate::route::Feature`] that the centre ([`crate::app`]) concatenates.
 
 pub mod agent_health;
+pub mod agents;
 pub mod audit;
 pub mod context;
 pub mod health;

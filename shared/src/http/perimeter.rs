@@ -87,7 +87,7 @@ impl PerimeterState {
 #[derive(Debug, Clone)]
 pub struct Gate {
     pub state: AppState,
-    pub permission: Permission,
+    pub access: crate::route::Access,
     /// The route template, for the audit trail.
     pub route: &'static str,
 }
@@ -259,8 +259,10 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     let tenant = principal.tenant();
     let role = principal.role_name();
 
-    let response = if principal.allows(gate.permission) {
-        let class = if gate.permission == Permission::TaskCreate { RateClass::Delegation } else { RateClass::General };
+    // A method the route does not serve needs nothing here: the router answers it 405.
+    let Some(permission) = gate.access.permission_for(request.method()) else { return next.run(request).await };
+    let response = if principal.allows(permission) {
+        let class = if permission == Permission::TaskCreate { RateClass::Delegation } else { RateClass::General };
         let (subject, policy, quota) = quota_of(state, &principal, class);
         let now = crate::store::now_epoch();
         let decision = match bounded(perimeter.limiter.check(state.store(), &subject, quota, now)).await {
@@ -289,7 +291,7 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
         }
     } else {
         let role = principal.role_name();
-        ApiError::from(AuthError::Forbidden { needed: gate.permission, role, actor: actor.clone() }).into_response()
+        ApiError::from(AuthError::Forbidden { needed: permission, role, actor: actor.clone() }).into_response()
     };
 
     let record = AuditRecord {

@@ -4,7 +4,7 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | health probe (read only) | `HEALTH#probe` | `PROBE` |
-//! | agent credential | `AGENT#{agent}` | `CRED` |
+//! | agent credential | `AGENT#{agent}` | `CRED` (gsi1: `AGENTS#{tenant}`, `{agent}`) |
 //! | refresh family | `FAMILY#{family}` | `META` |
 //! | task state | `TASK#{user}#{task}` | `STATE` |
 //! | progress event | `TASK#{user}#{task}` | `EVENT#{ms:013}#{batch}#{index:04}` |
@@ -29,6 +29,11 @@ pub fn probe() -> Key {
 
 pub fn agent_credential(agent: &str) -> Key {
     Key::new(format!("AGENT#{agent}"), "CRED")
+}
+
+/// The `gsi1` partition listing a tenant's agents (sort key: the agent id).
+pub fn agents_of(tenant: &str) -> String {
+    format!("AGENTS#{tenant}")
 }
 
 pub fn refresh_family(family: &str) -> Key {

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::config::secrets::{Secret, hex};
-use crate::ids::UserId;
 use crate::ids::new_id;
-use crate::store::{Condition, DynStore, Item, Key, StoreError, TxOp, Update, keys, now_epoch};
+use crate::ids::{TenantId, UserId};
+use crate::store::{Condition, Cursor, DynStore, GSI1_PK, GSI1_SK, Index, Item, Key, Query, StoreError, TxOp, Update};
+use crate::store::{keys, now_epoch};
 use crate::token::TokenError;
 
 /// Prefix of agent secrets, so secret scanners can recognise leaked ones.
@@ -84,6 +85,7 @@ mod attr {
     pub(super) const CRED_VERSION: &str = "cred_version";
     pub(super) const CREATED_AT: &str = "created_at";
     pub(super) const ROTATED_AT: &str = "rotated_at";
+    pub(super) const TENANT: &str = "tenant";
 }
 
 /// Whether a credential may log in.
@@ -154,8 +156,8 @@ fn secret_hash(pepper: &Secret, secret: &str) -> String {
     hex(&digest(pepper, secret).finalize().into_bytes())
 }
 
-/// Creates or replaces an agent's credential (the caller chose `secret`). Replacing it — a new secret or a new
-/// owner — starts a new credential version: every refresh family issued before stops working.
+/// Creates or replaces an agent's credential (the caller chose `secret`) in the default tenant. Replacing it — a
+/// new secret or a new owner — starts a new credential version: every refresh family issued before stops working.
 pub async fn register(
     store: &DynStore,
     pepper: &Secret,
@@ -163,25 +165,112 @@ pub async fn register(
     owner: &UserId,
     secret: &str,
 ) -> Result<(), StoreError> {
-    let item = Item::new(&key(id))
+    store.put(credential_item(pepper, id, owner, secret, &TenantId::default_tenant()), None).await
+}
+
+fn credential_item(pepper: &Secret, id: &AgentId, owner: &UserId, secret: &str, tenant: &TenantId) -> Item {
+    Item::new(&key(id))
         .with(attr::AGENT_ID, id.as_str())
         .with(attr::OWNER, owner.as_str())
         .with(attr::SECRET_HASH, secret_hash(pepper, secret))
         .with(attr::STATUS, Status::Active.as_str())
         .with(attr::CRED_VERSION, new_id())
-        .with(attr::CREATED_AT, now_epoch());
-    store.put(item, None).await
+        .with(attr::CREATED_AT, now_epoch())
+        .with(attr::TENANT, tenant.as_str())
+        .with(GSI1_PK, keys::agents_of(tenant.as_str()))
+        .with(GSI1_SK, id.as_str())
+}
+
+/// Registers a new agent in `tenant` with a generated secret (returned, shown once). `None` when the id is taken
+/// (in any tenant: ids are global, and an existing agent is never silently replaced over the API).
+pub async fn create(
+    store: &DynStore,
+    pepper: &Secret,
+    tenant: &TenantId,
+    id: &AgentId,
+    owner: &UserId,
+) -> Result<Option<String>, StoreError> {
+    let secret = generate_secret();
+    match store.put(credential_item(pepper, id, owner, &secret, tenant), Some(Condition::NotExists)).await {
+        Ok(()) => Ok(Some(secret)),
+        Err(StoreError::ConditionFailed { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// An agent as the admin API lists it (never its secret or hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AgentSummary {
+    pub agent_id: String,
+    pub owner: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+fn summary(item: &Item) -> Option<AgentSummary> {
+    Some(AgentSummary {
+        agent_id: item.get_str(attr::AGENT_ID)?.to_owned(),
+        owner: item.get_str(attr::OWNER)?.to_owned(),
+        status: item.get_str(attr::STATUS)?.to_owned(),
+        created_at: item.get_i64(attr::CREATED_AT)?,
+        rotated_at: item.get_i64(attr::ROTATED_AT),
+    })
+}
+
+/// One page of a tenant's agents, by id.
+pub async fn list(
+    store: &DynStore,
+    tenant: &TenantId,
+    limit: u32,
+    after: Option<Cursor>,
+) -> Result<(Vec<AgentSummary>, Option<Cursor>), StoreError> {
+    let query = Query::partition(keys::agents_of(tenant.as_str())).on(Index::Gsi1).limit(limit).after(after);
+    let page = store.query(query).await?;
+    Ok((page.items.iter().filter_map(summary).collect(), page.next))
+}
+
+/// The agent exists and belongs to `tenant` (credentials written before tenants belong to the default one).
+fn in_tenant(tenant: &TenantId) -> Condition {
+    let owned = Condition::eq(attr::TENANT, tenant.as_str());
+    let owned = if *tenant == TenantId::default_tenant() {
+        owned.or(Condition::AttrNotExists(attr::TENANT.into()))
+    } else {
+        owned
+    };
+    Condition::Exists.and(owned)
 }
 
 /// Gives an existing agent a new secret (returned, shown once); its old secret and every refresh family issued
 /// before stop working. `None` when there is no such agent.
 pub async fn rotate_secret(store: &DynStore, pepper: &Secret, id: &AgentId) -> Result<Option<String>, StoreError> {
+    rotate_secret_if(store, pepper, id, Condition::Exists).await
+}
+
+/// [`rotate_secret`] for an agent of `tenant`; another tenant's agent is absent.
+pub async fn rotate_secret_in(
+    store: &DynStore,
+    pepper: &Secret,
+    tenant: &TenantId,
+    id: &AgentId,
+) -> Result<Option<String>, StoreError> {
+    rotate_secret_if(store, pepper, id, in_tenant(tenant)).await
+}
+
+async fn rotate_secret_if(
+    store: &DynStore,
+    pepper: &Secret,
+    id: &AgentId,
+    condition: Condition,
+) -> Result<Option<String>, StoreError> {
     let secret = generate_secret();
     let update = Update::new()
         .set(attr::SECRET_HASH, secret_hash(pepper, &secret))
         .set(attr::CRED_VERSION, new_id())
         .set(attr::ROTATED_AT, now_epoch());
-    match store.update(&key(id), update, Some(Condition::Exists)).await {
+    match store.update(&key(id), update, Some(condition)).await {
         Ok(_) => Ok(Some(secret)),
         Err(StoreError::ConditionFailed { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -203,8 +292,17 @@ pub async fn authenticate(store: &DynStore, pepper: &Secret, id: &AgentId, secre
 /// Disables an agent: its credential stops working and so does every refresh family it holds (they check the
 /// credential on each refresh). Access tokens already issued live out their minutes.
 pub async fn disable(store: &DynStore, id: &AgentId) -> Result<bool, StoreError> {
+    disable_if(store, id, Condition::Exists).await
+}
+
+/// [`disable`] for an agent of `tenant`; another tenant's agent is absent.
+pub async fn disable_in(store: &DynStore, tenant: &TenantId, id: &AgentId) -> Result<bool, StoreError> {
+    disable_if(store, id, in_tenant(tenant)).await
+}
+
+async fn disable_if(store: &DynStore, id: &AgentId, condition: Condition) -> Result<bool, StoreError> {
     let update = Update::new().set(attr::STATUS, Status::Disabled.as_str()).set(attr::CRED_VERSION, new_id());
-    match store.update(&key(id), update, Some(Condition::Exists)).await {
+    match store.update(&key(id), update, Some(condition)).await {
         Ok(_) => Ok(true),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
         Err(e) => Err(e),
