@@ -541,3 +541,28 @@ async fn agents_are_managed_over_the_api_within_their_tenant(store: DynStore) {
     assert_eq!(disabled.await.unwrap().status(), 204);
     assert_eq!(login(new_secret).await.unwrap().status(), 401);
 }
+
+/// The unauthenticated credential routes are limited per client address: guessing secrets at speed ends in 429,
+/// whatever credential is tried.
+#[tokio::test]
+async fn credential_routes_are_limited_per_client_address() {
+    let app = TestApp::builder().env("CLOUD_AGENT_RATE_CREDENTIAL", "3/3600").spawn().await;
+    let attempt = |secret: &str| {
+        app.client
+            .post(app.url("/api/v1/agent/token"))
+            .json(&json!({"agent_id": "nobody", "agent_secret": secret}))
+            .send()
+    };
+    for i in 0..3 {
+        let response = attempt(&format!("guess-{i}")).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()["ratelimit-policy"], "\"credential\";q=3;w=3600");
+    }
+    let limited = attempt("guess-3").await.unwrap();
+    assert!(limited.headers().contains_key("retry-after"));
+    let body = common::assert_problem(limited, 429, Some("rate-limited")).await;
+    assert!(body["detail"].as_str().unwrap().contains("retry after"), "{body}");
+    // The refresh and revoke routes share the address's budget.
+    let refresh = app.client.post(app.url("/api/v1/agent/token/refresh")).json(&json!({"refresh_token": "x"}));
+    assert_eq!(refresh.send().await.unwrap().status(), 429);
+}

@@ -92,6 +92,9 @@ fn layered_responses(
             _ => needs,
         });
     }
+    if route.access == crate::route::Access::Credential {
+        add("429", "Too many requests from this address; see Retry-After and the RateLimit fields");
+    }
     add("403", "The deployment's network rules refuse the client's address or country (ip-denied, country-denied)");
     add("500", "Internal error; quote the request_id");
     add("503", "Datastore unavailable or the request budget ran out; see Retry-After");

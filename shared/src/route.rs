@@ -31,8 +31,11 @@ pub struct RouteSpec {
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone (health, the token endpoints, the OpenAPI document).
+    /// Anyone (health, the OpenAPI document).
     Public,
+    /// Anyone, rate limited per client address (the unauthenticated credential routes: token issue, refresh,
+    /// revoke), so credentials cannot be guessed at speed. Not audited: there is no principal.
+    Credential,
     /// A caller holding this permission: agent tokens hold the agent-only ones, operators their role's
     /// ([`crate::auth::permissions`]). Every such request is rate limited and audited.
     Requires(Permission),
@@ -44,14 +47,19 @@ impl Access {
     /// The permission a request with `method` needs, if any.
     pub fn permission_for(self, method: &Method) -> Option<Permission> {
         match self {
-            Self::Public => None,
+            Self::Public | Self::Credential => None,
             Self::Requires(p) => Some(p),
             Self::PerMethod(list) => list.iter().find(|(m, _)| m == method).map(|(_, p)| *p),
         }
     }
 
-    /// Whether any method needs a permission (the route has a perimeter).
+    /// Whether any method needs a permission.
     pub fn is_guarded(self) -> bool {
+        matches!(self, Self::Requires(_) | Self::PerMethod(_))
+    }
+
+    /// Whether the route is behind the perimeter layer at all (permission or per-address limit).
+    pub fn has_perimeter(self) -> bool {
         !matches!(self, Self::Public)
     }
 }
@@ -62,11 +70,19 @@ impl Access {
 pub const PERIMETER_ACTIONS: &[&str] =
     &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
 
+/// What the per-address limit of a credential route does in the table: the window's conditional `UpdateItem`
+/// (which on an expired window reads and deletes it first).
+pub const CREDENTIAL_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+
 impl RouteSpec {
     /// Every DynamoDB action the route's function needs: its handler's, and the perimeter's when it has one.
     /// template.yaml grants exactly these (`tests/infra.rs`).
     pub fn granted_actions(&self) -> std::collections::BTreeSet<&'static str> {
-        let perimeter = if self.access.is_guarded() { PERIMETER_ACTIONS } else { &[] };
+        let perimeter = match self.access {
+            Access::Public => &[][..],
+            Access::Credential => CREDENTIAL_ACTIONS,
+            Access::Requires(_) | Access::PerMethod(_) => PERIMETER_ACTIONS,
+        };
         self.dynamodb_actions.iter().chain(perimeter).copied().collect()
     }
 

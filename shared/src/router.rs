@@ -32,7 +32,7 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let mut labels = HashMap::new();
     let mount = |route: &RouteSpec| {
         let handler = (route.handler)();
-        if route.access.is_guarded() {
+        if route.access.has_perimeter() {
             let gate = Gate { state: state.clone(), access: route.access, route: route.path };
             handler.route_layer(middleware::from_fn_with_state(gate, perimeter))
         } else {

@@ -48,6 +48,8 @@ pub struct RateLimits {
     pub tiers: BTreeMap<String, Tier>,
     /// Each agent's quota (all agent routes are general).
     pub agent: Quota,
+    /// Each client address's quota on the unauthenticated credential routes (token issue, refresh, revoke).
+    pub credential: Quota,
     /// When the store cannot count: `true` admits (fail open), `false` answers 503 (fail closed).
     pub fail_open_general: bool,
     pub fail_open_delegation: bool,
@@ -98,6 +100,14 @@ impl RateLimits {
             Some(text) => Quota::parse(&text)
                 .ok_or_else(|| ConfigError::Invalid { var: agent_var, problem: format!("{text:?}: write N/SECS") })?,
         };
+        let credential_var = "CLOUD_AGENT_RATE_CREDENTIAL";
+        let credential = match env(credential_var) {
+            None => Quota { limit: 120, window_secs: 60 },
+            Some(text) => Quota::parse(&text).ok_or_else(|| ConfigError::Invalid {
+                var: credential_var,
+                problem: format!("{text:?}: write N/SECS"),
+            })?,
+        };
         let fail = |var: &'static str, default: bool| match env(var).as_deref() {
             None => Ok(default),
             Some("open") => Ok(true),
@@ -107,6 +117,7 @@ impl RateLimits {
         Ok(Self {
             tiers,
             agent,
+            credential,
             fail_open_general: fail("CLOUD_AGENT_RATE_FAIL_GENERAL", true)?,
             fail_open_delegation: fail("CLOUD_AGENT_RATE_FAIL_DELEGATION", false)?,
         })

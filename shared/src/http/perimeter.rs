@@ -233,12 +233,41 @@ async fn check_signature(
     }
 }
 
+/// The unauthenticated credential routes: counted per client address (as the platform vouches for it), so
+/// secrets and refresh tokens cannot be guessed at speed.
+async fn per_address(state: &AppState, perimeter: &PerimeterState, request: Request, next: Next) -> Response {
+    let client = super::client::resolve(state.config().platform, request.extensions(), request.headers());
+    let subject = client.ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+    let quota = state.config().rate_limits.credential;
+    let policy = "credential";
+    let now = crate::store::now_epoch();
+    let decision = match bounded(perimeter.limiter.check(state.store(), &subject, quota, now)).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            // Issuing a token needs the store anyway; not counting is the lesser harm.
+            tracing::warn!(error = %e, "credential route not counted: the store failed");
+            Decision::Unchecked
+        }
+    };
+    let mut response = match decision {
+        Decision::Limited { reset_secs } => {
+            ApiError::from(RateLimited { policy: policy.to_owned(), quota, reset_secs }).into_response()
+        }
+        _ => next.run(request).await,
+    };
+    rate_limit::headers(response.headers_mut(), policy, quota, decision);
+    response
+}
+
 /// The layer's function (mounted by the router with the route's [`Gate`]).
 pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let state = &gate.state;
     let perimeter = state.part::<PerimeterState>();
+    if gate.access == crate::route::Access::Credential {
+        return per_address(state, &perimeter, request, next).await;
+    }
     let principal = match identify(state, &perimeter, request.headers()).await {
         Ok(principal) => principal,
         // Not authenticated: nobody to audit, and nothing was done.

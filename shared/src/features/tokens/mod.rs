@@ -15,7 +15,7 @@ pub const TOKEN: RouteSpec = RouteSpec {
     path: "/api/v1/agent/token",
     methods: &[Method::POST],
     dynamodb_actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
-    access: Access::Public,
+    access: Access::Credential,
     handler: || post(routes::token),
 };
 
@@ -31,7 +31,7 @@ pub const TOKEN_REFRESH: RouteSpec = RouteSpec {
         "dynamodb:DeleteItem",
         "dynamodb:ConditionCheckItem",
     ],
-    access: Access::Public,
+    access: Access::Credential,
     handler: || post(routes::refresh),
 };
 
@@ -41,7 +41,7 @@ pub const TOKEN_REVOKE: RouteSpec = RouteSpec {
     path: "/api/v1/agent/token/revoke",
     methods: &[Method::POST],
     dynamodb_actions: UPDATE_ACTIONS,
-    access: Access::Public,
+    access: Access::Credential,
     handler: || post(routes::revoke),
 };
 
