@@ -137,7 +137,8 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An operator's API key or the environment's bootstrap admin key (<ENV>_ADMIN_KEY) as a bearer \
+                        "An operator's API key, a token from the configured identity provider (OIDC; RS256 or ES256, \
+                         role from a claim), or the environment's bootstrap admin key (<ENV>_ADMIN_KEY), as a bearer \
                          token",
                     ))
                     .build(),

@@ -5,6 +5,7 @@
 //! [`permissions`].
 
 pub mod api_key;
+pub mod oidc;
 pub mod permissions;
 pub mod signing;
 
@@ -39,7 +40,7 @@ pub struct AgentIdentity {
 pub struct Operator {
     pub tenant: TenantId,
     pub role: Role,
-    /// How the audit trail names the caller: `key:ca_test_…`, `admin:bootstrap`.
+    /// How the audit trail names the caller: `key:ca_test_…`, `user:<sub>`, `admin:bootstrap`.
     pub actor: String,
     /// The key used, when it was an API key.
     pub key: Option<Arc<api_key::KeyRecord>>,
@@ -97,6 +98,8 @@ pub enum AuthError {
     NotAdminKey,
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
     #[error("{actor} ({role}) lacks {needed}")]
     Forbidden { needed: Permission, role: &'static str, actor: String },
     #[error(transparent)]
@@ -109,6 +112,7 @@ impl ToProblem for AuthError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Token(e) => e.status(),
+            Self::Oidc(e) => e.status(),
             Self::Store(e) => e.status(),
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
@@ -131,6 +135,7 @@ impl ToProblem for AuthError {
                     .detail("the API key is unknown, revoked or expired, or belongs to another environment")
             },
             Self::Token(e) => e.problem(),
+            Self::Oidc(e) => e.problem(),
             Self::Forbidden { needed, role, .. } => Problem::new(status, "forbidden", "Forbidden").detail(format!(
                 "this route needs the permission {needed}, which the role {role} does not have (see the README's \
                  permission table)"
@@ -143,6 +148,7 @@ impl ToProblem for AuthError {
         match self {
             Self::Store(e) => e.retry_after(),
             Self::Token(e) => e.retry_after(),
+            Self::Oidc(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -151,6 +157,7 @@ impl ToProblem for AuthError {
         match self {
             Self::Missing | Self::InvalidKey | Self::NotAdminKey => Some(CHALLENGE),
             Self::Token(e) => e.www_authenticate(),
+            Self::Oidc(e) => e.www_authenticate(),
             _ => None,
         }
     }

@@ -120,6 +120,8 @@ pub struct Config {
     pub key_rotation_grace: Duration,
     /// IP and country allow and deny lists, checked on every route.
     pub network: network::NetworkRules,
+    /// The identity provider whose users may call operator routes, if any.
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -254,7 +256,9 @@ impl Config {
         let key_rotation_grace =
             Duration::from_secs(parse_number(env, "CLOUD_AGENT_KEY_GRACE_SECS", 86_400, 0..=30 * 86_400)?);
         let network = network::NetworkRules::from_lookup(env)?;
+        let oidc = oidc_settings(env)?;
         Ok(Self {
+            oidc,
             network,
             rate_limits,
             key_rotation_grace,
@@ -274,6 +278,30 @@ impl Config {
             release_id,
         })
     }
+}
+
+/// `CLOUD_AGENT_OIDC_ISSUER` (HTTPS) and `CLOUD_AGENT_OIDC_AUDIENCE` turn identity-provider sign-in on.
+fn oidc_settings(env: Lookup<'_>) -> Result<Option<crate::auth::oidc::OidcSettings>, ConfigError> {
+    let Some(issuer) = env("CLOUD_AGENT_OIDC_ISSUER") else { return Ok(None) };
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| issuer.starts_with(p));
+    if !issuer.starts_with("https://") && !local {
+        return Err(ConfigError::Invalid {
+            var: "CLOUD_AGENT_OIDC_ISSUER",
+            problem: format!("{issuer:?}: the issuer must be an https:// URL"),
+        });
+    }
+    let audience = env("CLOUD_AGENT_OIDC_AUDIENCE").ok_or_else(|| ConfigError::Invalid {
+        var: "CLOUD_AGENT_OIDC_AUDIENCE",
+        problem: "required with CLOUD_AGENT_OIDC_ISSUER (the aud this API accepts)".into(),
+    })?;
+    Ok(Some(crate::auth::oidc::OidcSettings {
+        issuer,
+        audience,
+        role_claim: env("CLOUD_AGENT_OIDC_ROLE_CLAIM").unwrap_or_else(|| "role".to_owned()),
+        tenant_claim: env("CLOUD_AGENT_OIDC_TENANT_CLAIM"),
+        leeway_secs: 30,
+        refetch_after: Duration::from_secs(parse_number(env, "CLOUD_AGENT_OIDC_REFETCH_SECS", 30, 0..=3600)?),
+    }))
 }
 
 /// `APP_ENV` wins; then Vercel's `VERCEL_ENV`; then a Lambda stage variable; else development.

@@ -55,6 +55,8 @@ pub struct PerimeterState {
     limiter: Limiter,
     /// Key id → epoch second this instance last recorded its use.
     touched: Mutex<std::collections::HashMap<String, i64>>,
+    /// The identity provider's verifier, when one is configured.
+    oidc: Option<crate::auth::oidc::Verifier>,
 }
 
 impl Part for PerimeterState {
@@ -68,6 +70,7 @@ impl Part for PerimeterState {
             keys,
             limiter: Limiter::default(),
             touched: Mutex::default(),
+            oidc: config.oidc.clone().map(crate::auth::oidc::Verifier::new),
         }
     }
 }
@@ -118,6 +121,22 @@ async fn identify(
                 && constant_time_eq(text.as_bytes(), admin.expose())
             {
                 return Ok(bootstrap_admin());
+            }
+            if let Some(verifier) = &perimeter.oidc {
+                // Our own tokens are HS256; anything else, or anything claiming the provider's issuer, is the
+                // provider's to verify (so a wrong issuer or algorithm is named as such).
+                let alg = crate::auth::oidc::algorithm_of(text);
+                let theirs = alg.as_deref().is_some_and(|a| a != "HS256")
+                    || crate::auth::oidc::issuer_of(text).as_deref() == Some(verifier.issuer());
+                if theirs {
+                    let user = verifier.verify(text, crate::store::now_epoch()).await?;
+                    return Ok(Principal::Operator(Operator {
+                        tenant: user.tenant,
+                        role: user.role,
+                        actor: format!("user:{}", user.subject),
+                        key: None,
+                    }));
+                }
             }
             let claims = state.tokens().verify_access(text)?;
             let owner = UserId::parse(&claims.owner).map_err(|_| TokenError::Invalid("bad owner claim"))?;

@@ -1,0 +1,197 @@
+//! Operators signed in with an identity provider. The test is the provider: it serves a discovery document and a
+//! JWKS on loopback (an RSA key from the fixtures and a fresh P-256 key) and signs tokens with them.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::TestApp;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "cloud-agent-operators";
+
+/// The provider: its keys, the JWKS it publishes (which a test may extend), and how often it was asked.
+struct Provider {
+    base: String,
+    rsa: RsaKeyPair,
+    ec: EcdsaKeyPair,
+    published: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+/// The JWKS route's state: the published keys and the fetch counter.
+type Shared = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>);
+
+fn jwk_rsa(key: &RsaKeyPair, kid: &str) -> Value {
+    let components: signature::RsaPublicKeyComponents<Vec<u8>> = key.public().into();
+    json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+           "n": URL_SAFE_NO_PAD.encode(&components.n), "e": URL_SAFE_NO_PAD.encode(&components.e)})
+}
+
+fn jwk_ec(key: &EcdsaKeyPair, kid: &str) -> Value {
+    let point = key.public_key().as_ref();
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+           "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])})
+}
+
+async fn provider() -> Provider {
+    let der = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc/test-rsa-2048.der")).unwrap();
+    let rsa = RsaKeyPair::from_der(&der).unwrap();
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let published = Arc::new(Mutex::new(vec![jwk_rsa(&rsa, "rsa-1"), jwk_ec(&ec, "ec-1")]));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/jwks")});
+    let router = Router::new()
+        .route("/.well-known/openid-configuration", get(move || async move { axum::Json(discovery) }))
+        .route(
+            "/jwks",
+            get(|State((keys, fetches)): State<Shared>| async move {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({"keys": *keys.lock().unwrap()}))
+            }),
+        )
+        .with_state((published.clone(), fetches.clone()));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Provider { base, rsa, ec, published, fetches }
+}
+
+fn segment(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// Which key signs, and what the header says.
+enum Signer<'a> {
+    Rsa(&'a RsaKeyPair),
+    Ec(&'a EcdsaKeyPair),
+}
+
+fn token(signer: &Signer<'_>, header: &Value, claims: &Value) -> String {
+    let signed = format!("{}.{}", segment(header), segment(claims));
+    let rng = SystemRandom::new();
+    let signature = match signer {
+        Signer::Rsa(key) => {
+            let mut out = vec![0u8; key.public().modulus_len()];
+            key.sign(&signature::RSA_PKCS1_SHA256, &rng, signed.as_bytes(), &mut out).unwrap();
+            out
+        }
+        Signer::Ec(key) => key.sign(&rng, signed.as_bytes()).unwrap().as_ref().to_vec(),
+    };
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn claims(p: &Provider, sub: &str, role: &str) -> Value {
+    let now = cloud_agent::store::now_epoch();
+    json!({"iss": p.base, "aud": [AUDIENCE, "other-api"], "sub": sub, "iat": now, "exp": now + 300, "role": role})
+}
+
+async fn app_for(p: &Provider) -> TestApp {
+    TestApp::builder()
+        .env("CLOUD_AGENT_OIDC_ISSUER", &p.base)
+        .env("CLOUD_AGENT_OIDC_AUDIENCE", AUDIENCE)
+        .env("CLOUD_AGENT_OIDC_REFETCH_SECS", "0")
+        .spawn()
+        .await
+}
+
+async fn status_of(app: &TestApp, path: &str, bearer: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).bearer_auth(bearer).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_tokens_are_accepted_with_their_mapped_role() {
+    let p = provider().await;
+    let app = app_for(&p).await;
+    let rs = token(
+        &Signer::Rsa(&p.rsa),
+        &json!({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}),
+        &claims(&p, "alice", "operator"),
+    );
+    assert_eq!(status_of(&app, "/api/v1/agents/health", &rs).await.status(), 200, "an operator reads agents");
+    let denied = status_of(&app, "/api/v1/keys", &rs).await;
+    common::assert_problem(denied, 403, Some("forbidden")).await;
+    let es = token(&Signer::Ec(&p.ec), &json!({"alg": "ES256", "kid": "ec-1"}), &claims(&p, "bob", "admin"));
+    assert_eq!(status_of(&app, "/api/v1/keys", &es).await.status(), 200, "an admin manages keys");
+    // A role list: the first known role counts.
+    let mut c = claims(&p, "carol", "viewer");
+    c["role"] = json!(["unknown-role", "analyst"]);
+    let analyst = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-1"}), &c);
+    assert_eq!(status_of(&app, "/api/v1/audit", &analyst).await.status(), 200, "analysts read the audit trail");
+    // The keys were fetched once and cached.
+    assert_eq!(p.fetches.load(Ordering::SeqCst), 1);
+    // The audit trail names the user.
+    let trail = common::get_json(&app.client, &app.url("/api/v1/audit?actor=user:alice"), Some(&analyst)).await;
+    let records = trail["records"].as_array().unwrap();
+    assert!(!records.is_empty() && records.iter().all(|r| r["role"] == "operator"), "{trail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_issuer_audience_algorithm_kid_and_expired_tokens_are_refused() {
+    let p = provider().await;
+    let app = app_for(&p).await;
+    let rs_header = json!({"alg": "RS256", "kid": "rsa-1"});
+    let rsa = Signer::Rsa(&p.rsa);
+    let refused = |token: String, slug: &'static str| {
+        let app = &app;
+        async move { common::assert_problem(status_of(app, "/api/v1/agents/health", &token).await, 401, Some(slug)).await }
+    };
+
+    let mut c = claims(&p, "mallory", "admin");
+    c["iss"] = json!("https://evil.example");
+    refused(token(&rsa, &rs_header, &c), "oidc-wrong-issuer").await;
+
+    let mut c = claims(&p, "mallory", "admin");
+    c["aud"] = json!("another-api");
+    refused(token(&rsa, &rs_header, &c), "oidc-wrong-audience").await;
+
+    // Algorithm pinned per key: the EC key named with RS256, the RSA key named with ES256, and none at all.
+    let c = claims(&p, "mallory", "admin");
+    refused(token(&Signer::Ec(&p.ec), &json!({"alg": "RS256", "kid": "ec-1"}), &c), "oidc-wrong-algorithm").await;
+    refused(token(&rsa, &json!({"alg": "ES256", "kid": "rsa-1"}), &c), "oidc-wrong-algorithm").await;
+    let none = format!("{}.{}.", segment(&json!({"alg": "none", "kid": "rsa-1"})), segment(&c));
+    refused(none, "oidc-wrong-algorithm").await;
+    // An HS256 token claiming the provider's issuer (e.g. signed with the public key as an HMAC secret).
+    let hs = format!("{}.{}.{}", segment(&json!({"alg": "HS256", "kid": "rsa-1"})), segment(&c), "c2ln");
+    refused(hs, "oidc-wrong-algorithm").await;
+
+    refused(token(&rsa, &json!({"alg": "RS256", "kid": "rsa-9"}), &c), "oidc-unknown-key").await;
+
+    let mut c = claims(&p, "mallory", "admin");
+    c["exp"] = json!(cloud_agent::store::now_epoch() - 3600);
+    refused(token(&rsa, &rs_header, &c), "oidc-expired").await;
+
+    // A valid token with its payload changed: the signature no longer verifies.
+    let good = token(&rsa, &rs_header, &claims(&p, "mallory", "viewer"));
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = format!("{}.{}.{}", parts[0], segment(&claims(&p, "mallory", "admin")), parts[2]);
+    refused(forged, "oidc-bad-signature").await;
+
+    // No known role: authenticated, but nothing granted.
+    let no_role = token(&rsa, &rs_header, &claims(&p, "mallory", "superuser"));
+    common::assert_problem(status_of(&app, "/api/v1/agents/health", &no_role).await, 403, Some("oidc-no-role")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_kid_fetches_the_keys_again() {
+    let p = provider().await;
+    let app = app_for(&p).await;
+    let first = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-1"}), &claims(&p, "dan", "viewer"));
+    assert_eq!(status_of(&app, "/api/v1/agents/health", &first).await.status(), 200);
+    assert_eq!(p.fetches.load(Ordering::SeqCst), 1);
+    // The provider rotates: the same RSA key now also published under a new kid.
+    p.published.lock().unwrap().push(jwk_rsa(&p.rsa, "rsa-2"));
+    let rotated = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-2"}), &claims(&p, "dan", "viewer"));
+    assert_eq!(status_of(&app, "/api/v1/agents/health", &rotated).await.status(), 200);
+    assert_eq!(p.fetches.load(Ordering::SeqCst), 2, "the unknown kid made the instance fetch the keys again");
+}
