@@ -373,3 +373,35 @@ async fn every_response_carries_the_security_headers() {
         assert_eq!(headers["referrer-policy"], "no-referrer");
     }
 }
+
+/// CORS from an allowlist: a listed origin's preflight and requests get the CORS headers, any other origin none,
+/// and without a list nothing changes.
+#[tokio::test]
+async fn cors_answers_only_the_listed_origins() {
+    let app = TestApp::builder().env("CLOUD_AGENT_CORS_ORIGINS", "https://dash.example.com").spawn().await;
+    let preflight = |origin: &str| {
+        app.client
+            .request(http::Method::OPTIONS, app.url("/api/v1/keys"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-api-key, content-type")
+            .send()
+    };
+    let allowed = preflight("https://dash.example.com").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://dash.example.com");
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(h["access-control-allow-headers"].to_str().unwrap().contains("x-api-key"));
+    assert!(h.get("access-control-allow-credentials").is_none(), "credentials travel in headers, not cookies");
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let get = app.client.get(app.url("/health")).header("origin", "https://dash.example.com").send().await.unwrap();
+    assert_eq!(get.headers()["access-control-allow-origin"], "https://dash.example.com");
+    assert!(get.headers()["access-control-expose-headers"].to_str().unwrap().contains("ratelimit"));
+    assert!(get.headers()["vary"].to_str().unwrap().to_ascii_lowercase().contains("origin"));
+
+    let plain = spawn_app().await;
+    let get = plain.client.get(plain.url("/health")).header("origin", "https://dash.example.com").send().await.unwrap();
+    assert!(get.headers().get("access-control-allow-origin").is_none(), "no list, no CORS");
+}

@@ -51,12 +51,16 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let config = state.config();
     let (limit, timeout) = (config.body_limit, config.request_timeout);
     let tracking = Tracking::new(Arc::<Metrics>::from_ref(&state), labels, config.emf_function.as_deref());
+    let cors_origins = config.cors_origins.clone();
     let network = (!config.network.is_empty())
         .then(|| Rules { rules: Arc::new(config.network.clone()), platform: config.platform });
     let mut router = router.fallback(not_found).with_state(state);
     if let Some(rules) = network {
         // Only when rules are configured: a deployment without them pays for no extra layer.
         router = router.layer(middleware::from_fn_with_state(rules, network::enforce));
+    }
+    if !cors_origins.is_empty() {
+        router = router.layer(crate::http::cors::layer(&cors_origins));
     }
     layered(router, limit, timeout, Some(tracking))
 }

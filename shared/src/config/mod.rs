@@ -122,6 +122,8 @@ pub struct Config {
     pub network: network::NetworkRules,
     /// The identity provider whose users may call operator routes, if any.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
+    /// Browser origins allowed by CORS (none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -257,7 +259,9 @@ impl Config {
             Duration::from_secs(parse_number(env, "CLOUD_AGENT_KEY_GRACE_SECS", 86_400, 0..=30 * 86_400)?);
         let network = network::NetworkRules::from_lookup(env)?;
         let oidc = oidc_settings(env)?;
+        let cors_origins = network::cors_origins(env)?;
         Ok(Self {
+            cors_origins,
             oidc,
             network,
             rate_limits,

@@ -54,6 +54,32 @@ pub enum Refusal {
     Country,
 }
 
+/// Browser origins allowed to call the API (CORS), exact `scheme://host[:port]` each; none by default.
+pub fn cors_origins(env: Lookup<'_>) -> Result<Vec<String>, ConfigError> {
+    let var = "CLOUD_AGENT_CORS_ORIGINS";
+    env(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
+            let ok = matches!(scheme, "https" | "http")
+                && !rest.is_empty()
+                && !rest.contains(['/', '*', ' ', '?', '#'])
+                && http::HeaderValue::from_str(origin).is_ok();
+            if ok {
+                Ok(origin.to_owned())
+            } else {
+                Err(ConfigError::Invalid {
+                    var,
+                    problem: format!("{origin:?}: list exact origins like https://app.example.com (no paths, no *)"),
+                })
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NetworkRules {
     pub ip_allow: Vec<Cidr>,

@@ -2,6 +2,7 @@
 //! layer stack every entry point (local server, Lambda, Vercel) wraps around the same router.
 
 pub mod client;
+pub mod cors;
 pub mod json;
 pub mod network;
 pub mod path;
