@@ -210,6 +210,37 @@ async fn keys_are_shown_once_listed_rotated_and_revoked(store: DynStore) {
     assert_eq!(status, 401);
 }
 
+async fn a_key_limited_to_address_blocks_works_only_from_them(store: DynStore) {
+    let app = app_on(Some(store)).await;
+    let (local, _) =
+        create_key(&app, json!({"name": "here", "role": "viewer", "allowed_cidrs": ["127.0.0.0/8", "::1"]})).await;
+    let (elsewhere, created) =
+        create_key(&app, json!({"name": "there", "role": "viewer", "allowed_cidrs": ["203.0.113.0/24"]})).await;
+    assert_eq!(created["allowed_cidrs"], json!(["203.0.113.0/24"]));
+    let get = |key: &str| app.client.get(app.url("/api/v1/agents/health")).header("x-api-key", key).send();
+    assert_eq!(get(&local).await.unwrap().status(), 200, "the test connects from 127.0.0.1");
+    // The refusal is about the key, not the deployment: audited, and a spoofed header does not help.
+    let refused = app
+        .client
+        .get(app.url("/api/v1/agents/health"))
+        .header("x-api-key", &elsewhere)
+        .header("x-forwarded-for", "203.0.113.5")
+        .send()
+        .await
+        .unwrap();
+    common::assert_problem(refused, 403, Some("ip-denied")).await;
+    let bad = app
+        .client
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "x", "role": "viewer", "allowed_cidrs": ["10.0.0.0/8", "not-a-block"]}))
+        .send()
+        .await
+        .unwrap();
+    let body = common::assert_problem(bad, 422, Some("validation")).await;
+    assert_eq!(body["pointer"], "/allowed_cidrs/1");
+}
+
 async fn another_tenants_keys_are_absent(store: DynStore) {
     let app = app_on(Some(store)).await;
     let (theirs, _) = create_key(&app, json!({"name": "acme admin", "role": "admin", "tenant": "acme"})).await;
@@ -453,6 +484,7 @@ async fn signed_requests_pass_and_every_tampering_is_named(store: DynStore) {
 }
 
 on_both_backends!(
+    a_key_limited_to_address_blocks_works_only_from_them,
     agents_are_managed_over_the_api_within_their_tenant,
     signed_requests_pass_and_every_tampering_is_named,
     keys_are_shown_once_listed_rotated_and_revoked,

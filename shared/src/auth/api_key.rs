@@ -121,6 +121,8 @@ pub struct KeyRecord {
     pub last_used_at: Option<i64>,
     /// Set when the key was rotated: the key that replaced it.
     pub replaced_by: Option<KeyId>,
+    /// When not empty, the key works only from these address blocks.
+    pub allowed_cidrs: Vec<String>,
     hash: Vec<u8>,
 }
 
@@ -136,6 +138,7 @@ mod attr {
     pub(super) const CREATED_AT: &str = "created_at";
     pub(super) const LAST_USED_AT: &str = "last_used_at";
     pub(super) const REPLACED_BY: &str = "replaced_by";
+    pub(super) const ALLOWED_CIDRS: &str = "allowed_cidrs";
 }
 
 impl KeyRecord {
@@ -155,6 +158,10 @@ impl KeyRecord {
         if let Some(at) = self.expires_at {
             item.set(EXPIRES_AT, at);
         }
+        if !self.allowed_cidrs.is_empty() {
+            let list = self.allowed_cidrs.iter().map(|c| crate::store::Value::S(c.clone())).collect();
+            item.set(attr::ALLOWED_CIDRS, crate::store::Value::L(list));
+        }
         item
     }
 
@@ -171,6 +178,12 @@ impl KeyRecord {
             expires_at: item.get_i64(EXPIRES_AT),
             last_used_at: item.get_i64(attr::LAST_USED_AT),
             replaced_by: item.get_str(attr::REPLACED_BY).and_then(|t| KeyId::parse(t).ok()),
+            allowed_cidrs: match item.get(attr::ALLOWED_CIDRS) {
+                Some(crate::store::Value::L(list)) => {
+                    list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                }
+                _ => Vec::new(),
+            },
             hash: unhex(item.get_str(attr::HASH)?)?,
         })
     }
@@ -253,6 +266,7 @@ pub struct NewKey {
     pub tier: String,
     pub signing: Signing,
     pub expires_at: Option<i64>,
+    pub allowed_cidrs: Vec<String>,
 }
 
 /// Makes a fresh key: the record to store and the key text, to be shown once.
@@ -275,6 +289,7 @@ fn mint(hasher: &KeyHasher, spec: &NewKey, now: i64) -> (KeyRecord, SecretString
         expires_at: spec.expires_at,
         last_used_at: None,
         replaced_by: None,
+        allowed_cidrs: spec.allowed_cidrs.clone(),
     };
     (record, SecretString::new(text))
 }
@@ -359,6 +374,7 @@ pub async fn rotate(
         tier: old.tier.clone(),
         signing: old.signing,
         expires_at: old.expires_at,
+        allowed_cidrs: old.allowed_cidrs.clone(),
     };
     let (new, text) = mint(hasher, &spec, now);
     let retire_at = old.expires_at.map_or(now + grace_secs, |at| at.min(now + grace_secs));
@@ -419,6 +435,7 @@ mod tests {
             tier: "standard".into(),
             signing: Signing::Off,
             expires_at: None,
+            allowed_cidrs: Vec::new(),
         };
         let (record, text) = mint(&test, &spec, 1);
         assert!(text.expose().starts_with("ca_test_") && text.expose().starts_with(&record.display));

@@ -20,6 +20,7 @@ use crate::auth::signing::{self, SigningError};
 use crate::auth::{AgentIdentity, AuthError, Operator, Permission, Presented, Principal, Role};
 use crate::cache::Cache;
 use crate::config::limits::{DEFAULT_TIER, RateClass};
+use crate::config::network::{Cidr, Refusal};
 use crate::config::secrets::constant_time_eq;
 use crate::ids::{TenantId, UserId};
 use crate::rate_limit::{self, Decision, Limiter, Quota, RateLimited};
@@ -307,9 +308,15 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     let tenant = principal.tenant();
     let role = principal.role_name();
 
+    // A key limited to address blocks works only from them.
+    let key_blocks_client = matches!(&principal, Principal::Operator(Operator { key: Some(k), .. })
+        if !k.allowed_cidrs.is_empty()
+            && !client.ip.is_some_and(|ip| k.allowed_cidrs.iter().filter_map(|c| Cidr::parse(c)).any(|c| c.contains(ip))));
     // A method the route does not serve needs nothing here: the router answers it 405.
     let Some(permission) = gate.access.permission_for(request.method()) else { return next.run(request).await };
-    let response = if principal.allows(permission) {
+    let response = if key_blocks_client {
+        ApiError::from(super::network::Refused(Refusal::Address)).into_response()
+    } else if principal.allows(permission) {
         let class = if permission == Permission::TaskCreate { RateClass::Delegation } else { RateClass::General };
         let (subject, policy, quota) = quota_of(state, &principal, class);
         let now = crate::store::now_epoch();

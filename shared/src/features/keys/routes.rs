@@ -38,10 +38,18 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(format = DateTime, max_length = 64)]
     pub expires_at: Option<String>,
+    /// When given, the key works only from these address blocks (CIDR, IPv4 or IPv6; at most 20).
+    #[serde(default)]
+    #[schema(schema_with = cidrs_schema)]
+    pub allowed_cidrs: Vec<String>,
     /// Only the bootstrap admin key may create keys for another tenant (default: the caller's own).
     #[serde(default)]
     #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub tenant: Option<TenantId>,
+}
+
+fn cidrs_schema() -> utoipa::openapi::Array {
+    crate::openapi::bounded_strings(20, 49)
 }
 
 /// A key as listings show it: never its text or hash.
@@ -65,6 +73,9 @@ pub struct KeyInfo {
     /// The key that replaced this one, when it was rotated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
+    /// The address blocks the key works from (empty: anywhere the deployment's rules allow).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cidrs: Vec<String>,
 }
 
 impl From<&KeyRecord> for KeyInfo {
@@ -81,6 +92,7 @@ impl From<&KeyRecord> for KeyInfo {
             expires_at: r.expires_at,
             last_used_at: r.last_used_at,
             replaced_by: r.replaced_by.as_ref().map(ToString::to_string),
+            allowed_cidrs: r.allowed_cidrs.clone(),
         }
     }
 }
@@ -187,7 +199,26 @@ pub async fn create(
         Some(t) => t,
         None => operator.tenant.clone(),
     };
-    let spec = NewKey { tenant, name: name.to_owned(), role: body.role, tier, signing: body.signing, expires_at };
+    if body.allowed_cidrs.len() > 20 {
+        return Err(unprocessable("/allowed_cidrs", "at most 20 address blocks"));
+    }
+    for (i, cidr) in body.allowed_cidrs.iter().enumerate() {
+        if crate::config::network::Cidr::parse(cidr).is_none() {
+            return Err(unprocessable(
+                &format!("/allowed_cidrs/{i}"),
+                format!("{cidr:?} is not an address or CIDR block"),
+            ));
+        }
+    }
+    let spec = NewKey {
+        tenant,
+        name: name.to_owned(),
+        role: body.role,
+        tier,
+        signing: body.signing,
+        expires_at,
+        allowed_cidrs: body.allowed_cidrs,
+    };
     let (record, key) = api_key::create(&store, perimeter.hasher(), &spec).await?;
     tracing::info!(key = record.display.as_str(), role = record.role.as_str(), "API key created");
     Ok(created(&perimeter, &record, key))
