@@ -13,6 +13,9 @@ pub(crate) struct Target {
     /// An API key with the needed permission, or the bootstrap admin key.
     #[arg(long = "key", env = "CLOUD_AGENT_API_KEY", hide_env_values = true)]
     key: String,
+    /// The key's signing secret (`ca_sig_…`), for keys whose requests must be signed.
+    #[arg(long, env = "CLOUD_AGENT_SIGNING_SECRET", hide_env_values = true)]
+    signing_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,11 +150,16 @@ pub(crate) struct AuditArgs {
 /// Sends a request and returns its JSON body, or an error quoting the problem's title and detail.
 async fn call(target: &Target, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let url = format!("{}{path}", target.url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().request(method, &url).header("x-api-key", &target.key);
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, &url).header("x-api-key", &target.key);
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await?;
+    let mut request = request.build()?;
+    if let Some(secret) = &target.signing_secret {
+        cloud_agent_sdk::RequestSigner::new(secret.clone()).sign(&mut request);
+    }
+    let response = client.execute(request).await?;
     let status = response.status();
     let text = response.text().await?;
     if !status.is_success() {

@@ -477,6 +477,20 @@ async fn signed_requests_pass_and_every_tampering_is_named(store: DynStore) {
     refused(bad, "signature-mismatch").await;
     let good = signed(&app, &optional, &opt_secret, (Method::GET, "/api/v1/agents/health", "", ""), now);
     assert_eq!(good.send().await.unwrap().status(), 200);
+    // The SDK's signer signs exactly what the server checks (a body, a query with characters to encode).
+    let sdk = cloud_agent_sdk::RequestSigner::new(&secret);
+    let mut post = app
+        .client
+        .post(app.url("/api/v1/keys?z=%7e&a=x+y"))
+        .header("x-api-key", &key)
+        .json(&json!({"name": "signed by the SDK", "role": "viewer"}))
+        .build()
+        .unwrap();
+    sdk.sign(&mut post);
+    assert_eq!(app.client.execute(post).await.unwrap().status(), 201);
+    let mut list = app.client.get(app.url("/api/v1/keys?limit=3")).header("x-api-key", &key).build().unwrap();
+    sdk.sign(&mut list);
+    assert_eq!(app.client.execute(list).await.unwrap().status(), 200);
     let (off, created) = create_key(&app, json!({"name": "off", "role": "viewer"})).await;
     assert!(created.get("signing_secret").is_none(), "no signing secret for a key that does not sign");
     let ignored = signed(&app, &off, "anything", (Method::GET, "/api/v1/agents/health", "", ""), now);

@@ -5,6 +5,7 @@
 //! - [`ProgressReporter`]: `report(update)` returns at once; updates are posted in batches with retries under
 //!   the same batch id, so a retry never writes twice.
 //! - [`batch::Batcher`]: the request batcher both are built on.
+//! - [`RequestSigner`]: signs requests made with an API key whose signing is on.
 //!
 //! The wire types ([`wire`]) are this client's view of the API; the contract tests run them against the server.
 
@@ -12,11 +13,13 @@ pub mod backoff;
 pub mod batch;
 pub mod progress;
 pub mod secret;
+pub mod signing;
 pub mod token_manager;
 pub mod wire;
 
 pub use batch::{BatchConfig, BatchError, Batcher};
 pub use progress::{ProgressReporter, ReporterOptions, ReporterStats};
 pub use secret::AgentSecret;
+pub use signing::RequestSigner;
 pub use token_manager::{SdkError, TokenManager, TokenManagerOptions};
 pub use wire::{ItemIssue, ProgressUpdate, Receipt, TaskStatus};
