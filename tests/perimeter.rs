@@ -577,6 +577,22 @@ async fn agents_are_managed_over_the_api_within_their_tenant(store: DynStore) {
         common::assert_problem(response, 404, Some("not-found")).await;
     }
     assert_eq!(login(secret.clone()).await.unwrap().status(), 200, "still working: nothing was changed");
+    // Agents, their health and their users' contexts live in the default tenant: another tenant sees none of
+    // them and adds none.
+    common::assert_problem(register(&theirs, "acme-agent").await.unwrap(), 403, Some("agents-default-tenant")).await;
+    let health = common::get_json(&app.client, &app.url("/api/v1/agents/health"), Some(&theirs)).await;
+    assert_eq!(health["agents"], json!([]));
+    let one = app.client.get(app.url("/api/v1/agents/api-agent/health")).bearer_auth(&theirs).send().await.unwrap();
+    common::assert_problem(one, 404, Some("not-found")).await;
+    let context = app
+        .client
+        .put(app.url("/api/v1/admin/users/u-1/context"))
+        .bearer_auth(&theirs)
+        .json(&json!({"profile": {}, "preferences": {}, "permissions": []}))
+        .send()
+        .await
+        .unwrap();
+    common::assert_problem(context, 404, Some("not-found")).await;
     // Rotation and disabling, by our admin.
     let rotated = app.client.post(app.url("/api/v1/agents/api-agent/rotate")).bearer_auth(ADMIN_KEY).send();
     let rotated: Value = rotated.await.unwrap().json().await.unwrap();

@@ -46,6 +46,14 @@ pub struct Operator {
     pub key: Option<Arc<api_key::KeyRecord>>,
 }
 
+impl Operator {
+    /// Agents, the users they work for, their health reports and contexts live in the default tenant (agent tokens
+    /// carry no tenant yet): an operator of another tenant sees none of them, as if absent, and cannot add any.
+    pub fn sees_the_agent_plane(&self) -> bool {
+        self.tenant == TenantId::default_tenant()
+    }
+}
+
 /// Whoever passed the perimeter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {

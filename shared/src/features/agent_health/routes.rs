@@ -10,7 +10,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::AgentIdentity;
+use crate::auth::{AgentIdentity, Operator};
 use crate::features::health::{HealthStatus, report};
 use crate::features::tokens::credentials::AgentId;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
@@ -234,8 +234,12 @@ pub struct AgentHealthList {
 pub async fn list(
     State(store): State<DynStore>,
     State(cursors): State<Arc<CursorKey>>,
+    operator: Operator,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<AgentHealthList>, ApiError> {
+    if !operator.sees_the_agent_plane() {
+        return Ok(ApiJson(AgentHealthList { agents: Vec::new(), next_cursor: None }));
+    }
     let cursor = crate::http::cursor_param(&cursors, PARTITION, params.cursor.as_deref())?;
     let page = store.query(StoreQuery::partition(PARTITION).limit(100).after(cursor)).await?;
     let agents = page.items.iter().filter_map(ReportRecord::from_item).map(Reported::from).collect();
@@ -257,9 +261,10 @@ pub async fn list(
 )]
 pub async fn get(
     State(store): State<DynStore>,
+    operator: Operator,
     ApiPath(agent): ApiPath<AgentId>,
 ) -> Result<ApiJson<Reported>, ApiError> {
-    let item = store.get(&ReportRecord::key(&agent)).await?;
+    let item = if operator.sees_the_agent_plane() { store.get(&ReportRecord::key(&agent)).await? } else { None };
     item.as_ref().and_then(ReportRecord::from_item).map(|record| ApiJson(record.into())).ok_or_else(|| {
         ApiError::NotFound(format!("no health report from agent {} within the last hour", agent.as_str()))
     })

@@ -49,6 +49,8 @@ pub enum AgentAdminError {
     Exists(String),
     #[error("no agent {0}")]
     NotFound(String),
+    #[error("agents live in the default tenant")]
+    OtherTenant,
 }
 
 impl ToProblem for AgentAdminError {
@@ -56,6 +58,7 @@ impl ToProblem for AgentAdminError {
         match self {
             Self::Exists(_) => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::OtherTenant => StatusCode::FORBIDDEN,
         }
     }
 
@@ -66,6 +69,10 @@ impl ToProblem for AgentAdminError {
             )),
             Self::NotFound(id) => Problem::new(self.status(), "not-found", "Not Found")
                 .detail(format!("there is no agent {id} in your tenant")),
+            Self::OtherTenant => {
+                Problem::new(self.status(), "agents-default-tenant", "Agents live in the default tenant")
+                    .detail("agents and the users they work for belong to the default tenant; use a key of that tenant")
+            }
         }
     }
 }
@@ -83,6 +90,7 @@ fn secret_answer(status: StatusCode, agent: &AgentId, secret: String) -> Respons
     request_body = CreateAgent,
     responses(
         (status = 201, body = AgentSecret, description = "Registered; the secret is shown once (Cache-Control: no-store)"),
+        (status = 403, body = crate::http::Problem, content_type = "application/problem+json", description = "The caller lacks agent:manage, or belongs to a tenant other than the default one (agents live there)"),
         (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "The agent id is taken"),
     )
 )]
@@ -92,6 +100,9 @@ pub async fn create(
     operator: Operator,
     ApiJson(body): ApiJson<CreateAgent>,
 ) -> Result<Response, ApiError> {
+    if !operator.sees_the_agent_plane() {
+        return Err(AgentAdminError::OtherTenant.into());
+    }
     let pepper = &config.secrets.agent;
     match credentials::create(&store, pepper, &operator.tenant, &body.agent_id, &body.owner).await? {
         Some(secret) => {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Operator;
 use crate::config::Config;
 use crate::features::context::{self, ContextCache, UserContext};
 use crate::http::{ApiError, ApiJson, ApiPath};
@@ -31,7 +32,7 @@ pub struct ContextStored {
     responses(
         (status = 200, body = ContextStored),
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 403, body = crate::http::Problem, content_type = "application/problem+json", description = "Admin API disabled"),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such user in the caller's tenant (users live in the default tenant)"),
         (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "The context is over DynamoDB's 400 KB item limit"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Invalid user id, or too many or too long permissions; `pointer` names which"),
     )
@@ -40,9 +41,13 @@ pub async fn put_context(
     State(store): State<DynStore>,
     State(cache): State<Arc<ContextCache>>,
     State(config): State<Arc<Config>>,
+    operator: Operator,
     ApiPath(user): ApiPath<UserId>,
     ApiJson(body): ApiJson<UserContext>,
 ) -> Result<ApiJson<ContextStored>, ApiError> {
+    if !operator.sees_the_agent_plane() {
+        return Err(ApiError::NotFound(format!("there is no user {} in your tenant", user.as_str())));
+    }
     body.validate()?;
     context::save(&store, &user, &body).await?;
     cache.remove(&user);
