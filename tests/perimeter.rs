@@ -491,6 +491,29 @@ async fn signed_requests_pass_and_every_tampering_is_named(store: DynStore) {
     let mut list = app.client.get(app.url("/api/v1/keys?limit=3")).header("x-api-key", &key).build().unwrap();
     sdk.sign(&mut list);
     assert_eq!(app.client.execute(list).await.unwrap().status(), 200);
+    // With the SDK's X-Signature-Parts, each tampered part has its own problem type.
+    let tampered = |method: Method, url: &str, body: Option<Value>| {
+        let mut request = app.client.request(method, app.url(url)).header("x-api-key", &key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let mut request = request.build().unwrap();
+        sdk.sign(&mut request);
+        request
+    };
+    let mut r = tampered(Method::GET, "/api/v1/keys/aaaaaaaaaaaaaaaa", None);
+    *r.method_mut() = Method::DELETE;
+    common::assert_problem(app.client.execute(r).await.unwrap(), 401, Some("signature-method-mismatch")).await;
+    let mut r = tampered(Method::GET, "/api/v1/keys", None);
+    *r.url_mut() = reqwest::Url::parse(&app.url("/api/v1/audit")).unwrap();
+    common::assert_problem(app.client.execute(r).await.unwrap(), 401, Some("signature-path-mismatch")).await;
+    let mut r = tampered(Method::GET, "/api/v1/keys?limit=3", None);
+    r.url_mut().set_query(Some("limit=30"));
+    common::assert_problem(app.client.execute(r).await.unwrap(), 401, Some("signature-query-mismatch")).await;
+    let mut r = tampered(Method::POST, "/api/v1/keys", Some(json!({"name": "n", "role": "viewer"})));
+    r.headers_mut().remove("x-content-sha256");
+    *r.body_mut() = Some(reqwest::Body::from(r#"{"name": "n", "role": "admin"}"#));
+    common::assert_problem(app.client.execute(r).await.unwrap(), 401, Some("body-digest-mismatch")).await;
     let (off, created) = create_key(&app, json!({"name": "off", "role": "viewer"})).await;
     assert!(created.get("signing_secret").is_none(), "no signing secret for a key that does not sign");
     let ignored = signed(&app, &off, "anything", (Method::GET, "/api/v1/agents/health", "", ""), now);

@@ -84,8 +84,8 @@ impl RequestSigner {
         Self { secret: AgentSecret::new(secret.into()) }
     }
 
-    /// The headers of a signed request at `timestamp` (Unix seconds): `X-Timestamp`, `X-Signature` and
-    /// `X-Content-SHA256` (so a body changed in transit is reported as such).
+    /// The headers of a signed request at `timestamp` (Unix seconds): `X-Timestamp`, `X-Signature`,
+    /// `X-Content-SHA256` and `X-Signature-Parts` (so the server can name the part that changed in transit).
     pub fn headers(
         &self,
         method: &str,
@@ -93,13 +93,32 @@ impl RequestSigner {
         query: Option<&str>,
         body: &[u8],
         timestamp: i64,
-    ) -> [(&'static str, String); 3] {
+    ) -> [(&'static str, String); 4] {
         let digest = hex(&Sha256::digest(body));
-        let canonical = format!("{method}\n{path}\n{}\n{timestamp}\n{digest}", canonical_query(query));
+        let query = canonical_query(query);
+        let canonical = format!("{method}\n{path}\n{query}\n{timestamp}\n{digest}");
+        let signature = format!("v1={}", hex(&self.mac(&canonical)));
+        // A keyed digest of each part, so the server can say which one changed in transit.
+        let part = |name: &str, value: &str| hex(&self.mac(&format!("{name}\n{value}"))[..8]);
+        let parts = format!(
+            "method={},path={},query={},body={}",
+            part("method", method),
+            part("path", path),
+            part("query", &query),
+            part("body", &digest)
+        );
+        [
+            ("x-timestamp", timestamp.to_string()),
+            ("x-signature", signature),
+            ("x-content-sha256", digest),
+            ("x-signature-parts", parts),
+        ]
+    }
+
+    fn mac(&self, message: &str) -> Vec<u8> {
         let mut mac = <Hmac<Sha256>>::new_from_slice(self.secret.expose().as_bytes()).expect("any key length");
-        mac.update(canonical.as_bytes());
-        let signature = format!("v1={}", hex(&mac.finalize().into_bytes()));
-        [("x-timestamp", timestamp.to_string()), ("x-signature", signature), ("x-content-sha256", digest)]
+        mac.update(message.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// Signs a built request in place (its body must be in memory, not a stream), at the current time.
@@ -124,7 +143,7 @@ mod tests {
     #[test]
     fn signs_the_readme_example() {
         let signer = RequestSigner::new("ca_sig_EXAMPLEexampleEXAMPLEexample");
-        let [_, (_, signature), (_, digest)] =
+        let [_, (_, signature), (_, digest), _] =
             signer.headers("POST", "/api/v1/keys", Some("b=2&a=1"), br#"{"name":"ci","role":"viewer"}"#, 1_764_000_000);
         assert_eq!(digest, "a4a1845e95ce29fdf3ef70aa9920ba101f86149f27094a0a9c5f8e70789d43bc");
         assert_eq!(signature, "v1=bb9fe7059c25bb689f791a17da838b8b0f4cb3ce9d89209d12563ca83a39a751");

@@ -27,6 +27,8 @@ use crate::store::{Condition, DynStore, EXPIRES_AT, Item, StoreError, keys};
 pub const TIMESTAMP_HEADER: &str = "x-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-signature";
 pub const CONTENT_SHA256_HEADER: &str = "x-content-sha256";
+/// Optional: a keyed digest of each part the signature covers, so the server can say which part changed.
+pub const PARTS_HEADER: &str = "x-signature-parts";
 /// The oldest a signed request may be.
 pub const MAX_AGE_SECS: i64 = 300;
 /// How far a timestamp may run ahead of the server's clock (clock skew), much less than the age allowed.
@@ -47,6 +49,8 @@ pub enum SigningError {
     BodyDigest,
     #[error("the signature does not match the request")]
     Mismatch { canonical: String },
+    #[error("the request's {0} changed after it was signed")]
+    PartChanged(&'static str),
     #[error("this signature was already used")]
     Replayed,
     #[error(transparent)]
@@ -94,6 +98,14 @@ impl ToProblem for SigningError {
                      signing secret); the server signed this canonical string: {canonical:?}"
                 ),
             ),
+            Self::PartChanged(part) => {
+                let slug = match *part {
+                    "method" => "signature-method-mismatch",
+                    "path" => "signature-path-mismatch",
+                    _ => "signature-query-mismatch",
+                };
+                p(slug, "Signed request changed", format!("the request's {part} is not the one that was signed"))
+            }
             Self::Replayed => p(
                 "signature-replayed",
                 "Signature replayed",
@@ -186,12 +198,39 @@ pub fn sign(secret: &[u8], canonical: &str) -> String {
     format!("v1={}", hex(&Secret::new(secret.to_vec()).mac(canonical.as_bytes())))
 }
 
+/// `X-Signature-Parts`: for each covered part, the first 16 hex digits of HMAC-SHA256(secret, "<part>\n<value>")
+/// (values: the method, the path, the canonical query, the body's hex SHA-256). Keyed, so it reveals nothing and
+/// cannot be forged; it only lets the server name the part that changed.
+pub fn parts_header(secret: &[u8], method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> String {
+    let key = Secret::new(secret.to_vec());
+    let part = |name: &str, value: &str| hex(&key.mac(format!("{name}\n{value}").as_bytes())[..8]);
+    format!(
+        "method={},path={},query={},body={}",
+        part("method", method.as_str()),
+        part("path", path),
+        part("query", &canonical_query(query)),
+        part("body", &sha256_hex(body))
+    )
+}
+
+/// The first part whose keyed digest the client sent differs from this request's.
+fn changed_part(presented: &str, expected: &str) -> Option<&'static str> {
+    let field = |text: &str, name: &str| {
+        text.split(',').find_map(|p| p.trim().strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_owned)
+    };
+    ["method", "path", "query", "body"].into_iter().find(|name| {
+        let (got, want) = (field(presented, name), field(expected, name));
+        got.is_some() && !constant_time_eq(got.unwrap_or_default().as_bytes(), want.unwrap_or_default().as_bytes())
+    })
+}
+
 /// The signature headers of a request, if it carries any.
 #[derive(Debug, Clone)]
 pub struct Presented {
     pub timestamp: String,
     pub signature: String,
     pub content_sha256: Option<String>,
+    pub parts: Option<String>,
 }
 
 impl Presented {
@@ -212,10 +251,16 @@ impl Presented {
                     Some(Ok(d)) if d.len() == 64 => Some(d.to_ascii_lowercase()),
                     Some(_) => return Err(SigningError::Malformed("X-Content-SHA256 must be 64 hex digits")),
                 };
+                let parts = match text(PARTS_HEADER) {
+                    None => None,
+                    Some(Ok(p)) if p.len() <= 256 => Some(p.to_ascii_lowercase()),
+                    Some(_) => return Err(SigningError::Malformed("X-Signature-Parts is malformed")),
+                };
                 Ok(Some(Self {
                     timestamp: timestamp.to_owned(),
                     signature: signature.to_ascii_lowercase(),
                     content_sha256,
+                    parts,
                 }))
             }
             _ => Err(SigningError::Malformed("send both X-Timestamp and X-Signature")),
@@ -252,6 +297,13 @@ pub async fn verify(
     let canonical = canonical_string(method, path, query, &presented.timestamp, body);
     let expected = sign(secret, &canonical);
     if !constant_time_eq(expected.as_bytes(), presented.signature.as_bytes()) {
+        if let Some(parts) = &presented.parts {
+            match changed_part(parts, &parts_header(secret, method, path, query, body)) {
+                Some("body") => return Err(SigningError::BodyDigest),
+                Some(part) => return Err(SigningError::PartChanged(part)),
+                None => {}
+            }
+        }
         return Err(SigningError::Mismatch { canonical });
     }
     let seen = Item::new(&keys::signature_seen(key_id, &presented.signature[3..]))
