@@ -26,7 +26,8 @@ fn cloudagent(dir: &std::path::Path) -> Command {
         .env("STAGING_JWT_SECRET", JWT_SECRET)
         .env("STAGING_ADMIN_KEY", ADMIN_KEY)
         .env("CLOUD_AGENT_STORE", "embedded")
-        .env("CLOUD_AGENT_DATA_DIR", "data");
+        .env("CLOUD_AGENT_DATA_DIR", "data")
+        .env("CLOUD_AGENT_PERIMETER_BUDGET_MS", "5000");
     cmd
 }
 

@@ -46,6 +46,10 @@ fn serve(endpoint: &str, table: &str, dir: &std::path::Path) -> (Server, String)
         .env("DEV_JWT_SECRET", "jwt-secret-0123456789abcdef0123456789ab")
         .env("DEV_ADMIN_KEY", ADMIN_KEY)
         .env("CLOUD_AGENT_RATE_TIERS", tiers)
+        // DynamoDB Local under 120 concurrent requests on a small machine can be slower than production's 300 ms;
+        // and a count the store could not make must be a refusal here, never a silent admission.
+        .env("CLOUD_AGENT_PERIMETER_BUDGET_MS", "10000")
+        .env("CLOUD_AGENT_RATE_FAIL_GENERAL", "closed")
         .args(["serve", "--port", &port.to_string()])
         .stderr(Stdio::piped())
         .spawn()

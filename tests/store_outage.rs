@@ -88,6 +88,8 @@ async fn rig(extra: &[(&str, &str)]) -> Option<Rig> {
         ("CLOUD_AGENT_BREAKER_MIN_CALLS", "4"),
         ("CLOUD_AGENT_HEALTH_CACHE_MS", "0"),
         ("DEV_ADMIN_KEY", ADMIN_KEY),
+        // Production's bound: a hung store must not eat the 1 s request budget before the handler runs.
+        ("CLOUD_AGENT_PERIMETER_BUDGET_MS", "300"),
     ];
     vars.extend_from_slice(extra);
     let app = TestApp::builder().store(store).envs(&vars).spawn().await;

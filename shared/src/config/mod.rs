@@ -124,6 +124,8 @@ pub struct Config {
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// Browser origins allowed by CORS (none: no CORS headers at all).
     pub cors_origins: Vec<String>,
+    /// The longest the perimeter waits on one of its store calls (rate limit, audit, key lookup).
+    pub perimeter_budget: Duration,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -260,7 +262,10 @@ impl Config {
         let network = network::NetworkRules::from_lookup(env)?;
         let oidc = oidc_settings(env)?;
         let cors_origins = network::cors_origins(env)?;
+        let perimeter_budget =
+            Duration::from_millis(parse_number(env, "CLOUD_AGENT_PERIMETER_BUDGET_MS", 300, 10..=10_000)?);
         Ok(Self {
+            perimeter_budget,
             cors_origins,
             oidc,
             network,

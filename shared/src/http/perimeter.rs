@@ -33,13 +33,12 @@ use super::ApiError;
 /// How long a verified key record is reused by an instance: a revoked key stops working everywhere within this.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 
-/// The longest the perimeter waits on one store call (DynamoDB answers in milliseconds). A hung store must not
-/// eat the request's whole budget before the handler runs; a call cut off here counts as a store failure (for the
-/// breaker, and for the route class's fail-open or fail-closed rule).
-pub const STORE_BUDGET: Duration = Duration::from_millis(300);
-
-async fn bounded<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-    tokio::time::timeout(STORE_BUDGET, call)
+/// Waits on one of the perimeter's store calls for at most the configured budget (`CLOUD_AGENT_PERIMETER_BUDGET_MS`,
+/// 300 ms: DynamoDB answers in milliseconds). A hung store must not eat the request's whole budget before the
+/// handler runs; a call cut off here counts as a store failure (for the breaker, and for the route class's
+/// fail-open or fail-closed rule).
+async fn bounded<T>(state: &AppState, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(state.config().perimeter_budget, call)
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the perimeter's store call ran out of time".into())))
 }
@@ -172,7 +171,7 @@ async fn verify_key(
     let record = if let Some(record) = perimeter.keys.get(id) {
         record
     } else {
-        let record = Arc::new(bounded(api_key::find(state.store(), id)).await?.ok_or(AuthError::InvalidKey)?);
+        let record = Arc::new(bounded(state, api_key::find(state.store(), id)).await?.ok_or(AuthError::InvalidKey)?);
         perimeter.keys.insert(id.to_owned(), record.clone());
         record
     };
@@ -212,7 +211,7 @@ async fn touch(state: &AppState, perimeter: &PerimeterState, principal: &Princip
         }
         touched.insert(key.id.as_str().to_owned(), now);
     }
-    if let Err(e) = bounded(api_key::touch(state.store(), &key.id, now)).await {
+    if let Err(e) = bounded(state, api_key::touch(state.store(), &key.id, now)).await {
         tracing::warn!(error = %e, key = key.display.as_str(), "could not record the key's last use");
     }
 }
@@ -246,7 +245,7 @@ async fn check_signature(
         &bytes,
         crate::store::now_epoch(),
     );
-    match tokio::time::timeout(STORE_BUDGET, verified).await {
+    match tokio::time::timeout(state.config().perimeter_budget, verified).await {
         Ok(Ok(())) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(StoreError::Unavailable("the replay check ran out of time".into()).into()),
@@ -261,7 +260,7 @@ async fn per_address(state: &AppState, perimeter: &PerimeterState, request: Requ
     let quota = state.config().rate_limits.credential;
     let policy = "credential";
     let now = crate::store::now_epoch();
-    let decision = match bounded(perimeter.limiter.check(state.store(), &subject, quota, now)).await {
+    let decision = match bounded(state, perimeter.limiter.check(state.store(), &subject, quota, now)).await {
         Ok(decision) => decision,
         Err(e) => {
             // Issuing a token needs the store anyway; not counting is the lesser harm.
@@ -320,7 +319,7 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
         let class = if permission == Permission::TaskCreate { RateClass::Delegation } else { RateClass::General };
         let (subject, policy, quota) = quota_of(state, &principal, class);
         let now = crate::store::now_epoch();
-        let decision = match bounded(perimeter.limiter.check(state.store(), &subject, quota, now)).await {
+        let decision = match bounded(state, perimeter.limiter.check(state.store(), &subject, quota, now)).await {
             Ok(decision) => Ok(decision),
             Err(e) if state.config().rate_limits.fail_open(class) => {
                 tracing::warn!(error = %e, "rate limit not counted: the store failed and this class fails open");
@@ -362,7 +361,7 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
         country: client.country,
         task_type: None,
     };
-    if let Err(e) = bounded(audit::write(state.store(), &tenant, &record)).await {
+    if let Err(e) = bounded(state, audit::write(state.store(), &tenant, &record)).await {
         // The record must not be lost: the log line carries it whole (Lambda ships stdout before it freezes).
         tracing::error!(
             error = %e,
