@@ -263,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cloud_agent::app::generate_openapi_document());
             Ok(())
         }
-        Command::Agent { command } => agent(command).await,
+        Command::Agent { command } => Box::pin(agent(command)).await,
         Command::Agents { command } => operator::agents(command).await,
         Command::Keys { command } => operator::keys(command).await,
         Command::Audit(args) => operator::audit(args).await,
