@@ -100,19 +100,7 @@ pub(crate) async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&created)?);
             eprintln!("cloudagent: this is the only time the secret is shown; store it now");
         }
-        AgentsCommand::List { target } => {
-            let mut path = "/api/v1/agents".to_owned();
-            loop {
-                let page = call(&target, reqwest::Method::GET, &path, None).await?;
-                for agent in page["agents"].as_array().into_iter().flatten() {
-                    println!("{agent}");
-                }
-                match page["next_cursor"].as_str() {
-                    Some(cursor) => path = format!("/api/v1/agents?cursor={cursor}"),
-                    None => break,
-                }
-            }
-        }
+        AgentsCommand::List { target } => print_all(&target, "/api/v1/agents", "agents").await?,
         AgentsCommand::Disable { id, target } => {
             call(&target, reqwest::Method::POST, &format!("/api/v1/agents/{id}/disable"), None).await?;
             eprintln!("cloudagent: disabled {id}");
@@ -173,6 +161,21 @@ async fn call(target: &Target, method: reqwest::Method, path: &str, body: Option
     Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
 }
 
+/// Prints every item of a paged listing, one JSON line each, following `next_cursor` to the end.
+async fn print_all(target: &Target, listing: &str, field: &str) -> anyhow::Result<()> {
+    let mut path = listing.to_owned();
+    loop {
+        let page = call(target, reqwest::Method::GET, &path, None).await?;
+        for item in page[field].as_array().into_iter().flatten() {
+            println!("{item}");
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("{listing}?cursor={}", urlencoding(cursor)),
+            None => return Ok(()),
+        }
+    }
+}
+
 pub(crate) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { name, role, rate, expires, signing, tenant, target } => {
@@ -186,19 +189,7 @@ pub(crate) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&created)?);
             eprintln!("cloudagent: this is the only time the key is shown; store it now");
         }
-        KeysCommand::List { target } => {
-            let mut path = "/api/v1/keys".to_owned();
-            loop {
-                let page = call(&target, reqwest::Method::GET, &path, None).await?;
-                for key in page["keys"].as_array().into_iter().flatten() {
-                    println!("{key}");
-                }
-                match page["next_cursor"].as_str() {
-                    Some(cursor) => path = format!("/api/v1/keys?cursor={cursor}"),
-                    None => break,
-                }
-            }
-        }
+        KeysCommand::List { target } => print_all(&target, "/api/v1/keys", "keys").await?,
         KeysCommand::Rotate { id, target } => {
             let created = call(&target, reqwest::Method::POST, &format!("/api/v1/keys/{id}/rotate"), None).await?;
             println!("{}", serde_json::to_string_pretty(&created)?);

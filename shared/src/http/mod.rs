@@ -5,6 +5,7 @@ pub mod client;
 pub mod cors;
 pub mod json;
 pub mod network;
+pub mod page;
 pub mod path;
 pub mod perimeter;
 pub mod problem;
@@ -25,6 +26,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::metrics::Tracking;
 
 pub use json::ApiJson;
+pub use page::PageParams;
 pub use path::ApiPath;
 pub use problem::{ApiError, Problem, ToProblem};
 pub use query::ApiQuery;

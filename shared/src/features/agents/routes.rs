@@ -12,7 +12,7 @@ use crate::auth::Operator;
 use crate::config::Config;
 use crate::config::secrets::SecretString;
 use crate::features::tokens::credentials::{self, AgentId, AgentSummary};
-use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem, ToProblem};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, PageParams, Problem, ToProblem};
 use crate::ids::UserId;
 use crate::paging::CursorKey;
 use crate::store::DynStore;
@@ -113,15 +113,6 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
 /// The caller's tenant's agents, by id.
 #[utoipa::path(
     get,
@@ -141,14 +132,10 @@ pub async fn list(
     State(store): State<DynStore>,
     State(cursors): State<Arc<CursorKey>>,
     operator: Operator,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<AgentList>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::Unprocessable { detail: "limit must be 1-100".into(), pointer: Some("/limit".into()) });
-    }
     let scope = format!("agents:{}", operator.tenant);
-    let cursor = crate::http::cursor_param(&cursors, &scope, params.cursor.as_deref())?;
+    let (limit, cursor) = params.open(&cursors, &scope, 50, 100)?;
     let (agents, next) = credentials::list(&store, &operator.tenant, limit, cursor).await?;
     Ok(ApiJson(AgentList { agents, next_cursor: next.map(|c| cursors.seal(&scope, &c)) }))
 }

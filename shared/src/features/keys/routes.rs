@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::config::limits::DEFAULT_TIER;
 use crate::config::secrets::SecretString;
 use crate::http::perimeter::PerimeterState;
-use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem, ToProblem};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, PageParams, Problem, ToProblem};
 use crate::ids::TenantId;
 use crate::paging::CursorKey;
 use crate::store::{DynStore, now_epoch};
@@ -224,15 +224,6 @@ pub async fn create(
     Ok(created(&perimeter, &record, key))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
 /// The caller's tenant's keys, oldest first (never their text).
 #[utoipa::path(
     get,
@@ -252,15 +243,11 @@ pub async fn list(
     State(store): State<DynStore>,
     State(cursors): State<Arc<CursorKey>>,
     operator: Operator,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<KeyList>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(unprocessable("/limit", "limit must be 1-100"));
-    }
     // The cursor is sealed for this tenant's listing: it cannot page into another tenant's keys.
     let scope = format!("keys:{}", operator.tenant);
-    let cursor = crate::http::cursor_param(&cursors, &scope, params.cursor.as_deref())?;
+    let (limit, cursor) = params.open(&cursors, &scope, 50, 100)?;
     let (records, next) = api_key::list(&store, &operator.tenant, limit, cursor).await?;
     let now = now_epoch();
     let keys = records.iter().filter(|r| r.is_live(now)).map(KeyInfo::from).collect();
