@@ -10,9 +10,9 @@ use utoipa::ToSchema;
 
 use super::permissions::Role;
 use crate::config::Environment;
-use crate::config::secrets::{Secret, SecretString, constant_time_eq, hex};
+use crate::config::secrets::{Secret, SecretString, constant_time_eq, hex, unhex};
 use crate::ids::TenantId;
-use crate::store::{Condition, DynStore, GSI1_PK, GSI1_SK, Index, Item, Key, Page, Query, StoreError, TxOp, Update};
+use crate::store::{Condition, DynStore, GSI1_PK, GSI1_SK, Index, Item, Page, Query, StoreError, TxOp, Update};
 use crate::store::{EXPIRES_AT, keys, now_epoch};
 
 pub const LIVE_PREFIX: &str = "ca_live_";
@@ -192,13 +192,6 @@ impl KeyRecord {
     pub fn is_live(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|at| at > now)
     }
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    text.len()
-        .is_multiple_of(2)
-        .then(|| (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect())
-        .flatten()
 }
 
 /// Hashes keys under this environment's key pepper, and derives their signing secrets.
@@ -412,11 +405,6 @@ pub async fn touch(store: &DynStore, id: &KeyId, now: i64) -> Result<bool, Store
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// The key a record lives under (for tests and tools).
-pub fn record_key(id: &KeyId) -> Key {
-    keys::api_key(id.as_str())
 }
 
 #[cfg(test)]

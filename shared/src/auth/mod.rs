@@ -102,8 +102,6 @@ pub enum AuthError {
     Missing,
     #[error("unknown, revoked or expired API key")]
     InvalidKey,
-    #[error("the admin key is not accepted here")]
-    NotAdminKey,
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -137,7 +135,7 @@ impl ToProblem for AuthError {
                      or an API key as X-API-Key",
                 )
             },
-            Self::InvalidKey | Self::NotAdminKey => Problem {
+            Self::InvalidKey => Problem {
                 error: Some("invalid_token".into()),
                 ..Problem::new(status, "invalid-key", "Invalid API key")
                     .detail("the API key is unknown, revoked or expired, or belongs to another environment")
@@ -163,7 +161,7 @@ impl ToProblem for AuthError {
 
     fn www_authenticate(&self) -> Option<&'static str> {
         match self {
-            Self::Missing | Self::InvalidKey | Self::NotAdminKey => Some(CHALLENGE),
+            Self::Missing | Self::InvalidKey => Some(CHALLENGE),
             Self::Token(e) => e.www_authenticate(),
             Self::Oidc(e) => e.www_authenticate(),
             _ => None,

@@ -138,46 +138,11 @@ fn encode(text: &str) -> String {
     })
 }
 
-fn decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hexpair = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(b) = hexpair {
-                    out.push(b);
-                    i += 3;
-                } else {
-                    out.push(b'%');
-                    i += 1;
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 /// The query in canonical form: pairs decoded, sorted, re-encoded.
 pub fn canonical_query(query: Option<&str>) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (name, value) = p.split_once('=').unwrap_or((p, ""));
-            let text = |part: &str| String::from_utf8_lossy(&decode(part)).into_owned();
-            (encode(&text(name)), encode(&text(value)))
-        })
+    // form_urlencoded decodes as browsers and servers do (`+` is a space, a bad escape stays as it is).
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(name, value)| (encode(&name), encode(&value)))
         .collect();
     pairs.sort();
     pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")

@@ -107,6 +107,14 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The bytes of lower- or upper-case hex text; `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    text.len()
+        .is_multiple_of(2)
+        .then(|| (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect())
+        .flatten()
+}
+
 /// Where a secret came from: the environment-specific variable, the generic fallback, or generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretSource {

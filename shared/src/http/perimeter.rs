@@ -101,13 +101,16 @@ async fn identify(
     perimeter: &PerimeterState,
     headers: &http::HeaderMap,
 ) -> Result<Principal, AuthError> {
-    match crate::auth::presented(headers)? {
+    let presented = crate::auth::presented(headers)?;
+    // The bootstrap admin key is accepted in either header.
+    let (Presented::Key(text) | Presented::Bearer(text)) = presented;
+    if let Some(admin) = state.config().secrets.admin.as_ref()
+        && constant_time_eq(text.as_bytes(), admin.expose())
+    {
+        return Ok(bootstrap_admin());
+    }
+    match presented {
         Presented::Key(text) => {
-            if let Some(admin) = state.config().secrets.admin.as_ref()
-                && constant_time_eq(text.as_bytes(), admin.expose())
-            {
-                return Ok(bootstrap_admin());
-            }
             let record = verify_key(state, perimeter, text).await?;
             Ok(Principal::Operator(Operator {
                 tenant: record.tenant.clone(),
@@ -117,11 +120,6 @@ async fn identify(
             }))
         }
         Presented::Bearer(text) => {
-            if let Some(admin) = state.config().secrets.admin.as_ref()
-                && constant_time_eq(text.as_bytes(), admin.expose())
-            {
-                return Ok(bootstrap_admin());
-            }
             if let Some(verifier) = &perimeter.oidc {
                 // Our own tokens are HS256; anything else, or anything claiming the provider's issuer, is the
                 // provider's to verify (so a wrong issuer or algorithm is named as such).

@@ -139,6 +139,11 @@ impl<E: ToProblem> From<E> for ApiError {
 }
 
 impl ApiError {
+    /// A 422 whose `pointer` names the offending field (`/name`, `/allowed_cidrs/1`).
+    pub fn unprocessable(pointer: &str, detail: impl Into<String>) -> Self {
+        Self::Unprocessable { detail: detail.into(), pointer: Some(pointer.to_owned()) }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,

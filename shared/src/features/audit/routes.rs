@@ -37,15 +37,11 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-fn unprocessable(pointer: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::Unprocessable { detail: detail.into(), pointer: Some(pointer.to_owned()) }
-}
-
 fn time_ms(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.map(|t| {
         time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
             .map(|at| i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-            .map_err(|e| unprocessable(&format!("/{name}"), format!("{name} must be an RFC 3339 time: {e}")))
+            .map_err(|e| ApiError::unprocessable(&format!("/{name}"), format!("{name} must be an RFC 3339 time: {e}")))
     })
     .transpose()
 }
@@ -53,7 +49,7 @@ fn time_ms(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
 fn bounded(name: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
     match text {
         Some(t) if t.is_empty() || t.chars().count() > 256 => {
-            Err(unprocessable(&format!("/{name}"), format!("{name} must be 1-256 characters")))
+            Err(ApiError::unprocessable(&format!("/{name}"), format!("{name} must be 1-256 characters")))
         }
         other => Ok(other),
     }
@@ -86,7 +82,7 @@ pub async fn list(
 ) -> Result<ApiJson<AuditPage>, ApiError> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(unprocessable("/limit", "limit must be 1-1000"));
+        return Err(ApiError::unprocessable("/limit", "limit must be 1-1000"));
     }
     let filter = Filter {
         actor: bounded("actor", params.actor)?,
@@ -97,7 +93,7 @@ pub async fn list(
     if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms)
         && from > to
     {
-        return Err(unprocessable("/from", "from must not be after to"));
+        return Err(ApiError::unprocessable("/from", "from must not be after to"));
     }
     // Sealed for this tenant and these filters: a cursor cannot be replayed against another tenant or query.
     let scope = format!(

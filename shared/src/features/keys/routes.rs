@@ -145,10 +145,6 @@ impl ToProblem for KeyError {
     }
 }
 
-fn unprocessable(pointer: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::Unprocessable { detail: detail.into(), pointer: Some(pointer.to_owned()) }
-}
-
 fn created(perimeter: &PerimeterState, record: &KeyRecord, key: SecretString) -> Response {
     let signing_secret = (record.signing != Signing::Off).then(|| perimeter.hasher().signing_secret(&record.id));
     let body = CreatedKey { key, signing_secret, info: record.into() };
@@ -175,36 +171,42 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(unprocessable("/name", "name must be 1-100 characters without control characters"));
+        return Err(ApiError::unprocessable("/name", "name must be 1-100 characters without control characters"));
     }
     let tier = body.tier.unwrap_or_else(|| DEFAULT_TIER.to_owned());
     if config.rate_limits.tier(&tier).is_none() {
         let known: Vec<&str> = config.rate_limits.tiers.keys().map(String::as_str).collect();
-        return Err(unprocessable("/tier", format!("unknown tier {tier:?}; configured tiers: {}", known.join(", "))));
+        return Err(ApiError::unprocessable(
+            "/tier",
+            format!("unknown tier {tier:?}; configured tiers: {}", known.join(", ")),
+        ));
     }
     let expires_at = body
         .expires_at
         .as_deref()
         .map(|text| time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339))
         .transpose()
-        .map_err(|e| unprocessable("/expires_at", format!("expires_at must be an RFC 3339 time: {e}")))?
+        .map_err(|e| ApiError::unprocessable("/expires_at", format!("expires_at must be an RFC 3339 time: {e}")))?
         .map(time::OffsetDateTime::unix_timestamp);
     if expires_at.is_some_and(|at| at <= now_epoch()) {
-        return Err(unprocessable("/expires_at", "expires_at must be in the future"));
+        return Err(ApiError::unprocessable("/expires_at", "expires_at must be in the future"));
     }
     let tenant = match body.tenant {
         Some(t) if t != operator.tenant && operator.key.is_some() => {
-            return Err(unprocessable("/tenant", "only the bootstrap admin key may create keys for another tenant"));
+            return Err(ApiError::unprocessable(
+                "/tenant",
+                "only the bootstrap admin key may create keys for another tenant",
+            ));
         }
         Some(t) => t,
         None => operator.tenant.clone(),
     };
     if body.allowed_cidrs.len() > 20 {
-        return Err(unprocessable("/allowed_cidrs", "at most 20 address blocks"));
+        return Err(ApiError::unprocessable("/allowed_cidrs", "at most 20 address blocks"));
     }
     for (i, cidr) in body.allowed_cidrs.iter().enumerate() {
         if crate::config::network::Cidr::parse(cidr).is_none() {
-            return Err(unprocessable(
+            return Err(ApiError::unprocessable(
                 &format!("/allowed_cidrs/{i}"),
                 format!("{cidr:?} is not an address or CIDR block"),
             ));

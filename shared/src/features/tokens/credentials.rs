@@ -10,7 +10,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::config::secrets::{Secret, hex};
+use crate::config::secrets::{Secret, hex, unhex};
 use crate::ids::new_id;
 use crate::ids::{TenantId, UserId};
 use crate::store::{Condition, Cursor, DynStore, GSI1_PK, GSI1_SK, Index, Item, Key, Query, StoreError, TxOp, Update};
@@ -136,13 +136,6 @@ fn digest(pepper: &Secret, secret: &str) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256>>::new_from_slice(pepper.expose()).expect("HMAC takes keys of any length");
     mac.update(secret.as_bytes());
     mac
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    text.len()
-        .is_multiple_of(2)
-        .then(|| (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect())
-        .flatten()
 }
 
 /// A new random agent secret.
