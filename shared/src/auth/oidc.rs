@@ -249,11 +249,24 @@ pub fn issuer_of(token: &str) -> Option<String> {
 /// Keys are fetched again after this long even when every kid is known (providers rotate keys).
 const KEYS_TTL: Duration = Duration::from_hours(1);
 
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
 /// One instance's verifier: settings, the cached keys, the HTTPS client.
 pub struct Verifier {
     settings: OidcSettings,
     keys: RwLock<Option<(HashMap<String, VerifyingKey>, Instant)>>,
-    fetching: tokio::sync::Mutex<()>,
+    /// Held while fetching (one fetch at a time); holds the client and the JWKS URL once known, so a refresh
+    /// neither reloads the trust roots nor reads the discovery document again.
+    fetching: tokio::sync::Mutex<Fetcher>,
+}
+
+#[derive(Default)]
+struct Fetcher {
+    client: Option<HttpsClient>,
+    jwks_uri: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -264,7 +277,7 @@ impl std::fmt::Debug for Verifier {
 
 impl Verifier {
     pub fn new(settings: OidcSettings) -> Self {
-        Self { settings, keys: RwLock::new(None), fetching: tokio::sync::Mutex::new(()) }
+        Self { settings, keys: RwLock::new(None), fetching: tokio::sync::Mutex::new(Fetcher::default()) }
     }
 
     pub fn issuer(&self) -> &str {
@@ -288,14 +301,14 @@ impl Verifier {
             }
             _ => {}
         }
-        let _one_fetch = self.fetching.lock().await;
+        let mut fetcher = self.fetching.lock().await;
         // Another request may have fetched while this one waited.
         if let (Some(key), Some(at)) = self.cached(kid)
             && at.elapsed() < self.settings.refetch_after
         {
             return Ok(key);
         }
-        let fetched = fetch_keys(&self.settings.issuer).await?;
+        let fetched = fetcher.keys(&self.settings.issuer).await?;
         let key = fetched.get(kid).cloned();
         *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((fetched, Instant::now()));
         key.ok_or_else(|| OidcError::UnknownKey(kid.to_owned()))
@@ -378,42 +391,58 @@ fn allowed_url(url: &str) -> bool {
     host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn get_json(url: &str) -> Result<serde_json::Value, OidcError> {
-    if !allowed_url(url) {
-        return Err(OidcError::Unavailable(format!("{url} is not HTTPS")));
-    }
-    let unavailable = |e: &dyn std::fmt::Display| OidcError::Unavailable(format!("{url}: {e}"));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| unavailable(&e))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let uri: http::Uri = url.parse().map_err(|e| unavailable(&e))?;
-    let fetch = async {
-        let response = client.get(uri).await.map_err(|e| unavailable(&e))?;
-        if !response.status().is_success() {
-            return Err(unavailable(&response.status()));
+impl Fetcher {
+    /// The HTTPS client, built on first use (it loads the system's trust roots).
+    fn client(&mut self) -> Result<HttpsClient, OidcError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
         }
-        // Key sets are small: refuse anything past 256 KiB.
-        let body = http_body_util::Limited::new(response.into_body(), 256 * 1024);
-        let bytes = body.collect().await.map_err(|e| unavailable(&e))?.to_bytes();
-        serde_json::from_slice(&bytes).map_err(|e| unavailable(&e))
-    };
-    tokio::time::timeout(Duration::from_secs(3), fetch).await.map_err(|_| unavailable(&"timed out"))?
-}
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| OidcError::Unavailable(format!("no trust roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        Ok(self.client.insert(client).clone())
+    }
 
-/// The issuer's keys: its discovery document names the JWKS.
-async fn fetch_keys(issuer: &str) -> Result<HashMap<String, VerifyingKey>, OidcError> {
-    let discovery = get_json(&format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))).await?;
-    let jwks_uri = discovery["jwks_uri"]
-        .as_str()
-        .ok_or_else(|| OidcError::Unavailable("the discovery document names no jwks_uri".into()))?;
-    let set: JwkSet = serde_json::from_value(get_json(jwks_uri).await?)
-        .map_err(|e| OidcError::Unavailable(format!("the JWKS does not parse: {e}")))?;
-    Ok(usable_keys(set))
+    async fn get_json(&mut self, url: &str) -> Result<serde_json::Value, OidcError> {
+        if !allowed_url(url) {
+            return Err(OidcError::Unavailable(format!("{url} is not HTTPS")));
+        }
+        let unavailable = |e: &dyn std::fmt::Display| OidcError::Unavailable(format!("{url}: {e}"));
+        let client = self.client()?;
+        let uri: http::Uri = url.parse().map_err(|e| unavailable(&e))?;
+        let fetch = async {
+            let response = client.get(uri).await.map_err(|e| unavailable(&e))?;
+            if !response.status().is_success() {
+                return Err(unavailable(&response.status()));
+            }
+            // Key sets are small: refuse anything past 256 KiB.
+            let body = http_body_util::Limited::new(response.into_body(), 256 * 1024);
+            let bytes = body.collect().await.map_err(|e| unavailable(&e))?.to_bytes();
+            serde_json::from_slice(&bytes).map_err(|e| unavailable(&e))
+        };
+        tokio::time::timeout(Duration::from_secs(3), fetch).await.map_err(|_| unavailable(&"timed out"))?
+    }
+
+    /// The issuer's keys: its discovery document (read once) names the JWKS.
+    async fn keys(&mut self, issuer: &str) -> Result<HashMap<String, VerifyingKey>, OidcError> {
+        let jwks_uri = if let Some(uri) = &self.jwks_uri {
+            uri.clone()
+        } else {
+            let discovery =
+                self.get_json(&format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))).await?;
+            let uri = discovery["jwks_uri"]
+                .as_str()
+                .ok_or_else(|| OidcError::Unavailable("the discovery document names no jwks_uri".into()))?;
+            self.jwks_uri.insert(uri.to_owned()).clone()
+        };
+        let set: JwkSet = serde_json::from_value(self.get_json(&jwks_uri).await?)
+            .map_err(|e| OidcError::Unavailable(format!("the JWKS does not parse: {e}")))?;
+        Ok(usable_keys(set))
+    }
 }
 
 #[cfg(test)]
