@@ -25,6 +25,7 @@ pub const FEATURES: &[Feature] = &[
     features::agents::FEATURE,
     features::keys::FEATURE,
     features::audit::FEATURE,
+    features::tasks::FEATURE,
 ];
 
 /// Every route of every feature: the one list the router, the per-route binaries, template.yaml and vercel.json
@@ -48,8 +49,15 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::i
         "cloudagent serving all routes"
     );
     // With the peer address: the local server's client address is the socket's (never a forwarding header).
+    // Queued tasks and webhook retries run in this process when the queue is the table (no SQS locally).
+    let worker = (state.config().tasks.queue == crate::config::tasks::QueueSettings::Table)
+        .then(|| crate::features::tasks::worker::spawn_local(&state));
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(crate::runtime::shutdown_signal()).await
+    let served = axum::serve(listener, service).with_graceful_shutdown(crate::runtime::shutdown_signal()).await;
+    if let Some(worker) = worker {
+        worker.abort();
+    }
+    served
 }
 
 /// The document describes every feature, so its route lives here, at the root: only the openapi function links

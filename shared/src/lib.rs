@@ -17,6 +17,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod paging;
 pub mod rate_limit;
 pub mod route;

@@ -92,6 +92,9 @@ fn layered_responses(
             _ => needs,
         });
     }
+    if route.access == crate::route::Access::Scheduler {
+        add("401", "Not the scheduler: the bearer token is not the configured CRON_SECRET");
+    }
     if route.access == crate::route::Access::Credential {
         add("429", "Too many requests from this address; see Retry-After and the RateLimit fields");
     }

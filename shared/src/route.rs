@@ -41,13 +41,16 @@ pub enum Access {
     Requires(Permission),
     /// A permission per method, where a path's methods differ (listing needs less than creating).
     PerMethod(&'static [(Method, Permission)]),
+    /// The platform's scheduler (Vercel cron), presenting the configured `CRON_SECRET` as a bearer token. No
+    /// operator or agent credential opens it.
+    Scheduler,
 }
 
 impl Access {
     /// The permission a request with `method` needs, if any.
     pub fn permission_for(self, method: &Method) -> Option<Permission> {
         match self {
-            Self::Public | Self::Credential => None,
+            Self::Public | Self::Credential | Self::Scheduler => None,
             Self::Requires(p) => Some(p),
             Self::PerMethod(list) => list.iter().find(|(m, _)| m == method).map(|(_, p)| *p),
         }
@@ -79,7 +82,7 @@ impl RouteSpec {
     /// template.yaml grants exactly these (`tests/infra.rs`).
     pub fn granted_actions(&self) -> std::collections::BTreeSet<&'static str> {
         let perimeter = match self.access {
-            Access::Public => &[][..],
+            Access::Public | Access::Scheduler => &[][..],
             Access::Credential => CREDENTIAL_ACTIONS,
             Access::Requires(_) | Access::PerMethod(_) => PERIMETER_ACTIONS,
         };

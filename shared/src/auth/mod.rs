@@ -110,6 +110,9 @@ pub enum AuthError {
     Forbidden { needed: Permission, role: &'static str, actor: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A scheduler-only route called without the scheduler's secret.
+    #[error("not the scheduler")]
+    SchedulerOnly,
 }
 
 const CHALLENGE: &str = r#"Bearer realm="cloud-agent""#;
@@ -147,6 +150,10 @@ impl ToProblem for AuthError {
                  permission table)"
             )),
             Self::Store(e) => e.problem(),
+            Self::SchedulerOnly => Problem::new(status, "scheduler-only", "Scheduler only").detail(
+                "this route is called by the platform's scheduler with Authorization: Bearer <CRON_SECRET>; no \
+                 operator or agent credential opens it",
+            ),
         }
     }
 
@@ -161,7 +168,7 @@ impl ToProblem for AuthError {
 
     fn www_authenticate(&self) -> Option<&'static str> {
         match self {
-            Self::Missing | Self::InvalidKey => Some(CHALLENGE),
+            Self::Missing | Self::InvalidKey | Self::SchedulerOnly => Some(CHALLENGE),
             Self::Token(e) => e.www_authenticate(),
             Self::Oidc(e) => e.www_authenticate(),
             _ => None,

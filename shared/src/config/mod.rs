@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub mod limits;
 pub mod network;
+pub mod tasks;
 pub mod secrets;
 
 /// How configuration reads a variable (the process environment, or a test's map).
@@ -126,6 +127,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// The longest the perimeter waits on one of its store calls (rate limit, audit, key lookup).
     pub perimeter_budget: Duration,
+    /// Task delegation: the queue, retention, attempts, outbound policy.
+    pub tasks: tasks::TaskSettings,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -264,7 +267,9 @@ impl Config {
         let cors_origins = network::cors_origins(env)?;
         let perimeter_budget =
             Duration::from_millis(parse_number(env, "CLOUD_AGENT_PERIMETER_BUDGET_MS", 300, 10..=10_000)?);
+        let tasks = tasks::TaskSettings::from_lookup(env, environment)?;
         Ok(Self {
+            tasks,
             perimeter_budget,
             cors_origins,
             oidc,

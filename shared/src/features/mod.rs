@@ -9,4 +9,5 @@ pub mod health;
 pub mod keys;
 pub mod platform;
 pub mod progress;
+pub mod tasks;
 pub mod tokens;

@@ -276,6 +276,21 @@ async fn per_address(state: &AppState, perimeter: &PerimeterState, request: Requ
     response
 }
 
+/// A scheduler's call: the bearer token must be the configured `CRON_SECRET` (Vercel cron sends it). Without a
+/// configured secret nobody can call the route.
+async fn scheduler(state: &AppState, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let expected = state.config().tasks.cron_secret.as_ref();
+    match (presented, expected) {
+        (Some(p), Some(e)) if constant_time_eq(p.as_bytes(), e.expose().as_bytes()) => next.run(request).await,
+        _ => ApiError::from(AuthError::SchedulerOnly).into_response(),
+    }
+}
+
 /// The layer's function (mounted by the router with the route's [`Gate`]).
 pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -284,6 +299,9 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     let perimeter = state.part::<PerimeterState>();
     if gate.access == crate::route::Access::Credential {
         return per_address(state, &perimeter, request, next).await;
+    }
+    if gate.access == crate::route::Access::Scheduler {
+        return scheduler(state, request, next).await;
     }
     let principal = match identify(state, &perimeter, request.headers()).await {
         Ok(principal) => principal,

@@ -157,7 +157,8 @@ impl ApiError {
         }
     }
 
-    fn problem(&self) -> Problem {
+    /// The problem document this error is answered with.
+    pub fn problem(&self) -> Problem {
         let status = self.status();
         match self {
             Self::NotFound(what) => Problem::new(status, "not-found", "Not Found").detail(what.clone()),

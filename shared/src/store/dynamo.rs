@@ -66,7 +66,7 @@ macro_rules! addressed {
 
 /// The SDK's HTTPS client: hyper on rustls with ring, the system's root certificates (Lambda's images carry
 /// them). Chosen over the SDK default (aws-lc-rs) for size: every function links it.
-fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+pub(crate) fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }

@@ -15,6 +15,11 @@
 //! | audit record | `AUDIT#{tenant}` | `{ms:013}#{request}` (gsi1: `AUDITBY#{tenant}#{actor}`, same sk) |
 //! | rate-limit window | `RATE#{subject}#{window}` | `WINDOW` |
 //! | used request signature | `SIGSEEN#{key}#{signature}` | `SEEN` |
+//! | delegated task | `JOB#{tenant}#{task}` | `STATE` (gsi1: `JOBS#{tenant}`, `{task}`: ids are time-ordered) |
+//! | idempotency key of a task | `JOBIDEM#{tenant}#{sha256(key)}` | `IDEM` |
+//! | due work (table-drained queue) | `DUE#{rank}` | `{due_ms:013}#{kind}#{tenant}#{task}` |
+//! | task statistics of a tenant | `JOBSTATS#{tenant}` | `{type}` |
+//! | disabled webhook endpoint | `HOOKOFF#{tenant}#{sha256(url)}` | `OFF` |
 //!
 //! Ids inside keys are validated at the edge and cannot contain `#` (user ids) or are drawn from alphabets
 //! without it (agent, task, family ids), so a key can never be read two ways. Batch ids are visible ASCII and
@@ -106,4 +111,44 @@ pub fn rate_window(subject: &str, window: i64) -> Key {
 /// A request signature already used (replay protection).
 pub fn signature_seen(key_id: &str, signature: &str) -> Key {
     Key::new(format!("SIGSEEN#{key_id}#{signature}"), "SEEN")
+}
+
+/// A delegated task (`JOB#…`, to keep it apart from agents' progress tasks under `TASK#…`). One partition per task
+/// spreads writes; a tenant's listing walks `gsi1`.
+pub fn job(tenant: &str, task: &str) -> Key {
+    Key::new(format!("JOB#{tenant}#{task}"), "STATE")
+}
+
+/// The `gsi1` partition listing a tenant's delegated tasks (sort key: the task id, which is time-ordered).
+pub fn jobs_of(tenant: &str) -> String {
+    format!("JOBS#{tenant}")
+}
+
+/// The task an idempotency key made; the key is hashed so any text the caller chose fits a key.
+pub fn job_idempotency(tenant: &str, key_digest: &str) -> Key {
+    Key::new(format!("JOBIDEM#{tenant}#{key_digest}"), "IDEM")
+}
+
+/// The partition of due work at one priority rank (0 is drained first).
+pub fn due_partition(rank: u8) -> String {
+    format!("DUE#{rank}")
+}
+
+/// One piece of due work: ordered by when it is due, so a drain reads the due ones with one range query.
+pub fn due_entry(rank: u8, due_ms: i64, kind: &str, tenant: &str, task: &str) -> Key {
+    Key::new(due_partition(rank), format!("{due_ms:013}#{kind}#{tenant}#{task}"))
+}
+
+/// A tenant's task statistics, one item per task type.
+pub fn job_stats(tenant: &str, task_type: &str) -> Key {
+    Key::new(format!("JOBSTATS#{tenant}"), task_type)
+}
+
+pub fn job_stats_partition(tenant: &str) -> String {
+    format!("JOBSTATS#{tenant}")
+}
+
+/// A webhook endpoint that answered 410 Gone: no more deliveries to it for this tenant.
+pub fn webhook_disabled(tenant: &str, url_digest: &str) -> Key {
+    Key::new(format!("HOOKOFF#{tenant}#{url_digest}"), "OFF")
 }

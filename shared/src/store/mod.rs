@@ -193,6 +193,20 @@ impl Cursor {
         &self.0
     }
 
+    /// A cursor right after `item` in a query on `index`: for a listing that stops inside a page (a filter
+    /// filled the answer before the page ended).
+    pub fn after_item(item: &Item, index: Index) -> Option<Self> {
+        let key = item.key()?;
+        let gsi = match index {
+            Index::Primary => None,
+            Index::Gsi1 => item.gsi1_key().map(|(pk, sk)| (pk.to_owned(), sk.to_owned())),
+        };
+        if index == Index::Gsi1 && gsi.is_none() {
+            return None;
+        }
+        Some(Self(Position { pk: key.pk, sk: key.sk, gsi }))
+    }
+
     /// The position as bytes, for sealing.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.0).unwrap_or_default()
@@ -459,6 +473,11 @@ pub(crate) fn validate_update(update: &Update) -> Result<(), StoreError> {
 /// Seconds since the epoch, the unit of `expires_at`.
 pub fn now_epoch() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// How long a health probe may take before the datastore counts as failing.

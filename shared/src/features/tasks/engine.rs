@@ -1,0 +1,573 @@
+//! The one executor behind both API versions, the SQS worker, the scheduled drain and the local worker: it
+//! stores a task before anything is acknowledged, runs it (in the request, or from the queue), settles it with a
+//! conditional write (a cancelled task stays cancelled), counts it, and queues its webhook.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use sha2::Digest as _;
+
+use super::handlers::{self, HandlerFailure, HandlerSpec, InputError};
+use super::model::{DeliveryState, Mode, Priority, STATUS_ATTR, Status, TaskId, TaskRecord, Webhook};
+use super::queue::{self, Queue, QueueError, Work, WorkKind};
+use super::webhooks::{self, WebhookSecrets};
+use super::{TaskError, stats};
+use crate::auth::Operator;
+use crate::config::Config;
+use crate::http::Problem;
+use crate::outbound::{Outbound, Policy};
+use crate::state::{AppState, Part};
+use crate::store::{Condition, DynStore, Item, StoreError, TxOp, Update, keys, now_ms};
+
+/// What an edge (v2 or v3) asks for, parsed.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub handler: &'static HandlerSpec,
+    pub input: Json,
+    pub priority: Priority,
+    pub webhook: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub asynchronous: bool,
+    /// Where the input sits in the request (`/payload`, `/task_data`, `/tasks/3/task_data`): input problems
+    /// point there.
+    pub input_pointer: String,
+}
+
+/// What a submission came to.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Ran in the request; the record is final (or was cancelled while it ran).
+    Ran(TaskRecord),
+    /// On the queue.
+    Queued(TaskRecord),
+    /// The idempotency key named an existing task with the same input: that task, as it is now.
+    Existing(TaskRecord),
+}
+
+/// What processing one piece of queued work decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done with it (the task is settled, or there was nothing to do).
+    Done,
+    /// The attempt failed transiently: deliver the work again after this long.
+    Retry(Duration),
+    /// Out of attempts: the task is failed; the queue keeps the work as dead (SQS moves it to the DLQ).
+    DeadLetter,
+}
+
+/// The longest input a queued task may carry: the task item must stay under DynamoDB's 400 KB.
+pub const MAX_QUEUED_INPUT_BYTES: usize = 256 * 1024;
+/// The largest result kept in the task item; a larger one is still answered to a synchronous caller.
+pub const MAX_STORED_RESULT_BYTES: usize = 300 * 1024;
+/// Margin between a synchronous task's deadline and the request's own.
+const SYNC_MARGIN: Duration = Duration::from_millis(1500);
+/// A running task older than its timeout plus this is treated as abandoned (its instance died).
+const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+/// Idempotency keys are remembered for a day.
+const IDEMPOTENCY_TTL_SECS: i64 = 86_400;
+
+/// The executor: a feature part, built once per instance.
+#[derive(Debug)]
+pub struct Engine {
+    store: DynStore,
+    config: Arc<Config>,
+    outbound: Outbound,
+    secrets: WebhookSecrets,
+    queue: tokio::sync::OnceCell<Arc<dyn Queue>>,
+    /// Wakes the local worker when work is queued.
+    pub(super) wake: Arc<tokio::sync::Notify>,
+}
+
+impl Part for Engine {
+    fn build(state: &AppState) -> Self {
+        let config = state.config();
+        Self {
+            store: state.store().clone(),
+            outbound: Outbound::new(Policy { allow_loopback: config.tasks.allow_loopback, ..Policy::default() }),
+            secrets: WebhookSecrets::derive(&config.secrets.agent),
+            config: Arc::new(config.clone()),
+            queue: tokio::sync::OnceCell::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+}
+
+fn canonical_hash(value: &Json) -> String {
+    // serde_json's maps are ordered (no preserve_order): the text is canonical for equal values.
+    let digest = sha2::Sha256::digest(value.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest_hex(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn problem_json(problem: &Problem) -> Json {
+    serde_json::to_value(problem).unwrap_or(Json::Null)
+}
+
+/// A task's problem for an input refusal: 422, pointing into the request.
+fn input_problem(e: &InputError, pointer_base: &str) -> Problem {
+    let mut p = Problem::new(http::StatusCode::UNPROCESSABLE_ENTITY, "invalid-task-input", "Invalid task input")
+        .detail(e.detail.clone());
+    p.pointer = Some(format!("{pointer_base}{}", e.pointer));
+    p
+}
+
+impl Engine {
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn secrets(&self) -> &WebhookSecrets {
+        &self.secrets
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    pub async fn queue(&self) -> &Arc<dyn Queue> {
+        self.queue.get_or_init(|| queue::open(&self.config.tasks.queue, self.store.clone())).await
+    }
+
+    /// The deadline a synchronous task can have inside this request.
+    fn sync_budget(&self) -> Duration {
+        self.config.request_timeout.saturating_sub(SYNC_MARGIN)
+    }
+
+    /// Who signs the webhooks of tasks this operator creates: its key (and, while the key is being rotated, the
+    /// replacement too); operators without a key (bootstrap, identity provider) sign with their tenant's secret.
+    pub fn signers(operator: &Operator) -> Vec<String> {
+        match &operator.key {
+            Some(key) => {
+                let mut ids = vec![key.id.to_string()];
+                ids.extend(key.replaced_by.as_ref().map(ToString::to_string));
+                ids
+            }
+            None => vec![format!("tenant:{}", operator.tenant)],
+        }
+    }
+
+    /// Stores the task, then runs it in the request or queues it. Nothing is acknowledged before it is durable.
+    pub async fn submit(&self, operator: &Operator, new: NewTask) -> Result<Submitted, TaskError> {
+        let tenant = operator.tenant.as_str().to_owned();
+        let timeout_ms = new.timeout_ms.unwrap_or(new.handler.default_timeout_ms);
+        let asynchronous =
+            new.asynchronous || new.handler.long || Duration::from_millis(timeout_ms) > self.sync_budget();
+        let input_hash = canonical_hash(&json!({"type": new.handler.name, "input": new.input}));
+        if asynchronous && new.input.to_string().len() > MAX_QUEUED_INPUT_BYTES {
+            return Err(TaskError::QueuedInputTooLarge { pointer: new.input_pointer.clone() });
+        }
+        let now = now_ms();
+        let id = TaskId::generate();
+        let mut record = TaskRecord {
+            id: id.clone(),
+            kind: new.handler.name.to_owned(),
+            status: if asynchronous { Status::Queued } else { Status::Running },
+            priority: new.priority,
+            mode: if asynchronous { Mode::Async } else { Mode::Sync },
+            input_hash: input_hash.clone(),
+            input: asynchronous.then(|| new.input.clone()),
+            result: None,
+            problem: None,
+            attempts: u32::from(!asynchronous),
+            max_attempts: self.config.tasks.max_attempts,
+            timeout_ms,
+            created_ms: now,
+            started_ms: (!asynchronous).then_some(now),
+            finished_ms: None,
+            duration_ms: None,
+            webhook: new.webhook.as_ref().map(|url| Webhook {
+                url: url.clone(),
+                state: DeliveryState::Pending,
+                message_id: format!("msg_{}", id.as_str().trim_start_matches("t_")),
+                attempts: Vec::new(),
+                next_attempt_ms: None,
+            }),
+            idempotency_key: new.idempotency_key.clone(),
+            created_by: operator.actor.clone(),
+            tenant: tenant.clone(),
+            signers: Engine::signers(operator),
+            expires_at: None,
+        };
+        let work = Work { kind: WorkKind::Run, tenant: tenant.clone(), task: id.to_string(), priority: new.priority, due_ms: now };
+        let mut ops = vec![TxOp::Put { item: record.to_item(), condition: Some(Condition::NotExists) }];
+        let idem_key = new.idempotency_key.as_deref().map(|k| keys::job_idempotency(&tenant, &digest_hex(k)));
+        if let Some(key) = &idem_key {
+            let item = Item::new(key)
+                .with("task_id", id.as_str())
+                .with("input_hash", input_hash.as_str())
+                .with(crate::store::EXPIRES_AT, now / 1000 + IDEMPOTENCY_TTL_SECS);
+            ops.push(TxOp::Put { item, condition: Some(Condition::NotExists) });
+        }
+        let queue = if asynchronous { Some(self.queue().await.clone()) } else { None };
+        if let Some(op) = queue.as_ref().and_then(|q| q.in_transaction(&work)) {
+            ops.push(op);
+        }
+        match self.store.transact_write(ops).await {
+            Ok(()) => {}
+            Err(StoreError::TransactionCanceled { reasons, .. })
+                if idem_key.is_some() && reasons.get(1) == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
+            {
+                return self.replay(&tenant, idem_key.as_ref().expect("checked"), &input_hash).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(queue) = queue {
+            if queue.in_transaction(&work).is_none()
+                && let Err(e) = queue.enqueue(&work).await
+            {
+                // Not acknowledged: take the task back so a retry (same idempotency key) starts clean.
+                let mut undo = vec![TxOp::Delete { key: record.key(), condition: None }];
+                undo.extend(idem_key.map(|key| TxOp::Delete { key, condition: None }));
+                if let Err(undo_error) = self.store.transact_write(undo).await {
+                    tracing::error!(task = %id, error = %undo_error, "could not remove a task whose enqueue failed");
+                }
+                return Err(e.into());
+            }
+            self.wake.notify_one();
+            return Ok(Submitted::Queued(record));
+        }
+        self.run_in_request(&mut record, new.input, &new.input_pointer).await;
+        Ok(Submitted::Ran(record))
+    }
+
+    async fn replay(&self, tenant: &str, idem_key: &crate::store::Key, input_hash: &str) -> Result<Submitted, TaskError> {
+        let Some(item) = self.store.get(idem_key).await? else {
+            // The other request's transaction lost too, or the key just expired: the caller may retry.
+            return Err(TaskError::IdempotencyRace);
+        };
+        if item.get_str("input_hash") != Some(input_hash) {
+            return Err(TaskError::IdempotencyMismatch);
+        }
+        let id = item.get_str("task_id").and_then(|t| TaskId::parse(t).ok()).ok_or(TaskError::IdempotencyRace)?;
+        Ok(Submitted::Existing(self.get(tenant, &id).await?))
+    }
+
+    /// Runs a stored `running` task inside the request, retrying transient failures while its deadline allows.
+    async fn run_in_request(&self, record: &mut TaskRecord, input: Json, pointer: &str) {
+        let handler = handlers::find(&record.kind).expect("submitted with a known handler");
+        let deadline = Duration::from_millis(record.timeout_ms).min(self.sync_budget());
+        let started = tokio::time::Instant::now();
+        let outcome = loop {
+            let left = deadline.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, handlers::execute(handler, &self.outbound, input.clone())).await {
+                Err(_) => break Err(None),
+                Ok(Ok(result)) => break Ok(result),
+                Ok(Err(HandlerFailure::Input(e))) => break Err(Some(input_problem(&e, pointer))),
+                Ok(Err(HandlerFailure::Transient(message))) => {
+                    let backoff = backoff(record.attempts);
+                    if record.attempts >= record.max_attempts || started.elapsed() + backoff >= deadline {
+                        break Err(Some(gave_up(record.attempts, &message)));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    record.attempts += 1;
+                }
+            }
+        };
+        self.settle(record, outcome, started.elapsed()).await;
+    }
+
+    /// Writes a finished run: only over a `running` record (a cancel that came first wins), then counts it and
+    /// queues its webhook. `outcome`: the result, a problem, or `None` for a deadline that passed.
+    async fn settle(&self, record: &mut TaskRecord, outcome: Result<Json, Option<Problem>>, took: Duration) {
+        let now = now_ms();
+        let (status, result, problem) = match outcome {
+            Ok(result) => (Status::Succeeded, Some(result), None),
+            Err(None) => {
+                let p = Problem::new(http::StatusCode::GATEWAY_TIMEOUT, "task-timed-out", "Task timed out").detail(
+                    format!(
+                        "task {} ran past its {} ms deadline and was stopped; nothing partial was kept. Ask for a \
+                         longer timeout_ms (at most {} ms for {}) or run it with async",
+                        record.id,
+                        record.timeout_ms.min(self.sync_budget().as_millis() as u64),
+                        handlers::find(&record.kind).map_or(0, |h| h.max_timeout_ms),
+                        record.kind
+                    ),
+                );
+                (Status::TimedOut, None, Some(p))
+            }
+            Err(Some(p)) if p.status == 422 => (Status::Failed, None, Some(p)),
+            Err(Some(p)) => (Status::Failed, None, Some(p)),
+        };
+        let mut update = Update::new()
+            .set(STATUS_ATTR, status.as_str())
+            .set("finished_ms", now)
+            .set("duration_ms", took.as_millis() as i64)
+            .set("attempts", i64::from(record.attempts))
+            .set(crate::store::EXPIRES_AT, now / 1000 + self.config.tasks.retention.as_secs() as i64);
+        let stored_result = result.as_ref().filter(|r| r.to_string().len() <= MAX_STORED_RESULT_BYTES);
+        if let Some(r) = stored_result {
+            update = update.set("result", r.to_string());
+        } else if result.is_some() {
+            update = update.set("result", json!({"stored": false, "reason": "the result is larger than the task record keeps; it was returned to the synchronous caller"}).to_string());
+        }
+        if let Some(p) = &problem {
+            update = update.set("problem", problem_json(p).to_string());
+        }
+        if record.input.is_some() {
+            // The input was only kept to run the task.
+            update = update.remove("input");
+        }
+        let written = self.store.update(&record.key(), update, Some(Condition::eq(STATUS_ATTR, Status::Running.as_str()))).await;
+        match written {
+            Ok(item) => {
+                if let Some(mut stored) = TaskRecord::from_item(&item) {
+                    // The caller of a synchronous task gets the whole result even when the record could not keep it.
+                    stored.result = result.or(stored.result);
+                    *record = stored;
+                }
+            }
+            Err(StoreError::ConditionFailed { current }) => {
+                // Cancelled (or settled by another attempt) while it ran: that state stands.
+                if let Some(stored) = current.as_deref().and_then(TaskRecord::from_item) {
+                    *record = stored;
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(task = %record.id, error = %e, "could not record a finished task");
+                record.status = status;
+                record.result = result;
+                record.problem = problem.as_ref().map(problem_json);
+                return;
+            }
+        }
+        self.after_final(record).await;
+    }
+
+    /// Counts a task that reached a final state and queues its webhook.
+    async fn after_final(&self, record: &TaskRecord) {
+        if let Err(e) = stats::record(&self.store, &record.tenant, &record.kind, record.status, record.duration_ms).await {
+            tracing::warn!(task = %record.id, error = %e, "task statistics not updated");
+        }
+        if record.webhook.as_ref().is_some_and(|w| w.state == DeliveryState::Pending) {
+            let work = Work {
+                kind: WorkKind::Deliver,
+                tenant: record.tenant.clone(),
+                task: record.id.to_string(),
+                priority: record.priority,
+                due_ms: now_ms(),
+            };
+            match self.queue().await.enqueue(&work).await {
+                Ok(()) => self.wake.notify_one(),
+                Err(e) => tracing::error!(task = %record.id, error = %e, "could not queue the task's webhook"),
+            }
+        }
+    }
+
+    /// A task of `tenant`; another tenant's is absent. A synchronous task left `running` by an instance that
+    /// died is settled as timed out when read.
+    pub async fn get(&self, tenant: &str, id: &TaskId) -> Result<TaskRecord, TaskError> {
+        let item = self.store.get(&keys::job(tenant, id.as_str())).await?;
+        let mut record = item.as_ref().and_then(TaskRecord::from_item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+        if self.abandoned(&record) {
+            let took = Duration::from_millis(record.timeout_ms);
+            self.settle(&mut record, Err(None), took).await;
+        }
+        Ok(record)
+    }
+
+    fn abandoned(&self, record: &TaskRecord) -> bool {
+        record.status == Status::Running
+            && record.mode == Mode::Sync
+            && record.started_ms.is_some_and(|s| {
+                (s + record.timeout_ms as i64 + ABANDONED_AFTER.as_millis() as i64) < now_ms()
+            })
+    }
+
+    /// Cancels a queued or running task. A final one cannot be cancelled (409).
+    pub async fn cancel(&self, operator: &Operator, id: &TaskId) -> Result<TaskRecord, TaskError> {
+        let tenant = operator.tenant.as_str();
+        let now = now_ms();
+        let problem = Problem::new(http::StatusCode::CONFLICT, "task-cancelled", "Task cancelled")
+            .detail(format!("cancelled by {}", operator.actor));
+        let update = Update::new()
+            .set(STATUS_ATTR, Status::Cancelled.as_str())
+            .set("finished_ms", now)
+            .set("problem", problem_json(&problem).to_string())
+            .remove("input")
+            .set(crate::store::EXPIRES_AT, now / 1000 + self.config.tasks.retention.as_secs() as i64);
+        let open = Condition::eq(STATUS_ATTR, Status::Queued.as_str()).or(Condition::eq(STATUS_ATTR, Status::Running.as_str()));
+        match self.store.update(&keys::job(tenant, id.as_str()), update, Some(Condition::Exists.and(open))).await {
+            Ok(item) => {
+                let record = TaskRecord::from_item(&item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+                self.after_final(&record).await;
+                Ok(record)
+            }
+            Err(StoreError::ConditionFailed { current }) => match current.as_deref().and_then(TaskRecord::from_item) {
+                Some(record) => Err(TaskError::AlreadyFinished { id: id.to_string(), status: record.status }),
+                None => Err(TaskError::NotFound(id.to_string())),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Processes one piece of queued work. `delivery` counts how often the queue has handed it out (SQS's
+    /// ApproximateReceiveCount; the table queue's own count).
+    pub async fn process(&self, work: &Work, delivery: u32) -> Result<Outcome, TaskError> {
+        match work.kind {
+            WorkKind::Run => self.run_queued(work, delivery).await,
+            WorkKind::Deliver => self.deliver(work).await,
+        }
+    }
+
+    async fn run_queued(&self, work: &Work, delivery: u32) -> Result<Outcome, TaskError> {
+        let key = keys::job(&work.tenant, &work.task);
+        let Some(mut record) = self.store.get(&key).await?.as_ref().and_then(TaskRecord::from_item) else {
+            return Ok(Outcome::Done);
+        };
+        if record.is_final() {
+            return Ok(Outcome::Done);
+        }
+        let now = now_ms();
+        let stale_run = now - record.timeout_ms as i64 - ABANDONED_AFTER.as_millis() as i64;
+        let claimable = Condition::eq(STATUS_ATTR, Status::Queued.as_str())
+            .or(Condition::eq(STATUS_ATTR, Status::Running.as_str()).and(Condition::lt("started_ms", stale_run)));
+        let claim = Update::new().set(STATUS_ATTR, Status::Running.as_str()).set("started_ms", now).add("attempts", 1);
+        let item = match self.store.update(&key, claim, Some(Condition::Exists.and(claimable))).await {
+            Ok(item) => item,
+            // Running elsewhere, or settled meanwhile.
+            Err(StoreError::ConditionFailed { .. }) => return Ok(Outcome::Done),
+            Err(e) => return Err(e.into()),
+        };
+        record = TaskRecord::from_item(&item).ok_or_else(|| TaskError::NotFound(work.task.clone()))?;
+        let Some(handler) = handlers::find(&record.kind) else {
+            let p = Problem::new(http::StatusCode::UNPROCESSABLE_ENTITY, "unknown-task-type", "Unknown task type")
+                .detail(format!("this deployment has no handler {:?}", record.kind));
+            self.settle(&mut record, Err(Some(p)), Duration::ZERO).await;
+            return Ok(Outcome::Done);
+        };
+        let input = record.input.clone().unwrap_or(Json::Null);
+        let started = tokio::time::Instant::now();
+        let deadline = Duration::from_millis(record.timeout_ms);
+        let outcome = tokio::time::timeout(deadline, handlers::execute(handler, &self.outbound, input)).await;
+        let attempts = record.attempts.max(delivery);
+        match outcome {
+            Err(_) => self.settle(&mut record, Err(None), started.elapsed()).await,
+            Ok(Ok(result)) => self.settle(&mut record, Ok(result), started.elapsed()).await,
+            Ok(Err(HandlerFailure::Input(e))) => {
+                self.settle(&mut record, Err(Some(input_problem(&e, "/payload"))), started.elapsed()).await;
+            }
+            Ok(Err(HandlerFailure::Transient(message))) => {
+                if attempts >= record.max_attempts {
+                    let mut p = gave_up(attempts, &message);
+                    p.kind = format!("{}dead-lettered", crate::http::problem::PROBLEM_BASE);
+                    self.settle(&mut record, Err(Some(p)), started.elapsed()).await;
+                    return Ok(Outcome::DeadLetter);
+                }
+                // Back to the queue; the next delivery claims it again.
+                let back = Update::new().set(STATUS_ATTR, Status::Queued.as_str()).set("last_error", message);
+                match self.store.update(&key, back, Some(Condition::eq(STATUS_ATTR, Status::Running.as_str()))).await {
+                    Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                return Ok(Outcome::Retry(backoff(attempts)));
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// One webhook delivery attempt; a failed one queues the next on the schedule.
+    async fn deliver(&self, work: &Work) -> Result<Outcome, TaskError> {
+        let now = now_ms();
+        if work.due_ms > now {
+            // SQS delays at most 15 minutes: send the rest of the wait again.
+            self.queue().await.enqueue(work).await?;
+            return Ok(Outcome::Done);
+        }
+        let key = keys::job(&work.tenant, &work.task);
+        let Some(record) = self.store.get(&key).await?.as_ref().and_then(TaskRecord::from_item) else {
+            return Ok(Outcome::Done);
+        };
+        let Some(mut webhook) = record.webhook.clone().filter(|w| w.state == DeliveryState::Pending) else {
+            return Ok(Outcome::Done);
+        };
+        let disabled_key = keys::webhook_disabled(&record.tenant, &digest_hex(&webhook.url));
+        let next = if self.store.get(&disabled_key).await?.is_some() {
+            webhook.state = DeliveryState::Disabled;
+            webhooks::Next::Disabled
+        } else {
+            webhooks::attempt(&self.outbound, &self.secrets, &record, &mut webhook, now).await
+        };
+        if next == webhooks::Next::Disabled {
+            let retention = now / 1000 + self.config.tasks.retention.as_secs() as i64 * 4;
+            let item = Item::new(&disabled_key).with("url", webhook.url.as_str()).with(crate::store::EXPIRES_AT, retention);
+            self.store.put(item, None).await?;
+        }
+        // The attempt is recorded before the next is queued: a crash in between repeats the attempt (receivers
+        // deduplicate on webhook-id), never loses it.
+        let text = serde_json::to_string(&webhook).unwrap_or_default();
+        self.store.update(&key, Update::new().set("webhook", text), Some(Condition::Exists)).await?;
+        if let webhooks::Next::RetryAt(due_ms) = next {
+            self.queue().await.enqueue(&Work { due_ms, ..work.clone() }).await?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// A tenant's tasks, newest first, filtered by status and type, one page.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        status: Option<Status>,
+        kind: Option<&str>,
+        limit: u32,
+        start: Option<crate::store::Cursor>,
+    ) -> Result<(Vec<TaskRecord>, Option<crate::store::Cursor>), TaskError> {
+        let mut found = Vec::new();
+        let mut cursor = start;
+        // A filter can skip many items: read at most this many pages per answer, then hand back a cursor.
+        for _ in 0..5 {
+            let query = crate::store::Query::partition(keys::jobs_of(tenant))
+                .on(crate::store::Index::Gsi1)
+                .backward()
+                .limit(limit.max(25))
+                .after(cursor.take());
+            let page = self.store.query(query).await?;
+            let mut stopped_early = None;
+            for (i, item) in page.items.iter().enumerate() {
+                let Some(record) = TaskRecord::from_item(item) else { continue };
+                if status.is_some_and(|s| s != record.status) || kind.is_some_and(|k| k != record.kind) {
+                    continue;
+                }
+                found.push(record);
+                if found.len() as u32 == limit {
+                    if i + 1 < page.items.len() || page.next.is_some() {
+                        stopped_early = Some(crate::store::Cursor::after_item(item, crate::store::Index::Gsi1));
+                    }
+                    break;
+                }
+            }
+            if found.len() as u32 == limit {
+                return Ok((found, stopped_early.flatten()));
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok((found, None)),
+            }
+        }
+        Ok((found, cursor))
+    }
+}
+
+/// Step Functions' default retry: 1 s, doubling.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(10))
+}
+
+fn gave_up(attempts: u32, message: &str) -> Problem {
+    Problem::new(http::StatusCode::BAD_GATEWAY, "task-failed", "Task failed")
+        .detail(format!("gave up after {attempts} attempt(s); the last one failed: {message}"))
+}
+
+impl From<QueueError> for TaskError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Store(s) => Self::Store(s),
+            QueueError::Sqs(m) => Self::QueueUnavailable(m),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Where queued work goes: an SQS queue on AWS (its messages trigger the worker function), or due-work items in
+//! the table, drained by a schedule on Vercel and by `cloudagent serve`'s in-process worker. Either way a piece
+//! of work is durable when `enqueue` returns, and the same executor runs it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::model::Priority;
+use crate::config::tasks::QueueSettings;
+use crate::store::{Condition, DynStore, Item, StoreError, TxOp, keys};
+
+/// What a piece of queued work asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
+    /// Run the task.
+    Run,
+    /// Deliver its completion webhook.
+    Deliver,
+}
+
+impl WorkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Deliver => "deliver",
+        }
+    }
+}
+
+/// One piece of queued work: the message body on SQS, the due-work item in the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    pub kind: WorkKind,
+    pub tenant: String,
+    pub task: String,
+    pub priority: Priority,
+    /// Not before this (epoch ms): SQS delays at most 15 minutes, so a longer wait comes back early and is sent
+    /// again for the rest.
+    pub due_ms: i64,
+}
+
+impl Work {
+    fn entry_key(&self) -> crate::store::Key {
+        keys::due_entry(self.priority.rank(), self.due_ms, self.kind.as_str(), &self.tenant, &self.task)
+    }
+
+    /// The due-work item for the table queue.
+    pub fn to_item(&self) -> Item {
+        Item::new(&self.entry_key()).with("work", serde_json::to_string(self).unwrap_or_default())
+    }
+
+    pub fn from_item(item: &Item) -> Option<Self> {
+        serde_json::from_str(item.get_str("work")?).ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the queue refused the message: {0}")]
+    Sqs(String),
+}
+
+/// A queue of work. Durable when `enqueue` returns.
+#[async_trait]
+pub trait Queue: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    async fn enqueue(&self, work: &Work) -> Result<(), QueueError>;
+    /// The write that enqueues `work` inside the transaction creating its task, when this queue lives in the
+    /// table (so a task is never stored without its work, nor the reverse).
+    fn in_transaction(&self, work: &Work) -> Option<TxOp>;
+}
+
+/// Due-work items in the table.
+#[derive(Debug)]
+pub struct TableQueue {
+    store: DynStore,
+}
+
+impl TableQueue {
+    pub fn new(store: DynStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Queue for TableQueue {
+    fn name(&self) -> &'static str {
+        "table"
+    }
+
+    async fn enqueue(&self, work: &Work) -> Result<(), QueueError> {
+        self.store.put(work.to_item(), None).await?;
+        Ok(())
+    }
+
+    fn in_transaction(&self, work: &Work) -> Option<TxOp> {
+        Some(TxOp::Put { item: work.to_item(), condition: Some(Condition::NotExists) })
+    }
+}
+
+/// The longest delay SQS allows on a message.
+pub const SQS_MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// An SQS queue.
+#[derive(Debug)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    /// Builds the client once (no network I/O here), with the same fail-fast timeouts as the store.
+    pub async fn connect(url: &str, endpoint: Option<&str>) -> Self {
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .timeout_config(timeouts)
+            .http_client(crate::store::dynamo::http_client());
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+            // A local SQS-compatible server accepts any credentials.
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                loader =
+                    loader.credentials_provider(aws_credential_types::Credentials::from_keys("test", "test", None));
+            }
+        }
+        let sdk = loader.load().await;
+        Self { client: aws_sdk_sqs::Client::new(&sdk), url: url.to_owned() }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    fn name(&self) -> &'static str {
+        "sqs"
+    }
+
+    async fn enqueue(&self, work: &Work) -> Result<(), QueueError> {
+        let wait = (work.due_ms - crate::store::now_ms()).max(0);
+        let delay = (wait / 1000).min(SQS_MAX_DELAY.as_secs() as i64) as i32;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(serde_json::to_string(work).unwrap_or_default())
+            .delay_seconds(delay)
+            .send()
+            .await
+            .map_err(|e| QueueError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
+    fn in_transaction(&self, _work: &Work) -> Option<TxOp> {
+        None
+    }
+}
+
+/// The configured queue.
+pub async fn open(settings: &QueueSettings, store: DynStore) -> std::sync::Arc<dyn Queue> {
+    match settings {
+        QueueSettings::Table => std::sync::Arc::new(TableQueue::new(store)),
+        QueueSettings::Sqs { url, endpoint } => std::sync::Arc::new(SqsQueue::connect(url, endpoint.as_deref()).await),
+    }
+}

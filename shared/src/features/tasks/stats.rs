@@ -1,0 +1,142 @@
+//! Task statistics aggregated in the table, not in one instance's memory: every finished task adds to its
+//! tenant's counters for its type with one `UpdateItem` (`ADD` is atomic across instances), including a count in
+//! one latency bucket. Percentiles are read off the buckets: each is reported as its bucket's upper bound, so they
+//! are never optimistic by more than one bucket.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::model::Status;
+use crate::store::{DynStore, Number, Query, StoreError, Update, Value, keys};
+
+/// Upper bounds (ms) of the latency buckets; the last bucket is everything above.
+pub const BUCKETS_MS: [u64; 15] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
+
+fn bucket_attr(index: usize) -> String {
+    format!("b{index:02}")
+}
+
+fn bucket_of(duration_ms: u64) -> usize {
+    BUCKETS_MS.iter().position(|b| duration_ms <= *b).unwrap_or(BUCKETS_MS.len())
+}
+
+/// Counts one finished task.
+pub async fn record(
+    store: &DynStore,
+    tenant: &str,
+    kind: &str,
+    status: Status,
+    duration_ms: Option<u64>,
+) -> Result<(), StoreError> {
+    let mut update = Update::new().add("total", 1).add(status.as_str(), 1);
+    if let Some(d) = duration_ms {
+        update = update.add("duration_ms_sum", i64::try_from(d).unwrap_or(i64::MAX)).add("timed", 1).add(&bucket_attr(bucket_of(d)), 1);
+    }
+    store.update(&keys::job_stats(tenant, kind), update, None).await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
+pub struct Latency {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+    pub mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
+pub struct TypeStats {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    /// Milliseconds, from the run's start to its end.
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
+pub struct TaskMetrics {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    /// Succeeded ÷ finished; null before the first task finishes.
+    pub success_rate: Option<f64>,
+    pub by_type: BTreeMap<String, TypeStats>,
+}
+
+fn count(item: &crate::store::Item, name: &str) -> u64 {
+    item.get(name).and_then(Value::as_number).and_then(Number::as_i64).and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+}
+
+/// The bucket bound at which `share` of the timed tasks have finished.
+fn percentile(buckets: &[u64], share: f64) -> Option<u64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let target = (total as f64 * share).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= target {
+            // Above the last bound there is no bound: report the last one (the answer is "at least this").
+            return Some(BUCKETS_MS.get(i).copied().unwrap_or(BUCKETS_MS[BUCKETS_MS.len() - 1]));
+        }
+    }
+    None
+}
+
+/// The tenant's statistics, every type.
+pub async fn read(store: &DynStore, tenant: &str) -> Result<TaskMetrics, StoreError> {
+    let page = store.query(Query::partition(keys::job_stats_partition(tenant)).limit(100)).await?;
+    let mut metrics = TaskMetrics::default();
+    for item in &page.items {
+        let Some(kind) = item.key().map(|k| k.sk) else { continue };
+        let buckets: Vec<u64> = (0..=BUCKETS_MS.len()).map(|i| count(item, &bucket_attr(i))).collect();
+        let timed = count(item, "timed");
+        let stats = TypeStats {
+            total: count(item, "total"),
+            succeeded: count(item, "succeeded"),
+            failed: count(item, "failed"),
+            timed_out: count(item, "timed_out"),
+            cancelled: count(item, "cancelled"),
+            latency_ms: Latency {
+                p50: percentile(&buckets, 0.50),
+                p95: percentile(&buckets, 0.95),
+                p99: percentile(&buckets, 0.99),
+                mean: (timed > 0).then(|| count(item, "duration_ms_sum") as f64 / timed as f64),
+            },
+        };
+        metrics.total += stats.total;
+        metrics.succeeded += stats.succeeded;
+        metrics.failed += stats.failed;
+        metrics.timed_out += stats.timed_out;
+        metrics.cancelled += stats.cancelled;
+        metrics.by_type.insert(kind, stats);
+    }
+    metrics.success_rate = (metrics.total > 0).then(|| metrics.succeeded as f64 / metrics.total as f64);
+    Ok(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_bucket_bounds() {
+        let mut buckets = vec![0; BUCKETS_MS.len() + 1];
+        buckets[bucket_of(3)] = 90; // ≤ 5 ms
+        buckets[bucket_of(700)] = 9; // ≤ 1000 ms
+        buckets[bucket_of(90_000)] = 1; // above every bound
+        assert_eq!(percentile(&buckets, 0.5), Some(5));
+        assert_eq!(percentile(&buckets, 0.95), Some(1000));
+        assert_eq!(percentile(&buckets, 0.99), Some(1000));
+        assert_eq!(percentile(&buckets, 1.0), Some(60_000));
+        assert_eq!(percentile(&[0; 16], 0.5), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! v3: `/v3/tasks` — create (synchronous or queued), read, list with filters, cancel.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use utoipa::ToSchema;
+
+use super::TaskError;
+use super::engine::{Engine, NewTask, Submitted};
+use super::handlers::{self, HandlerSpec};
+use super::model::{Priority, Status, TaskId, TaskRecord};
+use crate::auth::Operator;
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem, ToProblem};
+use crate::paging::CursorKey;
+
+/// A new task.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// The handler (see `GET /api/capabilities`).
+    #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub kind: String,
+    /// The handler's input; its schema is in the capabilities listing.
+    #[schema(value_type = Object)]
+    pub payload: Json,
+    #[serde(default)]
+    pub options: TaskOptions,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOptions {
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Where to POST the finished task (Standard Webhooks signatures with your key's `whsec_` secret).
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub webhook: Option<String>,
+    /// The same key with the same input returns the same task; with another input it is refused (422).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub idempotency_key: Option<String>,
+    /// The task's deadline (default and maximum per handler, in the capabilities listing).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 900_000)]
+    pub timeout_ms: Option<u64>,
+    /// Queue it and answer 202 at once (long handlers are always queued).
+    #[serde(default, rename = "async")]
+    pub asynchronous: bool,
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRecord>,
+    /// Present when there may be more: pass it back unchanged, with the same filters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A synchronous task that did not succeed, answered as its own problem (422 input, 502 failed, 504 timed out).
+#[derive(Debug, thiserror::Error)]
+#[error("task ended with a problem")]
+pub(super) struct Finished(pub(super) Problem);
+
+impl ToProblem for Finished {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_GATEWAY)
+    }
+
+    fn problem(&self) -> Problem {
+        self.0.clone()
+    }
+}
+
+/// The stored problem of a final task that did not succeed.
+pub(super) fn problem_of(record: &TaskRecord) -> Option<Problem> {
+    if record.status == Status::Succeeded || !record.is_final() {
+        return None;
+    }
+    let mut problem = record
+        .problem
+        .as_ref()
+        .and_then(|p| serde_json::from_value::<Problem>(p.clone()).ok())
+        .unwrap_or_else(|| Problem::for_status(StatusCode::BAD_GATEWAY));
+    problem.detail = Some(format!("task {}: {}", record.id, problem.detail.unwrap_or_default()));
+    Some(problem)
+}
+
+/// Checks what every edge shares: the handler, the options. `at` is where the task sits in the request (empty,
+/// or `/tasks/3`); `fields` name its type and input fields in this API version.
+pub(super) fn parse_task(
+    at: &str,
+    fields: (&str, &str),
+    kind: &str,
+    input: Json,
+    priority: Option<Priority>,
+    webhook: Option<String>,
+    idempotency_key: Option<String>,
+    timeout_ms: Option<u64>,
+    asynchronous: bool,
+) -> Result<NewTask, ApiError> {
+    let handler: &'static HandlerSpec = handlers::find(kind).ok_or_else(|| {
+        ApiError::unprocessable(
+            &format!("{at}/{}", fields.0),
+            format!("unknown task type {kind:?}; this deployment runs: {}", handlers::names()),
+        )
+    })?;
+    if let Some(url) = &webhook {
+        check_webhook_url(url).map_err(|detail| ApiError::unprocessable(&format!("{at}/{}", webhook_field(fields)), detail))?;
+    }
+    if let Some(key) = &idempotency_key
+        && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ApiError::unprocessable(
+            &format!("{at}/{}", idempotency_field(fields)),
+            "idempotency_key must be 1-255 visible ASCII characters",
+        ));
+    }
+    if let Some(ms) = timeout_ms
+        && !(1..=handler.max_timeout_ms).contains(&ms)
+    {
+        return Err(ApiError::unprocessable(
+            &format!("{at}/{}", timeout_field(fields)),
+            format!("timeout_ms must be 1-{} for {}", handler.max_timeout_ms, handler.name),
+        ));
+    }
+    let input_pointer = format!("{at}/{}", fields.1);
+    handlers::validate_input(handler, &input).map_err(|e| ApiError::Unprocessable {
+        detail: e.detail,
+        pointer: Some(format!("{input_pointer}{}", e.pointer)),
+    })?;
+    Ok(NewTask {
+        handler,
+        input,
+        priority: priority.unwrap_or_default(),
+        webhook,
+        idempotency_key,
+        timeout_ms,
+        asynchronous,
+        input_pointer,
+    })
+}
+
+// v3 nests the options; v2 has them at the top.
+fn webhook_field(fields: (&str, &str)) -> &'static str {
+    if fields.0 == "type" { "options/webhook" } else { "webhook_url" }
+}
+fn idempotency_field(fields: (&str, &str)) -> &'static str {
+    if fields.0 == "type" { "options/idempotency_key" } else { "idempotency_key" }
+}
+fn timeout_field(fields: (&str, &str)) -> &'static str {
+    if fields.0 == "type" { "options/timeout_ms" } else { "timeout_ms" }
+}
+
+/// A webhook URL: http or https, with a host, at most 2048 characters. Where it points is checked at delivery,
+/// on every attempt, by the SSRF-safe client (names can resolve differently later).
+fn check_webhook_url(url: &str) -> Result<(), String> {
+    if url.len() > 2048 {
+        return Err("the webhook URL must be at most 2048 characters".into());
+    }
+    let uri: http::Uri = url.parse().map_err(|e| format!("the webhook must be an absolute http(s) URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("the webhook must be an http:// or https:// URL".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the webhook URL needs a host".into());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("the webhook URL must not carry credentials (user:password@)".into());
+    }
+    Ok(())
+}
+
+fn location(id: &TaskId) -> String {
+    format!("/v3/tasks/{id}")
+}
+
+/// Create a task: run it now (the answer carries the result), or queue it (202 with its URL).
+#[utoipa::path(
+    post,
+    path = "/v3/tasks",
+    tag = "tasks",
+    request_body = CreateTask,
+    responses(
+        (status = 201, body = TaskRecord, description = "Ran synchronously and succeeded; Location names it"),
+        (status = 200, body = TaskRecord, description = "The idempotency key named an existing task with the same input (Idempotent-Replayed: true)"),
+        (status = 202, body = TaskRecord, description = "Queued; poll Location or wait for the webhook"),
+        (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "A queued task's input is over 256 KiB"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Unknown type, bad options, an input the handler refuses (`pointer` names the field), or an idempotency key reused with another input"),
+        (status = 502, body = crate::http::Problem, content_type = "application/problem+json", description = "The task failed after its attempts (task-failed)"),
+        (status = 504, body = crate::http::Problem, content_type = "application/problem+json", description = "The task ran past its deadline and was stopped (task-timed-out)"),
+    )
+)]
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    operator: Operator,
+    ApiJson(body): ApiJson<CreateTask>,
+) -> Result<Response, ApiError> {
+    let options = body.options;
+    let new = parse_task(
+        "",
+        ("type", "payload"),
+        &body.kind,
+        body.payload,
+        options.priority,
+        options.webhook,
+        options.idempotency_key,
+        options.timeout_ms,
+        options.asynchronous,
+    )?;
+    Ok(answer(engine.submit(&operator, new).await?))
+}
+
+fn answer(submitted: Submitted) -> Response {
+    match submitted {
+        Submitted::Existing(record) => (
+            StatusCode::OK,
+            [(header::LOCATION, location(&record.id)), (header::HeaderName::from_static("idempotent-replayed"), "true".into())],
+            ApiJson(record),
+        )
+            .into_response(),
+        Submitted::Queued(record) => {
+            (StatusCode::ACCEPTED, [(header::LOCATION, location(&record.id))], ApiJson(record)).into_response()
+        }
+        Submitted::Ran(record) => match problem_of(&record) {
+            Some(problem) => ApiError::from(Finished(problem)).into_response(),
+            None => (StatusCode::CREATED, [(header::LOCATION, location(&record.id))], ApiJson(record)).into_response(),
+        },
+    }
+}
+
+/// One task of the caller's tenant.
+#[utoipa::path(
+    get,
+    path = "/v3/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id (t_ and 32 hex digits)", pattern = "^t_[0-9a-f]{32}$")),
+    responses(
+        (status = 200, body = TaskRecord),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such task in your tenant"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not a task id"),
+    )
+)]
+pub async fn get_one(
+    State(engine): State<Arc<Engine>>,
+    operator: Operator,
+    ApiPath(id): ApiPath<TaskId>,
+) -> Result<ApiJson<TaskRecord>, ApiError> {
+    Ok(ApiJson(engine.get(operator.tenant.as_str(), &id).await?))
+}
+
+/// Cancel a queued or running task. A running task's result, if it comes, is discarded.
+#[utoipa::path(
+    delete,
+    path = "/v3/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id", pattern = "^t_[0-9a-f]{32}$")),
+    responses(
+        (status = 200, body = TaskRecord, description = "Cancelled"),
+        (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such task in your tenant"),
+        (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "Already finished"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not a task id"),
+    )
+)]
+pub async fn cancel(
+    State(engine): State<Arc<Engine>>,
+    operator: Operator,
+    ApiPath(id): ApiPath<TaskId>,
+) -> Result<ApiJson<TaskRecord>, ApiError> {
+    Ok(ApiJson(engine.cancel(&operator, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// The caller's tenant's tasks, newest first.
+#[utoipa::path(
+    get,
+    path = "/v3/tasks",
+    tag = "tasks",
+    params(
+        ("status" = Option<String>, Query, description = "queued, running, succeeded, failed, cancelled or timed_out", max_length = 16),
+        ("type" = Option<String>, Query, description = "A handler name", max_length = 64),
+        ("limit" = Option<u32>, Query, description = "1-100 (default 20)", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, with the same filters", max_length = 1024),
+    ),
+    responses(
+        (status = 200, body = TaskPage),
+        (status = 400, body = crate::http::Problem, content_type = "application/problem+json", description = "An unknown query parameter"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Bad status, type, limit or cursor; `pointer` names it"),
+    )
+)]
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    State(cursors): State<Arc<CursorKey>>,
+    operator: Operator,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<ApiJson<TaskPage>, ApiError> {
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::unprocessable("/status", "status must be queued, running, succeeded, failed, cancelled or timed_out")
+            })
+        })
+        .transpose()?;
+    if let Some(kind) = params.kind.as_deref()
+        && handlers::find(kind).is_none()
+    {
+        return Err(ApiError::unprocessable("/type", format!("unknown task type {kind:?}; known: {}", handlers::names())));
+    }
+    let tenant = operator.tenant.as_str();
+    // The cursor is bound to the tenant and the filters: it cannot page into anything else.
+    let scope = format!(
+        "v3-tasks\u{1f}{tenant}\u{1f}{}\u{1f}{}",
+        params.status.as_deref().unwrap_or_default(),
+        params.kind.as_deref().unwrap_or_default()
+    );
+    let page = crate::http::PageParams { cursor: params.cursor, limit: params.limit };
+    let (limit, start) = page.open(&cursors, &scope, 20, 100)?;
+    let (tasks, next) = engine.list(tenant, status, params.kind.as_deref(), limit, start).await.map_err(TaskError::from)?;
+    Ok(ApiJson(TaskPage { tasks, next_cursor: next.map(|c| cursors.seal(&scope, &c)) }))
+}

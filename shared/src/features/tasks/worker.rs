@@ -1,0 +1,257 @@
+//! The three ways queued work reaches the executor:
+//! - AWS: SQS invokes the worker function with a batch; failures are reported per message (partial batch
+//!   response), so SQS redelivers only those, and after the queue's maxReceiveCount moves them to the DLQ;
+//! - Vercel: the cron calls the drain route, which works through the due-work items in the table, high
+//!   priority first, until its budget is spent;
+//! - locally: `cloudagent serve` runs the same drain in-process, woken when work is queued.
+//!
+//! A table item is leased while it is processed; an instance that dies mid-way leaves a lease that expires, and
+//! the work is picked up again. Work is removed only after the executor has written its outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::engine::{Engine, Outcome};
+use super::model::Priority;
+use super::queue::Work;
+use crate::http::ApiJson;
+use crate::store::{Condition, Item, Query, StoreError, TxOp, Update, keys, now_ms};
+
+/// How long a drain holds a due-work item: longer than any handler's deadline plus a webhook delivery.
+const LEASE: Duration = Duration::from_secs(120);
+/// Items read per query; processed together.
+const PAGE: u32 = 10;
+
+/// What one drain did.
+#[derive(Debug, Default, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Pieces of work finished (run or delivered, whatever the task's outcome).
+    pub done: usize,
+    /// Attempts that failed transiently and were put back with a backoff.
+    pub retried: usize,
+    /// Tasks that ran out of attempts (failed, as dead letters).
+    pub dead_lettered: usize,
+    /// Items that could not be processed now (store errors); their lease expires and they come back.
+    pub errors: usize,
+    /// True when the budget ran out with due work left.
+    pub budget_exhausted: bool,
+}
+
+/// Works through due work, high priority first, until none is due or `budget` is spent.
+pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut report = DrainReport::default();
+    'passes: loop {
+        for priority in Priority::ALL {
+            if tokio::time::Instant::now() >= deadline {
+                report.budget_exhausted = true;
+                break 'passes;
+            }
+            let now = now_ms();
+            let query = Query::partition(keys::due_partition(priority.rank())).between("0", format!("{now:013}~")).limit(PAGE);
+            let page = match engine.store().query(query).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "drain: cannot read due work");
+                    report.errors += 1;
+                    break 'passes;
+                }
+            };
+            if page.items.is_empty() {
+                continue;
+            }
+            let mut running = tokio::task::JoinSet::new();
+            for item in page.items {
+                let engine = engine.clone();
+                running.spawn(async move { process_item(&engine, item).await });
+            }
+            let mut progressed = false;
+            while let Some(joined) = running.join_next().await {
+                match joined {
+                    Ok(Ok(Some(outcome))) => {
+                        progressed = true;
+                        match outcome {
+                            Outcome::Done => report.done += 1,
+                            Outcome::Retry(_) => report.retried += 1,
+                            Outcome::DeadLetter => report.dead_lettered += 1,
+                        }
+                    }
+                    // Leased by another drain.
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "drain: work not processed; it comes back when its lease ends");
+                        report.errors += 1;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "drain: a worker task stopped");
+                        report.errors += 1;
+                    }
+                }
+            }
+            if progressed {
+                // Higher-priority work may have arrived meanwhile: start again from the top.
+                continue 'passes;
+            }
+        }
+        break;
+    }
+    report
+}
+
+/// Leases one due-work item, runs it, then removes it (or puts it back with its backoff). `None` when another
+/// drain holds it.
+async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, super::TaskError> {
+    let Some(key) = item.key() else { return Ok(None) };
+    let now = now_ms();
+    let free = Condition::AttrNotExists("lease_until".into()).or(Condition::lt("lease_until", now));
+    let lease = Update::new().set("lease_until", now + LEASE.as_millis() as i64).add("deliveries", 1);
+    let leased = match engine.store().update(&key, lease, Some(Condition::Exists.and(free))).await {
+        Ok(leased) => leased,
+        Err(StoreError::ConditionFailed { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let deliveries = leased.get_i64("deliveries").and_then(|d| u32::try_from(d).ok()).unwrap_or(1);
+    let Some(work) = Work::from_item(&leased) else {
+        // Not ours to understand: remove it rather than loop on it forever.
+        tracing::error!(key = %key, "drain: unreadable due-work item removed");
+        engine.store().delete(&key, None).await?;
+        return Ok(Some(Outcome::DeadLetter));
+    };
+    let outcome = engine.process(&work, deliveries).await?;
+    match &outcome {
+        Outcome::Done | Outcome::DeadLetter => {
+            engine.store().delete(&key, None).await?;
+        }
+        Outcome::Retry(after) => {
+            let again = Work { due_ms: now_ms() + after.as_millis() as i64, ..work };
+            let item = again.to_item().with("deliveries", i64::from(deliveries));
+            engine
+                .store()
+                .transact_write(vec![TxOp::Delete { key, condition: None }, TxOp::Put { item, condition: None }])
+                .await?;
+        }
+    }
+    Ok(Some(outcome))
+}
+
+/// The scheduled drain (Vercel cron, every minute): works through due tasks and webhook retries for at most
+/// the configured budget.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/drain",
+    tag = "tasks",
+    responses((status = 200, body = DrainReport, description = "What this drain did")),
+    security(("cronBearer" = []))
+)]
+pub async fn drain_route(State(engine): State<Arc<Engine>>, State(config): State<Arc<crate::config::Config>>) -> ApiJson<DrainReport> {
+    ApiJson(drain(&engine, config.tasks.drain_budget).await)
+}
+
+/// Runs the drain in this process until the process ends: `cloudagent serve`'s worker. It wakes when this
+/// instance queues work, and every second for work that comes due.
+pub fn spawn_local(state: &crate::state::AppState) -> tokio::task::JoinHandle<()> {
+    let engine = state.part::<Engine>();
+    tokio::spawn(async move {
+        loop {
+            let report = drain(&engine, Duration::from_secs(30)).await;
+            if report.done + report.retried + report.dead_lettered > 0 {
+                tracing::debug!(?report, "local worker drained due work");
+                continue;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), engine.wake.notified()).await;
+        }
+    })
+}
+
+/// An SQS event, as Lambda delivers it (only the fields the worker reads).
+#[derive(Debug, Deserialize)]
+pub struct SqsEvent {
+    #[serde(rename = "Records", default)]
+    pub records: Vec<SqsMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsMessage {
+    pub message_id: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub attributes: SqsAttributes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SqsAttributes {
+    #[serde(rename = "ApproximateReceiveCount", default)]
+    pub approximate_receive_count: Option<String>,
+}
+
+/// The partial batch response: the messages SQS must deliver again.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SqsBatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<SqsItemFailure>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SqsItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// Processes one SQS batch: high priority first, all concurrently. A message is reported failed when its work
+/// failed transiently (SQS redelivers it after the visibility timeout), when its task ran out of attempts (the
+/// redrive policy moves it to the dead-letter queue), or when it cannot be read at all (a poison message, which
+/// goes the same way).
+pub async fn sqs_batch(engine: &Arc<Engine>, event: SqsEvent) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    let mut work = Vec::new();
+    for message in event.records {
+        match serde_json::from_str::<Work>(&message.body) {
+            Ok(w) => {
+                let receives = message
+                    .attributes
+                    .approximate_receive_count
+                    .as_deref()
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .unwrap_or(1);
+                work.push((message.message_id, w, receives));
+            }
+            Err(e) => {
+                tracing::error!(message_id = %message.message_id, error = %e, "worker: unreadable message (poison)");
+                failures.push(SqsItemFailure { item_identifier: message.message_id });
+            }
+        }
+    }
+    work.sort_by_key(|(_, w, _)| w.priority);
+    let running: Vec<_> = work
+        .into_iter()
+        .map(|(id, w, receives)| {
+            let engine = engine.clone();
+            (id, tokio::spawn(async move { engine.process(&w, receives).await }))
+        })
+        .collect();
+    for (id, handle) in running {
+        match handle.await {
+            Ok(Ok(Outcome::Done)) => {}
+            Ok(Ok(outcome)) => {
+                tracing::info!(message_id = %id, ?outcome, "worker: message goes back to the queue");
+                failures.push(SqsItemFailure { item_identifier: id });
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(message_id = %id, error = %e, "worker: message not processed");
+                failures.push(SqsItemFailure { item_identifier: id });
+            }
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "worker: processing stopped");
+                failures.push(SqsItemFailure { item_identifier: id });
+            }
+        }
+    }
+    failures.sort_by(|a, b| a.item_identifier.cmp(&b.item_identifier));
+    SqsBatchResponse { batch_item_failures: failures }
+}
