@@ -30,7 +30,11 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 [ -x infra/.venv/bin/python ] || python3 -m venv infra/.venv
 infra/.venv/bin/pip install -q --disable-pip-version-check -r infra/requirements.txt
 
-cleanup() { infra/dynamodb-local/stop.sh; }
+sqs_pid=""
+cleanup() {
+  infra/dynamodb-local/stop.sh
+  [ -z "$sqs_pid" ] || kill "$sqs_pid" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 step "DynamoDB Local (127.0.0.1)"
@@ -38,6 +42,20 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 endpoint="$(infra/dynamodb-local/start.sh "$port")"
 echo "DynamoDB Local at $endpoint"
 export CLOUD_AGENT_TEST_DYNAMODB_ENDPOINT="$endpoint"
+
+step "SQS-compatible server (moto, 127.0.0.1)"
+sqs_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+mkdir -p infra/.run
+infra/.venv/bin/moto_server -H 127.0.0.1 -p "$sqs_port" >infra/.run/moto.log 2>&1 &
+sqs_pid=$!
+for _ in $(seq 1 120); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$sqs_port/moto-api/" 2>/dev/null && break
+  kill -0 "$sqs_pid" 2>/dev/null || { cat infra/.run/moto.log >&2; echo "moto_server stopped" >&2; exit 1; }
+  sleep 0.5
+done
+curl -fsS -o /dev/null "http://127.0.0.1:$sqs_port/moto-api/" || { echo "moto_server did not start" >&2; exit 1; }
+echo "SQS at http://127.0.0.1:$sqs_port"
+export CLOUD_AGENT_TEST_SQS_ENDPOINT="http://127.0.0.1:$sqs_port"
 export CLOUD_AGENT_TEST_PYTHON="$root/infra/.venv/bin/python"
 # Tests that need DynamoDB (or PyJWT) fail, rather than skip, when it is missing.
 export CLOUD_AGENT_REQUIRE_DYNAMODB=1

@@ -6,7 +6,7 @@
 //! - Every address the request could reach is checked by [`is_forbidden`] before connecting: private, loopback,
 //!   link-local (the cloud metadata service at 169.254.169.254 / `fd00:ec2::254`), CGNAT, multicast, reserved,
 //!   and IPv6 forms that embed such an IPv4 address are refused.
-//!   - Host names go through [`CheckedResolver`], reqwest's resolver for this client: it resolves once, refuses
+//!   - Host names go through `CheckedResolver`, reqwest's resolver for this client: it resolves once, refuses
 //!     the host if ANY answer is forbidden, and hands back exactly the checked addresses, so there is no second
 //!     lookup between the check and the connect (no TOCTOU / DNS-rebinding window).
 //!   - IP-literal hosts never reach a resolver, so they are checked before sending and again in the redirect

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 pub mod limits;
 pub mod network;
-pub mod tasks;
 pub mod secrets;
+pub mod tasks;
 
 /// How configuration reads a variable (the process environment, or a test's map).
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -42,7 +42,9 @@ impl TaskSettings {
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     var: "CLOUD_AGENT_TASK_QUEUE_URL",
-                    problem: format!("{other:?}: an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"),
+                    problem: format!(
+                        "{other:?}: an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"
+                    ),
                 });
             }
             None => QueueSettings::Table,

@@ -107,6 +107,9 @@ pub struct CreatedKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub signing_secret: Option<SecretString>,
+    /// The `whsec_` secret that signs the webhooks of tasks this key creates (Standard Webhooks; shown once).
+    #[schema(value_type = String)]
+    pub webhook_secret: SecretString,
     #[serde(flatten)]
     pub info: KeyInfo,
 }
@@ -145,9 +148,11 @@ impl ToProblem for KeyError {
     }
 }
 
-fn created(perimeter: &PerimeterState, record: &KeyRecord, key: SecretString) -> Response {
+fn created(config: &Config, perimeter: &PerimeterState, record: &KeyRecord, key: SecretString) -> Response {
     let signing_secret = (record.signing != Signing::Off).then(|| perimeter.hasher().signing_secret(&record.id));
-    let body = CreatedKey { key, signing_secret, info: record.into() };
+    let webhook_secret =
+        crate::features::tasks::webhooks::WebhookSecrets::derive(&config.secrets.agent).secret(record.id.as_str());
+    let body = CreatedKey { key, signing_secret, webhook_secret, info: record.into() };
     (StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], ApiJson(body)).into_response()
 }
 
@@ -223,7 +228,7 @@ pub async fn create(
     };
     let (record, key) = api_key::create(&store, perimeter.hasher(), &spec).await?;
     tracing::info!(key = record.display.as_str(), role = record.role.as_str(), "API key created");
-    Ok(created(&perimeter, &record, key))
+    Ok(created(&config, &perimeter, &record, key))
 }
 
 /// The caller's tenant's keys, oldest first (never their text).
@@ -308,7 +313,7 @@ pub async fn rotate(
         Ok((record, key)) => {
             perimeter.forget(id.as_str());
             tracing::info!(old = id.as_str(), new = record.display.as_str(), "API key rotated");
-            Ok(created(&perimeter, &record, key))
+            Ok(created(&config, &perimeter, &record, key))
         }
         Err(RotateError::NotFound) => Err(KeyError::NotFound(id.to_string()).into()),
         Err(RotateError::AlreadyRotated) => Err(KeyError::AlreadyRotated(id.to_string()).into()),

@@ -193,7 +193,13 @@ impl Engine {
             signers: Engine::signers(operator),
             expires_at: None,
         };
-        let work = Work { kind: WorkKind::Run, tenant: tenant.clone(), task: id.to_string(), priority: new.priority, due_ms: now };
+        let work = Work {
+            kind: WorkKind::Run,
+            tenant: tenant.clone(),
+            task: id.to_string(),
+            priority: new.priority,
+            due_ms: now,
+        };
         let mut ops = vec![TxOp::Put { item: record.to_item(), condition: Some(Condition::NotExists) }];
         let idem_key = new.idempotency_key.as_deref().map(|k| keys::job_idempotency(&tenant, &digest_hex(k)));
         if let Some(key) = &idem_key {
@@ -210,7 +216,8 @@ impl Engine {
         match self.store.transact_write(ops).await {
             Ok(()) => {}
             Err(StoreError::TransactionCanceled { reasons, .. })
-                if idem_key.is_some() && reasons.get(1) == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
+                if idem_key.is_some()
+                    && reasons.get(1) == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
             {
                 return self.replay(&tenant, idem_key.as_ref().expect("checked"), &input_hash).await;
             }
@@ -235,7 +242,12 @@ impl Engine {
         Ok(Submitted::Ran(record))
     }
 
-    async fn replay(&self, tenant: &str, idem_key: &crate::store::Key, input_hash: &str) -> Result<Submitted, TaskError> {
+    async fn replay(
+        &self,
+        tenant: &str,
+        idem_key: &crate::store::Key,
+        input_hash: &str,
+    ) -> Result<Submitted, TaskError> {
         let Some(item) = self.store.get(idem_key).await? else {
             // The other request's transaction lost too, or the key just expired: the caller may retry.
             return Err(TaskError::IdempotencyRace);
@@ -312,7 +324,8 @@ impl Engine {
             // The input was only kept to run the task.
             update = update.remove("input");
         }
-        let written = self.store.update(&record.key(), update, Some(Condition::eq(STATUS_ATTR, Status::Running.as_str()))).await;
+        let written =
+            self.store.update(&record.key(), update, Some(Condition::eq(STATUS_ATTR, Status::Running.as_str()))).await;
         match written {
             Ok(item) => {
                 if let Some(mut stored) = TaskRecord::from_item(&item) {
@@ -341,7 +354,9 @@ impl Engine {
 
     /// Counts a task that reached a final state and queues its webhook.
     async fn after_final(&self, record: &TaskRecord) {
-        if let Err(e) = stats::record(&self.store, &record.tenant, &record.kind, record.status, record.duration_ms).await {
+        if let Err(e) =
+            stats::record(&self.store, &record.tenant, &record.kind, record.status, record.duration_ms).await
+        {
             tracing::warn!(task = %record.id, error = %e, "task statistics not updated");
         }
         if record.webhook.as_ref().is_some_and(|w| w.state == DeliveryState::Pending) {
@@ -363,7 +378,8 @@ impl Engine {
     /// died is settled as timed out when read.
     pub async fn get(&self, tenant: &str, id: &TaskId) -> Result<TaskRecord, TaskError> {
         let item = self.store.get(&keys::job(tenant, id.as_str())).await?;
-        let mut record = item.as_ref().and_then(TaskRecord::from_item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+        let mut record =
+            item.as_ref().and_then(TaskRecord::from_item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
         if self.abandoned(&record) {
             let took = Duration::from_millis(record.timeout_ms);
             self.settle(&mut record, Err(None), took).await;
@@ -374,9 +390,9 @@ impl Engine {
     fn abandoned(&self, record: &TaskRecord) -> bool {
         record.status == Status::Running
             && record.mode == Mode::Sync
-            && record.started_ms.is_some_and(|s| {
-                (s + record.timeout_ms as i64 + ABANDONED_AFTER.as_millis() as i64) < now_ms()
-            })
+            && record
+                .started_ms
+                .is_some_and(|s| (s + record.timeout_ms as i64 + ABANDONED_AFTER.as_millis() as i64) < now_ms())
     }
 
     /// Cancels a queued or running task. A final one cannot be cancelled (409).
@@ -391,7 +407,8 @@ impl Engine {
             .set("problem", problem_json(&problem).to_string())
             .remove("input")
             .set(crate::store::EXPIRES_AT, now / 1000 + self.config.tasks.retention.as_secs() as i64);
-        let open = Condition::eq(STATUS_ATTR, Status::Queued.as_str()).or(Condition::eq(STATUS_ATTR, Status::Running.as_str()));
+        let open = Condition::eq(STATUS_ATTR, Status::Queued.as_str())
+            .or(Condition::eq(STATUS_ATTR, Status::Running.as_str()));
         match self.store.update(&keys::job(tenant, id.as_str()), update, Some(Condition::Exists.and(open))).await {
             Ok(item) => {
                 let record = TaskRecord::from_item(&item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
@@ -425,8 +442,11 @@ impl Engine {
         }
         let now = now_ms();
         let stale_run = now - record.timeout_ms as i64 - ABANDONED_AFTER.as_millis() as i64;
-        let claimable = Condition::eq(STATUS_ATTR, Status::Queued.as_str())
-            .or(Condition::eq(STATUS_ATTR, Status::Running.as_str()).and(Condition::lt("started_ms", stale_run)));
+        let claimable = Condition::eq(STATUS_ATTR, Status::Queued.as_str()).or(Condition::eq(
+            STATUS_ATTR,
+            Status::Running.as_str(),
+        )
+        .and(Condition::lt("started_ms", stale_run)));
         let claim = Update::new().set(STATUS_ATTR, Status::Running.as_str()).set("started_ms", now).add("attempts", 1);
         let item = match self.store.update(&key, claim, Some(Condition::Exists.and(claimable))).await {
             Ok(item) => item,
@@ -495,7 +515,8 @@ impl Engine {
         };
         if next == webhooks::Next::Disabled {
             let retention = now / 1000 + self.config.tasks.retention.as_secs() as i64 * 4;
-            let item = Item::new(&disabled_key).with("url", webhook.url.as_str()).with(crate::store::EXPIRES_AT, retention);
+            let item =
+                Item::new(&disabled_key).with("url", webhook.url.as_str()).with(crate::store::EXPIRES_AT, retention);
             self.store.put(item, None).await?;
         }
         // The attempt is recorded before the next is queued: a crash in between repeats the attempt (receivers

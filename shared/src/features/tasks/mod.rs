@@ -94,13 +94,8 @@ impl ToProblem for TaskError {
 
 /// Creating a task: a transaction (task, idempotency key, due work), reads of an existing task, the settling
 /// update, the statistics counter and the webhook's bookkeeping.
-const CREATE_ACTIONS: &[&str] = &[
-    "dynamodb:PutItem",
-    "dynamodb:GetItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Query",
-];
+const CREATE_ACTIONS: &[&str] =
+    &["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"];
 
 // v2's handlers are marked deprecated (the OpenAPI document says so); mounting them is not a use to warn of.
 #[allow(deprecated)]
@@ -197,7 +192,18 @@ pub const DRAIN: RouteSpec = RouteSpec {
 #[allow(deprecated)]
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(v2::delegate, v2::batch, v2::status, v2::capabilities, v2::metrics, v3::create, v3::list, v3::get_one, v3::cancel, worker::drain_route),
+    paths(
+        v2::delegate,
+        v2::batch,
+        v2::status,
+        v2::capabilities,
+        v2::metrics,
+        v3::create,
+        v3::list,
+        v3::get_one,
+        v3::cancel,
+        worker::drain_route
+    ),
     components(schemas(
         model::TaskRecord,
         model::Status,

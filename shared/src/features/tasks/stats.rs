@@ -32,7 +32,10 @@ pub async fn record(
 ) -> Result<(), StoreError> {
     let mut update = Update::new().add("total", 1).add(status.as_str(), 1);
     if let Some(d) = duration_ms {
-        update = update.add("duration_ms_sum", i64::try_from(d).unwrap_or(i64::MAX)).add("timed", 1).add(&bucket_attr(bucket_of(d)), 1);
+        update = update
+            .add("duration_ms_sum", i64::try_from(d).unwrap_or(i64::MAX))
+            .add("timed", 1)
+            .add(&bucket_attr(bucket_of(d)), 1);
     }
     store.update(&keys::job_stats(tenant, kind), update, None).await?;
     Ok(())

@@ -112,7 +112,8 @@ pub(super) fn parse_task(
         )
     })?;
     if let Some(url) = &webhook {
-        check_webhook_url(url).map_err(|detail| ApiError::unprocessable(&format!("{at}/{}", webhook_field(fields)), detail))?;
+        check_webhook_url(url)
+            .map_err(|detail| ApiError::unprocessable(&format!("{at}/{}", webhook_field(fields)), detail))?;
     }
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
@@ -222,7 +223,10 @@ fn answer(submitted: Submitted) -> Response {
     match submitted {
         Submitted::Existing(record) => (
             StatusCode::OK,
-            [(header::LOCATION, location(&record.id)), (header::HeaderName::from_static("idempotent-replayed"), "true".into())],
+            [
+                (header::LOCATION, location(&record.id)),
+                (header::HeaderName::from_static("idempotent-replayed"), "true".into()),
+            ],
             ApiJson(record),
         )
             .into_response(),
@@ -318,14 +322,20 @@ pub async fn list(
         .as_deref()
         .map(|s| {
             Status::parse(s).ok_or_else(|| {
-                ApiError::unprocessable("/status", "status must be queued, running, succeeded, failed, cancelled or timed_out")
+                ApiError::unprocessable(
+                    "/status",
+                    "status must be queued, running, succeeded, failed, cancelled or timed_out",
+                )
             })
         })
         .transpose()?;
     if let Some(kind) = params.kind.as_deref()
         && handlers::find(kind).is_none()
     {
-        return Err(ApiError::unprocessable("/type", format!("unknown task type {kind:?}; known: {}", handlers::names())));
+        return Err(ApiError::unprocessable(
+            "/type",
+            format!("unknown task type {kind:?}; known: {}", handlers::names()),
+        ));
     }
     let tenant = operator.tenant.as_str();
     // The cursor is bound to the tenant and the filters: it cannot page into anything else.
@@ -336,6 +346,7 @@ pub async fn list(
     );
     let page = crate::http::PageParams { cursor: params.cursor, limit: params.limit };
     let (limit, start) = page.open(&cursors, &scope, 20, 100)?;
-    let (tasks, next) = engine.list(tenant, status, params.kind.as_deref(), limit, start).await.map_err(TaskError::from)?;
+    let (tasks, next) =
+        engine.list(tenant, status, params.kind.as_deref(), limit, start).await.map_err(TaskError::from)?;
     Ok(ApiJson(TaskPage { tasks, next_cursor: next.map(|c| cursors.seal(&scope, &c)) }))
 }

@@ -52,7 +52,8 @@ pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
                 break 'passes;
             }
             let now = now_ms();
-            let query = Query::partition(keys::due_partition(priority.rank())).between("0", format!("{now:013}~")).limit(PAGE);
+            let query =
+                Query::partition(keys::due_partition(priority.rank())).between("0", format!("{now:013}~")).limit(PAGE);
             let page = match engine.store().query(query).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -147,7 +148,10 @@ async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, su
     responses((status = 200, body = DrainReport, description = "What this drain did")),
     security(("cronBearer" = []))
 )]
-pub async fn drain_route(State(engine): State<Arc<Engine>>, State(config): State<Arc<crate::config::Config>>) -> ApiJson<DrainReport> {
+pub async fn drain_route(
+    State(engine): State<Arc<Engine>>,
+    State(config): State<Arc<crate::config::Config>>,
+) -> ApiJson<DrainReport> {
     ApiJson(drain(&engine, config.tasks.drain_budget).await)
 }
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::input::{self, InputError};
 use super::HandlerFailure;
+use super::input::{self, InputError};
 
 pub const NAME: &str = "echo";
 pub const DESCRIPTION: &str =
@@ -68,7 +68,10 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_what_it_does_not_know() {
-        assert_eq!(run(&json!({"delay_ms": -1})).await.unwrap_err(), HandlerFailure::Input(InputError::new("/delay_ms", "delay_ms must be an integer 0-60000")));
+        assert_eq!(
+            run(&json!({"delay_ms": -1})).await.unwrap_err(),
+            HandlerFailure::Input(InputError::new("/delay_ms", "delay_ms must be an integer 0-60000"))
+        );
         assert!(matches!(run(&json!({"mesage": 1})).await, Err(HandlerFailure::Input(e)) if e.pointer == "/mesage"));
         assert!(matches!(run(&json!({"fail": "transient"})).await, Err(HandlerFailure::Transient(_))));
         assert!(matches!(run(&json!([1])).await, Err(HandlerFailure::Input(e)) if e.pointer.is_empty()));

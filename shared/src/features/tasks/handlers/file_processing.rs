@@ -11,8 +11,9 @@
 //! - `mime`: magic bytes first (PNG, JPEG, GIF, WebP, PDF, ZIP, gzip, and tar by `ustar` at offset 257); otherwise,
 //!   when the file is text, `application/json` (a whole valid JSON object or array), `application/xml` (starts
 //!   with `<?xml`), `text/html` (starts with one of the WHATWG sniffing patterns, such as `<!DOCTYPE html`,
-//!   `<html`, `<p` or `<!--`, case-insensitive, followed by whitespace or `>`), `text/csv` (see [`looks_like_csv`]),
-//!   else `text/plain`; otherwise `application/octet-stream`. Leading whitespace and a UTF-8 BOM are skipped.
+//!   `<html`, `<p` or `<!--`, case-insensitive, followed by whitespace or `>`), `text/csv` (the first records,
+//!   up to 20 within 64 KiB, are at least two RFC 4180 records of one same number of fields, at least two), else
+//!   `text/plain`; otherwise `application/octet-stream`. Leading whitespace and a UTF-8 BOM are skipped.
 //! - `kind`: `text` when no magic bytes matched and the bytes are UTF-8 with none of the WHATWG "binary data
 //!   bytes" (0x00-0x08, 0x0B, 0x0E-0x1A, 0x1C-0x1F), else `binary`. Other encodings (UTF-16 included) are binary.
 //!   An empty file is text (`text/plain`, `ascii`, 0 lines).
@@ -28,7 +29,7 @@
 //!   never matches). It matches when it is one the sniffed type is known by (`png`; `jpg`/`jpeg`; `docx` and
 //!   other ZIP containers for ZIP; ...). For the two catch-alls, `text/plain` and `application/octet-stream`, an
 //!   extension that no sniffable type claims also matches, since nothing sniffed contradicts it (`.py` text,
-//!   `.mp3` bytes).
+//!   `.mp3` bytes). Any text file also matches `.txt`, `.text` and `.log`, which say only that it is text.
 
 use base64::Engine as _;
 use base64::alphabet;
@@ -58,6 +59,10 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
+
+/// Exactly the texts the decoder accepts, for the schema (ECMA-262 syntax).
+const BASE64_PATTERN: &str =
+    "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw](?:==?)?|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=?)?$";
 
 /// A type and the (offset, bytes) that must all be present for a file to be of it.
 type Signature = (&'static str, &'static [(usize, &'static [u8])]);
@@ -107,6 +112,9 @@ const EXTENSIONS: &[(&str, &[&str])] = &[
     ("application/octet-stream", &["bin", "dat"]),
 ];
 
+/// Extensions that say only "text", so they agree with every text type (a CSV export named `.txt`).
+const ANY_TEXT_EXTENSIONS: &[&str] = &["txt", "text", "log"];
+
 /// WHATWG's HTML sniffing patterns (lowercase; matched case-insensitively).
 const HTML_STARTS: &[&[u8]] = &[
     b"<!doctype html",
@@ -145,7 +153,7 @@ pub fn input_schema() -> Value {
                 "anyOf": [{ "maxLength": MAX_ENCODED_CHARS - 1 }, { "pattern": "=$" }],
                 // Whole quads, then an optional 2- or 3-character tail (padding up to its canonical length) whose
                 // unused bits are zero, as the decoder requires.
-                "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw](?:==?)?|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=?)?$",
+                "pattern": BASE64_PATTERN,
                 "description": format!(
                     "The file, standard base64 with optional padding and no whitespace, decoding to at most \
                      {MAX_DECODED_BYTES} bytes (5 MiB)."
@@ -202,7 +210,7 @@ fn decode(content: &str) -> Result<Vec<u8>, InputError> {
     // Both checks need only the length, so a 50 MB string is refused without being decoded.
     if content.len() > MAX_ENCODED_CHARS {
         return Err(content_error(&format!(
-            "content is {} characters, more than the {MAX_ENCODED_CHARS} that can encode the limit",
+            "content is {} bytes of text, more than the {MAX_ENCODED_CHARS} base64 characters that encode the limit",
             content.len()
         )));
     }
@@ -241,7 +249,7 @@ fn describe(bytes: &[u8], filename: Option<&str>) -> Value {
             None => ("application/octet-stream", None),
         },
     };
-    let extension_matches = filename.map(|name| extension_matches(name, mime));
+    let extension_matches = filename.map(|name| extension_matches(name, mime, text.is_some()));
     let (kind, encoding, lines, longest_line, line_endings) = match text {
         Some((ascii, stats)) => (
             "text",
@@ -322,7 +330,6 @@ fn looks_like_html(start: &[u8]) -> bool {
 /// skipped); it is CSV when there are at least two records, all with the same number of fields, at least two.
 /// A quote inside an unquoted field, or an unclosed quote at the end of the file, means it is not.
 fn looks_like_csv(text: &[u8]) -> bool {
-    let truncated = text.len() > CSV_SAMPLE_BYTES;
     let sample = &text[..text.len().min(CSV_SAMPLE_BYTES)];
     let mut counts: Vec<usize> = Vec::new();
     let (mut fields, mut field_start, mut in_quotes, mut empty_record) = (1, true, false, true);
@@ -356,7 +363,7 @@ fn looks_like_csv(text: &[u8]) -> bool {
         }
     }
     // The last record counts only when it ended the file, not where the sample was cut.
-    if i == text.len() && !truncated && counts.len() < CSV_SAMPLE_RECORDS {
+    if i == text.len() && counts.len() < CSV_SAMPLE_RECORDS {
         if in_quotes {
             return false;
         }
@@ -565,15 +572,17 @@ impl LineStats {
     }
 }
 
-/// Whether `filename`'s extension agrees with `mime` (see the top of this file).
-fn extension_matches(filename: &str, mime: &str) -> bool {
+/// Whether `filename`'s extension agrees with `mime` (see the top of this file); `text` says the file is text.
+fn extension_matches(filename: &str, mime: &str, text: bool) -> bool {
     let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
     let extension = match base.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => ext.to_ascii_lowercase(),
         _ => return false,
     };
     let known = |entry: &&(&str, &[&str])| entry.1.contains(&extension.as_str());
-    if EXTENSIONS.iter().filter(known).any(|(m, _)| *m == mime) {
+    if (text && ANY_TEXT_EXTENSIONS.contains(&extension.as_str()))
+        || EXTENSIONS.iter().filter(known).any(|(m, _)| *m == mime)
+    {
         return true;
     }
     matches!(mime, "text/plain" | "application/octet-stream") && !EXTENSIONS.iter().any(|e| known(&e))
@@ -755,6 +764,12 @@ mod tests {
         assert_eq!(matches(b"print(1)\n", "script.py"), true);
         assert_eq!(matches(b"a,b\n1,2\n", "table.csv"), true);
         assert_eq!(matches(b"a\n1\n", "table.csv"), true);
+        assert_eq!(matches(b"a,b\n1,2\n", "export.txt"), true);
+        assert_eq!(matches(b"{\"a\": 1}", "response.LOG"), true);
+        assert_eq!(matches(b"a,b\n1,2\n", "data.json"), false);
+        assert_eq!(matches(b"[1, 2]", "data.csv"), false);
+        assert_eq!(matches(b"[1, 2]", "notes.md"), false);
+        assert_eq!(matches(b"{\"a\": 1}\n{\"b\": 2}\n", "events.jsonl"), true);
         assert_eq!(matches(b"plain", "image.png"), false);
         assert_eq!(matches(b"\0\x01", "song.mp3"), true);
         assert_eq!(matches(b"\0\x01", "blob.bin"), true);
@@ -802,7 +817,7 @@ mod tests {
         assert_eq!(e.pointer, "/content");
         assert!(e.detail.contains("decodes to 5242881 bytes"), "{}", e.detail);
         let e = refused(&json!({ "content": "!".repeat(MAX_ENCODED_CHARS + 1) }));
-        assert!(e.detail.contains("6990509 characters"), "{}", e.detail);
+        assert!(e.detail.contains("6990509 bytes of text"), "{}", e.detail);
     }
 
     #[test]

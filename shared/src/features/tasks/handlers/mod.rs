@@ -34,7 +34,8 @@ pub enum HandlerFailure {
     Transient(String),
 }
 
-type Outgoing = for<'a> fn(&'a Outbound, &'a Value) -> Pin<Box<dyn Future<Output = Result<Value, InputError>> + Send + 'a>>;
+type Outgoing =
+    for<'a> fn(&'a Outbound, &'a Value) -> Pin<Box<dyn Future<Output = Result<Value, InputError>> + Send + 'a>>;
 
 /// How a handler runs.
 #[derive(Clone, Copy)]
@@ -216,7 +217,9 @@ pub fn validate_input(spec: &HandlerSpec, input: &Value) -> Result<(), InputErro
             let built = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
                 .build(&(spec.input_schema)())
-                .map_err(|e| InputError::new("", format!("the {} handler's schema does not compile: {e}", spec.name)))?;
+                .map_err(|e| {
+                    InputError::new("", format!("the {} handler's schema does not compile: {e}", spec.name))
+                })?;
             compiled.entry(spec.name).or_insert_with(|| Arc::new(built)).clone()
         }
     };

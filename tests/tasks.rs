@@ -1,0 +1,483 @@
+//! Task delegation through the whole app, on both backends: v3 and v2 over one engine, idempotency,
+//! cancellation, priority, tenant isolation, metrics aggregated in the table, a concurrent batch, deadlines, input
+//! problems, the table queue's drain, and webhooks verified by the reference Standard Webhooks library.
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloud_agent::features::tasks::engine::Engine;
+use cloud_agent::features::tasks::worker;
+use cloud_agent::store::DynStore;
+use common::{TestApp, assert_problem};
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
+const ROOMY: [(&str, &str); 4] = [
+    ("DEV_ADMIN_KEY", ADMIN_KEY),
+    ("CLOUD_AGENT_RATE_TIERS", "standard:100000/60:100000/60"),
+    ("CLOUD_AGENT_RATE_AGENT", "100000/60"),
+    // The webhook receivers of these tests listen on loopback; production never allows it.
+    ("CLOUD_AGENT_OUTBOUND_ALLOW_LOOPBACK", "on"),
+];
+
+async fn app_on(store: DynStore) -> TestApp {
+    TestApp::builder().envs(&ROOMY).store(store).spawn().await
+}
+
+/// A key of `tenant` with the operator role: (key, webhook secret).
+async fn operator_key(app: &TestApp, tenant: &str) -> (String, String) {
+    let body = json!({"name": "tasks", "role": "operator", "tenant": tenant});
+    let response = app.client.post(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    (created["key"].as_str().unwrap().to_owned(), created["webhook_secret"].as_str().unwrap().to_owned())
+}
+
+async fn post(app: &TestApp, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    app.client.post(app.url(path)).header("x-api-key", key).json(body).send().await.unwrap()
+}
+
+async fn get(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).header("x-api-key", key).send().await.unwrap()
+}
+
+async fn drain(app: &TestApp) -> worker::DrainReport {
+    worker::drain(&app.state.part::<Engine>(), Duration::from_secs(60)).await
+}
+
+const PASSAGE: &str = "The cat sat on the mat.";
+
+async fn both_versions_run_a_task_and_show_the_same_record(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let created = post(&app, &key, "/v3/tasks", &json!({"type": "text-analysis", "payload": {"text": PASSAGE}})).await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let task: Value = created.json().await.unwrap();
+    assert_eq!(task["status"], "succeeded");
+    assert_eq!(task["mode"], "sync");
+    assert_eq!(task["result"]["words"], 6);
+    assert_eq!(task["result"]["flesch_reading_ease"], 116.15);
+    assert_eq!(location, format!("/v3/tasks/{}", task["id"].as_str().unwrap()));
+    let read: Value = get(&app, &key, &location).await.json().await.unwrap();
+    assert_eq!(read, task, "the stored record is what the creation answered");
+
+    // v2: the seed's shape over the same engine, marked deprecated with a link to v3.
+    let v2 = post(&app, &key, "/api/delegate", &json!({"task_type": "echo", "task_data": {"message": "hi"}})).await;
+    assert_eq!(v2.status(), 200);
+    assert!(v2.headers()["deprecation"].to_str().unwrap().starts_with('@'));
+    assert!(v2.headers()["sunset"].to_str().unwrap().ends_with("GMT"));
+    let link = v2.headers()["link"].to_str().unwrap().to_owned();
+    let body: Value = v2.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["result"]["message"], "hi");
+    let id = body["task_id"].as_str().unwrap();
+    assert_eq!(link, format!("</v3/tasks/{id}>; rel=\"successor-version\""));
+    let status: Value = get(&app, &key, &format!("/api/status?task_id={id}")).await.json().await.unwrap();
+    assert_eq!(status["status"], "succeeded");
+    let v3: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+    assert_eq!(v3["result"], body["result"]);
+
+    let caps = get(&app, &key, "/api/capabilities").await;
+    assert!(caps.headers().contains_key("deprecation"));
+    let caps: Value = caps.json().await.unwrap();
+    let names: Vec<&str> = caps["handlers"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    for name in [
+        "echo",
+        "data-transform",
+        "json-validator",
+        "text-analysis",
+        "smart-routing",
+        "image-metadata",
+        "file-processing",
+        "health-check",
+        "api-tester",
+        "webhook",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert!(caps["handlers"].as_array().unwrap().iter().all(|h| h["input_schema"]["type"] == "object"));
+}
+
+async fn bad_input_is_a_422_naming_the_field(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let cases = [
+        ("/v3/tasks", json!({"type": "nope", "payload": {}}), "/type"),
+        ("/v3/tasks", json!({"type": "text-analysis", "payload": {"text": 5}}), "/payload/text"),
+        ("/v3/tasks", json!({"type": "text-analysis", "payload": {"txt": "a"}}), "/payload"),
+        (
+            "/v3/tasks",
+            json!({"type": "echo", "payload": {}, "options": {"timeout_ms": 999_999}}),
+            "/options/timeout_ms",
+        ),
+        ("/v3/tasks", json!({"type": "echo", "payload": {}, "options": {"webhook": "ftp://x"}}), "/options/webhook"),
+        (
+            "/api/delegate",
+            json!({"task_type": "json-validator", "task_data": {"schema": 3, "instance": 1}}),
+            "/task_data/schema",
+        ),
+        (
+            "/api/delegate",
+            json!({"task_type": "data-transform", "task_data": {"data": [], "operations": [{"op": "explode"}]}}),
+            "/task_data/operations/0",
+        ),
+    ];
+    for (path, body, pointer) in cases {
+        let problem = assert_problem(post(&app, &key, path, &body).await, 422, None).await;
+        assert!(problem["pointer"].as_str().unwrap().starts_with(pointer), "{body}: {problem}");
+    }
+    // A batch reports each task's own problem, pointing into the whole request.
+    let batch = json!({"tasks": [
+        {"task_type": "echo", "task_data": {"message": 1}},
+        {"task_type": "text-analysis", "task_data": {"text": ""}},
+    ]});
+    let answer: Value = post(&app, &key, "/api/batch", &batch).await.json().await.unwrap();
+    assert_eq!(answer["succeeded"], 1);
+    assert!(answer["results"][1]["error"]["pointer"].as_str().unwrap().starts_with("/tasks/1/task_data/text"));
+    let too_many = json!({"tasks": vec![json!({"task_type": "echo", "task_data": {}}); 11]});
+    let problem = assert_problem(post(&app, &key, "/api/batch", &too_many).await, 422, None).await;
+    assert_eq!(problem["pointer"], "/tasks");
+}
+
+async fn a_task_past_its_deadline_times_out_with_a_problem(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let body = json!({"type": "echo", "payload": {"delay_ms": 5000}, "options": {"timeout_ms": 300}});
+    let problem = assert_problem(post(&app, &key, "/v3/tasks", &body).await, 504, Some("task-timed-out")).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("300 ms"), "{detail}");
+    let id = detail.split_whitespace().find(|w| w.starts_with("t_")).unwrap().trim_end_matches(':');
+    let task: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+    assert_eq!(task["status"], "timed_out");
+    assert!(task.get("result").is_none(), "nothing partial is kept");
+}
+
+async fn idempotency_keys_return_the_same_task_or_refuse_another_input(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let body = json!({"type": "echo", "payload": {"message": 1}, "options": {"idempotency_key": "order-42"}});
+    let first = post(&app, &key, "/v3/tasks", &body).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = post(&app, &key, "/v3/tasks", &body).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let other = json!({"type": "echo", "payload": {"message": 2}, "options": {"idempotency_key": "order-42"}});
+    assert_problem(post(&app, &key, "/v3/tasks", &other).await, 422, Some("idempotency-key-reused")).await;
+    // Another tenant's identical key is its own.
+    let (other_key, _) = operator_key(&app, "globex").await;
+    let theirs: Value = post(&app, &other_key, "/v3/tasks", &body).await.json().await.unwrap();
+    assert_ne!(theirs["id"], first["id"]);
+    // Exactly one task per key, whatever came after.
+    let listed: Value = get(&app, &key, "/v3/tasks").await.json().await.unwrap();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+}
+
+async fn queued_tasks_run_high_priority_first_and_cancel(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let mut ids = Vec::new();
+    for priority in ["low", "normal", "high", "low"] {
+        let body =
+            json!({"type": "echo", "payload": {"message": priority}, "options": {"async": true, "priority": priority}});
+        let answer = post(&app, &key, "/v3/tasks", &body).await;
+        assert_eq!(answer.status(), 202);
+        assert!(answer.headers()["location"].to_str().unwrap().starts_with("/v3/tasks/t_"));
+        let task: Value = answer.json().await.unwrap();
+        assert_eq!(task["status"], "queued");
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    // Cancel the second low one while it waits.
+    let cancelled: Value = app
+        .client
+        .delete(app.url(&format!("/v3/tasks/{}", ids[3])))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    let again =
+        app.client.delete(app.url(&format!("/v3/tasks/{}", ids[3]))).header("x-api-key", &key).send().await.unwrap();
+    assert_problem(again, 409, Some("task-finished")).await;
+
+    let report = drain(&app).await;
+    assert_eq!(report.done, 4, "{report:?}");
+    let mut started = Vec::new();
+    for id in &ids[..3] {
+        let task: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+        assert_eq!(task["status"], "succeeded", "{task}");
+        started.push(task["started_ms"].as_i64().unwrap());
+    }
+    // high (index 2) before normal (1) before low (0).
+    assert!(started[2] <= started[1] && started[1] <= started[0], "{started:?}");
+    let still: Value = get(&app, &key, &format!("/v3/tasks/{}", ids[3])).await.json().await.unwrap();
+    assert_eq!(still["status"], "cancelled", "a cancelled task never runs");
+    assert_eq!(drain(&app).await, worker::DrainReport::default(), "nothing is left on the queue");
+
+    // The listing filters by status and type, newest first, with cursors bound to the filters.
+    let page: Value = get(&app, &key, "/v3/tasks?status=succeeded&limit=2").await.json().await.unwrap();
+    let listed: Vec<&str> = page["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next: Value =
+        get(&app, &key, &format!("/v3/tasks?status=succeeded&limit=2&cursor={cursor}")).await.json().await.unwrap();
+    assert_eq!(next["tasks"][0]["id"], ids[0].as_str());
+    assert!(next.get("next_cursor").is_none());
+    let moved = get(&app, &key, &format!("/v3/tasks?status=failed&cursor={cursor}")).await;
+    assert_problem(moved, 422, None).await;
+}
+
+async fn tenants_see_only_their_own_tasks(store: DynStore) {
+    let app = app_on(store).await;
+    let (acme, _) = operator_key(&app, "acme").await;
+    let (globex, _) = operator_key(&app, "globex").await;
+    let task: Value =
+        post(&app, &acme, "/v3/tasks", &json!({"type": "echo", "payload": {}})).await.json().await.unwrap();
+    let id = task["id"].as_str().unwrap();
+    assert_problem(get(&app, &globex, &format!("/v3/tasks/{id}")).await, 404, Some("not-found")).await;
+    assert_problem(get(&app, &globex, &format!("/api/status?task_id={id}")).await, 404, Some("not-found")).await;
+    let cancel =
+        app.client.delete(app.url(&format!("/v3/tasks/{id}"))).header("x-api-key", &globex).send().await.unwrap();
+    assert_problem(cancel, 404, Some("not-found")).await;
+    let theirs: Value = get(&app, &globex, "/v3/tasks").await.json().await.unwrap();
+    assert_eq!(theirs["tasks"], json!([]));
+    // A cursor of one tenant's listing cannot page another's.
+    for _ in 0..2 {
+        post(&app, &acme, "/v3/tasks", &json!({"type": "echo", "payload": {}})).await;
+    }
+    let page: Value = get(&app, &acme, "/v3/tasks?limit=1").await.json().await.unwrap();
+    let cursor = page["next_cursor"].as_str().unwrap();
+    assert_problem(get(&app, &globex, &format!("/v3/tasks?limit=1&cursor={cursor}")).await, 422, None).await;
+    let metrics: Value = get(&app, &globex, "/api/metrics").await.json().await.unwrap();
+    assert_eq!(metrics["total"], 0, "another tenant's tasks are not in its metrics");
+}
+
+async fn metrics_add_up_across_instances(store: DynStore) {
+    // Two instances on one table (sharing the deployment's secrets): the metrics either answers count both.
+    let secrets = [
+        ("DEV_AGENT_SECRET", "agent-secret-0123456789abcdef0123456789"),
+        ("DEV_JWT_SECRET", "jwt-secret-0123456789abcdef0123456789ab"),
+    ];
+    let one = TestApp::builder().envs(&ROOMY).envs(&secrets).store(store.clone()).spawn().await;
+    let two = TestApp::builder().envs(&ROOMY).envs(&secrets).store(store).spawn().await;
+    let (key, _) = operator_key(&one, "acme").await;
+    for (app, body) in [
+        (&one, json!({"type": "echo", "payload": {}})),
+        (&two, json!({"type": "echo", "payload": {}})),
+        (&two, json!({"type": "echo", "payload": {"delay_ms": 2000}, "options": {"timeout_ms": 100}})),
+        (&one, json!({"type": "text-analysis", "payload": {"text": PASSAGE}})),
+    ] {
+        post(app, &key, "/v3/tasks", &body).await;
+    }
+    for app in [&one, &two] {
+        let m: Value = get(app, &key, "/api/metrics").await.json().await.unwrap();
+        assert_eq!(m["total"], 4, "{m}");
+        assert_eq!(m["succeeded"], 3);
+        assert_eq!(m["timed_out"], 1);
+        assert_eq!(m["success_rate"], 0.75);
+        assert_eq!(m["by_type"]["echo"]["total"], 3);
+        assert_eq!(m["by_type"]["text-analysis"]["succeeded"], 1);
+        assert!(m["by_type"]["echo"]["latency_ms"]["p50"].as_u64().is_some());
+        assert!(m["by_type"]["echo"]["latency_ms"]["p99"].as_u64().unwrap() >= 100);
+    }
+}
+
+async fn a_batch_of_ten_runs_concurrently(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    // Ten controlled tasks of 2 s each: one after another they would take 20 s.
+    let tasks: Vec<Value> =
+        (0..10).map(|i| json!({"task_type": "echo", "task_data": {"message": i, "delay_ms": 2000}})).collect();
+    let started = Instant::now();
+    let answer: Value = post(&app, &key, "/api/batch", &json!({"tasks": tasks})).await.json().await.unwrap();
+    let wall = started.elapsed();
+    assert_eq!(answer["succeeded"], 10, "{answer}");
+    for (i, result) in answer["results"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(result["index"], i);
+        assert_eq!(result["task"]["result"]["message"], i, "one result per task, in request order");
+    }
+    // About the slowest task, not the sum: generous against a loaded machine, far from 20 s.
+    assert!(wall < Duration::from_secs(8), "the batch took {wall:?}");
+    assert!(answer["duration_ms"].as_u64().unwrap() >= 2000);
+}
+
+/// A local webhook receiver: it answers each delivery with the next planned status (then 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>,
+    plan: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+}
+
+async fn receive(
+    axum::extract::State(r): axum::extract::State<Receiver>,
+    headers: http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned())).collect();
+    r.got.lock().unwrap().push((headers, body));
+    let next = {
+        let mut plan = r.plan.lock().unwrap();
+        if plan.is_empty() { (200, None) } else { plan.remove(0) }
+    };
+    let mut response = http::StatusCode::from_u16(next.0).unwrap().into_response();
+    if let Some(retry_after) = next.1 {
+        response.headers_mut().insert("retry-after", retry_after.parse().unwrap());
+    }
+    response
+}
+
+async fn start_receiver(plan: Vec<(u16, Option<&'static str>)>) -> (Receiver, String) {
+    let receiver = Receiver { plan: Arc::new(Mutex::new(plan)), ..Receiver::default() };
+    let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (receiver, url)
+}
+
+/// Verifies one delivery with the reference implementation (PyPI `standardwebhooks`).
+fn verify_with_reference(secret: &str, headers: &[(String, String)], body: &str) -> Result<Value, String> {
+    let Some(python) = std::env::var("CLOUD_AGENT_TEST_PYTHON").ok() else {
+        assert!(std::env::var("CLOUD_AGENT_REQUIRE_DYNAMODB").is_err(), "CLOUD_AGENT_TEST_PYTHON is required");
+        return Err("SKIPPED".into());
+    };
+    let pick = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+secret, wid, ts, sig, body = sys.argv[1:6]
+print(json.dumps(Webhook(secret).verify(body, {"webhook-id": wid, "webhook-timestamp": ts, "webhook-signature": sig})))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, secret, &pick("webhook-id"), &pick("webhook-timestamp"), &pick("webhook-signature"), body])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+async fn webhooks_are_signed_retried_and_recorded(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, secret) = operator_key(&app, "acme").await;
+    // First attempt: 503 asking for a 1 s pause; the second is due on the schedule (5 s), which is longer.
+    let (receiver, url) = start_receiver(vec![(503, Some("1"))]).await;
+    let body = json!({"type": "echo", "payload": {"message": "done"}, "options": {"webhook": url}});
+    let task: Value = post(&app, &key, "/v3/tasks", &body).await.json().await.unwrap();
+    let id = task["id"].as_str().unwrap();
+    assert_eq!(task["webhook"]["state"], "pending");
+
+    // The delivery is queued durably before the answer; the drain makes the first attempt.
+    drain(&app).await;
+    let after_one: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+    let hook = &after_one["webhook"];
+    assert_eq!(hook["attempts"].as_array().unwrap().len(), 1, "{hook}");
+    assert_eq!(hook["attempts"][0]["status"], 503);
+    assert_eq!(hook["state"], "pending");
+    let first_at = hook["attempts"][0]["at_ms"].as_i64().unwrap();
+    let next_at = hook["next_attempt_ms"].as_i64().unwrap();
+    assert!(next_at - first_at >= 5000, "the schedule's 5 s wait: {hook}");
+
+    // Wait for the retry to come due (a condition with a generous deadline, not a race), then drain again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        drain(&app).await;
+        let now: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+        if now["webhook"]["state"] == "delivered" {
+            assert_eq!(now["webhook"]["attempts"].as_array().unwrap().len(), 2);
+            assert_eq!(now["webhook"]["attempts"][1]["status"], 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retry was never delivered: {now}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    let ids: Vec<String> =
+        got.iter().map(|(h, _)| h.iter().find(|(k, _)| k == "webhook-id").unwrap().1.clone()).collect();
+    assert_eq!(ids[0], ids[1], "every attempt carries the same webhook-id");
+    for (headers, body) in &got {
+        match verify_with_reference(&secret, headers, body) {
+            Ok(payload) => {
+                assert_eq!(payload["type"], "task.succeeded");
+                assert_eq!(payload["data"]["id"], id);
+                assert_eq!(payload["data"]["result"]["message"], "done");
+            }
+            Err(skip) if skip == "SKIPPED" => {}
+            Err(e) => panic!("the reference library refused our signature: {e}"),
+        }
+        // A wrong secret is refused by the same library.
+        let wrong = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        if let Err(e) = verify_with_reference(wrong, headers, body) {
+            assert!(e == "SKIPPED" || e.contains("Verification"), "{e}");
+        } else {
+            panic!("a wrong secret verified");
+        }
+    }
+}
+
+async fn gone_disables_the_endpoint(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let (receiver, url) = start_receiver(vec![(410, None)]).await;
+    let body = json!({"type": "echo", "payload": {}, "options": {"webhook": url}});
+    let first: Value = post(&app, &key, "/v3/tasks", &body).await.json().await.unwrap();
+    drain(&app).await;
+    let first: Value =
+        get(&app, &key, &format!("/v3/tasks/{}", first["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(first["webhook"]["state"], "disabled");
+    // The next task to the same endpoint is not delivered at all.
+    let second: Value = post(&app, &key, "/v3/tasks", &body).await.json().await.unwrap();
+    drain(&app).await;
+    let second: Value =
+        get(&app, &key, &format!("/v3/tasks/{}", second["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(second["webhook"]["state"], "disabled");
+    assert_eq!(second["webhook"]["attempts"], json!([]));
+    assert_eq!(receiver.got.lock().unwrap().len(), 1);
+}
+
+on_both_backends!(
+    both_versions_run_a_task_and_show_the_same_record,
+    bad_input_is_a_422_naming_the_field,
+    a_task_past_its_deadline_times_out_with_a_problem,
+    idempotency_keys_return_the_same_task_or_refuse_another_input,
+    queued_tasks_run_high_priority_first_and_cancel,
+    tenants_see_only_their_own_tasks,
+    metrics_add_up_across_instances,
+    a_batch_of_ten_runs_concurrently,
+    webhooks_are_signed_retried_and_recorded,
+    gone_disables_the_endpoint,
+);
+
+/// Outbound handlers refuse private, loopback and metadata targets when loopback is not allowed (production).
+#[tokio::test]
+async fn outbound_handlers_refuse_internal_addresses() {
+    let app = TestApp::builder().envs(&ROOMY[..3]).spawn().await;
+    let (key, _) = operator_key(&app, "acme").await;
+    for (kind, payload, pointer) in [
+        ("webhook", json!({"url": app.url("/health")}), "/payload/url"),
+        ("webhook", json!({"url": "http://169.254.169.254/latest/meta-data/"}), "/payload/url"),
+        ("webhook", json!({"url": "http://[::ffff:10.0.0.1]/"}), "/payload/url"),
+        ("webhook", json!({"url": "http://localhost:9/"}), "/payload/url"),
+        ("health-check", json!({"endpoints": [{"url": "http://192.168.1.1/"}]}), "/payload/endpoints/0/url"),
+    ] {
+        let problem =
+            assert_problem(post(&app, &key, "/v3/tasks", &json!({"type": kind, "payload": payload})).await, 422, None)
+                .await;
+        assert_eq!(problem["pointer"], pointer, "{kind} {payload}: {problem}");
+    }
+}
