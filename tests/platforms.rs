@@ -734,3 +734,202 @@ async fn network_rules_hold_under_every_event_shape_and_on_vercel() {
     let answer = vercel.call(&from("203.0.113.10", "KP")).await;
     assert_eq!((answer.status, answer.body["type"].as_str()), (403, Some("urn:cloud-agent:problem:country-denied")));
 }
+
+// ---------------------------------------------------------------- the task worker on SQS
+
+/// The SQS-compatible server the test command started (moto), or `None` (skip) outside it.
+fn sqs_endpoint() -> Option<String> {
+    match std::env::var("CLOUD_AGENT_TEST_SQS_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("CLOUD_AGENT_REQUIRE_DYNAMODB").is_err(),
+                "CLOUD_AGENT_TEST_SQS_ENDPOINT is not set: run the tests with infra/test.sh"
+            );
+            eprintln!("SKIPPED: CLOUD_AGENT_TEST_SQS_ENDPOINT not set");
+            None
+        }
+    }
+}
+
+async fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::from_keys("test", "test", None))
+        .http_client({
+            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+        })
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+/// The event Lambda's SQS event source sends for these messages.
+fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id().unwrap_or_default(),
+                "receiptHandle": m.receipt_handle().unwrap_or_default(),
+                "body": m.body().unwrap_or_default(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body().unwrap_or_default(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Queued tasks through a real queue: the app sends them to SQS (moto), this test plays Lambda's event source
+/// (receive, invoke the worker binary under the Runtime API, delete what it did not report failed), the worker
+/// runs them against DynamoDB Local. A task that keeps failing and a message nobody can read both end in the
+/// dead-letter queue after maxReceiveCount; the failing task's record says it was dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_tasks_run_through_sqs_and_poison_reaches_the_dead_letter_queue() {
+    let Some(endpoint) = sqs_endpoint() else { return };
+    let Some(table) = common::dynamodb().await else { return };
+    let dynamodb = common::dynamodb_endpoint().unwrap();
+    let sqs = sqs_client(&endpoint).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let dlq = sqs.create_queue().queue_name(format!("dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("tasks-{suffix}"))
+        // Short, so a failed message comes back within the test; production's is six times the worker's timeout.
+        .attributes(A::VisibilityTimeout, "1")
+        .attributes(A::RedrivePolicy, json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+
+    let secrets = [
+        ("DEV_AGENT_SECRET", "agent-secret-0123456789abcdef0123456789"),
+        ("DEV_JWT_SECRET", "jwt-secret-0123456789abcdef0123456789ab"),
+        ("DEV_ADMIN_KEY", "admin-key-0123456789abcdef0123456789"),
+        ("CLOUD_AGENT_TASK_QUEUE_URL", queue.as_str()),
+        ("CLOUD_AGENT_SQS_ENDPOINT", endpoint.as_str()),
+        ("CLOUD_AGENT_TASK_MAX_ATTEMPTS", "3"),
+    ];
+    let app = common::TestApp::builder().envs(&secrets).store(table.store.clone()).spawn().await;
+    let admin = "admin-key-0123456789abcdef0123456789";
+    let mut worker_env = secrets.to_vec();
+    let table_name = table.table.clone().unwrap();
+    worker_env.extend([
+        ("CLOUD_AGENT_STORE", "dynamodb"),
+        ("TABLE_NAME", table_name.as_str()),
+        ("DYNAMODB_ENDPOINT", dynamodb.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    let mut worker = start_lambda_with("task-worker", &worker_env).await;
+
+    let mut ids = BTreeMap::new();
+    for (name, payload, priority) in [
+        ("high", json!({"message": "h"}), "high"),
+        ("low", json!({"message": "l"}), "low"),
+        ("poison", json!({"fail": "transient"}), "normal"),
+    ] {
+        let body = json!({"type": "echo", "payload": payload, "options": {"async": true, "priority": priority}});
+        let answer = app.client.post(app.url("/v3/tasks")).bearer_auth(admin).json(&body).send().await.unwrap();
+        assert_eq!(answer.status(), 202);
+        let task: Value = answer.json().await.unwrap();
+        ids.insert(name, task["id"].as_str().unwrap().to_owned());
+    }
+    // A message no worker can read.
+    sqs.send_message().queue_url(&queue).message_body("{not json").send().await.unwrap();
+
+    // Play the event source until the queue is empty and two messages sit in the DLQ (generous deadline).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut invocations = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if !messages.is_empty() {
+            let response = worker.invoke(sqs_event(&messages, "arn:aws:sqs:us-east-1:000000000000:tasks")).await;
+            let failed: Vec<String> = response["batchItemFailures"]
+                .as_array()
+                .expect("a partial batch response")
+                .iter()
+                .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+                .collect();
+            for m in &messages {
+                if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                    sqs.delete_message()
+                        .queue_url(&queue)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+            invocations.push((messages.len(), failed.len()));
+        }
+        let dead = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&A::ApproximateNumberOfMessages]
+            .parse::<u32>()
+            .unwrap();
+        if dead == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the poison never reached the DLQ: invocations {invocations:?}");
+    }
+    assert_eq!(invocations[0], (4, 2), "the first batch: two done, the failing task and the unreadable message back");
+
+    for name in ["high", "low"] {
+        let task: Value =
+            common::get_json(&app.client, &app.url(&format!("/v3/tasks/{}", ids[name])), Some(admin)).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(task["attempts"], 1);
+    }
+    let poison: Value =
+        common::get_json(&app.client, &app.url(&format!("/v3/tasks/{}", ids["poison"])), Some(admin)).await;
+    assert_eq!(poison["status"], "failed", "{poison}");
+    assert_eq!(poison["attempts"], 3);
+    assert!(poison["problem"]["type"].as_str().unwrap().ends_with("dead-lettered"), "{poison}");
+
+    let dead = sqs.receive_message().queue_url(&dlq).max_number_of_messages(10).send().await.unwrap();
+    let bodies: Vec<String> = dead.messages.unwrap().iter().map(|m| m.body().unwrap().to_owned()).collect();
+    assert!(bodies.iter().any(|b| b.contains(&ids["poison"])), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b == "{not json"), "{bodies:?}");
+    assert!(worker.proc.0.try_wait().unwrap().is_none(), "the worker stays up between batches");
+}
