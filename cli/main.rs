@@ -13,6 +13,7 @@ use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
 mod operator;
+mod tasks;
 use cloud_agent_sdk::{
     AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
 };
@@ -54,6 +55,15 @@ enum Command {
     },
     /// The audit trail, over the API (`audit:read`).
     Audit(operator::AuditArgs),
+    /// Delegate one task (`POST /v3/tasks`); prints the task (with --async --wait, once it has finished).
+    Delegate(tasks::DelegateArgs),
+    /// Delegate up to ten tasks at once, run concurrently (`POST /api/batch`).
+    Batch(tasks::BatchArgs),
+    /// The tenant's tasks: list, get, wait, cancel; the handlers' capabilities; task metrics.
+    Tasks {
+        #[command(subcommand)]
+        command: tasks::TasksCommand,
+    },
     /// Manage the DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -267,6 +277,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agents { command } => operator::agents(command).await,
         Command::Keys { command } => operator::keys(command).await,
         Command::Audit(args) => operator::audit(args).await,
+        Command::Delegate(args) => tasks::delegate(args).await,
+        Command::Batch(args) => tasks::batch(args).await,
+        Command::Tasks { command } => tasks::tasks(command).await,
         Command::Context { command: ContextCommand::Set { user, file, store } } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?

@@ -136,7 +136,12 @@ pub(crate) struct AuditArgs {
 }
 
 /// Sends a request and returns its JSON body, or an error quoting the problem's title and detail.
-async fn call(target: &Target, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+pub(crate) async fn call(
+    target: &Target,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let url = format!("{}{path}", target.url.trim_end_matches('/'));
     let client = reqwest::Client::new();
     let mut request = client.request(method, &url).header("x-api-key", &target.key);
@@ -236,7 +241,7 @@ pub(crate) async fn audit(args: AuditArgs) -> anyhow::Result<()> {
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn urlencoding(text: &str) -> String {
+pub(crate) fn urlencoding(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),

@@ -289,3 +289,69 @@ async fn keys_and_audit_work_against_a_running_server() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("audit:read"), "{refused:?}");
 }
+
+/// `delegate`, `batch` and `tasks` against `cloudagent serve`, whose own worker runs queued tasks.
+#[tokio::test]
+async fn delegate_batch_and_tasks_work_against_a_running_server() {
+    const ADMIN: &str = "admin-key-0123456789abcdef0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start_with(dir.path(), &[("DEV_ADMIN_KEY", ADMIN)]);
+    let run = |args: &[&str]| {
+        let output = cloudagent(dir.path()).args(args).args(["--url", &server.base, "--key", ADMIN]).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let json = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+
+    let ran = json(run(&["delegate", "text-analysis", "--payload", r#"{"text": "The cat sat on the mat."}"#]));
+    assert_eq!(ran["status"], "succeeded");
+    assert_eq!(ran["result"]["words"], 6);
+
+    // Queued: the server's in-process worker runs it; --wait polls until it has.
+    let queued = json(run(&[
+        "delegate",
+        "echo",
+        "--payload",
+        r#"{"message": "later"}"#,
+        "--async",
+        "--wait",
+        "--priority",
+        "high",
+    ]));
+    assert_eq!(queued["status"], "succeeded", "{queued}");
+    assert_eq!(queued["mode"], "async");
+    assert_eq!(queued["result"]["message"], "later");
+
+    std::fs::write(
+        dir.path().join("batch.json"),
+        r#"[{"task_type": "echo", "task_data": {"message": 1}}, {"task_type": "smart-routing", "task_data": {"description": "validate this JSON against its schema"}}]"#,
+    )
+    .unwrap();
+    let batch = json(run(&["batch", "@batch.json"]));
+    assert_eq!(batch["succeeded"], 2, "{batch}");
+    assert_eq!(batch["results"][1]["task"]["result"]["recommended_handler"], "json-validator");
+
+    let listed = run(&["tasks", "list", "--type", "echo"]);
+    let lines: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines.iter().all(|t| t["type"] == "echo"));
+    let got = json(run(&["tasks", "get", ran["id"].as_str().unwrap()]));
+    assert_eq!(got["id"], ran["id"]);
+    let caps = json(run(&["tasks", "capabilities"]));
+    assert_eq!(caps["handlers"].as_array().unwrap().len(), 10);
+    let metrics = json(run(&["tasks", "metrics"]));
+    assert_eq!(metrics["total"], 4, "{metrics}");
+
+    // A long task queued, then cancelled before the worker gets to it finishing.
+    let slow =
+        json(run(&["delegate", "echo", "--payload", r#"{"delay_ms": 30000}"#, "--async", "--timeout-ms", "60000"]));
+    let cancelled = json(run(&["tasks", "cancel", slow["id"].as_str().unwrap()]));
+    assert_eq!(cancelled["status"], "cancelled");
+    // A refused task: the CLI fails and says why.
+    let refused = cloudagent(dir.path())
+        .args(["delegate", "text-analysis", "--payload", r#"{"text": 5}"#, "--url", &server.base, "--key", ADMIN])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("422"), "{refused:?}");
+}

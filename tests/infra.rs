@@ -6,11 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use cloud_agent::ROUTES;
+use cloud_agent::app::EVENT_FUNCTIONS;
+use cloud_agent::features::tasks::QUEUE_SENDERS;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
-/// A SAM function: its events as (METHOD, path) and the DynamoDB actions it is granted.
-type SamFunction = (BTreeSet<(String, String)>, BTreeSet<String>);
+/// A SAM function: its events as (METHOD, path) — or (event type, "") for a non-HTTP trigger — the DynamoDB
+/// actions it is granted, and whether it may send to the task queue.
+type SamFunction = (BTreeSet<(String, String)>, BTreeSet<String>, bool);
 
 /// What the deployment files say, reduced to what we compare.
 #[derive(Debug, Clone, Default)]
@@ -87,12 +90,27 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
         assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{binary}: BuildMethod");
         let mut events = BTreeSet::new();
         for (_, event) in resource["Properties"]["Events"].as_mapping().into_iter().flatten() {
-            assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{binary}: events are HttpApi");
+            let kind = event["Type"].as_str().unwrap();
+            if kind != "HttpApi" {
+                assert_eq!(kind, "SQS", "{binary}: events are HttpApi, or SQS for the worker");
+                let queue = serde_yaml::to_string(&event["Properties"]["Queue"]).unwrap();
+                assert!(queue.contains("TaskQueue"), "{binary}: the worker reads the task queue: {queue}");
+                let types = serde_yaml::to_string(&event["Properties"]["FunctionResponseTypes"]).unwrap();
+                assert!(types.contains("ReportBatchItemFailures"), "{binary}: partial batch responses are on");
+                events.insert((kind.to_owned(), String::new()));
+                continue;
+            }
             let p = &event["Properties"];
             events.insert((p["Method"].as_str().unwrap().to_uppercase(), p["Path"].as_str().unwrap().to_owned()));
         }
         let mut actions = BTreeSet::new();
+        let mut sends = false;
         for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+            if let Some(sqs) = policy.get("SQSSendMessagePolicy") {
+                assert!(serde_yaml::to_string(sqs).unwrap().contains("TaskQueue"), "{binary}: only the task queue");
+                sends = true;
+                continue;
+            }
             for statement in policy["Statement"].as_sequence().into_iter().flatten() {
                 for action in statement["Action"].as_sequence().into_iter().flatten() {
                     actions.insert(action.as_str().unwrap().to_owned());
@@ -102,7 +120,7 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
                 assert!(resource.contains("Table"), "{binary}: policy resource must be the table: {resource}");
             }
         }
-        out.insert(binary, (events, actions));
+        out.insert(binary, (events, actions, sends));
     }
     out
 }
@@ -138,7 +156,9 @@ fn vercel_syntax(path: &str) -> String {
 fn problems(d: &Deployment) -> Vec<String> {
     let mut out = Vec::new();
     let route_files: BTreeSet<String> = ROUTES.iter().map(|r| r.file.to_owned()).collect();
-    for file in d.api_files.symmetric_difference(&route_files) {
+    let function_files: BTreeSet<String> =
+        route_files.iter().cloned().chain(EVENT_FUNCTIONS.iter().map(|f| f.file.to_owned())).collect();
+    for file in d.api_files.symmetric_difference(&function_files) {
         out.push(format!("{file}: api/ and the library's ROUTES disagree"));
     }
     for route in ROUTES.iter() {
@@ -152,7 +172,7 @@ fn problems(d: &Deployment) -> Vec<String> {
         let actions: BTreeSet<String> = route.granted_actions().into_iter().map(str::to_owned).collect();
         match d.sam_functions.get(route.binary) {
             None => out.push(format!("template.yaml: no function builds binary {}", route.binary)),
-            Some((events, granted)) => {
+            Some((events, granted, _)) => {
                 if *events != wanted {
                     out.push(format!("template.yaml: {} events {events:?}, routes say {wanted:?}", route.binary));
                 }
@@ -172,9 +192,39 @@ fn problems(d: &Deployment) -> Vec<String> {
             out.push(format!("vercel.json: no rewrite {public} -> {}", route.function_path()));
         }
     }
-    for binary in d.sam_functions.keys() {
-        if !ROUTES.iter().any(|r| r.binary == binary) {
+    for event_function in EVENT_FUNCTIONS {
+        match d.cargo_bins.get(event_function.binary) {
+            Some(path) if path == event_function.file => {}
+            other => out.push(format!(
+                "Cargo.toml: [[bin]] {} should have path {} (has {other:?})",
+                event_function.binary, event_function.file
+            )),
+        }
+        let actions: BTreeSet<String> = event_function.dynamodb_actions.iter().map(|a| (*a).to_owned()).collect();
+        match d.sam_functions.get(event_function.binary) {
+            None => out.push(format!("template.yaml: no function builds binary {}", event_function.binary)),
+            Some((events, granted, _)) => {
+                if *events != [(event_function.trigger.to_owned(), String::new())].into() {
+                    out.push(format!(
+                        "template.yaml: {} events {events:?}, wanted one {}",
+                        event_function.binary, event_function.trigger
+                    ));
+                }
+                if *granted != actions {
+                    out.push(format!(
+                        "template.yaml: {} is granted {granted:?}, needs exactly {actions:?}",
+                        event_function.binary
+                    ));
+                }
+            }
+        }
+    }
+    for (binary, (_, _, sends)) in &d.sam_functions {
+        if !ROUTES.iter().any(|r| r.binary == binary) && !EVENT_FUNCTIONS.iter().any(|f| f.binary == binary) {
             out.push(format!("template.yaml: function for binary {binary}, which is no route"));
+        }
+        if *sends != QUEUE_SENDERS.contains(&binary.as_str()) {
+            out.push(format!("template.yaml: {binary} may send to the task queue: {sends}; the code says {}", !sends));
         }
     }
     for key in &d.vercel_functions {
@@ -188,7 +238,10 @@ fn problems(d: &Deployment) -> Vec<String> {
         }
     }
     for (name, path) in &d.cargo_bins {
-        if path.starts_with("api/") && !ROUTES.iter().any(|r| r.binary == name) {
+        if path.starts_with("api/")
+            && !ROUTES.iter().any(|r| r.binary == name)
+            && !EVENT_FUNCTIONS.iter().any(|f| f.binary == name)
+        {
             out.push(format!("Cargo.toml: [[bin]] {name} ({path}) is no route"));
         }
     }
@@ -223,6 +276,14 @@ fn the_checker_catches_a_missing_or_extra_function() {
     let mut wrong_event = good.clone();
     wrong_event.sam_functions.get_mut("health").unwrap().0 = [("GET".to_owned(), "/healthz".to_owned())].into();
     assert!(problems(&wrong_event).iter().any(|p| p.contains("events")));
+
+    let mut sends_without_need = good.clone();
+    sends_without_need.sam_functions.get_mut("health").unwrap().2 = true;
+    assert!(problems(&sends_without_need).iter().any(|p| p.contains("task queue")));
+
+    let mut worker_over_http = good.clone();
+    worker_over_http.sam_functions.get_mut("task-worker").unwrap().0 = [("GET".to_owned(), "/w".to_owned())].into();
+    assert!(problems(&worker_over_http).iter().any(|p| p.contains("task-worker events")));
 
     let mut too_much_access = good;
     too_much_access.sam_functions.get_mut("health").unwrap().1.insert("dynamodb:DeleteItem".into());

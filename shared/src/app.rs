@@ -14,6 +14,9 @@ use crate::state::AppState;
 
 /// Every feature, in the order the local server mounts their routes. A new feature adds one line here; a new
 /// route touches only its feature folder (and the deployment files).
+/// Functions invoked by events rather than routes (see [`crate::route::EventFunction`]).
+pub const EVENT_FUNCTIONS: &[crate::route::EventFunction] = &[features::tasks::WORKER];
+
 pub const FEATURES: &[Feature] = &[
     features::health::FEATURE,
     OPENAPI_FEATURE,

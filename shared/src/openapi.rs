@@ -104,6 +104,7 @@ fn layered_responses(
     // Agent routes take the agent's access token; operator routes an API key (in either header) or the
     // bootstrap admin key.
     let schemes: &[&str] = match permission {
+        None if route.access == crate::route::Access::Scheduler => &["cronBearer"],
         None => &[],
         Some(p) if p.is_agent_only() => &["bearer"],
         Some(_) => &["apiKey", "operatorBearer"],
@@ -133,6 +134,15 @@ impl utoipa::Modify for BearerAuth {
                     "An operator's API key (ca_live_… in production, ca_test_… elsewhere), or the bootstrap admin key",
                 ),
             )),
+        );
+        components.add_security_scheme(
+            "cronBearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The platform scheduler's secret (CRON_SECRET), which Vercel cron sends"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "operatorBearer",

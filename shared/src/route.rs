@@ -107,3 +107,15 @@ pub struct Feature {
 /// DynamoDB actions of a route that updates items: the store's update on an expired, unreaped item reads it
 /// and deletes it before applying (see the store docs).
 pub const UPDATE_ACTIONS: &[&str] = &["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"];
+
+/// A function that no HTTP route reaches: a queue or schedule invokes it (the task worker). Deployed by
+/// template.yaml like a route's function; `tests/infra.rs` checks it against this spec.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFunction {
+    pub binary: &'static str,
+    /// Under `api/_…`: Vercel ignores such files (it has no queue triggers; a cron route does the work there).
+    pub file: &'static str,
+    /// The SAM event type that invokes it (`SQS`).
+    pub trigger: &'static str,
+    pub dynamodb_actions: &'static [&'static str],
+}

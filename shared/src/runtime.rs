@@ -73,55 +73,8 @@ pub fn run_function(routes: &[RouteSpec]) -> ExitCode {
     })
 }
 
-/// Runs the task worker: an AWS Lambda function that SQS invokes with batches of queued work (see
-/// [`crate::features::tasks::worker`]). It answers with the messages to deliver again (partial batch response).
-pub fn run_worker() -> ExitCode {
-    use crate::features::tasks::engine::Engine;
-    use crate::features::tasks::worker::{SqsEvent, sqs_batch};
-    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
-
-    telemetry::init();
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if Platform::detect(&env) != Platform::Lambda {
-        eprintln!(
-            "task-worker: this is the SQS-triggered worker for AWS Lambda (AWS_LAMBDA_RUNTIME_API is not set).\n\
-             On Vercel the cron calls /api/v1/tasks/drain; locally `cloudagent serve` runs the worker itself."
-        );
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("task-worker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let state = match init_state().await {
-            Ok(state) => state,
-            Err(message) => {
-                tracing::error!(function = "task-worker", %message, "start-up failed");
-                eprintln!("task-worker: {message}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let engine = state.part::<Engine>();
-        tracing::info!(function = "task-worker", store = state.store().backend(), "worker started");
-        let handler = service_fn(move |event: LambdaEvent<SqsEvent>| {
-            let engine = engine.clone();
-            async move { Ok::<_, lambda_runtime::Error>(sqs_batch(&engine, event.payload).await) }
-        });
-        match lambda_runtime::run(handler).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(function = "task-worker", error = %e, "runtime stopped");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-async fn init_state() -> Result<AppState, String> {
+/// The instance's state from the environment's configuration (and the store's warm-up on DynamoDB).
+pub async fn init_state() -> Result<AppState, String> {
     let config = Config::from_env().map_err(|e| format!("invalid configuration: {e}"))?;
     let warm_up = matches!(config.store, StoreSettings::DynamoDb(_))
         && std::env::var("CLOUD_AGENT_WARMUP").map_or(true, |v| v != "0");

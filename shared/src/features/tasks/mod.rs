@@ -189,6 +189,17 @@ pub const DRAIN: RouteSpec = RouteSpec {
     handler: || get(worker::drain_route),
 };
 
+/// The SQS-triggered worker (AWS): runs queued tasks and webhook deliveries.
+pub const WORKER: crate::route::EventFunction = crate::route::EventFunction {
+    binary: "task-worker",
+    file: "api/_worker.rs",
+    trigger: "SQS",
+    dynamodb_actions: CREATE_ACTIONS,
+};
+
+/// The functions that send to the task queue (template.yaml grants them `sqs:SendMessage` on it, and only them).
+pub const QUEUE_SENDERS: &[&str] = &["delegate", "batch", "tasks", "task", "tasks-drain", "task-worker"];
+
 #[allow(deprecated)]
 #[derive(utoipa::OpenApi)]
 #[openapi(

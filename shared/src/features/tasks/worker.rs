@@ -145,8 +145,7 @@ async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, su
     get,
     path = "/api/v1/tasks/drain",
     tag = "tasks",
-    responses((status = 200, body = DrainReport, description = "What this drain did")),
-    security(("cronBearer" = []))
+    responses((status = 200, body = DrainReport, description = "What this drain did"))
 )]
 pub async fn drain_route(
     State(engine): State<Arc<Engine>>,
@@ -258,4 +257,50 @@ pub async fn sqs_batch(engine: &Arc<Engine>, event: SqsEvent) -> SqsBatchRespons
     }
     failures.sort_by(|a, b| a.item_identifier.cmp(&b.item_identifier));
     SqsBatchResponse { batch_item_failures: failures }
+}
+
+/// Runs the task worker: an AWS Lambda function that SQS invokes with batches of queued work (see
+/// this module). It answers with the messages to deliver again (partial batch response).
+pub fn run() -> std::process::ExitCode {
+    use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+
+    crate::telemetry::init();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if crate::config::Platform::detect(&env) != crate::config::Platform::Lambda {
+        eprintln!(
+            "task-worker: this is the SQS-triggered worker for AWS Lambda (AWS_LAMBDA_RUNTIME_API is not set).\n\
+             On Vercel the cron calls /api/v1/tasks/drain; locally `cloudagent serve` runs the worker itself."
+        );
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("task-worker: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let state = match crate::runtime::init_state().await {
+            Ok(state) => state,
+            Err(message) => {
+                tracing::error!(function = "task-worker", %message, "start-up failed");
+                eprintln!("task-worker: {message}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let engine = state.part::<Engine>();
+        tracing::info!(function = "task-worker", store = state.store().backend(), "worker started");
+        let handler = service_fn(move |event: LambdaEvent<SqsEvent>| {
+            let engine = engine.clone();
+            async move { Ok::<_, lambda_runtime::Error>(sqs_batch(&engine, event.payload).await) }
+        });
+        match lambda_runtime::run(handler).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(function = "task-worker", error = %e, "runtime stopped");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    })
 }
