@@ -71,7 +71,7 @@ pub(crate) async fn delegate(args: DelegateArgs) -> anyhow::Result<()> {
 /// Polls a task until it is final (at most ten minutes).
 async fn wait(target: &Target, task: &Value) -> anyhow::Result<Value> {
     let id = task["id"].as_str().ok_or_else(|| anyhow::anyhow!("the answer names no task"))?;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_mins(10);
     let mut delay = Duration::from_millis(200);
     loop {
         let now = call(target, reqwest::Method::GET, &format!("/v3/tasks/{id}"), None).await?;

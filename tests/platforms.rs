@@ -797,6 +797,7 @@ fn sqs_event(messages: &[aws_sdk_sqs::types::Message], queue_arn: &str) -> Value
 /// dead-letter queue after maxReceiveCount; the failing task's record says it was dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_tasks_run_through_sqs_and_poison_reaches_the_dead_letter_queue() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
     let Some(endpoint) = sqs_endpoint() else { return };
     let Some(table) = common::dynamodb().await else { return };
     let dynamodb = common::dynamodb_endpoint().unwrap();
@@ -813,7 +814,6 @@ async fn queued_tasks_run_through_sqs_and_poison_reaches_the_dead_letter_queue()
         .attributes
         .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    use aws_sdk_sqs::types::QueueAttributeName as A;
     let queue = sqs
         .create_queue()
         .queue_name(format!("tasks-{suffix}"))

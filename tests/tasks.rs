@@ -46,7 +46,7 @@ async fn get(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
 }
 
 async fn drain(app: &TestApp) -> worker::DrainReport {
-    worker::drain(&app.state.part::<Engine>(), Duration::from_secs(60)).await
+    worker::drain(&app.state.part::<Engine>(), Duration::from_mins(1)).await
 }
 
 const PASSAGE: &str = "The cat sat on the mat.";
@@ -312,10 +312,15 @@ async fn a_batch_of_ten_runs_concurrently(store: DynStore) {
 }
 
 /// A local webhook receiver: it answers each delivery with the next planned status (then 200).
+/// One delivery as received: its headers and body.
+type Delivery = (Vec<(String, String)>, String);
+/// A planned answer: status and `Retry-After`.
+type Planned = (u16, Option<&'static str>);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>,
-    plan: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+    got: Arc<Mutex<Vec<Delivery>>>,
+    plan: Arc<Mutex<Vec<Planned>>>,
 }
 
 async fn receive(
@@ -392,7 +397,7 @@ async fn webhooks_are_signed_retried_and_recorded(store: DynStore) {
     assert!(next_at - first_at >= 5000, "the schedule's 5 s wait: {hook}");
 
     // Wait for the retry to come due (a condition with a generous deadline, not a race), then drain again.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         drain(&app).await;
         let now: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();

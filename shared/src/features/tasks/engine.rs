@@ -96,12 +96,11 @@ impl Part for Engine {
 
 fn canonical_hash(value: &Json) -> String {
     // serde_json's maps are ordered (no preserve_order): the text is canonical for equal values.
-    let digest = sha2::Sha256::digest(value.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::config::secrets::hex(&sha2::Sha256::digest(value.to_string().as_bytes()))
 }
 
 fn digest_hex(text: &str) -> String {
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::config::secrets::hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 fn problem_json(problem: &Problem) -> Json {
@@ -131,6 +130,10 @@ impl Engine {
 
     pub async fn queue(&self) -> &Arc<dyn Queue> {
         self.queue.get_or_init(|| queue::open(&self.config.tasks.queue, self.store.clone())).await
+    }
+
+    fn retention_secs(&self) -> i64 {
+        i64::try_from(self.config.tasks.retention.as_secs()).unwrap_or(i64::MAX / 2)
     }
 
     /// The deadline a synchronous task can have inside this request.
@@ -310,7 +313,7 @@ impl Engine {
             .set("finished_ms", now)
             .set("duration_ms", took.as_millis() as i64)
             .set("attempts", i64::from(record.attempts))
-            .set(crate::store::EXPIRES_AT, now / 1000 + self.config.tasks.retention.as_secs() as i64);
+            .set(crate::store::EXPIRES_AT, now / 1000 + self.retention_secs());
         let stored_result = result.as_ref().filter(|r| r.to_string().len() <= MAX_STORED_RESULT_BYTES);
         if let Some(r) = stored_result {
             update = update.set("result", r.to_string());
@@ -380,19 +383,19 @@ impl Engine {
         let item = self.store.get(&keys::job(tenant, id.as_str())).await?;
         let mut record =
             item.as_ref().and_then(TaskRecord::from_item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
-        if self.abandoned(&record) {
+        if Self::abandoned(&record) {
             let took = Duration::from_millis(record.timeout_ms);
             self.settle(&mut record, Err(None), took).await;
         }
         Ok(record)
     }
 
-    fn abandoned(&self, record: &TaskRecord) -> bool {
+    fn abandoned(record: &TaskRecord) -> bool {
         record.status == Status::Running
             && record.mode == Mode::Sync
             && record
                 .started_ms
-                .is_some_and(|s| (s + record.timeout_ms as i64 + ABANDONED_AFTER.as_millis() as i64) < now_ms())
+                .is_some_and(|s| (s + record.timeout_ms.cast_signed() + ABANDONED_AFTER.as_millis() as i64) < now_ms())
     }
 
     /// Cancels a queued or running task. A final one cannot be cancelled (409).
@@ -406,7 +409,7 @@ impl Engine {
             .set("finished_ms", now)
             .set("problem", problem_json(&problem).to_string())
             .remove("input")
-            .set(crate::store::EXPIRES_AT, now / 1000 + self.config.tasks.retention.as_secs() as i64);
+            .set(crate::store::EXPIRES_AT, now / 1000 + self.retention_secs());
         let open = Condition::eq(STATUS_ATTR, Status::Queued.as_str())
             .or(Condition::eq(STATUS_ATTR, Status::Running.as_str()));
         match self.store.update(&keys::job(tenant, id.as_str()), update, Some(Condition::Exists.and(open))).await {
@@ -441,7 +444,7 @@ impl Engine {
             return Ok(Outcome::Done);
         }
         let now = now_ms();
-        let stale_run = now - record.timeout_ms as i64 - ABANDONED_AFTER.as_millis() as i64;
+        let stale_run = now - record.timeout_ms.cast_signed() - ABANDONED_AFTER.as_millis() as i64;
         let claimable = Condition::eq(STATUS_ATTR, Status::Queued.as_str()).or(Condition::eq(
             STATUS_ATTR,
             Status::Running.as_str(),
@@ -514,7 +517,7 @@ impl Engine {
             webhooks::attempt(&self.outbound, &self.secrets, &record, &mut webhook, now).await
         };
         if next == webhooks::Next::Disabled {
-            let retention = now / 1000 + self.config.tasks.retention.as_secs() as i64 * 4;
+            let retention = now / 1000 + self.retention_secs() * 4;
             let item =
                 Item::new(&disabled_key).with("url", webhook.url.as_str()).with(crate::store::EXPIRES_AT, retention);
             self.store.put(item, None).await?;

@@ -104,7 +104,7 @@ impl Queue for TableQueue {
 }
 
 /// The longest delay SQS allows on a message.
-pub const SQS_MAX_DELAY: Duration = Duration::from_secs(900);
+pub const SQS_MAX_DELAY: Duration = Duration::from_mins(15);
 
 /// An SQS queue.
 #[derive(Debug)]
@@ -147,7 +147,7 @@ impl Queue for SqsQueue {
 
     async fn enqueue(&self, work: &Work) -> Result<(), QueueError> {
         let wait = (work.due_ms - crate::store::now_ms()).max(0);
-        let delay = (wait / 1000).min(SQS_MAX_DELAY.as_secs() as i64) as i32;
+        let delay = (wait / 1000).min(SQS_MAX_DELAY.as_secs().cast_signed()) as i32;
         self.client
             .send_message()
             .queue_url(&self.url)

@@ -16,7 +16,7 @@ use super::engine::{Engine, NewTask, Submitted};
 use super::handlers::HANDLERS;
 use super::model::{Priority, Status, TaskId, TaskRecord};
 use super::stats::{self, TaskMetrics};
-use super::v3::{Finished, parse_task, problem_of};
+use super::v3::{Draft, Finished, parse_task, problem_of};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiQuery, Problem};
 
@@ -99,17 +99,16 @@ impl From<&TaskRecord> for DelegateResponse {
 }
 
 fn parse(at: &str, body: DelegateRequest) -> Result<NewTask, ApiError> {
-    parse_task(
-        at,
-        ("task_type", "task_data"),
-        &body.task_type,
-        body.task_data,
-        body.priority,
-        body.webhook_url,
-        body.idempotency_key,
-        body.timeout_ms,
-        body.asynchronous,
-    )
+    let draft = Draft {
+        kind: body.task_type,
+        input: body.task_data,
+        priority: body.priority,
+        webhook: body.webhook_url,
+        idempotency_key: body.idempotency_key,
+        timeout_ms: body.timeout_ms,
+        asynchronous: body.asynchronous,
+    };
+    parse_task(at, ("task_type", "task_data"), draft)
 }
 
 fn successor(record: &TaskRecord) -> (header::HeaderName, String) {

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
-use super::TaskError;
 use super::engine::{Engine, NewTask, Submitted};
 use super::handlers::{self, HandlerSpec};
 use super::model::{Priority, Status, TaskId, TaskRecord};
@@ -92,19 +91,24 @@ pub(super) fn problem_of(record: &TaskRecord) -> Option<Problem> {
     Some(problem)
 }
 
-/// Checks what every edge shares: the handler, the options. `at` is where the task sits in the request (empty,
-/// or `/tasks/3`); `fields` name its type and input fields in this API version.
-pub(super) fn parse_task(
-    at: &str,
-    fields: (&str, &str),
-    kind: &str,
-    input: Json,
-    priority: Option<Priority>,
-    webhook: Option<String>,
-    idempotency_key: Option<String>,
-    timeout_ms: Option<u64>,
-    asynchronous: bool,
-) -> Result<NewTask, ApiError> {
+/// A task as an edge (v2 or v3) received it, before the shared checks.
+#[derive(Debug)]
+pub(super) struct Draft {
+    pub(super) kind: String,
+    pub(super) input: Json,
+    pub(super) priority: Option<Priority>,
+    pub(super) webhook: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) asynchronous: bool,
+}
+
+/// Checks what every edge shares: the handler, the options, the input against the handler's schema. `at` is
+/// where the task sits in the request (empty, or `/tasks/3`); `fields` name its type and input fields in this
+/// API version.
+pub(super) fn parse_task(at: &str, fields: (&str, &str), draft: Draft) -> Result<NewTask, ApiError> {
+    let Draft { kind, input, priority, webhook, idempotency_key, timeout_ms, asynchronous } = draft;
+    let kind = kind.as_str();
     let handler: &'static HandlerSpec = handlers::find(kind).ok_or_else(|| {
         ApiError::unprocessable(
             &format!("{at}/{}", fields.0),
@@ -205,17 +209,16 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
     let options = body.options;
-    let new = parse_task(
-        "",
-        ("type", "payload"),
-        &body.kind,
-        body.payload,
-        options.priority,
-        options.webhook,
-        options.idempotency_key,
-        options.timeout_ms,
-        options.asynchronous,
-    )?;
+    let draft = Draft {
+        kind: body.kind,
+        input: body.payload,
+        priority: options.priority,
+        webhook: options.webhook,
+        idempotency_key: options.idempotency_key,
+        timeout_ms: options.timeout_ms,
+        asynchronous: options.asynchronous,
+    };
+    let new = parse_task("", ("type", "payload"), draft)?;
     Ok(answer(engine.submit(&operator, new).await?))
 }
 
@@ -346,7 +349,6 @@ pub async fn list(
     );
     let page = crate::http::PageParams { cursor: params.cursor, limit: params.limit };
     let (limit, start) = page.open(&cursors, &scope, 20, 100)?;
-    let (tasks, next) =
-        engine.list(tenant, status, params.kind.as_deref(), limit, start).await.map_err(TaskError::from)?;
+    let (tasks, next) = engine.list(tenant, status, params.kind.as_deref(), limit, start).await?;
     Ok(ApiJson(TaskPage { tasks, next_cursor: next.map(|c| cursors.seal(&scope, &c)) }))
 }

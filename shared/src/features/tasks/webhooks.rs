@@ -23,16 +23,16 @@ pub const SECRET_PREFIX: &str = "whsec_";
 pub const SCHEDULE: [Duration; 8] = [
     Duration::ZERO,
     Duration::from_secs(5),
-    Duration::from_secs(5 * 60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(2 * 3600),
-    Duration::from_secs(5 * 3600),
-    Duration::from_secs(10 * 3600),
-    Duration::from_secs(10 * 3600),
+    Duration::from_mins(5),
+    Duration::from_mins(30),
+    Duration::from_hours(2),
+    Duration::from_hours(5),
+    Duration::from_hours(10),
+    Duration::from_hours(10),
 ];
 
 /// The longest `Retry-After` honoured: a receiver cannot park a delivery for days.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_hours(24);
 
 /// Derives each signer's secret.
 #[derive(Clone)]

@@ -22,7 +22,7 @@ use crate::http::ApiJson;
 use crate::store::{Condition, Item, Query, StoreError, TxOp, Update, keys, now_ms};
 
 /// How long a drain holds a due-work item: longer than any handler's deadline plus a webhook delivery.
-const LEASE: Duration = Duration::from_secs(120);
+const LEASE: Duration = Duration::from_mins(2);
 /// Items read per query; processed together.
 const PAGE: u32 = 10;
 

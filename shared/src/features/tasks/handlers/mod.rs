@@ -207,8 +207,8 @@ pub async fn execute(spec: &HandlerSpec, client: &Outbound, input: Value) -> Res
 pub fn validate_input(spec: &HandlerSpec, input: &Value) -> Result<(), InputError> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
-    static COMPILED: once_cell::sync::Lazy<Mutex<HashMap<&'static str, Arc<jsonschema::Validator>>>> =
-        once_cell::sync::Lazy::new(Mutex::default);
+    static COMPILED: std::sync::LazyLock<Mutex<HashMap<&'static str, Arc<jsonschema::Validator>>>> =
+        std::sync::LazyLock::new(Mutex::default);
     let validator = {
         let mut compiled = COMPILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(v) = compiled.get(spec.name) {
