@@ -10,20 +10,17 @@
 //! Without `expect.status` a request passes on any 2xx. The summary's health score is health-check's: the share
 //! of passed requests, each counted 1 up to 1 s of latency, falling linearly to 0.5 at 5 s.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http::Method;
 use serde_json::{Map, Value, json};
-use tokio::task::JoinSet;
 
 use super::health_check::health_score;
 use super::input::{self, InputError};
 use super::webhook::{
-    MAX_BODY_BYTES, REQUEST_TIMEOUT, body_with_type, elapsed_ms, headers_field, headers_schema, json_body,
-    method_field, only_fields_at, refusal, url_field, url_schema,
+    MAX_BODY_BYTES, REQUEST_TIMEOUT, body_with_type, headers_field, headers_schema, json_body, method_field,
+    only_fields_at, refusal, url_field, url_schema,
 };
-use crate::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+use crate::outbound::{Outbound, OutboundRequest, OutboundResponse};
 
 pub const NAME: &str = "api-tester";
 pub const DESCRIPTION: &str = "Runs 1 to 10 HTTP requests against public http(s) URLs concurrently (5 s each) and \
@@ -109,27 +106,8 @@ pub async fn run(outbound: &Outbound, input: &Value) -> Result<Value, InputError
     input::only_fields(obj, &["requests"])?;
     let tests = requests(outbound, obj.get("requests"))?;
 
-    // Spawned so they run in parallel; the JoinSet aborts them all if this task is dropped.
-    let mut tasks = JoinSet::new();
-    for (index, test) in tests.iter().enumerate() {
-        let outbound = outbound.clone();
-        let request = test.request.clone();
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let result = outbound.send(request).await;
-            (index, result, elapsed_ms(started))
-        });
-    }
-    let mut outcomes: Vec<Option<(Result<OutboundResponse, OutboundError>, u64)>> =
-        tests.iter().map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, result, latency_ms)) => outcomes[index] = Some((result, latency_ms)),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => unreachable!("api-tester tasks are never cancelled while joined: {e}"),
-        }
-    }
-    let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.expect("every task reported")).collect();
+    let requests = tests.iter().map(|test| test.request.clone()).collect();
+    let outcomes = super::health_check::send_all(outbound, requests, usize::MAX).await;
 
     // The first refused request (by position, not by finishing order) is the input error.
     for (index, (result, _)) in outcomes.iter().enumerate() {
@@ -401,7 +379,7 @@ mod tests {
         let addr = server().await;
         let requests: Vec<Value> =
             (0..MAX_REQUESTS).map(|_| json!({ "method": "GET", "url": format!("http://{addr}/slow") })).collect();
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let out = run(&outbound(true), &json!({ "requests": requests })).await.unwrap();
         // Sequentially this is at least 10 x 300 ms.
         assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());

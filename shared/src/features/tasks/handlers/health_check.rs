@@ -73,31 +73,20 @@ pub async fn run(outbound: &Outbound, input: &Value) -> Result<Value, InputError
     input::only_fields(obj, &["endpoints"])?;
     let endpoints = endpoints(outbound, obj.get("endpoints"))?;
 
-    // Spawned so they run in parallel; the JoinSet aborts them all if this task is dropped.
-    let mut tasks = JoinSet::new();
-    for (index, endpoint) in endpoints.iter().enumerate() {
-        let outbound = outbound.clone();
-        let request = OutboundRequest {
+    let requests = endpoints
+        .iter()
+        .map(|endpoint| OutboundRequest {
             method: endpoint.method.clone(),
             url: endpoint.url.clone(),
             timeout: Some(REQUEST_TIMEOUT),
             ..OutboundRequest::default()
-        };
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let result = outbound.send_limited(request, BODY_BYTES).await;
-            (index, result.map(|r| (r.status, r.content_type)), elapsed_ms(started))
-        });
-    }
-    let mut outcomes: Vec<Option<Outcome>> = endpoints.iter().map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, result, latency_ms)) => outcomes[index] = Some((result, latency_ms)),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => unreachable!("health-check tasks are never cancelled while joined: {e}"),
-        }
-    }
-    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("every task reported")).collect();
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = send_all(outbound, requests, BODY_BYTES)
+        .await
+        .into_iter()
+        .map(|(result, latency)| (result.map(|r| (r.status, r.content_type)), latency))
+        .collect();
 
     // The first refused endpoint (by position, not by finishing order) is the input error.
     for (index, (result, _)) in outcomes.iter().enumerate() {
@@ -144,6 +133,34 @@ pub async fn run(outbound: &Outbound, input: &Value) -> Result<Value, InputError
 }
 
 type Outcome = (Result<(u16, Option<String>), OutboundError>, u64);
+
+/// Sends every request at once and answers each one's outcome and latency (ms), in request order. Spawned so
+/// they run in parallel; the JoinSet aborts them all if the caller is dropped.
+pub(super) async fn send_all(
+    outbound: &Outbound,
+    requests: Vec<OutboundRequest>,
+    max_body: usize,
+) -> Vec<(Result<crate::outbound::OutboundResponse, OutboundError>, u64)> {
+    let count = requests.len();
+    let mut tasks = JoinSet::new();
+    for (index, request) in requests.into_iter().enumerate() {
+        let outbound = outbound.clone();
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let result = outbound.send_limited(request, max_body).await;
+            (index, result, elapsed_ms(started))
+        });
+    }
+    let mut outcomes: Vec<Option<_>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, result, latency_ms)) => outcomes[index] = Some((result, latency_ms)),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => unreachable!("outbound requests are never cancelled while joined: {e}"),
+        }
+    }
+    outcomes.into_iter().map(|o| o.expect("every request reported")).collect()
+}
 
 fn endpoints(outbound: &Outbound, value: Option<&Value>) -> Result<Vec<Endpoint>, InputError> {
     let items = match value {
