@@ -147,7 +147,8 @@ async fn bad_input_is_a_422_naming_the_field(store: DynStore) {
 async fn a_task_past_its_deadline_times_out_with_a_problem(store: DynStore) {
     let app = app_on(store).await;
     let (key, _) = operator_key(&app, "acme").await;
-    let body = json!({"type": "echo", "payload": {"delay_ms": 5000}, "options": {"timeout_ms": 300}});
+    // The handler would wait a minute, 200 times the deadline: the deadline is what ends it.
+    let body = json!({"type": "echo", "payload": {"delay_ms": 60000}, "options": {"timeout_ms": 300}});
     let problem = assert_problem(post(&app, &key, "/v3/tasks", &body).await, 504, Some("task-timed-out")).await;
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("300 ms"), "{detail}");
@@ -274,7 +275,7 @@ async fn metrics_add_up_across_instances(store: DynStore) {
     for (app, body) in [
         (&one, json!({"type": "echo", "payload": {}})),
         (&two, json!({"type": "echo", "payload": {}})),
-        (&two, json!({"type": "echo", "payload": {"delay_ms": 2000}, "options": {"timeout_ms": 100}})),
+        (&two, json!({"type": "echo", "payload": {"delay_ms": 60000}, "options": {"timeout_ms": 100}})),
         (&one, json!({"type": "text-analysis", "payload": {"text": PASSAGE}})),
     ] {
         post(app, &key, "/v3/tasks", &body).await;
