@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbound;
 pub mod paging;
+pub mod perimeter;
 pub mod rate_limit;
 pub mod route;
 pub mod router;

@@ -146,10 +146,17 @@ pub enum OutboundError {
     Other(String),
 }
 
+/// Names the host and the rule, never the address a name resolved to: that would tell a caller how our internal
+/// DNS answers (the address goes to our own log line instead).
 fn forbidden_message(host: &str, addr: Option<&IpAddr>, reason: &str) -> String {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let literal = bare.parse::<IpAddr>().is_ok();
     let target = match addr {
-        Some(addr) => format!("{host} ({addr}, {reason})"),
-        None => format!("{host} ({reason})"),
+        // The rule alone ("private", "loopback"): even its block would say where the name points.
+        Some(_) if !literal => {
+            format!("{host} (it resolves to a {} address)", reason.split(',').next().unwrap_or(reason))
+        }
+        _ => format!("{host} ({reason})"),
     };
     format!(
         "refused to connect to {target}: requests to private, loopback, link-local and cloud-metadata addresses \
@@ -813,6 +820,12 @@ mod tests {
                 assert!(addr.is_loopback());
             }
             other => panic!("expected a refusal, got {other:?}"),
+        }
+        // The message names the rule, never what the name resolved to.
+        let message = err.to_string();
+        assert!(message.contains("localhost (it resolves to a loopback address)"), "{message}");
+        for leaked in ["127.0.0.1", "::1", "127.0.0.0/8"] {
+            assert!(!message.contains(leaked), "the refusal reveals {leaked}: {message}");
         }
         assert_never_connected(&listener).await;
     }

@@ -22,7 +22,7 @@ pub struct RouteSpec {
     pub methods: &'static [Method],
     /// The DynamoDB actions this route's function needs: template.yaml grants exactly these (least privilege).
     pub dynamodb_actions: &'static [&'static str],
-    /// Who may call it: enforced by the perimeter layer ([`crate::http::perimeter`]), never inside handlers.
+    /// Who may call it: enforced by the perimeter layer ([`crate::perimeter`]), never inside handlers.
     pub access: Access,
     /// The handler(s), built when the route is mounted.
     pub handler: fn() -> MethodRouter<AppState>,

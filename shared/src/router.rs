@@ -9,9 +9,9 @@ use axum::extract::FromRef;
 use axum::middleware;
 
 use crate::http::network::{self, Rules};
-use crate::http::perimeter::{Gate, perimeter};
 use crate::http::{ApiError, layered};
 use crate::metrics::{Metrics, Tracking};
+use crate::perimeter::{Gate, perimeter};
 use crate::route::RouteSpec;
 use crate::state::AppState;
 
@@ -33,7 +33,7 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let mount = |route: &RouteSpec| {
         let handler = (route.handler)();
         if route.access.has_perimeter() {
-            let gate = Gate { state: state.clone(), access: route.access, route: route.path };
+            let gate = Gate { state: state.clone(), access: route.access, route: route.path, methods: route.methods };
             handler.route_layer(middleware::from_fn_with_state(gate, perimeter))
         } else {
             handler
@@ -53,7 +53,7 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let tracking = Tracking::new(Arc::<Metrics>::from_ref(&state), labels, config.emf_function.as_deref());
     let cors_origins = config.cors_origins.clone();
     let network = (!config.network.is_empty())
-        .then(|| Rules { rules: Arc::new(config.network.clone()), platform: config.platform });
+        .then(|| Rules { rules: Arc::new(config.network.clone()), vantage: config.vantage });
     let mut router = router.fallback(not_found).with_state(state);
     if let Some(rules) = network {
         // Only when rules are configured: a deployment without them pays for no extra layer.

@@ -240,6 +240,8 @@ pub fn test_config_with(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> c
             // A loaded test machine can take longer than production's 300 ms over a store call; the perimeter must
             // not cut off (and fail open on) a slow but working store in a test about something else.
             "CLOUD_AGENT_PERIMETER_BUDGET_MS" => Some("5000".into()),
+            // Every test client is 127.0.0.1: only the failed-authentication tests set a small quota.
+            "CLOUD_AGENT_AUTH_FAILURES" => Some("100000/60".into()),
             _ => None,
         }
     })
@@ -297,6 +299,8 @@ pub struct Counting {
     pub perimeter: std::sync::atomic::AtomicUsize,
     /// BatchWriteItem calls alone.
     pub batch_writes: std::sync::atomic::AtomicUsize,
+    /// Reads of API key records alone (also counted in `perimeter`).
+    pub key_reads: std::sync::atomic::AtomicUsize,
     pub down: std::sync::atomic::AtomicBool,
 }
 
@@ -310,6 +314,7 @@ impl Counting {
             calls: std::sync::atomic::AtomicUsize::default(),
             perimeter: std::sync::atomic::AtomicUsize::default(),
             batch_writes: std::sync::atomic::AtomicUsize::default(),
+            key_reads: std::sync::atomic::AtomicUsize::default(),
             down: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -343,6 +348,9 @@ impl cloud_agent::store::Store for Counting {
         &self,
         key: &cloud_agent::store::Key,
     ) -> Result<Option<cloud_agent::store::Item>, cloud_agent::store::StoreError> {
+        if key.pk.starts_with("APIKEY#") {
+            self.key_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         self.hit(&key.pk)?;
         self.inner.get(key).await
     }

@@ -1,5 +1,5 @@
 //! Who is calling and what they may do. Three kinds of credential reach the perimeter layer
-//! ([`crate::http::perimeter`]): an agent's access token, an operator's API key (`X-API-Key`, or
+//! ([`crate::perimeter`]): an agent's access token, an operator's API key (`X-API-Key`, or
 //! `Authorization: Bearer ca_…`), and the environment's bootstrap admin key. Each becomes a [`Principal`] with a
 //! tenant, an actor name for the audit trail, and a set of [`Permission`]s from the one table in
 //! [`permissions`].
@@ -35,18 +35,43 @@ pub struct AgentIdentity {
     pub expires_at: i64,
 }
 
-/// An authenticated operator: an API key's holder or the bootstrap admin.
+/// An authenticated operator: the bootstrap admin, an API key's holder, or a user of the identity provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operator {
     pub tenant: TenantId,
     pub role: Role,
     /// How the audit trail names the caller: `key:ca_test_…`, `user:<sub>`, `admin:bootstrap`.
     pub actor: String,
-    /// The key used, when it was an API key.
-    pub key: Option<Arc<api_key::KeyRecord>>,
+    /// Which credential it presented: what it may do beyond its role follows from this, never from a missing
+    /// field (an identity-provider user has no key either, and is not the bootstrap admin).
+    pub via: Via,
+}
+
+/// The kind of credential an operator presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The environment's bootstrap admin key: the only principal that may act across tenants.
+    Bootstrap,
+    /// An API key (its live record).
+    Key(Arc<api_key::KeyRecord>),
+    /// A user signed in at the identity provider (the token's `sub`).
+    User(String),
 }
 
 impl Operator {
+    /// The key used, when it was an API key.
+    pub fn key(&self) -> Option<&Arc<api_key::KeyRecord>> {
+        match &self.via {
+            Via::Key(key) => Some(key),
+            Via::Bootstrap | Via::User(_) => None,
+        }
+    }
+
+    /// Whether this is the bootstrap admin key, which alone may name another tenant.
+    pub fn is_bootstrap(&self) -> bool {
+        matches!(self.via, Via::Bootstrap)
+    }
+
     /// Agents, the users they work for, their health reports and contexts live in the default tenant (agent tokens
     /// carry no tenant yet): an operator of another tenant sees none of them, as if absent, and cannot add any.
     pub fn sees_the_agent_plane(&self) -> bool {
@@ -74,6 +99,18 @@ impl Principal {
         match self {
             Self::Agent(a) => format!("agent:{}", a.agent_id),
             Self::Operator(o) => o.actor.clone(),
+        }
+    }
+
+    /// What kind of principal this is, for logs and the audit trail: `agent`, `bootstrap`, `key`, `user`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Agent(_) => "agent",
+            Self::Operator(o) => match o.via {
+                Via::Bootstrap => "bootstrap",
+                Via::Key(_) => "key",
+                Via::User(_) => "user",
+            },
         }
     }
 

@@ -3,7 +3,9 @@
 //! address, for tests and local issuers), cached per instance and fetched again when a token names an unknown
 //! `kid` (at most every 30 s, so a flood of made-up kids cannot hammer the issuer). Each key pins its algorithm —
 //! RS256 for RSA keys, ES256 for P-256 keys — and a token whose `alg` differs is refused. The role comes from a
-//! configured claim, the tenant from another (or `default`).
+//! configured claim, the tenant from another: when that claim is configured, a token without it (or with anything
+//! but a tenant id string in it) is refused — it never falls back to `default`, the tenant that sees the agent
+//! plane. Without a configured tenant claim every user of the provider belongs to `default`.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -27,7 +29,7 @@ pub struct OidcSettings {
     pub audience: String,
     /// The claim that holds the role (a string, or a list whose first known role counts).
     pub role_claim: String,
-    /// The claim that holds the tenant; absent → `default`.
+    /// The claim that holds the tenant (required in every token when set); not set → every user is in `default`.
     pub tenant_claim: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway_secs: i64,
@@ -56,6 +58,8 @@ pub enum OidcError {
     NotYetValid,
     #[error("no known role in the token")]
     NoRole,
+    #[error("the tenant claim {0} is missing or not a tenant id")]
+    TenantClaim(String),
     #[error("the issuer's keys cannot be fetched: {0}")]
     Unavailable(String),
 }
@@ -100,6 +104,14 @@ impl ToProblem for OidcError {
                 "oidc-no-role",
                 "No role",
                 "the token carries no known role (admin, operator, analyst, viewer) in the configured claim".to_owned(),
+            ),
+            Self::TenantClaim(claim) => (
+                "oidc-tenant-claim",
+                "No tenant",
+                format!(
+                    "the token's {claim:?} claim must be one tenant id (a string of 1-64 letters, digits, '.', '_' or '-'); \
+                     ask the identity provider's administrator to map every user to a tenant"
+                ),
             ),
             Self::Unavailable(_) => (
                 "unavailable",
@@ -369,11 +381,14 @@ impl Verifier {
             _ => None,
         }
         .ok_or(OidcError::NoRole)?;
-        let tenant = match self.settings.tenant_claim.as_ref().and_then(|c| claims.other.get(c)) {
-            Some(serde_json::Value::String(t)) => {
-                TenantId::parse(t).map_err(|_| OidcError::Malformed("tenant claim"))?
-            }
-            _ => TenantId::default_tenant(),
+        let tenant = match &self.settings.tenant_claim {
+            Some(claim) => match claims.other.get(claim) {
+                Some(serde_json::Value::String(t)) => {
+                    TenantId::parse(t).map_err(|_| OidcError::TenantClaim(claim.clone()))?
+                }
+                _ => return Err(OidcError::TenantClaim(claim.clone())),
+            },
+            None => TenantId::default_tenant(),
         };
         let subject = claims.sub.filter(|s| !s.is_empty() && s.len() <= 256).ok_or(OidcError::Malformed("sub"))?;
         Ok(User { subject, role, tenant })

@@ -50,6 +50,9 @@ pub struct RateLimits {
     pub agent: Quota,
     /// Each client address's quota on the unauthenticated credential routes (token issue, refresh, revoke).
     pub credential: Quota,
+    /// Failed authentications (bad keys, tokens, secrets, signatures) a client address may make per window before
+    /// it is refused with 429 (IPv6 addresses count by their /64).
+    pub auth_failures: Quota,
     /// When the store cannot count: `true` admits (fail open), `false` answers 503 (fail closed).
     pub fail_open_general: bool,
     pub fail_open_delegation: bool,
@@ -108,6 +111,14 @@ impl RateLimits {
                 problem: format!("{text:?}: write N/SECS"),
             })?,
         };
+        let failures_var = "CLOUD_AGENT_AUTH_FAILURES";
+        let auth_failures = match env(failures_var) {
+            None => Quota { limit: 30, window_secs: 60 },
+            Some(text) => Quota::parse(&text).ok_or_else(|| ConfigError::Invalid {
+                var: failures_var,
+                problem: format!("{text:?}: write N/SECS"),
+            })?,
+        };
         let fail = |var: &'static str, default: bool| match env(var).as_deref() {
             None => Ok(default),
             Some("open") => Ok(true),
@@ -118,6 +129,7 @@ impl RateLimits {
             tiers,
             agent,
             credential,
+            auth_failures,
             fail_open_general: fail("CLOUD_AGENT_RATE_FAIL_GENERAL", true)?,
             fail_open_delegation: fail("CLOUD_AGENT_RATE_FAIL_DELEGATION", false)?,
         })

@@ -121,14 +121,28 @@ pub struct Config {
     pub key_rotation_grace: Duration,
     /// IP and country allow and deny lists, checked on every route.
     pub network: network::NetworkRules,
+    /// How the client's address and country are found here.
+    pub vantage: network::Vantage,
     /// The identity provider whose users may call operator routes, if any.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// Browser origins allowed by CORS (none: no CORS headers at all).
     pub cors_origins: Vec<String>,
     /// The longest the perimeter waits on one of its store calls (rate limit, audit, key lookup).
     pub perimeter_budget: Duration,
+    /// Which requests the audit trail stores (`CLOUD_AGENT_AUDIT`).
+    pub audit: AuditPolicy,
     /// Task delegation: the queue, retention, attempts, outbound policy.
     pub tasks: tasks::TaskSettings,
+}
+
+/// Which requests are stored in the audit trail (CloudTrail's model: management events always, data events
+/// opt-in). Every request, stored or not, has its access log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditPolicy {
+    /// Every operator request, every state-changing request and every denial; agents' reads only in the log.
+    Standard,
+    /// Every authenticated request, agents' reads included.
+    All,
 }
 
 /// Token lifetimes and identifiers; per-environment defaults, each overridable.
@@ -263,12 +277,36 @@ impl Config {
         let key_rotation_grace =
             Duration::from_secs(parse_number(env, "CLOUD_AGENT_KEY_GRACE_SECS", 86_400, 0..=30 * 86_400)?);
         let network = network::NetworkRules::from_lookup(env)?;
+        let behind_cloudfront = match env("CLOUD_AGENT_BEHIND_CLOUDFRONT").as_deref() {
+            None | Some("false" | "0" | "off") => false,
+            Some("true" | "1" | "on") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "CLOUD_AGENT_BEHIND_CLOUDFRONT",
+                    problem: format!("{other:?}: use true only when CloudFront is in front of the API, else false"),
+                });
+            }
+        };
+        let vantage = network::Vantage { platform, behind_cloudfront };
+        network.check_trust(vantage)?;
         let oidc = oidc_settings(env)?;
         let cors_origins = network::cors_origins(env)?;
         let perimeter_budget =
             Duration::from_millis(parse_number(env, "CLOUD_AGENT_PERIMETER_BUDGET_MS", 300, 10..=10_000)?);
         let tasks = tasks::TaskSettings::from_lookup(env, environment)?;
+        let audit = match env("CLOUD_AGENT_AUDIT").as_deref() {
+            None | Some("standard") => AuditPolicy::Standard,
+            Some("all") => AuditPolicy::All,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "CLOUD_AGENT_AUDIT",
+                    problem: format!("{other:?}: use standard (agents' reads go to the log) or all"),
+                });
+            }
+        };
         Ok(Self {
+            vantage,
+            audit,
             tasks,
             perimeter_budget,
             cors_origins,

@@ -47,6 +47,27 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+/// Where the service runs, as far as finding the client goes: the platform, and whether CloudFront is in front
+/// (only then is `CloudFront-Viewer-Country` the platform's word rather than the client's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vantage {
+    pub platform: super::Platform,
+    /// `CLOUD_AGENT_BEHIND_CLOUDFRONT=true`: requests reach the function only through a CloudFront distribution
+    /// that sets the viewer-country header (and overwrites a client's).
+    pub behind_cloudfront: bool,
+}
+
+impl Vantage {
+    /// The header that carries a country the platform vouches for, if there is one here.
+    pub fn country_header(self) -> Option<&'static str> {
+        match self.platform {
+            super::Platform::Vercel => Some("x-vercel-ip-country"),
+            super::Platform::Lambda if self.behind_cloudfront => Some("cloudfront-viewer-country"),
+            super::Platform::Lambda | super::Platform::Local => None,
+        }
+    }
+}
+
 /// Why a client was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -118,6 +139,27 @@ impl NetworkRules {
             return Err(Refusal::Country);
         }
         Ok(())
+    }
+
+    /// Country rules need a country the platform vouches for: refused at start where there is none, rather than
+    /// judging requests by a header any client can set.
+    pub fn check_trust(&self, vantage: Vantage) -> Result<(), ConfigError> {
+        if (self.country_allow.is_empty() && self.country_deny.is_empty()) || vantage.country_header().is_some() {
+            return Ok(());
+        }
+        let var = if self.country_allow.is_empty() { "CLOUD_AGENT_COUNTRY_DENY" } else { "CLOUD_AGENT_COUNTRY_ALLOW" };
+        let problem = match vantage.platform {
+            super::Platform::Lambda => {
+                "country rules need a country the platform sets: on AWS that is CloudFront's \
+                 CloudFront-Viewer-Country, so put a CloudFront distribution in front of the API and set \
+                 CLOUD_AGENT_BEHIND_CLOUDFRONT=true (without CloudFront a client sets that header itself)"
+            }
+            _ => {
+                "country rules need a country the platform sets (Vercel's X-Vercel-IP-Country, or CloudFront's \
+                  with CLOUD_AGENT_BEHIND_CLOUDFRONT=true on AWS); the local server has none"
+            }
+        };
+        Err(ConfigError::Invalid { var, problem: problem.to_owned() })
     }
 
     pub(super) fn from_lookup(env: Lookup<'_>) -> Result<Self, ConfigError> {

@@ -3,8 +3,8 @@
 //!
 //! | where | address | country |
 //! |---|---|---|
-//! | Lambda, API Gateway HTTP API and Function URL | `requestContext.http.sourceIp` | `CloudFront-Viewer-Country` |
-//! | Lambda, API Gateway REST API | `requestContext.identity.sourceIp` | `CloudFront-Viewer-Country` |
+//! | Lambda, API Gateway HTTP API and Function URL | `requestContext.http.sourceIp` | `CloudFront-Viewer-Country`, only with `CLOUD_AGENT_BEHIND_CLOUDFRONT=true` |
+//! | Lambda, API Gateway REST API | `requestContext.identity.sourceIp` | the same |
 //! | Lambda, ALB | the last `X-Forwarded-For` entry (the one the ALB appended) | — |
 //! | Vercel | `X-Real-IP` (set by Vercel's edge, which overwrites client values) | `X-Vercel-IP-Country` |
 //! | local server | the socket's peer address | — |
@@ -16,6 +16,7 @@ use http::HeaderMap;
 use lambda_http::request::RequestContext;
 
 use crate::config::Platform;
+use crate::config::network::Vantage;
 
 /// Who is on the other end, as far as the platform vouches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +24,21 @@ pub struct Client {
     pub ip: Option<IpAddr>,
     /// ISO 3166-1 alpha-2, upper case.
     pub country: Option<String>,
+}
+
+impl Client {
+    /// The address a per-address limit counts: an IPv4 address whole, an IPv6 address by its /64 (one subscriber
+    /// usually holds a whole /64, and could otherwise step through it to escape the limit).
+    pub fn limit_key(&self) -> String {
+        match self.ip {
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            None => "unknown".to_owned(),
+        }
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -33,15 +49,14 @@ fn country(text: Option<&str>) -> Option<String> {
     text.filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic())).map(str::to_ascii_uppercase)
 }
 
-/// Resolves the client of a request with these `extensions` and `headers` on `platform`.
-pub fn resolve(platform: Platform, extensions: &http::Extensions, headers: &HeaderMap) -> Client {
+/// Resolves the client of a request with these `extensions` and `headers` seen from `vantage`.
+pub fn resolve(vantage: Vantage, extensions: &http::Extensions, headers: &HeaderMap) -> Client {
     let parse = |text: Option<&str>| text.and_then(|t| t.trim().parse::<IpAddr>().ok());
-    match platform {
-        Platform::Vercel => {
-            Client { ip: parse(header(headers, "x-real-ip")), country: country(header(headers, "x-vercel-ip-country")) }
-        }
+    let vouched_country = || vantage.country_header().and_then(|name| country(header(headers, name)));
+    match vantage.platform {
+        Platform::Vercel => Client { ip: parse(header(headers, "x-real-ip")), country: vouched_country() },
         Platform::Lambda => {
-            let cloudfront = country(header(headers, "cloudfront-viewer-country"));
+            let cloudfront = vouched_country();
             match extensions.get::<RequestContext>() {
                 Some(RequestContext::ApiGatewayV2(ctx)) => {
                     Client { ip: parse(ctx.http.source_ip.as_deref()), country: cloudfront }
@@ -69,17 +84,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn limits_count_ipv6_clients_by_their_64() {
+        let key = |ip: &str| Client { ip: ip.parse().ok(), country: None }.limit_key();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_ne!(key("203.0.113.9"), key("203.0.113.10"));
+    }
+
+    #[test]
     fn client_supplied_forwarding_headers_never_count() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
         let ext = http::Extensions::new();
-        assert_eq!(resolve(Platform::Local, &ext, &headers).ip, None);
-        assert_eq!(resolve(Platform::Lambda, &ext, &headers).ip, None);
-        assert_eq!(resolve(Platform::Vercel, &ext, &headers).ip, None);
+        let at = |platform| Vantage { platform, behind_cloudfront: false };
+        assert_eq!(resolve(at(Platform::Local), &ext, &headers).ip, None);
+        assert_eq!(resolve(at(Platform::Lambda), &ext, &headers).ip, None);
+        assert_eq!(resolve(at(Platform::Vercel), &ext, &headers).ip, None);
         headers.insert("x-real-ip", "2001:db8::1".parse().unwrap());
         headers.insert("x-vercel-ip-country", "de".parse().unwrap());
-        let vercel = resolve(Platform::Vercel, &ext, &headers);
+        let vercel = resolve(at(Platform::Vercel), &ext, &headers);
         assert_eq!(vercel.ip, "2001:db8::1".parse().ok());
         assert_eq!(vercel.country.as_deref(), Some("DE"));
+    }
+
+    #[test]
+    fn cloudfronts_country_counts_only_behind_cloudfront() {
+        let mut headers = HeaderMap::new();
+        headers.insert("cloudfront-viewer-country", "kp".parse().unwrap());
+        let mut ext = http::Extensions::new();
+        ext.insert(RequestContext::ApiGatewayV2(Default::default()));
+        let direct = Vantage { platform: Platform::Lambda, behind_cloudfront: false };
+        assert_eq!(resolve(direct, &ext, &headers).country, None, "a client sets that header itself");
+        let behind = Vantage { platform: Platform::Lambda, behind_cloudfront: true };
+        assert_eq!(resolve(behind, &ext, &headers).country.as_deref(), Some("KP"));
+        // Vercel's own header only on Vercel.
+        headers.insert("x-vercel-ip-country", "kp".parse().unwrap());
+        assert_eq!(resolve(direct, &ext, &headers).country, None);
     }
 }

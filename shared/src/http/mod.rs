@@ -7,7 +7,6 @@ pub mod json;
 pub mod network;
 pub mod page;
 pub mod path;
-pub mod perimeter;
 pub mod problem;
 pub mod query;
 pub mod request_id;

@@ -9,15 +9,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
-use crate::config::Platform;
-use crate::config::network::{NetworkRules, Refusal};
+use crate::config::network::{NetworkRules, Refusal, Vantage};
 use crate::http::{ApiError, Problem, ToProblem};
 
 /// What the layer needs: the rules and where it runs (which decides how the client is found).
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub rules: Arc<NetworkRules>,
-    pub platform: Platform,
+    pub vantage: Vantage,
 }
 
 /// A client the rules turn away.
@@ -41,7 +40,7 @@ impl ToProblem for Refused {
 }
 
 pub async fn enforce(State(rules): State<Rules>, request: Request, next: Next) -> Response {
-    let client = super::client::resolve(rules.platform, request.extensions(), request.headers());
+    let client = super::client::resolve(rules.vantage, request.extensions(), request.headers());
     match rules.rules.check(client.ip, client.country.as_deref()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {

@@ -11,6 +11,10 @@ use tracing::Instrument as _;
 
 use crate::metrics::Tracking;
 
+/// The request id, put in the request by the request layer for the layers and handlers inside it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 pub const REQUEST_ID: &str = "x-request-id";
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
@@ -46,7 +50,7 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, mut reque
         path = route,
         agent = tracing::field::Empty
     );
-    request.extensions_mut().insert(super::perimeter::RequestId(request_id.clone()));
+    request.extensions_mut().insert(RequestId(request_id.clone()));
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = super::problem::render(response, uri.path(), &request_id);
 

@@ -670,6 +670,8 @@ fn map_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: &
                     StoreError::Throttled(message)
                 }
                 "InternalServerError" | "ServiceUnavailable" => StoreError::Unavailable(message),
+                // A single write that met an item inside another caller's transaction: contention.
+                "TransactionConflictException" | "TransactionConflict" => StoreError::Conflict(message),
                 // An update whose result outgrows 400 KB can only be refused by DynamoDB itself.
                 "ValidationException" if message.contains("Item size") => {
                     StoreError::Limit(super::LimitError::TooLarge { size: None })

@@ -12,7 +12,7 @@
 //! | user context | `USER#{user}` | `CONTEXT` |
 //! | agent health report | `AGENTHEALTH` | `{agent}` |
 //! | API key | `APIKEY#{id}` | `META` (gsi1: `APIKEYS#{tenant}`, `{created_ms:013}#{id}`) |
-//! | audit record | `AUDIT#{tenant}` | `{ms:013}#{request}` (gsi1: `AUDITBY#{tenant}#{actor}`, same sk) |
+//! | audit record | `AUDIT#{tenant}` | `{ms:013}#{record id}` (gsi1: `AUDITBY#{tenant}#{actor}`, same sk) |
 //! | rate-limit window | `RATE#{subject}#{window}` | `WINDOW` |
 //! | used request signature | `SIGSEEN#{key}#{signature}` | `SEEN` |
 //! | delegated task | `JOB#{tenant}#{task}` | `STATE` (gsi1: `JOBS#{tenant}`, `{task}`: ids are time-ordered) |
@@ -89,13 +89,13 @@ pub fn api_keys_of(tenant: &str) -> String {
     format!("APIKEYS#{tenant}")
 }
 
-/// A tenant's audit trail, ordered by time (`{ms:013}#{request_id}`).
+/// A tenant's audit trail, ordered by time (`{ms:013}#{record id}`).
 pub fn audit_partition(tenant: &str) -> String {
     format!("AUDIT#{tenant}")
 }
 
-pub fn audit_record(tenant: &str, at_ms: i64, request_id: &str) -> Key {
-    Key::new(audit_partition(tenant), format!("{at_ms:013}#{request_id}"))
+pub fn audit_record(tenant: &str, at_ms: i64, id: &str) -> Key {
+    Key::new(audit_partition(tenant), format!("{at_ms:013}#{id}"))
 }
 
 /// The `gsi1` partition of one actor's audit records.

@@ -50,6 +50,11 @@ pub enum StoreError {
     /// The request itself is invalid (too many items, duplicate keys, changing a key ...): a caller bug.
     #[error("invalid store request: {0}")]
     Validation(String),
+    /// Another write was changing the same item at that moment (DynamoDB's `TransactionConflict`): contention
+    /// between callers, not an outage. Nothing was written; retrying shortly can work. Never counted against the
+    /// store's circuit breaker.
+    #[error("write conflict: {0}")]
+    Conflict(String),
     /// The backend asked us to slow down; safe to retry later.
     #[error("store throttled: {0}")]
     Throttled(String),
@@ -77,6 +82,7 @@ impl StoreError {
                 Self::TransactionCanceled { reasons: reasons.clone(), current: Vec::new() }
             }
             Self::Validation(m) => Self::Validation(m.clone()),
+            Self::Conflict(m) => Self::Conflict(m.clone()),
             Self::Throttled(m) => Self::Throttled(m.clone()),
             Self::Unavailable(m) => Self::Unavailable(m.clone()),
             Self::CircuitOpen { retry_after_secs } => Self::CircuitOpen { retry_after_secs: *retry_after_secs },
@@ -85,9 +91,22 @@ impl StoreError {
         }
     }
 
-    /// True for errors a caller may retry.
+    /// True for errors that say the store is unwell (what its breaker counts): a caller may retry them later.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Throttled(_) | Self::Unavailable(_) | Self::CircuitOpen { .. })
+    }
+
+    /// True when the write lost to a concurrent write of the same item: contention, not an outage. A
+    /// transaction cancelled only by conflicts (no condition failed) is one.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Self::Conflict(_) => true,
+            Self::TransactionCanceled { reasons, .. } => {
+                reasons.contains(&CancelReason::TransactionConflict)
+                    && !reasons.contains(&CancelReason::ConditionalCheckFailed)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -99,6 +118,7 @@ impl crate::http::ToProblem for StoreError {
         match self {
             Self::Limit(LimitError::TooLarge { .. }) => S::PAYLOAD_TOO_LARGE,
             Self::Limit(_) => S::UNPROCESSABLE_ENTITY,
+            e if e.is_conflict() => S::CONFLICT,
             e if e.is_transient() => S::SERVICE_UNAVAILABLE,
             _ => S::INTERNAL_SERVER_ERROR,
         }
@@ -110,6 +130,8 @@ impl crate::http::ToProblem for StoreError {
         match self {
             Self::Limit(e) => Problem::new(status, "item-limit", "Over DynamoDB's item limits")
                 .detail(format!("{e}; nothing was stored — send less")),
+            e if e.is_conflict() => Problem::new(status, "write-conflict", "Concurrent change")
+                .detail("another request was changing the same data at that moment; nothing was changed, retry"),
             e if e.is_transient() => Problem::new(status, "unavailable", "Service Unavailable")
                 .detail("the datastore is unavailable; nothing was changed by a failed write, retry later"),
             _ => Problem::for_status(status),
@@ -119,7 +141,7 @@ impl crate::http::ToProblem for StoreError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::CircuitOpen { retry_after_secs } => Some(*retry_after_secs),
-            e if e.is_transient() => Some(1),
+            e if e.is_transient() || e.is_conflict() => Some(1),
             _ => None,
         }
     }

@@ -111,6 +111,7 @@ fn store_failure_kind(e: &crate::store::StoreError) -> &'static str {
         E::Throttled(_) => "throttled",
         E::Unavailable(_) => "unreachable",
         E::CircuitOpen { .. } => "circuit open",
+        E::Conflict(_) => "write conflict",
         E::Validation(_) | E::Limit(_) | E::Internal(_) | E::ConditionFailed { .. } | E::TransactionCanceled { .. } => {
             "error"
         }

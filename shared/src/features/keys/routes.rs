@@ -14,10 +14,10 @@ use crate::auth::api_key::{self, KeyId, KeyRecord, NewKey, RotateError, Signing}
 use crate::config::Config;
 use crate::config::limits::DEFAULT_TIER;
 use crate::config::secrets::SecretString;
-use crate::http::perimeter::PerimeterState;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, PageParams, Problem, ToProblem};
 use crate::ids::TenantId;
 use crate::paging::CursorKey;
+use crate::perimeter::PerimeterState;
 use crate::store::{DynStore, now_epoch};
 
 /// A new key.
@@ -197,7 +197,7 @@ pub async fn create(
         return Err(ApiError::unprocessable("/expires_at", "expires_at must be in the future"));
     }
     let tenant = match body.tenant {
-        Some(t) if t != operator.tenant && operator.key.is_some() => {
+        Some(t) if t != operator.tenant && !operator.is_bootstrap() => {
             return Err(ApiError::unprocessable(
                 "/tenant",
                 "only the bootstrap admin key may create keys for another tenant",

@@ -144,7 +144,7 @@ impl Engine {
     /// Who signs the webhooks of tasks this operator creates: its key (and, while the key is being rotated, the
     /// replacement too); operators without a key (bootstrap, identity provider) sign with their tenant's secret.
     pub fn signers(operator: &Operator) -> Vec<String> {
-        match &operator.key {
+        match operator.key() {
             Some(key) => {
                 let mut ids = vec![key.id.to_string()];
                 ids.extend(key.replaced_by.as_ref().map(ToString::to_string));
@@ -222,6 +222,11 @@ impl Engine {
                 if idem_key.is_some()
                     && reasons.get(1) == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
             {
+                return self.replay(&tenant, idem_key.as_ref().expect("checked"), &input_hash).await;
+            }
+            // Another request with the same key was writing it at that moment: its task, once stored, is the
+            // answer; until then the caller is told to retry (409 with Retry-After), never that the store is down.
+            Err(e) if idem_key.is_some() && e.is_conflict() => {
                 return self.replay(&tenant, idem_key.as_ref().expect("checked"), &input_hash).await;
             }
             Err(e) => return Err(e.into()),

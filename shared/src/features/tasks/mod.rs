@@ -65,8 +65,8 @@ impl ToProblem for TaskError {
                 p.pointer = Some("/idempotency_key".into());
                 p
             }
-            Self::IdempotencyRace => Problem::new(status, "idempotency-in-flight", "Request in flight")
-                .detail("another request with this idempotency key is being processed; retry in a moment"),
+            Self::IdempotencyRace => Problem::new(status, "idempotency-in-progress", "Request in progress")
+                .detail("another request with this idempotency key is being processed; retry after Retry-After"),
             Self::AlreadyFinished { id, status: s } => Problem::new(status, "task-finished", "Task already finished")
                 .detail(format!("task {id} is already {}; only queued or running tasks can be cancelled", s.as_str())),
             Self::QueuedInputTooLarge { pointer } => {

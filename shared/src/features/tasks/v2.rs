@@ -19,6 +19,7 @@ use super::stats::{self, TaskMetrics};
 use super::v3::{Draft, Finished, parse_task, problem_of};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiQuery, Problem};
+use crate::perimeter::rate_limit::Charge;
 
 /// When v2 was deprecated (RFC 9745 `Deprecation: @<epoch>`): 2026-12-01.
 const DEPRECATED_AT: &str = "@1796083200";
@@ -194,12 +195,14 @@ pub struct BatchResponse {
     responses(
         (status = 200, body = BatchResponse, description = "One result per task; each succeeded, was queued, or carries its own problem"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "No tasks, or more than ten (`/tasks`)"),
+        (status = 429, body = crate::http::Problem, content_type = "application/problem+json", description = "The delegation quota cannot cover every task of the batch (each task is one delegation); none was created"),
     )
 )]
 #[deprecated = "v2: use POST /v3/tasks"]
 pub async fn batch(
     State(engine): State<Arc<Engine>>,
     operator: Operator,
+    charge: Charge,
     ApiJson(body): ApiJson<BatchRequest>,
 ) -> Result<ApiJson<BatchResponse>, ApiError> {
     if body.tasks.is_empty() || body.tasks.len() > MAX_BATCH {
@@ -217,6 +220,8 @@ pub async fn batch(
             }
         }
     }
+    // Each task is one delegation: the perimeter charged the first, the rest are charged before any is created.
+    charge.more(u32::try_from(parsed.len()).unwrap_or(u32::MAX).saturating_sub(1)).await?;
     // High priority starts first; all run together.
     parsed.sort_by_key(|(index, new)| (new.priority, *index));
     let mut running = tokio::task::JoinSet::new();
