@@ -195,3 +195,115 @@ async fn an_unknown_kid_fetches_the_keys_again() {
     assert_eq!(status_of(&app, "/api/v1/agents/health", &rotated).await.status(), 200);
     assert_eq!(p.fetches.load(Ordering::SeqCst), 2, "the unknown kid made the instance fetch the keys again");
 }
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
+/// The provider with a tenant claim configured, and the bootstrap key set.
+async fn tenant_app_for(p: &Provider) -> TestApp {
+    TestApp::builder()
+        .env("CLOUD_AGENT_OIDC_ISSUER", &p.base)
+        .env("CLOUD_AGENT_OIDC_AUDIENCE", AUDIENCE)
+        .env("CLOUD_AGENT_OIDC_REFETCH_SECS", "0")
+        .env("CLOUD_AGENT_OIDC_TENANT_CLAIM", "org")
+        .env("DEV_ADMIN_KEY", ADMIN_KEY)
+        .spawn()
+        .await
+}
+
+fn user_of(p: &Provider, sub: &str, role: &str, tenant: &Value) -> String {
+    let mut c = claims(p, sub, role);
+    c["org"] = tenant.clone();
+    token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-1"}), &c)
+}
+
+/// An identity-provider admin has no API key and is not the bootstrap admin: it acts in its own tenant only. It
+/// cannot create a key in another tenant (nor, through one, read that tenant's agents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_provider_admin_stays_in_its_tenant() {
+    let p = provider().await;
+    let app = tenant_app_for(&p).await;
+    let acme_admin = user_of(&p, "eve", "admin", &json!("acme"));
+    let create = |tenant: Option<&str>| {
+        let mut body = json!({"name": "escape", "role": "admin"});
+        if let Some(t) = tenant {
+            body["tenant"] = json!(t);
+        }
+        app.client.post(app.url("/api/v1/keys")).bearer_auth(&acme_admin).json(&body).send()
+    };
+    let escaped = create(Some("default")).await.unwrap();
+    let problem = common::assert_problem(escaped, 422, Some("validation")).await;
+    assert_eq!(problem["pointer"], "/tenant");
+    let own: Value = create(None).await.unwrap().json().await.unwrap();
+    assert!(own["key"].as_str().is_some(), "{own}");
+    let listed = common::get_json(&app.client, &app.url("/api/v1/keys"), Some(ADMIN_KEY)).await;
+    assert!(
+        listed["keys"].as_array().unwrap().iter().all(|k| k["name"] != "escape"),
+        "no key named escape in the default tenant: {listed}"
+    );
+    // The key it made is acme's: it sees none of the default tenant's agents.
+    let agents = common::get_json(&app.client, &app.url("/api/v1/agents"), Some(own["key"].as_str().unwrap())).await;
+    assert_eq!(agents["agents"], json!([]));
+    // The bootstrap admin may name another tenant.
+    let by_bootstrap = app
+        .client
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "for acme", "role": "viewer", "tenant": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_bootstrap.status(), 201);
+}
+
+/// With a tenant claim configured, a token must carry exactly one tenant id there: a missing claim, a list or a
+/// number is refused (401, naming the claim), never placed in `default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_one_tenant_is_refused() {
+    let p = provider().await;
+    let app = tenant_app_for(&p).await;
+    let missing = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-1"}), &claims(&p, "x", "admin"));
+    for bad in [missing, user_of(&p, "x", "admin", &json!(["default"])), user_of(&p, "x", "admin", &json!(7))] {
+        let problem =
+            common::assert_problem(status_of(&app, "/api/v1/agents", &bad).await, 401, Some("oidc-tenant-claim")).await;
+        assert!(problem["detail"].as_str().unwrap().contains("\"org\""), "{problem}");
+    }
+    let good = user_of(&p, "x", "viewer", &json!("acme"));
+    assert_eq!(status_of(&app, "/api/v1/agents", &good).await.status(), 200);
+}
+
+/// An identity-provider user of another tenant, on every route with every method: nothing is a 5xx, a method a
+/// route does not serve is 405 with `Allow`, and HEAD behaves as GET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_users_meet_every_method_of_every_route() {
+    let p = provider().await;
+    let app = tenant_app_for(&p).await;
+    let mut wrong = Vec::new();
+    for role in ["admin", "viewer"] {
+        let user = user_of(&p, "walker", role, &json!("acme"));
+        for route in cloud_agent::ROUTES.iter() {
+            let url = app.url(
+                &route
+                    .path
+                    .replace("{task_id}", "t-1")
+                    .replace("{user_id}", "u-1")
+                    .replace("{agent_id}", "a-1")
+                    .replace("{key_id}", "aaaaaaaaaaaaaaaa"),
+            );
+            for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+                let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+                let mut request = app.client.request(method.clone(), &url).bearer_auth(&user);
+                if !["GET", "HEAD", "DELETE", "OPTIONS"].contains(&method.as_str()) {
+                    request = request.json(&json!({}));
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let declared = route.methods.contains(&method)
+                    || (method == http::Method::HEAD && route.methods.contains(&http::Method::GET));
+                if status >= 500 || (!declared && (status != 405 || !response.headers().contains_key("allow"))) {
+                    wrong.push(format!("{role} {method} {}: {status}", route.path));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

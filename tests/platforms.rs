@@ -680,7 +680,13 @@ fn a_lambda_function_with_bad_configuration_fails_its_cold_start() {
 /// client in. IPv4 and IPv6 both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_rules_hold_under_every_event_shape_and_on_vercel() {
-    let rules = [("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48"), ("CLOUD_AGENT_COUNTRY_DENY", "KP")];
+    // Country rules need a country the platform vouches for: CloudFront's header counts only when the deployment
+    // says CloudFront is in front (config refuses country rules otherwise; see config's tests).
+    let rules = [
+        ("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48"),
+        ("CLOUD_AGENT_COUNTRY_DENY", "KP"),
+        ("CLOUD_AGENT_BEHIND_CLOUDFRONT", "true"),
+    ];
     let addresses = [("203.0.113.10", 200), ("192.0.2.9", 403), ("2001:db8:1::1", 200), ("2001:db8:bad::9", 403)];
     let live = call("GET", "/health/live", "net-1");
     let mut lambda = start_lambda_with("health-live", &rules).await;

@@ -181,6 +181,61 @@ async fn idempotency_keys_return_the_same_task_or_refuse_another_input(store: Dy
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
 }
 
+/// Concurrent creates with one idempotency key (20 at once, three keys in turn): one task each; every other
+/// answer is a replay of it or 409 `idempotency-in-progress` with `Retry-After` — a transaction conflict is
+/// contention, never a 5xx, and never counts against the store's breaker.
+async fn concurrent_creates_with_one_idempotency_key_make_one_task(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let mut tasks = std::collections::BTreeSet::new();
+    for round in 0..3 {
+        let body = json!({"type": "echo", "payload": {"message": round},
+                          "options": {"async": true, "idempotency_key": format!("race-{round}")}});
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            let request = app.client.post(app.url("/v3/tasks")).header("x-api-key", &key).json(&body);
+            calls.push(tokio::spawn(request.send()));
+        }
+        let mut created = 0;
+        let mut tally = std::collections::BTreeMap::new();
+        for call in calls {
+            let response = call.await.unwrap().unwrap();
+            let status = response.status().as_u16();
+            *tally.entry(status).or_insert(0) += 1;
+            match status {
+                202 => created += 1,
+                200 => assert_eq!(response.headers()["idempotent-replayed"], "true"),
+                409 => {
+                    assert!(response.headers().contains_key("retry-after"));
+                    assert_problem(response, 409, Some("idempotency-in-progress")).await;
+                    continue;
+                }
+                other => panic!("round {round}: {other}: {}", response.text().await.unwrap_or_default()),
+            }
+        }
+        println!("idempotency race, round {round}: statuses {tally:?}");
+        assert_eq!(created, 1, "round {round}: exactly one request created the task");
+        let replay: Value = post(&app, &key, "/v3/tasks", &body).await.json().await.unwrap();
+        tasks.insert(replay["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tasks.len(), 3);
+    // The conflict itself, as DynamoDB reports it (the other request's transaction held the key at that moment):
+    // 409 with Retry-After, and the retry creates the task.
+    let body =
+        json!({"type": "echo", "payload": {"message": "c"}, "options": {"async": true, "idempotency_key": "conflict"}});
+    app.store.conflict_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    let conflicted = post(&app, &key, "/v3/tasks", &body).await;
+    assert_eq!(conflicted.headers()["retry-after"], "1");
+    assert_problem(conflicted, 409, Some("idempotency-in-progress")).await;
+    assert_eq!(post(&app, &key, "/v3/tasks", &body).await.status(), 202);
+    let listed: Value = get(&app, &key, "/v3/tasks").await.json().await.unwrap();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 4, "one task per key");
+    let view = common::get_json(&app.client, &app.url("/api/v1/circuit-breakers"), Some(ADMIN_KEY)).await;
+    let store = view["breakers"].as_array().unwrap().iter().find(|b| b["name"] == "store").unwrap().clone();
+    assert_eq!(store["state"], "CLOSED", "{view}");
+    assert_eq!(store["failure_rate"], 0.0, "conflicts are not failures of the store: {view}");
+}
+
 async fn queued_tasks_run_high_priority_first_and_cancel(store: DynStore) {
     let app = app_on(store).await;
     let (key, _) = operator_key(&app, "acme").await;
@@ -516,6 +571,7 @@ on_both_backends!(
     bad_input_is_a_422_naming_the_field,
     a_task_past_its_deadline_times_out_with_a_problem,
     idempotency_keys_return_the_same_task_or_refuse_another_input,
+    concurrent_creates_with_one_idempotency_key_make_one_task,
     queued_tasks_run_high_priority_first_and_cancel,
     tenants_see_only_their_own_tasks,
     metrics_add_up_across_instances,

@@ -301,6 +301,9 @@ pub struct Counting {
     pub batch_writes: std::sync::atomic::AtomicUsize,
     /// Reads of API key records alone (also counted in `perimeter`).
     pub key_reads: std::sync::atomic::AtomicUsize,
+    /// When set, the next transaction is cancelled as DynamoDB cancels one that met a concurrent transaction on
+    /// the same item (`TransactionConflict`), which DynamoDB Local rarely reproduces on demand.
+    pub conflict_next: std::sync::atomic::AtomicBool,
     pub down: std::sync::atomic::AtomicBool,
 }
 
@@ -315,6 +318,7 @@ impl Counting {
             perimeter: std::sync::atomic::AtomicUsize::default(),
             batch_writes: std::sync::atomic::AtomicUsize::default(),
             key_reads: std::sync::atomic::AtomicUsize::default(),
+            conflict_next: std::sync::atomic::AtomicBool::new(false),
             down: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -396,6 +400,16 @@ impl cloud_agent::store::Store for Counting {
     }
     async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
         self.hit("")?;
+        if self.conflict_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            use cloud_agent::store::CancelReason;
+            let reasons = (0..ops.len())
+                .map(|i| if i == 1 { CancelReason::TransactionConflict } else { CancelReason::None })
+                .collect();
+            return Err(cloud_agent::store::StoreError::TransactionCanceled {
+                reasons,
+                current: vec![None; ops.len()],
+            });
+        }
         self.inner.transact_write(ops).await
     }
 }

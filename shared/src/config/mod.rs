@@ -403,3 +403,51 @@ fn parse_number(
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().to_string_lossy().into_owned();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(&move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| match name {
+                "CLOUD_AGENT_DATA_DIR" => Some(dir.clone()),
+                "DEV_AGENT_SECRET" => Some("agent-secret-0123456789abcdef0123456789".into()),
+                "DEV_JWT_SECRET" => Some("jwt-secret-0123456789abcdef0123456789ab".into()),
+                _ => None,
+            })
+        })
+    }
+
+    #[test]
+    fn country_rules_refuse_to_start_without_a_country_the_platform_vouches_for() {
+        let lambda = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        for (vars, refused) in [
+            (vec![("CLOUD_AGENT_COUNTRY_DENY", "KP")], true),
+            (vec![("CLOUD_AGENT_COUNTRY_ALLOW", "DE"), lambda], true),
+            (vec![("CLOUD_AGENT_COUNTRY_DENY", "KP"), lambda, ("CLOUD_AGENT_BEHIND_CLOUDFRONT", "true")], false),
+            (vec![("CLOUD_AGENT_COUNTRY_DENY", "KP"), ("VERCEL_IPC_PATH", "/tmp/ipc")], false),
+            (vec![("CLOUD_AGENT_IP_DENY", "192.0.2.0/24"), lambda], false),
+        ] {
+            match config(&vars) {
+                Err(ConfigError::Invalid { var, problem }) if refused => {
+                    assert!(var.starts_with("CLOUD_AGENT_COUNTRY_"), "{var}");
+                    assert!(problem.contains("CLOUD_AGENT_BEHIND_CLOUDFRONT"), "the fix is named: {problem}");
+                }
+                Ok(_) if !refused => {}
+                other => panic!("{vars:?}: expected refused={refused}, got {:?}", other.err()),
+            }
+        }
+        let bad = config(&[("CLOUD_AGENT_BEHIND_CLOUDFRONT", "maybe")]).err().unwrap().to_string();
+        assert!(bad.contains("CLOUD_AGENT_BEHIND_CLOUDFRONT"), "{bad}");
+    }
+
+    #[test]
+    fn the_audit_policy_is_standard_unless_set() {
+        assert_eq!(config(&[]).unwrap().audit, AuditPolicy::Standard);
+        assert_eq!(config(&[("CLOUD_AGENT_AUDIT", "all")]).unwrap().audit, AuditPolicy::All);
+        assert!(config(&[("CLOUD_AGENT_AUDIT", "most")]).is_err());
+    }
+}
