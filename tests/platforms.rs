@@ -883,6 +883,14 @@ async fn queued_tasks_run_through_sqs_and_poison_reaches_the_dead_letter_queue()
             .await
             .unwrap();
         let messages = received.messages.unwrap_or_default();
+        for m in &messages {
+            // SQS fair queues: the app's messages are grouped by their tenant (the bootstrap key's, `default`).
+            if m.body().is_some_and(|b| b.starts_with('{') && b.contains("\"tenant\"")) {
+                let group =
+                    m.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId));
+                assert_eq!(group.map(String::as_str), Some("default"), "{m:?}");
+            }
+        }
         if !messages.is_empty() {
             let response = worker.invoke(sqs_event(&messages, "arn:aws:sqs:us-east-1:000000000000:tasks")).await;
             let failed: Vec<String> = response["batchItemFailures"]

@@ -236,6 +236,102 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_task(store: DynSto
     assert_eq!(store["failure_rate"], 0.0, "conflicts are not failures of the store: {view}");
 }
 
+/// The delegation quota is charged per task: a batch of n costs n, all or nothing.
+async fn a_batch_costs_one_delegation_per_task(store: DynStore) {
+    // ROOMY but its tiers: the first value a test sets for a variable wins.
+    let app = TestApp::builder()
+        .envs(&[ROOMY[0], ROOMY[2], ROOMY[3]])
+        .env("CLOUD_AGENT_RATE_TIERS", "standard:100000/3600:10/3600")
+        .store(store)
+        .spawn()
+        .await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let batch = |n: usize| {
+        let tasks: Vec<Value> = (0..n).map(|i| json!({"task_type": "echo", "task_data": {"message": i}})).collect();
+        json!({"tasks": tasks})
+    };
+    let first = post(&app, &key, "/api/batch", &batch(6)).await;
+    assert_eq!(first.status(), 200);
+    // Four delegations left: a batch of six is refused whole, and creates nothing.
+    let over = post(&app, &key, "/api/batch", &batch(6)).await;
+    assert!(over.headers().contains_key("retry-after"), "{:?}", over.headers());
+    assert_problem(over, 429, Some("rate-limited")).await;
+    let listed: Value = get(&app, &key, "/v3/tasks").await.json().await.unwrap();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 6, "the refused batch created nothing");
+    assert_eq!(post(&app, &key, "/api/batch", &batch(4)).await.status(), 200, "exactly the four left");
+    let one = post(&app, &key, "/v3/tasks", &json!({"type": "echo", "payload": {"message": 1}})).await;
+    assert_problem(one, 429, Some("rate-limited")).await;
+}
+
+/// Each tenant may have a capped number of queued tasks unfinished; past it, 429 `queue-full`. A cancelled or
+/// finished task gives its place back; another tenant is not affected.
+async fn a_tenant_past_its_queued_cap_is_refused(store: DynStore) {
+    let app = TestApp::builder().envs(&ROOMY).env("CLOUD_AGENT_TASK_QUEUED_CAP", "3").store(store).spawn().await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let (other, _) = operator_key(&app, "globex").await;
+    let queue = |key: &str, i: usize| {
+        let body = json!({"type": "echo", "payload": {"message": i}, "options": {"async": true}});
+        let (app, key) = (&app, key.to_owned());
+        async move { post(app, &key, "/v3/tasks", &body).await }
+    };
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let answer = queue(&key, i).await;
+        assert_eq!(answer.status(), 202);
+        ids.push(answer.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let full = queue(&key, 3).await;
+    assert!(full.headers().contains_key("retry-after"));
+    assert_problem(full, 429, Some("queue-full")).await;
+    assert_eq!(queue(&other, 0).await.status(), 202, "another tenant has its own cap");
+    let cancelled = app.client.delete(app.url(&format!("/v3/tasks/{}", ids[0]))).header("x-api-key", &key).send();
+    assert_eq!(cancelled.await.unwrap().status(), 200);
+    assert_eq!(queue(&key, 4).await.status(), 202, "the cancelled task gave its place back");
+    assert_problem(queue(&key, 5).await, 429, Some("queue-full")).await;
+    let report = drain(&app).await;
+    assert_eq!(report.done, 5, "acme's three, the cancelled one's work (nothing to run), globex's one: {report:?}");
+    for i in 6..9 {
+        assert_eq!(queue(&key, i).await.status(), 202, "finished tasks gave their places back");
+    }
+}
+
+/// Fair queues: tenant A queues 50 slow tasks, then tenant B one; B's task starts in the drain's first round,
+/// before any of A's tasks has finished (a global queue would run it after all 50).
+async fn one_tenants_backlog_does_not_hold_up_another(store: DynStore) {
+    let app = app_on(store).await;
+    let (a, _) = operator_key(&app, "tenant-a").await;
+    let (b, _) = operator_key(&app, "tenant-b").await;
+    let mut calls = Vec::new();
+    for i in 0..50 {
+        let body = json!({"type": "echo", "payload": {"message": i, "delay_ms": 300}, "options": {"async": true}});
+        let request = app.client.post(app.url("/v3/tasks")).header("x-api-key", &a).json(&body);
+        calls.push(tokio::spawn(request.send()));
+    }
+    let mut a_ids = Vec::new();
+    for call in calls {
+        let answer = call.await.unwrap().unwrap();
+        assert_eq!(answer.status(), 202);
+        a_ids.push(answer.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let body = json!({"type": "echo", "payload": {"message": "b"}, "options": {"async": true}});
+    let b_task: Value = post(&app, &b, "/v3/tasks", &body).await.json().await.unwrap();
+    let report = drain(&app).await;
+    assert_eq!(report.done, 51, "{report:?}");
+    let b_task: Value =
+        get(&app, &b, &format!("/v3/tasks/{}", b_task["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(b_task["status"], "succeeded");
+    let b_started = b_task["started_ms"].as_i64().unwrap();
+    let mut finished_before = 0;
+    for id in &a_ids {
+        let task: Value = get(&app, &a, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+        assert_eq!(task["status"], "succeeded");
+        if task["finished_ms"].as_i64().unwrap() <= b_started {
+            finished_before += 1;
+        }
+    }
+    assert_eq!(finished_before, 0, "B's task waited for {finished_before} of A's tasks");
+}
+
 async fn queued_tasks_run_high_priority_first_and_cancel(store: DynStore) {
     let app = app_on(store).await;
     let (key, _) = operator_key(&app, "acme").await;
@@ -572,6 +668,9 @@ on_both_backends!(
     a_task_past_its_deadline_times_out_with_a_problem,
     idempotency_keys_return_the_same_task_or_refuse_another_input,
     concurrent_creates_with_one_idempotency_key_make_one_task,
+    a_batch_costs_one_delegation_per_task,
+    a_tenant_past_its_queued_cap_is_refused,
+    one_tenants_backlog_does_not_hold_up_another,
     queued_tasks_run_high_priority_first_and_cancel,
     tenants_see_only_their_own_tasks,
     metrics_add_up_across_instances,

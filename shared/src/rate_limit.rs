@@ -188,6 +188,16 @@ impl Limiter {
         None
     }
 
+    /// Gives `units` spent in the window of `now` back to this instance's lease (a request refused after it was
+    /// counted, such as a batch its quota could not cover whole): spendable again here, never an overshoot.
+    pub fn refund(&self, subject: &str, quota: Quota, now: i64, units: u32) {
+        let window = now.div_euclid(i64::from(quota.window_secs));
+        let mut leases = self.leases();
+        if let Some(lease) = leases.get_mut(subject).filter(|l| l.window == window) {
+            lease.left += units;
+        }
+    }
+
     /// Counts one request of `subject` against `quota` at `now` (epoch seconds).
     pub async fn check(&self, store: &DynStore, subject: &str, quota: Quota, now: i64) -> Result<Decision, StoreError> {
         self.spend(store, subject, quota, now, 1).await

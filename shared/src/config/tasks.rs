@@ -31,6 +31,8 @@ pub struct TaskSettings {
     pub cron_secret: Option<SecretString>,
     /// How long one drain may run (the scheduled function's own limit, less a margin).
     pub drain_budget: Duration,
+    /// The most queued tasks one tenant may have unfinished at once; more is refused (429).
+    pub queued_cap: u32,
 }
 
 impl TaskSettings {
@@ -74,6 +76,7 @@ impl TaskSettings {
                 60..=365 * 86_400,
             )?),
             max_attempts: parse_number(env, "CLOUD_AGENT_TASK_MAX_ATTEMPTS", 3, 1..=10)? as u32,
+            queued_cap: parse_number(env, "CLOUD_AGENT_TASK_QUEUED_CAP", 1000, 1..=1_000_000)? as u32,
             allow_loopback,
             cron_secret: env("CRON_SECRET").map(SecretString::new),
             drain_budget: Duration::from_millis(parse_number(

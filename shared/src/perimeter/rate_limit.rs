@@ -62,6 +62,8 @@ impl Charge {
         let spent = perimeter.limiter.spend(self.state.store(), &self.subject, self.quota, now, units);
         match bounded(&self.state, spent).await? {
             Decision::Limited { reset_secs, .. } => {
+                // All or nothing: the unit the perimeter charged for this request goes back too.
+                perimeter.limiter.refund(&self.subject, self.quota, now, 1);
                 Err(RateLimited { policy: self.policy.clone(), quota: self.quota, reset_secs }.into())
             }
             Decision::Allowed { .. } | Decision::Unchecked => Ok(()),

@@ -17,7 +17,9 @@
 //! | used request signature | `SIGSEEN#{key}#{signature}` | `SEEN` |
 //! | delegated task | `JOB#{tenant}#{task}` | `STATE` (gsi1: `JOBS#{tenant}`, `{task}`: ids are time-ordered) |
 //! | idempotency key of a task | `JOBIDEM#{tenant}#{sha256(key)}` | `IDEM` |
-//! | due work (table-drained queue) | `DUE#{rank}` | `{due_ms:013}#{kind}#{tenant}#{task}` |
+//! | due work (table-drained queue) | `DUE#{rank}#{tenant}` | `{due_ms:013}#{kind}#{task}` |
+//! | tenants with due work at a rank | `DUETENANTS#{rank}` | `{tenant}` (`n`: its due items) |
+//! | a tenant's unfinished queued tasks | `QUEUED#{tenant}` | `COUNT` (`n`) |
 //! | task statistics of a tenant | `JOBSTATS#{tenant}` | `{type}` |
 //! | disabled webhook endpoint | `HOOKOFF#{tenant}#{sha256(url)}` | `OFF` |
 //!
@@ -129,14 +131,29 @@ pub fn job_idempotency(tenant: &str, key_digest: &str) -> Key {
     Key::new(format!("JOBIDEM#{tenant}#{key_digest}"), "IDEM")
 }
 
-/// The partition of due work at one priority rank (0 is drained first).
-pub fn due_partition(rank: u8) -> String {
-    format!("DUE#{rank}")
+/// The partition of one tenant's due work at one priority rank (0 is drained first).
+pub fn due_partition(rank: u8, tenant: &str) -> String {
+    format!("DUE#{rank}#{tenant}")
 }
 
-/// One piece of due work: ordered by when it is due, so a drain reads the due ones with one range query.
+/// One piece of due work: ordered by when it is due, so a drain reads a tenant's due ones with one range query.
 pub fn due_entry(rank: u8, due_ms: i64, kind: &str, tenant: &str, task: &str) -> Key {
-    Key::new(due_partition(rank), format!("{due_ms:013}#{kind}#{tenant}#{task}"))
+    Key::new(due_partition(rank, tenant), format!("{due_ms:013}#{kind}#{task}"))
+}
+
+/// The tenants with due work at one rank: a drain takes work round-robin across them.
+pub fn due_tenants(rank: u8) -> String {
+    format!("DUETENANTS#{rank}")
+}
+
+/// One tenant's entry among the tenants with due work at `rank` (`n` counts its due items).
+pub fn due_tenant(rank: u8, tenant: &str) -> Key {
+    Key::new(due_tenants(rank), tenant)
+}
+
+/// A tenant's count of queued tasks not yet finished, capped per tenant.
+pub fn queued_count(tenant: &str) -> Key {
+    Key::new(format!("QUEUED#{tenant}"), "COUNT")
 }
 
 /// A tenant's task statistics, one item per task type.

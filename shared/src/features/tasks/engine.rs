@@ -67,6 +67,13 @@ const SYNC_MARGIN: Duration = Duration::from_millis(1500);
 const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// Idempotency keys are remembered for a day.
 const IDEMPOTENCY_TTL_SECS: i64 = 86_400;
+/// The count of a tenant's unfinished queued tasks (`keys::queued_count`).
+const QUEUED_COUNT: &str = "n";
+
+/// The write that gives one place back under a tenant's cap of queued tasks.
+fn give_back(tenant: &str) -> TxOp {
+    TxOp::Update { key: keys::queued_count(tenant), update: Update::new().add(QUEUED_COUNT, -1), condition: None }
+}
 
 /// The executor: a feature part, built once per instance.
 #[derive(Debug)]
@@ -213,8 +220,19 @@ impl Engine {
             ops.push(TxOp::Put { item, condition: Some(Condition::NotExists) });
         }
         let queue = if asynchronous { Some(self.queue().await.clone()) } else { None };
-        if let Some(op) = queue.as_ref().and_then(|q| q.in_transaction(&work)) {
-            ops.push(op);
+        // A queued task counts against its tenant's cap until it finishes (settle and cancel give it back).
+        let cap_at = asynchronous.then(|| {
+            let cap = self.config.tasks.queued_cap;
+            let under = Condition::NotExists.or(Condition::lt(QUEUED_COUNT, i64::from(cap)));
+            ops.push(TxOp::Update {
+                key: keys::queued_count(&tenant),
+                update: Update::new().add(QUEUED_COUNT, 1),
+                condition: Some(under),
+            });
+            ops.len() - 1
+        });
+        if let Some(queue) = &queue {
+            ops.extend(queue.in_transaction(&work));
         }
         match self.store.transact_write(ops).await {
             Ok(()) => {}
@@ -224,6 +242,12 @@ impl Engine {
             {
                 return self.replay(&tenant, idem_key.as_ref().expect("checked"), &input_hash).await;
             }
+            Err(StoreError::TransactionCanceled { reasons, .. })
+                if cap_at
+                    .is_some_and(|at| reasons.get(at) == Some(&crate::store::CancelReason::ConditionalCheckFailed)) =>
+            {
+                return Err(TaskError::QueueFull { cap: self.config.tasks.queued_cap });
+            }
             // Another request with the same key was writing it at that moment: its task, once stored, is the
             // answer; until then the caller is told to retry (409 with Retry-After), never that the store is down.
             Err(e) if idem_key.is_some() && e.is_conflict() => {
@@ -232,12 +256,13 @@ impl Engine {
             Err(e) => return Err(e.into()),
         }
         if let Some(queue) = queue {
-            if queue.in_transaction(&work).is_none()
+            if queue.in_transaction(&work).is_empty()
                 && let Err(e) = queue.enqueue(&work).await
             {
                 // Not acknowledged: take the task back so a retry (same idempotency key) starts clean.
                 let mut undo = vec![TxOp::Delete { key: record.key(), condition: None }];
                 undo.extend(idem_key.map(|key| TxOp::Delete { key, condition: None }));
+                undo.push(give_back(&tenant));
                 if let Err(undo_error) = self.store.transact_write(undo).await {
                     tracing::error!(task = %id, error = %undo_error, "could not remove a task whose enqueue failed");
                 }
@@ -332,8 +357,12 @@ impl Engine {
             // The input was only kept to run the task.
             update = update.remove("input");
         }
-        let written =
-            self.store.update(&record.key(), update, Some(Condition::eq(STATUS_ATTR, Status::Running.as_str()))).await;
+        let running = Condition::eq(STATUS_ATTR, Status::Running.as_str());
+        let written = if record.mode == Mode::Async {
+            self.finish_queued(&record.key(), &record.tenant, update, running).await
+        } else {
+            self.store.update(&record.key(), update, Some(running)).await
+        };
         match written {
             Ok(item) => {
                 if let Some(mut stored) = TaskRecord::from_item(&item) {
@@ -358,6 +387,32 @@ impl Engine {
             }
         }
         self.after_final(record).await;
+    }
+
+    /// Writes the final state of a queued task and gives its place back under the tenant's cap, in one
+    /// transaction (so the count can neither leak nor be given back twice); the task as written. A failed
+    /// `condition` is reported as a failed single write would be, with the task as it is.
+    async fn finish_queued(
+        &self,
+        key: &crate::store::Key,
+        tenant: &str,
+        update: Update,
+        condition: Condition,
+    ) -> Result<Item, StoreError> {
+        let ops = vec![
+            TxOp::Update { key: key.clone(), update, condition: Some(Condition::Exists.and(condition)) },
+            give_back(tenant),
+        ];
+        match self.store.transact_write(ops).await {
+            Ok(()) => self.store.get(key).await?.ok_or(StoreError::ConditionFailed { current: None }),
+            Err(StoreError::TransactionCanceled { reasons, mut current })
+                if reasons.first() == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
+            {
+                let live = if current.is_empty() { None } else { current.swap_remove(0) };
+                Err(StoreError::ConditionFailed { current: live.map(Box::new) })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Counts a task that reached a final state and queues its webhook.
@@ -417,7 +472,16 @@ impl Engine {
             .set(crate::store::EXPIRES_AT, now / 1000 + self.retention_secs());
         let open = Condition::eq(STATUS_ATTR, Status::Queued.as_str())
             .or(Condition::eq(STATUS_ATTR, Status::Running.as_str()));
-        match self.store.update(&keys::job(tenant, id.as_str()), update, Some(Condition::Exists.and(open))).await {
+        let key = keys::job(tenant, id.as_str());
+        // A queued task's place under the cap is given back with the write that ends it.
+        let queued =
+            self.store.get(&key).await?.as_ref().and_then(TaskRecord::from_item).is_some_and(|r| r.mode == Mode::Async);
+        let written = if queued {
+            self.finish_queued(&key, tenant, update, open).await
+        } else {
+            self.store.update(&key, update, Some(Condition::Exists.and(open))).await
+        };
+        match written {
             Ok(item) => {
                 let record = TaskRecord::from_item(&item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
                 self.after_final(&record).await;

@@ -36,6 +36,8 @@ pub enum TaskError {
     QueuedInputTooLarge { pointer: String },
     #[error("the queue is unavailable: {0}")]
     QueueUnavailable(String),
+    #[error("the tenant has {cap} queued tasks unfinished")]
+    QueueFull { cap: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -48,6 +50,7 @@ impl ToProblem for TaskError {
             Self::IdempotencyRace | Self::AlreadyFinished { .. } => StatusCode::CONFLICT,
             Self::QueuedInputTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(e) => e.status(),
         }
     }
@@ -79,6 +82,10 @@ impl ToProblem for TaskError {
             }
             Self::QueueUnavailable(_) => Problem::new(status, "queue-unavailable", "Service Unavailable")
                 .detail("the task queue did not accept the task, so it was not created; retry later"),
+            Self::QueueFull { cap } => Problem::new(status, "queue-full", "Too many queued tasks").detail(format!(
+                "this tenant already has {cap} queued tasks that have not finished (the per-tenant cap, \
+                 CLOUD_AGENT_TASK_QUEUED_CAP); wait for some to finish or cancel some, then retry"
+            )),
             Self::Store(e) => e.problem(),
         }
     }
@@ -86,6 +93,7 @@ impl ToProblem for TaskError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::QueueUnavailable(_) | Self::IdempotencyRace => Some(1),
+            Self::QueueFull { .. } => Some(5),
             Self::Store(e) => e.retry_after(),
             _ => None,
         }

@@ -1,6 +1,10 @@
 //! Where queued work goes: an SQS queue on AWS (its messages trigger the worker function), or due-work items in
 //! the table, drained by a schedule on Vercel and by `cloudagent serve`'s in-process worker. Either way a piece
 //! of work is durable when `enqueue` returns, and the same executor runs it.
+//!
+//! Tenants share the queue fairly: on SQS each message's group is its tenant (SQS fair queues keep one tenant's
+//! backlog from delaying another's); in the table each tenant's due work has its own partition per priority, and
+//! a count per tenant says who has work, so the drain takes work round-robin across tenants within a priority.
 
 use std::time::Duration;
 
@@ -9,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::Priority;
 use crate::config::tasks::QueueSettings;
-use crate::store::{Condition, DynStore, Item, StoreError, TxOp, keys};
+use crate::store::{Condition, DynStore, Item, StoreError, TxOp, Update, keys};
 
 /// What a piece of queued work asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +51,24 @@ impl Work {
         keys::due_entry(self.priority.rank(), self.due_ms, self.kind.as_str(), &self.tenant, &self.task)
     }
 
+    /// The table queue's writes that add this work: its due item, and one more due item in its tenant's entry
+    /// among the tenants with due work (which the drain reads to take work round-robin across tenants).
+    pub fn table_adds(&self) -> Vec<TxOp> {
+        vec![
+            TxOp::Put { item: self.to_item(), condition: Some(Condition::NotExists) },
+            TxOp::Update {
+                key: keys::due_tenant(self.priority.rank(), &self.tenant),
+                update: Update::new().add(DUE_COUNT, 1),
+                condition: None,
+            },
+        ]
+    }
+
+    /// The table queue's writes that remove the due item at `key` (this work's, or its earlier self's).
+    pub fn table_removes(&self, key: crate::store::Key) -> Vec<TxOp> {
+        removes(key, self.priority.rank(), &self.tenant)
+    }
+
     /// The due-work item for the table queue.
     pub fn to_item(&self) -> Item {
         Item::new(&self.entry_key()).with("work", serde_json::to_string(self).unwrap_or_default())
@@ -55,6 +77,18 @@ impl Work {
     pub fn from_item(item: &Item) -> Option<Self> {
         serde_json::from_str(item.get_str("work")?).ok()
     }
+}
+
+/// The count of due items in a tenant's entry among the tenants with due work.
+pub const DUE_COUNT: &str = "n";
+
+/// The writes that remove one due item of `tenant` at `rank`: the item (only if it is still there, so the count
+/// is decremented once) and one from the tenant's count.
+pub fn removes(key: crate::store::Key, rank: u8, tenant: &str) -> Vec<TxOp> {
+    vec![
+        TxOp::Delete { key, condition: Some(Condition::Exists) },
+        TxOp::Update { key: keys::due_tenant(rank, tenant), update: Update::new().add(DUE_COUNT, -1), condition: None },
+    ]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +104,9 @@ pub enum QueueError {
 pub trait Queue: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     async fn enqueue(&self, work: &Work) -> Result<(), QueueError>;
-    /// The write that enqueues `work` inside the transaction creating its task, when this queue lives in the
-    /// table (so a task is never stored without its work, nor the reverse).
-    fn in_transaction(&self, work: &Work) -> Option<TxOp>;
+    /// The writes that enqueue `work` inside the transaction creating its task, when this queue lives in the
+    /// table (so a task is never stored without its work, nor the reverse); empty otherwise.
+    fn in_transaction(&self, work: &Work) -> Vec<TxOp>;
 }
 
 /// Due-work items in the table.
@@ -94,12 +128,12 @@ impl Queue for TableQueue {
     }
 
     async fn enqueue(&self, work: &Work) -> Result<(), QueueError> {
-        self.store.put(work.to_item(), None).await?;
+        self.store.transact_write(work.table_adds()).await?;
         Ok(())
     }
 
-    fn in_transaction(&self, work: &Work) -> Option<TxOp> {
-        Some(TxOp::Put { item: work.to_item(), condition: Some(Condition::NotExists) })
+    fn in_transaction(&self, work: &Work) -> Vec<TxOp> {
+        work.table_adds()
     }
 }
 
@@ -152,6 +186,8 @@ impl Queue for SqsQueue {
             .send_message()
             .queue_url(&self.url)
             .message_body(serde_json::to_string(work).unwrap_or_default())
+            // SQS fair queues: messages grouped by tenant, so one tenant's backlog does not hold up another's.
+            .message_group_id(&work.tenant)
             .delay_seconds(delay)
             .send()
             .await
@@ -159,8 +195,8 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    fn in_transaction(&self, _work: &Work) -> Option<TxOp> {
-        None
+    fn in_transaction(&self, _work: &Work) -> Vec<TxOp> {
+        Vec::new()
     }
 }
 

@@ -2,7 +2,7 @@
 //! - AWS: SQS invokes the worker function with a batch; failures are reported per message (partial batch
 //!   response), so SQS redelivers only those, and after the queue's maxReceiveCount moves them to the DLQ;
 //! - Vercel: the cron calls the drain route, which works through the due-work items in the table, high
-//!   priority first, until its budget is spent;
+//!   priority first and round-robin across tenants within a priority, until its budget is spent;
 //! - locally: `cloudagent serve` runs the same drain in-process, woken when work is queued.
 //!
 //! A table item is leased while it is processed; an instance that dies mid-way leaves a lease that expires, and
@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use super::engine::{Engine, Outcome};
 use super::model::Priority;
-use super::queue::Work;
+use super::queue::{self, DUE_COUNT, Work};
 use crate::http::ApiJson;
 use crate::store::{Condition, Item, Query, StoreError, TxOp, Update, keys, now_ms};
 
@@ -41,7 +41,58 @@ pub struct DrainReport {
     pub budget_exhausted: bool,
 }
 
-/// Works through due work, high priority first, until none is due or `budget` is spent.
+/// The tenants with due work at `rank`, in a rotating order (so no tenant is always last when there are more
+/// tenants than a page holds). Entries whose count reached zero are removed, unless work arrived meanwhile.
+async fn tenants_with_work(engine: &Engine, rank: u8) -> Result<Vec<String>, StoreError> {
+    let page = engine.store().query(Query::partition(keys::due_tenants(rank)).limit(1000)).await?;
+    let mut tenants = Vec::new();
+    for item in &page.items {
+        let Some(tenant) = item.get_str(crate::store::SK) else { continue };
+        if item.get_i64(DUE_COUNT).unwrap_or(0) > 0 {
+            tenants.push(tenant.to_owned());
+        } else if let Err(e) =
+            engine.store().delete(&keys::due_tenant(rank, tenant), Some(Condition::le(DUE_COUNT, 0))).await
+            && !matches!(e, StoreError::ConditionFailed { .. })
+        {
+            tracing::warn!(error = %e, "drain: could not tidy the tenants with due work");
+        }
+    }
+    if !tenants.is_empty() {
+        let start = rand::random_range(0..tenants.len());
+        tenants.rotate_left(start);
+    }
+    Ok(tenants)
+}
+
+/// Up to a page of due work at `rank`, taken round-robin across the tenants that have some: the first due item
+/// of each tenant, then the second of each, and so on. One tenant's backlog cannot hold another's work back by
+/// more than one turn.
+async fn fair_page(engine: &Engine, rank: u8) -> Result<Vec<Item>, StoreError> {
+    let now = now_ms();
+    let mut queues = Vec::new();
+    for tenant in tenants_with_work(engine, rank).await? {
+        let query =
+            Query::partition(keys::due_partition(rank, &tenant)).between("0", format!("{now:013}~")).limit(PAGE);
+        let items = engine.store().query(query).await?.items;
+        if !items.is_empty() {
+            queues.push(items.into_iter());
+        }
+    }
+    let mut page = Vec::new();
+    while page.len() < PAGE as usize && !queues.is_empty() {
+        queues.retain_mut(|items| match items.next() {
+            Some(item) if page.len() < PAGE as usize => {
+                page.push(item);
+                true
+            }
+            _ => false,
+        });
+    }
+    Ok(page)
+}
+
+/// Works through due work, high priority first, until none is due or `budget` is spent. Within a priority, work
+/// is taken round-robin across tenants.
 pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
     let deadline = tokio::time::Instant::now() + budget;
     let mut report = DrainReport::default();
@@ -51,22 +102,19 @@ pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
                 report.budget_exhausted = true;
                 break 'passes;
             }
-            let now = now_ms();
-            let query =
-                Query::partition(keys::due_partition(priority.rank())).between("0", format!("{now:013}~")).limit(PAGE);
-            let page = match engine.store().query(query).await {
-                Ok(page) => page,
+            let items = match fair_page(engine, priority.rank()).await {
+                Ok(items) => items,
                 Err(e) => {
                     tracing::warn!(error = %e, "drain: cannot read due work");
                     report.errors += 1;
                     break 'passes;
                 }
             };
-            if page.items.is_empty() {
+            if items.is_empty() {
                 continue;
             }
             let mut running = tokio::task::JoinSet::new();
-            for item in page.items {
+            for item in items {
                 let engine = engine.clone();
                 running.spawn(async move { process_item(&engine, item).await });
             }
@@ -103,6 +151,25 @@ pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
     report
 }
 
+/// Removes a due item and its place in its tenant's count; an item already gone (another drain, after our
+/// lease ended) is not counted twice.
+async fn remove(engine: &Engine, ops: Vec<TxOp>) -> Result<(), StoreError> {
+    match engine.store().transact_write(ops).await {
+        Err(StoreError::TransactionCanceled { reasons, .. })
+            if reasons.first() == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The rank and tenant of a due item's partition (`DUE#{rank}#{tenant}`).
+fn partition_of(key: &crate::store::Key) -> Option<(u8, &str)> {
+    let (rank, tenant) = key.pk.strip_prefix("DUE#")?.split_once('#')?;
+    Some((rank.parse().ok()?, tenant))
+}
+
 /// Leases one due-work item, runs it, then removes it (or puts it back with its backoff). `None` when another
 /// drain holds it.
 async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, super::TaskError> {
@@ -119,13 +186,16 @@ async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, su
     let Some(work) = Work::from_item(&leased) else {
         // Not ours to understand: remove it rather than loop on it forever.
         tracing::error!(key = %key, "drain: unreadable due-work item removed");
-        engine.store().delete(&key, None).await?;
+        match partition_of(&key).map(|(rank, tenant)| queue::removes(key.clone(), rank, tenant)) {
+            Some(ops) => remove(engine, ops).await?,
+            None => drop(engine.store().delete(&key, None).await?),
+        }
         return Ok(Some(Outcome::DeadLetter));
     };
     let outcome = engine.process(&work, deliveries).await?;
     match &outcome {
         Outcome::Done | Outcome::DeadLetter => {
-            engine.store().delete(&key, None).await?;
+            remove(engine, work.table_removes(key)).await?;
         }
         Outcome::Retry(after) => {
             let again = Work { due_ms: now_ms() + after.as_millis() as i64, ..work };
