@@ -156,3 +156,194 @@ fn the_readme_layout_names_what_is_in_the_tree() {
     let missing: Vec<&String> = expected.iter().filter(|e| !named.contains(e.as_str())).collect();
     assert!(missing.is_empty(), "the README's layout does not name {missing:?}");
 }
+
+/// The module a file defines, as a path of names (`http/mod.rs` → `["http"]`, `lib.rs` → `[]`).
+fn module_of(relative: &str) -> Vec<String> {
+    let trimmed = relative.trim_end_matches(".rs");
+    let mut parts: Vec<String> = trimmed.split('/').map(str::to_owned).collect();
+    if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
+        parts.pop();
+    }
+    parts
+}
+
+/// The file that defines the deepest existing module along `path` (`crate::store::keys::due` → `store/keys.rs`).
+fn file_of(path: &[String], files: &BTreeSet<String>) -> String {
+    for n in (1..=path.len()).rev() {
+        let base = path[..n].join("/");
+        for candidate in [format!("{base}.rs"), format!("{base}/mod.rs")] {
+            if files.contains(&candidate) {
+                return candidate;
+            }
+        }
+    }
+    "lib.rs".to_owned()
+}
+
+/// Every path of a `use` tree (`a::{b, c::{d as e}}` → `a::b`, `a::c::d`), as segments.
+fn use_paths(tree: &str) -> Vec<Vec<String>> {
+    fn walk(prefix: &[String], text: &str, out: &mut Vec<Vec<String>>) {
+        let (mut depth, mut start) = (0, 0);
+        let mut items = Vec::new();
+        for (i, c) in text.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&text[start..]);
+        for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
+            if let Some((head, rest)) = item.split_once('{') {
+                let mut path = prefix.to_vec();
+                path.extend(head.split("::").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+                walk(&path, rest.trim_end().trim_end_matches('}'), out);
+            } else {
+                let item = item.split(" as ").next().unwrap_or(item);
+                let mut path = prefix.to_vec();
+                path.extend(item.split("::").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&[], tree, &mut out);
+    out
+}
+
+/// The module files each file of a source tree imports (`use crate::…`, `use super::…`, and such paths written
+/// inline), tests and comments excluded. A module declaring its children (`mod x;`) and naming them (`x::f`) is
+/// structure, not an import: the edges are what a file reaches for elsewhere in the crate.
+fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let files: BTreeSet<String> =
+        rust_files(src).iter().map(|f| f.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/")).collect();
+    let mut graph = BTreeMap::new();
+    for relative in &files {
+        let text = std::fs::read_to_string(src.join(relative)).unwrap();
+        let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        let code: String = text.lines().map(|l| l.find("//").map_or(l, |at| &l[..at])).collect::<Vec<_>>().join("\n");
+        let me = module_of(relative);
+        let resolve = |segments: &[String]| -> Option<Vec<String>> {
+            let (first, rest) = segments.split_first()?;
+            match first.as_str() {
+                "crate" => Some(rest.to_vec()),
+                "self" => Some(me.iter().cloned().chain(rest.iter().cloned()).collect()),
+                "super" => {
+                    let mut base = me.clone();
+                    base.pop();
+                    let mut rest = rest;
+                    while rest.first().is_some_and(|s| s == "super") {
+                        base.pop();
+                        rest = &rest[1..];
+                    }
+                    Some(base.into_iter().chain(rest.iter().cloned()).collect())
+                }
+                _ => None,
+            }
+        };
+        let mut deps = BTreeSet::new();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("use ") {
+            let before = rest[..at].chars().last();
+            let tail = &rest[at + 4..];
+            rest = tail;
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(end) = tail.find(';') else { break };
+            for path in use_paths(&tail[..end]) {
+                if let Some(module) = resolve(&path) {
+                    deps.insert(file_of(&module, &files));
+                }
+            }
+        }
+        for prefix in ["crate::", "super::"] {
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find(prefix) {
+                let before = rest[..at].chars().last();
+                let tail = &rest[at..];
+                let path: String = tail.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+                rest = &rest[at + prefix.len()..];
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                let segments: Vec<String> = path.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                if let Some(module) = resolve(&segments) {
+                    deps.insert(file_of(&module, &files));
+                }
+            }
+        }
+        deps.remove(relative);
+        graph.insert(relative.clone(), deps);
+    }
+    graph
+}
+
+/// One import cycle of `graph`, as the files around it, if there is any.
+fn a_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, done, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|node| visit(node, graph, &mut done, &mut Vec::new()))
+}
+
+#[test]
+fn no_module_of_the_library_imports_itself_through_others() {
+    let graph = import_graph(&Path::new(ROOT).join("shared/src"));
+    assert!(graph.len() > 50, "read the library's files: {}", graph.len());
+    assert!(graph["perimeter/authenticate.rs"].contains("perimeter/mod.rs"), "the graph sees `super::` imports");
+    assert!(graph["perimeter/mod.rs"].contains("problem.rs"), "the graph sees `crate::` imports");
+    if let Some(cycle) = a_cycle(&graph) {
+        panic!("modules of shared/src import each other in a circle: {}", cycle.join(" → "));
+    }
+}
+
+/// The check above, shown to catch what it is for: a small tree with a circle through a parent module and a
+/// nested `use` group, and the same tree with the circle broken.
+#[test]
+fn the_cycle_check_finds_a_circle() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    };
+    write("lib.rs", "pub mod http;\npub mod store;\n");
+    write("http/mod.rs", "pub mod problem;\nuse crate::store::{Store, keys::{self, Key}};\n");
+    write("http/problem.rs", "pub struct Problem;\n// use crate::store; (a comment, not an import)\n");
+    write("store/mod.rs", "pub mod keys;\npub struct Store;\n");
+    write("store/keys.rs", "use super::super::http::problem::Problem;\npub struct Key;\n");
+    let graph = import_graph(dir.path());
+    assert_eq!(a_cycle(&graph), None, "{graph:?}");
+    // The key layout now reaches back for something defined in http's own module file.
+    write("store/keys.rs", "pub struct Key(crate::http::Thing);\n");
+    write("http/mod.rs", "pub mod problem;\npub struct Thing;\nuse crate::store::{Store, keys::{self, Key}};\n");
+    let cycle = a_cycle(&import_graph(dir.path())).expect("the circle is found");
+    assert!(cycle.contains(&"http/mod.rs".to_owned()) && cycle.contains(&"store/keys.rs".to_owned()), "{cycle:?}");
+}

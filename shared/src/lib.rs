@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod paging;
 pub mod perimeter;
+pub mod problem;
 pub mod rate_limit;
 pub mod route;
 pub mod router;

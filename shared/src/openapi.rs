@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::http::Problem;
+use crate::problem::Problem;
 use crate::route::Feature;
 
 /// What belongs to no single feature: the document's info, the problem schema, the security scheme and the
@@ -66,7 +66,7 @@ fn layered_responses(
         let problem = utoipa::openapi::ResponseBuilder::new()
             .description(description)
             .content(
-                crate::http::problem::PROBLEM_JSON,
+                crate::problem::PROBLEM_JSON,
                 utoipa::openapi::content::Content::new(Some(utoipa::openapi::Ref::from_schema_name("Problem"))),
             )
             .build();

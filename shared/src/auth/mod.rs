@@ -17,8 +17,8 @@ use http::{HeaderMap, StatusCode, header};
 
 pub use permissions::{Permission, Role};
 
-use crate::http::{ApiError, Problem, ToProblem};
 use crate::ids::{TenantId, UserId};
+use crate::problem::{ApiError, Problem, ToProblem};
 use crate::store::StoreError;
 use crate::token::TokenError;
 

@@ -18,24 +18,10 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
 use super::Role;
-use crate::http::{Problem, ToProblem};
 use crate::ids::TenantId;
+use crate::problem::{Problem, ToProblem};
 
-/// The configured identity provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OidcSettings {
-    /// The `iss` its tokens carry, and where its discovery document lives.
-    pub issuer: String,
-    pub audience: String,
-    /// The claim that holds the role (a string, or a list whose first known role counts).
-    pub role_claim: String,
-    /// The claim that holds the tenant (required in every token when set); not set → every user is in `default`.
-    pub tenant_claim: Option<String>,
-    /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway_secs: i64,
-    /// How soon an unknown `kid` may trigger another fetch of the keys.
-    pub refetch_after: Duration,
-}
+pub use crate::config::OidcSettings;
 
 /// Why an identity provider's token was refused.
 #[derive(Debug, thiserror::Error)]

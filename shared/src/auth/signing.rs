@@ -21,7 +21,7 @@ use http::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::secrets::{Secret, constant_time_eq, hex};
-use crate::http::{Problem, ToProblem};
+use crate::problem::{Problem, ToProblem};
 use crate::store::{Condition, DynStore, EXPIRES_AT, Item, StoreError, keys};
 
 pub const TIMESTAMP_HEADER: &str = "x-timestamp";

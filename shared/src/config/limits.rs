@@ -4,7 +4,28 @@
 use std::collections::BTreeMap;
 
 use super::{ConfigError, Lookup};
-use crate::rate_limit::Quota;
+
+/// A limit: `limit` requests per `window_secs`, windows aligned to the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub window_secs: u32,
+}
+
+impl Quota {
+    /// `N/SECS`, e.g. `10/60`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (limit, window) = text.trim().split_once('/')?;
+        let quota = Self { limit: limit.trim().parse().ok()?, window_secs: window.trim().parse().ok()? };
+        (quota.limit >= 1 && (1..=86_400).contains(&quota.window_secs)).then_some(quota)
+    }
+
+    /// The largest block one lease may take: a tenth of the quota, so what a frozen instance strands is bounded
+    /// and small quotas stay (nearly) exact.
+    pub fn max_lease(self) -> u32 {
+        (self.limit / 10).max(1)
+    }
+}
 
 /// Routes are limited by class: delegation (creating work) is dearer than everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,6 @@ pub mod tasks;
 /// How configuration reads a variable (the process environment, or a test's map).
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-use crate::store::dynamo::DynamoConfig;
 pub use secrets::{Secret, SecretString, Secrets};
 
 /// Errors while reading configuration.
@@ -84,6 +83,31 @@ impl Platform {
     }
 }
 
+/// Where and how to reach DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoConfig {
+    pub table: String,
+    /// Override for DynamoDB Local (`http://127.0.0.1:8000`); `None` means the regional AWS endpoint.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+/// The configured identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The `iss` its tokens carry, and where its discovery document lives.
+    pub issuer: String,
+    pub audience: String,
+    /// The claim that holds the role (a string, or a list whose first known role counts).
+    pub role_claim: String,
+    /// The claim that holds the tenant (required in every token when set); not set → every user is in `default`.
+    pub tenant_claim: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: i64,
+    /// How soon an unknown `kid` may trigger another fetch of the keys.
+    pub refetch_after: Duration,
+}
+
 /// Which store backend to use.
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
@@ -124,7 +148,7 @@ pub struct Config {
     /// How the client's address and country are found here.
     pub vantage: network::Vantage,
     /// The identity provider whose users may call operator routes, if any.
-    pub oidc: Option<crate::auth::oidc::OidcSettings>,
+    pub oidc: Option<OidcSettings>,
     /// Browser origins allowed by CORS (none: no CORS headers at all).
     pub cors_origins: Vec<String>,
     /// The longest the perimeter waits on one of its store calls (rate limit, audit, key lookup).
@@ -333,7 +357,7 @@ impl Config {
 }
 
 /// `CLOUD_AGENT_OIDC_ISSUER` (HTTPS) and `CLOUD_AGENT_OIDC_AUDIENCE` turn identity-provider sign-in on.
-fn oidc_settings(env: Lookup<'_>) -> Result<Option<crate::auth::oidc::OidcSettings>, ConfigError> {
+fn oidc_settings(env: Lookup<'_>) -> Result<Option<OidcSettings>, ConfigError> {
     let Some(issuer) = env("CLOUD_AGENT_OIDC_ISSUER") else { return Ok(None) };
     let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| issuer.starts_with(p));
     if !issuer.starts_with("https://") && !local {
@@ -346,7 +370,7 @@ fn oidc_settings(env: Lookup<'_>) -> Result<Option<crate::auth::oidc::OidcSettin
         var: "CLOUD_AGENT_OIDC_AUDIENCE",
         problem: "required with CLOUD_AGENT_OIDC_ISSUER (the aud this API accepts)".into(),
     })?;
-    Ok(Some(crate::auth::oidc::OidcSettings {
+    Ok(Some(OidcSettings {
         issuer,
         audience,
         role_claim: env("CLOUD_AGENT_OIDC_ROLE_CLAIM").unwrap_or_else(|| "role".to_owned()),

@@ -7,7 +7,7 @@ use http::header;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::problem::ApiError;
+use crate::problem::ApiError;
 
 /// A JSON request body, or a JSON response.
 #[derive(Debug, Clone, Copy, Default)]

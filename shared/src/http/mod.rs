@@ -7,7 +7,6 @@ pub mod json;
 pub mod network;
 pub mod page;
 pub mod path;
-pub mod problem;
 pub mod query;
 pub mod request_id;
 pub mod security_headers;
@@ -27,7 +26,8 @@ use crate::metrics::Tracking;
 pub use json::ApiJson;
 pub use page::PageParams;
 pub use path::ApiPath;
-pub use problem::{ApiError, Problem, ToProblem};
+// problem+json lives in a leaf module everything may import; handlers find it here too.
+pub use crate::problem::{ApiError, Problem, ToProblem};
 pub use query::ApiQuery;
 
 /// Opens an optional `cursor` query parameter sealed for `scope`; anything else is a 422 problem.
@@ -48,7 +48,7 @@ pub fn layered(router: Router, body_limit: usize, timeout: Duration, tracking: O
     // every request, so five calls cost five allocations per request where one stack costs one.
     let stack = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(tracking, request_id::request_context))
-        .layer(CatchPanicLayer::custom(problem::panic_response))
+        .layer(CatchPanicLayer::custom(crate::problem::panic_response))
         .layer(RequestBodyLimitLayer::new(body_limit))
         // Inside the body limit: the deadline's 503 needs a response body with a default (the route's).
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use crate::config::network::{NetworkRules, Refusal, Vantage};
-use crate::http::{ApiError, Problem, ToProblem};
+use crate::problem::{ApiError, Problem, ToProblem};
 
 /// What the layer needs: the rules and where it runs (which decides how the client is found).
 #[derive(Debug, Clone)]

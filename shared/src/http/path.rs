@@ -7,7 +7,7 @@ use http::request::Parts;
 use serde::de::value::{Error as ValueError, MapDeserializer, StrDeserializer};
 use serde::de::{DeserializeOwned, IntoDeserializer as _};
 
-use super::problem::ApiError;
+use crate::problem::ApiError;
 
 /// The route's path parameters, deserialised into `T`: the newtype of a route's one parameter, or a struct
 /// naming each of several.

@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::problem::ApiError;
+use crate::problem::ApiError;
 
 /// Query parameters, deserialised into `T`.
 #[derive(Debug, Clone, Copy, Default)]

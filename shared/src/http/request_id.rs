@@ -27,7 +27,7 @@ fn valid_id(value: &HeaderValue) -> Option<String> {
 /// The request layer: everything that happens once per request at its start and end, in one middleware so a
 /// request pays for one layer, not four. It takes or makes the ids (the correlation id ties together the requests
 /// of one piece of work across services and defaults to the request id), opens the request's span, renders any
-/// error as problem+json ([`super::problem::render`]), echoes the ids, adds the security headers, records the
+/// error as problem+json ([`crate::problem::render`]), echoes the ids, adds the security headers, records the
 /// metrics ([`Tracking`], when the router has them) and writes the access log line.
 pub async fn request_context(State(tracking): State<Option<Tracking>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -52,7 +52,7 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, mut reque
     );
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let response = next.run(request).instrument(span.clone()).await;
-    let mut response = super::problem::render(response, uri.path(), &request_id);
+    let mut response = crate::problem::render(response, uri.path(), &request_id);
 
     let headers = response.headers_mut();
     // Both ids passed validation or were generated, so they are valid header values.

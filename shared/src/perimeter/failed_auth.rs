@@ -10,7 +10,7 @@ use http::StatusCode;
 use super::{PerimeterState, Seen, bounded};
 use crate::auth::AuthError;
 use crate::auth::oidc::OidcError;
-use crate::http::{ApiError, Problem, ToProblem};
+use crate::problem::{ApiError, Problem, ToProblem};
 use crate::rate_limit::{Decision, Quota};
 use crate::state::AppState;
 use crate::token::TokenError;

@@ -9,8 +9,8 @@ use http::HeaderMap;
 use super::{PerimeterState, bounded};
 use crate::auth::{Permission, Principal, Via};
 use crate::config::limits::{DEFAULT_TIER, RateClass};
-use crate::http::ApiError;
 use crate::http::client;
+use crate::problem::ApiError;
 use crate::rate_limit::{self, Decision, Quota, RateLimited};
 use crate::state::AppState;
 

@@ -7,7 +7,7 @@ use super::PerimeterState;
 use crate::auth::api_key::Signing;
 use crate::auth::signing::{self, SigningError};
 use crate::auth::{Operator, Principal, Via};
-use crate::http::ApiError;
+use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::StoreError;
 

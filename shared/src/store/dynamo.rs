@@ -29,14 +29,7 @@ use super::{
 /// Name of the one global secondary index.
 pub const GSI1_NAME: &str = "gsi1";
 
-/// Where and how to reach DynamoDB.
-#[derive(Debug, Clone)]
-pub struct DynamoConfig {
-    pub table: String,
-    /// Override for DynamoDB Local (`http://127.0.0.1:8000`); `None` means the regional AWS endpoint.
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-}
+pub use crate::config::DynamoConfig;
 
 /// The DynamoDB store. Clones share one SDK client (and its connection pool).
 #[derive(Debug, Clone)]

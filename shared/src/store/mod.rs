@@ -112,7 +112,7 @@ impl StoreError {
 
 /// How a store failure is answered: a limit is the caller's (413 for size, 422 otherwise), an outage is 503 with
 /// `Retry-After`, anything else a 500 whose cause stays in the log.
-impl crate::http::ToProblem for StoreError {
+impl crate::problem::ToProblem for StoreError {
     fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
@@ -124,8 +124,8 @@ impl crate::http::ToProblem for StoreError {
         }
     }
 
-    fn problem(&self) -> crate::http::Problem {
-        use crate::http::Problem;
+    fn problem(&self) -> crate::problem::Problem {
+        use crate::problem::Problem;
         let status = self.status();
         match self {
             Self::Limit(e) => Problem::new(status, "item-limit", "Over DynamoDB's item limits")

@@ -60,7 +60,7 @@ pub enum TokenError {
 }
 
 /// Token failures: one problem type each, with the OAuth error code clients already understand.
-impl crate::http::ToProblem for TokenError {
+impl crate::problem::ToProblem for TokenError {
     fn status(&self) -> http::StatusCode {
         match self {
             Self::Store(e) => e.status(),
@@ -69,8 +69,8 @@ impl crate::http::ToProblem for TokenError {
         }
     }
 
-    fn problem(&self) -> crate::http::Problem {
-        use crate::http::Problem;
+    fn problem(&self) -> crate::problem::Problem {
+        use crate::problem::Problem;
         let status = self.status();
         let (slug, title, oauth, detail) = match self {
             Self::Store(e) => return e.problem(),

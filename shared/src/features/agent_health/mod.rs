@@ -1,6 +1,7 @@
 //! Agents report their own health; operators list the latest report of every agent.
 
 pub mod records;
+pub mod report;
 pub mod routes;
 
 use axum::routing::{get, post};
@@ -41,9 +42,9 @@ pub const AGENT_HEALTH_ONE: RouteSpec = RouteSpec {
 #[openapi(
     paths(routes::post, routes::list, routes::get),
     components(schemas(
-        routes::AgentStatus,
-        routes::AgentCheck,
-        routes::AgentReport,
+        report::AgentStatus,
+        report::AgentCheck,
+        report::AgentReport,
         routes::AgentHealth,
         routes::HealthSection,
         routes::Performance,

@@ -3,7 +3,7 @@
 use crate::features::tokens::credentials::AgentId;
 use crate::store::{Item, Key, StoreError, keys};
 
-use super::routes::AgentReport;
+use super::report::AgentReport;
 
 /// How long an agent's report is kept: an agent that stops reporting drops off the list.
 pub const REPORT_TTL_SECS: i64 = 3600;

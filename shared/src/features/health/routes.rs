@@ -14,7 +14,7 @@ use crate::alerts::AlertKind;
 use crate::breaker::State as BreakerState;
 use crate::config::Environment;
 use crate::config::secrets::SecretSource;
-use crate::http::problem::OwnErrorBody;
+use crate::problem::OwnErrorBody;
 use crate::state::{AppState, InstanceId, Part};
 use crate::store::{PROBE_TIMEOUT, probe_key};
 

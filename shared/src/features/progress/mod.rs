@@ -1,5 +1,6 @@
 //! Agent progress: batched, idempotent, durable writes and the task history, per user.
 
+mod model;
 mod records;
 pub mod routes;
 mod service;
@@ -7,6 +8,7 @@ mod service;
 use axum::routing::{get, post};
 
 use crate::route::{Access, Feature, Method, Permission, RouteSpec};
+pub use model::*;
 pub use service::*;
 
 pub const PROGRESS: RouteSpec = RouteSpec {

@@ -3,7 +3,7 @@
 
 use crate::store::{Condition, Item, Key, Number, Update, Value, keys, now_epoch};
 
-use super::service::{HISTORY_TTL_SECS, ProgressEvent, RECEIPT_TTL_SECS, Receipt, Valid};
+use super::model::{HISTORY_TTL_SECS, ProgressEvent, RECEIPT_TTL_SECS, Receipt, Valid};
 
 mod attr {
     pub(super) const TASK_ID: &str = "task_id";

@@ -29,7 +29,7 @@ pub struct ProgressBatch {
     pub batch_id: Option<String>,
     /// Each update is validated on its own: one that breaks the schema is listed in the receipt's `rejected`
     /// and the others are still stored.
-    #[schema(value_type = Vec<crate::features::progress::service::ProgressUpdate>, max_items = 100)]
+    #[schema(value_type = Vec<crate::features::progress::ProgressUpdate>, max_items = 100)]
     pub updates: Vec<Json>,
 }
 

@@ -547,7 +547,7 @@ impl Engine {
             Ok(Err(HandlerFailure::Transient(message))) => {
                 if attempts >= record.max_attempts {
                     let mut p = gave_up(attempts, &message);
-                    p.kind = format!("{}dead-lettered", crate::http::problem::PROBLEM_BASE);
+                    p.kind = format!("{}dead-lettered", crate::problem::PROBLEM_BASE);
                     self.settle(&mut record, Err(Some(p)), started.elapsed()).await;
                     return Ok(Outcome::DeadLetter);
                 }

@@ -228,7 +228,7 @@ impl IntoResponse for ApiError {
 pub struct OwnErrorBody;
 
 /// Writes an error response as problem+json (see the module docs), naming the request's `path` and id; a
-/// successful response passes untouched. Called by the request layer ([`super::request_id::request_context`])
+/// successful response passes untouched. Called by the request layer ([`crate::http::request_id::request_context`])
 /// on every response, so no error leaves without it.
 pub fn render(response: Response, path: &str, request_id: &str) -> Response {
     let status = response.status();
