@@ -3,13 +3,19 @@
 
 CPU time per request is what Vercel bills (active CPU) and is stable on a noisy machine where requests per second
 are not. Each route is measured beside a bare axum route answering the same body (examples/bare_axum.rs): the
-floor, measured in the same run. Also reported: bytes the server logged per request (CloudWatch bills log bytes).
+floor, measured in the same run. Also reported: the median latency wrk saw, and bytes the server logged per
+request (CloudWatch bills log bytes).
+
+Routes: `/health/live` (no perimeter), `/api/v1/agent/me` (an agent's bearer JWT: the perimeter's rate limit, no
+audit write under the standard policy) and `GET /v3/tasks` with an operator's API key (rate limit and a stored
+audit record). The server gets quotas far above what wrk sends (`--quota`), so every request is served (a 429
+would end the run) and the rate limit is paid as production pays it: from leased blocks.
 
 Load comes from wrk (Debian `wrk`) over loopback: -t1 -c8 for --seconds, after a 1 s warm-up, median of --runs.
 Both servers are built with the same profile: `release` (what is deployed: fat LTO, one codegen unit) by default,
 or `bench` (opt-level 3 without whole-program LTO, quicker to build).
 
-Usage: benches/cpu_per_request.py [--runs 3] [--seconds 5] [--profile release|bench] [--skip-build]
+Usage: benches/cpu_per_request.py [--runs 3] [--seconds 5] [--profile release|bench] [--skip-build] [--target-dir DIR]
 """
 import argparse
 import json
@@ -60,21 +66,25 @@ def wrk(url, seconds, headers):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         sys.exit(f"{url} answered {non2xx.group(1)} errors under load:\n{out}")
-    return requests
+    value, unit = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    median_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return requests, median_ms
 
 
 def measure(pid, url, seconds, runs, headers=(), log=None):
     wrk(url, 1, headers)  # warm-up: connections, caches, lazy statics
-    per_request, log_bytes = [], []
+    per_request, log_bytes, latencies = [], [], []
     for _ in range(runs):
         before, size_before = cpu_seconds(pid), (log.stat().st_size if log else 0)
-        served = wrk(url, seconds, headers)
+        served, median_ms = wrk(url, seconds, headers)
         time.sleep(0.2)  # let the server finish writing the last log lines
         cpu = cpu_seconds(pid) - before
         per_request.append(cpu / served * 1e6)
+        latencies.append(median_ms)
         if log:
             log_bytes.append((log.stat().st_size - size_before) / served)
-    return statistics.median(per_request), (statistics.median(log_bytes) if log_bytes else None)
+    return (statistics.median(per_request), (statistics.median(log_bytes) if log_bytes else None),
+            statistics.median(latencies))
 
 
 def main():
@@ -83,23 +93,29 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--profile", choices=["release", "bench"], default="release")
     parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--target-dir", default=str(ROOT / "target"), help="where cargo builds (CARGO_TARGET_DIR)")
     parser.add_argument("--rust-log", default="info", help="the server's RUST_LOG (warn: no access log lines)")
+    parser.add_argument("--quota", default="100000000/60",
+                        help="the agents' and the operator key's quota: far above what wrk sends")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("needs wrk: apt-get install wrk")
     if not args.skip_build:
         subprocess.run(["cargo", "build", "--profile", args.profile, "--features", "cli", "--bin", "cloudagent",
-                        "--example", "bare_axum"],
+                        "--example", "bare_axum", "--target-dir", args.target_dir],
                        cwd=ROOT, check=True)
-    # Cargo writes both built-in profiles, `release` and `bench`, to target/release.
-    target = ROOT / "target" / "release"
+    # Cargo writes both built-in profiles, `release` and `bench`, to <target>/release.
+    target = pathlib.Path(args.target_dir) / "release"
     work = pathlib.Path(tempfile.mkdtemp())
     bare_port, our_port = free_port(), free_port()
     env = {**os.environ, "PORT": str(bare_port), "RUST_LOG": "info"}
     bare = subprocess.Popen([target / "examples" / "bare_axum"], env=env)
     log = work / "serve.log"
+    admin = "bench-admin-key-0123456789abcdef0123"
     env = {**os.environ, "RUST_LOG": args.rust_log, "LOG_FORMAT": "json", "CLOUD_AGENT_EMF": "off",
-           "DEV_AGENT_SECRET": "bench-agent-pepper-0123456789abcdef", "DEV_JWT_SECRET": "bench-jwt-0123456789abcdef0123"}
+           "DEV_AGENT_SECRET": "bench-agent-pepper-0123456789abcdef", "DEV_JWT_SECRET": "bench-jwt-0123456789abcdef0123",
+           "DEV_ADMIN_KEY": admin, "CLOUD_AGENT_RATE_AGENT": args.quota,
+           "CLOUD_AGENT_RATE_TIERS": f"standard:{args.quota}:{args.quota}"}
     ours = subprocess.Popen([target / "cloudagent", "serve", "--port", str(our_port), "--data-dir", str(work / "data")],
                             env=env, stderr=log.open("wb"))
     try:
@@ -111,19 +127,27 @@ def main():
             data=json.dumps({"agent_id": "demo-agent", "agent_secret": secret}).encode(),
             headers={"content-type": "application/json"})
         token = json.load(urllib.request.urlopen(request))["access_token"]
-        floor, _ = measure(bare.pid, f"http://127.0.0.1:{bare_port}/health/live", args.seconds, args.runs)
-        rows = [("bare axum route (floor)", "GET /health/live", floor, None)]
-        live, live_log = measure(ours.pid, f"http://127.0.0.1:{our_port}/health/live", args.seconds, args.runs,
-                                 log=log)
-        rows.append(("cloudagent serve", "GET /health/live", live, live_log))
-        me, me_log = measure(ours.pid, f"http://127.0.0.1:{our_port}/api/v1/agent/me", args.seconds, args.runs,
-                             headers=[f"Authorization: Bearer {token}"], log=log)
-        rows.append(("cloudagent serve", "GET /api/v1/agent/me (bearer JWT)", me, me_log))
-        print(f"| server | route | CPU µs/request (median of {args.runs}) | × floor | log bytes/request |")
-        print("|---|---|---|---|---|")
-        for server, route, cpu, bytes_ in rows:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{our_port}/api/v1/keys",
+            data=json.dumps({"name": "bench", "role": "viewer"}).encode(),
+            headers={"content-type": "application/json", "authorization": f"Bearer {admin}"})
+        key = json.load(urllib.request.urlopen(request))["key"]
+        floor, _, floor_ms = measure(bare.pid, f"http://127.0.0.1:{bare_port}/health/live", args.seconds, args.runs)
+        rows = [("bare axum route (floor)", "GET /health/live", floor, None, floor_ms)]
+        for route, path, headers in [
+            ("GET /health/live", "/health/live", []),
+            ("GET /api/v1/agent/me (agent JWT)", "/api/v1/agent/me", [f"Authorization: Bearer {token}"]),
+            ("GET /v3/tasks (operator API key)", "/v3/tasks", [f"X-API-Key: {key}"]),
+        ]:
+            cpu, logged, ms = measure(ours.pid, f"http://127.0.0.1:{our_port}{path}", args.seconds, args.runs,
+                                      headers=headers, log=log)
+            rows.append(("cloudagent serve", route, cpu, logged, ms))
+        print(f"| server | route | CPU µs/request (median of {args.runs}) | × floor | median latency ms "
+              "| log bytes/request |")
+        print("|---|---|---|---|---|---|")
+        for server, route, cpu, bytes_, ms in rows:
             logged = "—" if bytes_ is None else f"{bytes_:.0f}"
-            print(f"| {server} | `{route}` | {cpu:.1f} | {cpu / floor:.2f} | {logged} |")
+            print(f"| {server} | `{route}` | {cpu:.1f} | {cpu / floor:.2f} | {ms:.2f} | {logged} |")
     finally:
         for p in (bare, ours):
             p.terminate()

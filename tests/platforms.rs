@@ -680,13 +680,7 @@ fn a_lambda_function_with_bad_configuration_fails_its_cold_start() {
 /// client in. IPv4 and IPv6 both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_rules_hold_under_every_event_shape_and_on_vercel() {
-    // Country rules need a country the platform vouches for: CloudFront's header counts only when the deployment
-    // says CloudFront is in front (config refuses country rules otherwise; see config's tests).
-    let rules = [
-        ("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48"),
-        ("CLOUD_AGENT_COUNTRY_DENY", "KP"),
-        ("CLOUD_AGENT_BEHIND_CLOUDFRONT", "true"),
-    ];
+    let rules = [("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48")];
     let addresses = [("203.0.113.10", 200), ("192.0.2.9", 403), ("2001:db8:1::1", 200), ("2001:db8:bad::9", 403)];
     let live = call("GET", "/health/live", "net-1");
     let mut lambda = start_lambda_with("health-live", &rules).await;
@@ -706,6 +700,8 @@ async fn network_rules_hold_under_every_event_shape_and_on_vercel() {
                 // The client's claim first, the address the ALB saw appended last.
                 EventKind::Alb => event["headers"]["x-forwarded-for"] = json!(format!("203.0.113.10, {ip}")),
             }
+            // Without CloudFront in front, its headers are the client's own words: ignored.
+            event["headers"]["cloudfront-viewer-address"] = json!("203.0.113.10:443");
             let answer = answer_from_lambda(&lambda.invoke(event).await);
             assert_eq!(answer.status, expected, "{kind:?} from {ip}: {answer:?}");
             if expected == 403 {
@@ -713,21 +709,43 @@ async fn network_rules_hold_under_every_event_shape_and_on_vercel() {
                 assert_eq!(answer.headers["content-type"], "application/problem+json");
             }
         }
-        // Country from CloudFront's viewer-country header (API Gateway and Function URLs behind CloudFront).
-        if kind != EventKind::Alb {
+    }
+
+    // Behind CloudFront (the deployment says so): the viewer's address and country are CloudFront's headers, and
+    // the event's source address is the edge's. Country rules need exactly this (config refuses them otherwise).
+    let behind = [
+        ("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48"),
+        ("CLOUD_AGENT_COUNTRY_DENY", "KP"),
+        ("CLOUD_AGENT_BEHIND_CLOUDFRONT", "true"),
+    ];
+    let mut lambda = start_lambda_with("health-live", &behind).await;
+    for kind in [EventKind::HttpApiV2, EventKind::RestV1, EventKind::FunctionUrl] {
+        for (viewer, country, expected) in [
+            ("203.0.113.10:51000", "DE", None),
+            ("192.0.2.9:51000", "DE", Some("ip-denied")),
+            ("2001:db8:bad::9:51000", "DE", Some("ip-denied")),
+            ("203.0.113.10:51000", "KP", Some("country-denied")),
+        ] {
             let mut event = event_for(kind, &live);
-            event["headers"]["cloudfront-viewer-country"] = json!("KP");
-            if kind == EventKind::RestV1 {
-                event["multiValueHeaders"]["cloudfront-viewer-country"] = json!(["KP"]);
+            for (name, value) in [("cloudfront-viewer-address", viewer), ("cloudfront-viewer-country", country)] {
+                event["headers"][name] = json!(value);
+                if kind == EventKind::RestV1 {
+                    event["multiValueHeaders"][name] = json!([value]);
+                }
             }
             let answer = answer_from_lambda(&lambda.invoke(event).await);
-            assert_eq!(
-                (answer.status, answer.body["type"].as_str()),
-                (403, Some("urn:cloud-agent:problem:country-denied"))
-            );
+            match expected {
+                None => assert_eq!(answer.status, 200, "{kind:?} {viewer} {country}: {answer:?}"),
+                Some(slug) => assert_eq!(
+                    (answer.status, answer.body["type"].as_str()),
+                    (403, Some(format!("urn:cloud-agent:problem:{slug}").as_str())),
+                    "{kind:?} {viewer} {country}"
+                ),
+            }
         }
     }
 
+    let rules = [("CLOUD_AGENT_IP_DENY", "192.0.2.0/24,2001:db8:bad::/48"), ("CLOUD_AGENT_COUNTRY_DENY", "KP")];
     let mut vercel = start_vercel_with("health-live", &rules);
     let from = |real_ip: &'static str, country: &'static str| Call {
         headers: vec![("x-real-ip", real_ip), ("x-forwarded-for", "203.0.113.10"), ("x-vercel-ip-country", country)],

@@ -219,17 +219,22 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_task(store: DynSto
         tasks.insert(replay["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(tasks.len(), 3);
-    // The conflict itself, as DynamoDB reports it (the other request's transaction held the key at that moment):
-    // 409 with Retry-After, and the retry creates the task.
+    // Conflicts as DynamoDB reports them (another transaction held one of the items at that moment): a few are
+    // retried inside the request; one that outlasts the retries is 409 with Retry-After, and the client's retry
+    // creates the task.
     let body =
         json!({"type": "echo", "payload": {"message": "c"}, "options": {"async": true, "idempotency_key": "conflict"}});
-    app.store.conflict_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    app.store.conflicts.store(2, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(post(&app, &key, "/v3/tasks", &body).await.status(), 202, "two conflicts, retried inside");
+    let body = json!({"type": "echo", "payload": {"message": "d"}, "options": {"async": true, "idempotency_key": "conflict-2"}});
+    app.store.conflicts.store(100, std::sync::atomic::Ordering::SeqCst);
     let conflicted = post(&app, &key, "/v3/tasks", &body).await;
+    app.store.conflicts.store(0, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(conflicted.headers()["retry-after"], "1");
     assert_problem(conflicted, 409, Some("idempotency-in-progress")).await;
     assert_eq!(post(&app, &key, "/v3/tasks", &body).await.status(), 202);
     let listed: Value = get(&app, &key, "/v3/tasks").await.json().await.unwrap();
-    assert_eq!(listed["tasks"].as_array().unwrap().len(), 4, "one task per key");
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 5, "one task per key");
     let view = common::get_json(&app.client, &app.url("/api/v1/circuit-breakers"), Some(ADMIN_KEY)).await;
     let store = view["breakers"].as_array().unwrap().iter().find(|b| b["name"] == "store").unwrap().clone();
     assert_eq!(store["state"], "CLOSED", "{view}");

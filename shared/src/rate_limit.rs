@@ -48,6 +48,8 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     window: i64,
+    /// When the window ends (epoch seconds): what eviction compares, whatever the quota's window length.
+    ends_at: i64,
     /// Tokens leased and not yet spent.
     left: u32,
     /// Tokens the table had not leased to anyone when this instance last leased.
@@ -59,8 +61,9 @@ struct Lease {
 }
 
 impl Lease {
-    fn fresh(window: i64, limit: u32, size: u32) -> Self {
-        Self { window, left: 0, unleased: limit, size, blocked: false }
+    fn fresh(window: i64, quota: Quota, size: u32) -> Self {
+        let ends_at = (window + 1) * i64::from(quota.window_secs);
+        Self { window, ends_at, left: 0, unleased: quota.limit, size, blocked: false }
     }
 }
 
@@ -88,22 +91,24 @@ impl Limiter {
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The subject's lease for `window`, created (or renewed for a new window) as needed.
+    /// The subject's lease for `window`, created (or renewed for a newer window) as needed; `None` when the lease
+    /// has already moved on to a later window (a slow answer about an earlier one must not roll it back).
     fn lease_for<'a>(
         leases: &'a mut HashMap<String, Lease>,
         subject: &str,
         quota: Quota,
         window: i64,
-    ) -> &'a mut Lease {
+    ) -> Option<&'a mut Lease> {
         if leases.len() >= MAX_SUBJECTS && !leases.contains_key(subject) {
-            leases.retain(|_, l| l.window >= window);
+            let started = window * i64::from(quota.window_secs);
+            leases.retain(|_, l| l.ends_at > started);
         }
-        let lease = leases.entry(subject.to_owned()).or_insert_with(|| Lease::fresh(window, quota.limit, 0));
-        if lease.window != window {
+        let lease = leases.entry(subject.to_owned()).or_insert_with(|| Lease::fresh(window, quota, 0));
+        if lease.window < window {
             // A new window: start from half the last block (the subject's recent rate), fresh count.
-            *lease = Lease::fresh(window, quota.limit, lease.size / 2);
+            *lease = Lease::fresh(window, quota, lease.size / 2);
         }
-        lease
+        (lease.window == window).then_some(lease)
     }
 
     /// Whether this instance knows `subject` is over `quota` at `now` (no store call).
@@ -114,7 +119,10 @@ impl Limiter {
 
     fn spend_local(&self, subject: &str, quota: Quota, window: i64, cost: u32) -> Local {
         let mut leases = self.leases();
-        let lease = Self::lease_for(&mut leases, subject, quota, window);
+        let Some(lease) = Self::lease_for(&mut leases, subject, quota, window) else {
+            // A request that read the clock just before the window turned: counted in its own window, exactly.
+            return Local::Lease { need: cost, want: cost };
+        };
         // Tokens first: a lease that landed after the table ran dry (a concurrent request's) is still spendable.
         if lease.left >= cost {
             lease.left -= cost;
@@ -140,7 +148,10 @@ impl Limiter {
         cost: u32,
     ) -> Option<u32> {
         let mut leases = self.leases();
-        let lease = Self::lease_for(&mut leases, subject, quota, window);
+        let Some(lease) = Self::lease_for(&mut leases, subject, quota, window) else {
+            // Leased in a window that has since ended here: this request was counted there; the rest lapses.
+            return (granted >= cost).then_some(unleased);
+        };
         lease.left += granted;
         lease.unleased = lease.unleased.min(unleased);
         lease.size = lease.size.max(granted);
@@ -156,7 +167,7 @@ impl Limiter {
     /// request meanwhile), or, when the table has none at all, remembers the subject as over its limit.
     fn settle_short(&self, subject: &str, quota: Quota, window: i64, cost: u32, table_left: u32) -> Option<u32> {
         let mut leases = self.leases();
-        let lease = Self::lease_for(&mut leases, subject, quota, window);
+        let lease = Self::lease_for(&mut leases, subject, quota, window)?;
         lease.unleased = lease.unleased.min(table_left);
         if lease.left >= cost {
             lease.left -= cost;
@@ -168,10 +179,10 @@ impl Limiter {
         None
     }
 
-    /// Gives `units` spent in the window of `now` back to this instance's lease (a request refused after it was
-    /// counted, such as a batch its quota could not cover whole): spendable again here, never an overshoot.
-    pub fn refund(&self, subject: &str, quota: Quota, now: i64, units: u32) {
-        let window = now.div_euclid(i64::from(quota.window_secs));
+    /// Gives back `units` this instance counted in `window` (a request refused after it was counted, such as a
+    /// batch its quota could not cover whole): spendable again here in that window, never an overshoot. Units of a
+    /// window that has ended lapse.
+    pub fn refund(&self, subject: &str, window: i64, units: u32) {
         let mut leases = self.leases();
         if let Some(lease) = leases.get_mut(subject).filter(|l| l.window == window) {
             lease.left += units;

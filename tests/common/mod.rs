@@ -301,9 +301,9 @@ pub struct Counting {
     pub batch_writes: std::sync::atomic::AtomicUsize,
     /// Reads of API key records alone (also counted in `perimeter`).
     pub key_reads: std::sync::atomic::AtomicUsize,
-    /// When set, the next transaction is cancelled as DynamoDB cancels one that met a concurrent transaction on
+    /// The next this many transactions are cancelled as DynamoDB cancels one that met a concurrent transaction on
     /// the same item (`TransactionConflict`), which DynamoDB Local rarely reproduces on demand.
-    pub conflict_next: std::sync::atomic::AtomicBool,
+    pub conflicts: std::sync::atomic::AtomicUsize,
     pub down: std::sync::atomic::AtomicBool,
 }
 
@@ -318,7 +318,7 @@ impl Counting {
             perimeter: std::sync::atomic::AtomicUsize::default(),
             batch_writes: std::sync::atomic::AtomicUsize::default(),
             key_reads: std::sync::atomic::AtomicUsize::default(),
-            conflict_next: std::sync::atomic::AtomicBool::new(false),
+            conflicts: std::sync::atomic::AtomicUsize::new(0),
             down: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -400,7 +400,12 @@ impl cloud_agent::store::Store for Counting {
     }
     async fn transact_write(&self, ops: Vec<cloud_agent::store::TxOp>) -> Result<(), cloud_agent::store::StoreError> {
         self.hit("")?;
-        if self.conflict_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let conflict = self.conflicts.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if conflict.is_ok() {
             use cloud_agent::store::CancelReason;
             let reasons = (0..ops.len())
                 .map(|i| if i == 1 { CancelReason::TransactionConflict } else { CancelReason::None })

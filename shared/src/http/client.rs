@@ -3,8 +3,9 @@
 //!
 //! | where | address | country |
 //! |---|---|---|
-//! | Lambda, API Gateway HTTP API and Function URL | `requestContext.http.sourceIp` | `CloudFront-Viewer-Country`, only with `CLOUD_AGENT_BEHIND_CLOUDFRONT=true` |
-//! | Lambda, API Gateway REST API | `requestContext.identity.sourceIp` | the same |
+//! | Lambda, API Gateway HTTP API and Function URL | `requestContext.http.sourceIp` | — |
+//! | Lambda, API Gateway REST API | `requestContext.identity.sourceIp` | — |
+//! | Lambda behind CloudFront (`CLOUD_AGENT_BEHIND_CLOUDFRONT=true`) | `CloudFront-Viewer-Address` (the source IP is CloudFront's edge) | `CloudFront-Viewer-Country` |
 //! | Lambda, ALB | the last `X-Forwarded-For` entry (the one the ALB appended) | — |
 //! | Vercel | `X-Real-IP` (set by Vercel's edge, which overwrites client values) | `X-Vercel-IP-Country` |
 //! | local server | the socket's peer address | — |
@@ -24,6 +25,17 @@ pub struct Client {
     pub ip: Option<IpAddr>,
     /// ISO 3166-1 alpha-2, upper case.
     pub country: Option<String>,
+}
+
+/// The address in `CloudFront-Viewer-Address` (`198.51.100.10:46532`, `2001:db8::1:46532` or `[2001:db8::1]:46532`).
+fn viewer_address(text: Option<&str>) -> Option<IpAddr> {
+    let text = text?.trim();
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+    }
+    text.rsplit_once(':')
+        .and_then(|(ip, port)| port.parse::<u16>().ok().and(ip.parse().ok()))
+        .or_else(|| text.parse().ok())
 }
 
 impl Client {
@@ -55,6 +67,11 @@ pub fn resolve(vantage: Vantage, extensions: &http::Extensions, headers: &Header
     let vouched_country = || vantage.country_header().and_then(|name| country(header(headers, name)));
     match vantage.platform {
         Platform::Vercel => Client { ip: parse(header(headers, "x-real-ip")), country: vouched_country() },
+        // Behind CloudFront the event's source address is the edge's: the viewer's is in the header CloudFront
+        // sets (the origin request policy must forward it).
+        Platform::Lambda if vantage.behind_cloudfront => {
+            Client { ip: viewer_address(header(headers, "cloudfront-viewer-address")), country: vouched_country() }
+        }
         Platform::Lambda => {
             let cloudfront = vouched_country();
             match extensions.get::<RequestContext>() {
@@ -119,6 +136,18 @@ mod tests {
         assert_eq!(resolve(direct, &ext, &headers).country, None, "a client sets that header itself");
         let behind = Vantage { platform: Platform::Lambda, behind_cloudfront: true };
         assert_eq!(resolve(behind, &ext, &headers).country.as_deref(), Some("KP"));
+        // Behind CloudFront the address is the viewer's, not the edge's source address.
+        headers.insert("cloudfront-viewer-address", "198.51.100.10:46532".parse().unwrap());
+        let mut v2 = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+        v2.http.source_ip = Some("130.176.1.1".to_owned());
+        ext.insert(RequestContext::ApiGatewayV2(v2));
+        assert_eq!(resolve(behind, &ext, &headers).ip, "198.51.100.10".parse().ok());
+        assert_eq!(resolve(direct, &ext, &headers).ip, "130.176.1.1".parse().ok());
+        for (text, ip) in
+            [("2001:db8::1:46532", "2001:db8::1"), ("[2001:db8::7]:443", "2001:db8::7"), ("2001:db8::9", "2001:db8::9")]
+        {
+            assert_eq!(viewer_address(Some(text)), ip.parse().ok(), "{text}");
+        }
         // Vercel's own header only on Vercel.
         headers.insert("x-vercel-ip-country", "kp".parse().unwrap());
         assert_eq!(resolve(direct, &ext, &headers).country, None);

@@ -27,6 +27,9 @@ pub struct Admitted {
     quota: Quota,
     decision: Decision,
     subject: String,
+    /// The window the decision counted in.
+    window: i64,
+    fail_open: bool,
 }
 
 impl Admitted {
@@ -36,7 +39,14 @@ impl Admitted {
 
     /// The handle a handler charges further units of this request with.
     pub fn charge(&self, state: &AppState) -> Charge {
-        Charge { state: state.clone(), subject: self.subject.clone(), policy: self.policy.clone(), quota: self.quota }
+        Charge {
+            state: state.clone(),
+            subject: self.subject.clone(),
+            policy: self.policy.clone(),
+            quota: self.quota,
+            counted_in: matches!(self.decision, Decision::Allowed { .. }).then_some(self.window),
+            fail_open: self.fail_open,
+        }
     }
 }
 
@@ -49,6 +59,10 @@ pub struct Charge {
     subject: String,
     policy: String,
     quota: Quota,
+    /// The window the perimeter counted this request's first unit in (`None`: admitted uncounted, store down).
+    counted_in: Option<i64>,
+    /// What the class does when the store cannot count.
+    fail_open: bool,
 }
 
 impl Charge {
@@ -60,13 +74,20 @@ impl Charge {
         let perimeter = self.state.part::<PerimeterState>();
         let now = crate::store::now_epoch();
         let spent = perimeter.limiter.spend(self.state.store(), &self.subject, self.quota, now, units);
-        match bounded(&self.state, spent).await? {
-            Decision::Limited { reset_secs, .. } => {
-                // All or nothing: the unit the perimeter charged for this request goes back too.
-                perimeter.limiter.refund(&self.subject, self.quota, now, 1);
+        match bounded(&self.state, spent).await {
+            Ok(Decision::Limited { reset_secs, .. }) => {
+                // All or nothing: the unit the perimeter counted for this request goes back too.
+                if let Some(window) = self.counted_in {
+                    perimeter.limiter.refund(&self.subject, window, 1);
+                }
                 Err(RateLimited { policy: self.policy.clone(), quota: self.quota, reset_secs }.into())
             }
-            Decision::Allowed { .. } | Decision::Unchecked => Ok(()),
+            Ok(Decision::Allowed { .. } | Decision::Unchecked) => Ok(()),
+            Err(e) if self.fail_open => {
+                tracing::warn!(error = %e, "units not counted: the store failed and this class fails open");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -134,7 +155,14 @@ pub async fn spend(
     };
     match decision {
         Decision::Limited { reset_secs, known } => Err(limited(&policy, quota, reset_secs, known)),
-        decision => Ok(Admitted { policy, quota, decision, subject }),
+        decision => Ok(Admitted {
+            policy,
+            quota,
+            decision,
+            subject,
+            window: now.div_euclid(i64::from(quota.window_secs)),
+            fail_open: state.config().rate_limits.fail_open(class),
+        }),
     }
 }
 

@@ -141,6 +141,11 @@ pub fn due_entry(rank: u8, due_ms: i64, kind: &str, tenant: &str, task: &str) ->
     Key::new(due_partition(rank, tenant), format!("{due_ms:013}#{kind}#{task}"))
 }
 
+/// Due work at one rank as it was kept before it was kept per tenant; drained until empty.
+pub fn legacy_due_partition(rank: u8) -> String {
+    format!("DUE#{rank}")
+}
+
 /// The tenants with due work at one rank: a drain takes work round-robin across them.
 pub fn due_tenants(rank: u8) -> String {
     format!("DUETENANTS#{rank}")

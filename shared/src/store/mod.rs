@@ -28,7 +28,7 @@ pub use item::{
     EXPIRES_AT, GSI1_PK, GSI1_SK, Item, Key, LimitError, MAX_ITEM_BYTES, MAX_NESTING, MAX_PARTITION_KEY_BYTES,
     MAX_SORT_KEY_BYTES, Number, PK, SK, Value,
 };
-pub use retry::{BatchRetry, full_jitter};
+pub use retry::{BatchRetry, full_jitter, transact_retrying_conflicts};
 
 /// DynamoDB's limit on one BatchWriteItem call.
 pub const MAX_BATCH_WRITE: usize = 25;

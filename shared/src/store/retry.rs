@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::Rng as _;
 use tokio::time::Instant;
 
-use super::{Store, StoreError, WriteOp};
+use super::{Store, StoreError, TxOp, WriteOp};
 
 /// How hard a batch write retries what DynamoDB left unprocessed.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +52,26 @@ pub(super) async fn batch_write_with_retry<S: Store + ?Sized>(
         };
     }
     Ok(pending)
+}
+
+/// Attempts of a transaction that keeps meeting concurrent writes of the same items.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Runs a transaction, trying again (full jitter, 10 ms doubling to 200 ms, 5 attempts in all) while DynamoDB
+/// cancels it for a conflict with a concurrent write of one of its items — the retry AWS recommends for
+/// `TransactionConflict`. Transactions that touch a shared counter (a tenant's queued tasks, its due work) meet
+/// each other under bursts; any other failure, or a conflict that outlasts the attempts, is the caller's.
+pub async fn transact_retrying_conflicts<S: Store + ?Sized>(store: &S, ops: Vec<TxOp>) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        match store.transact_write(ops.clone()).await {
+            Err(e) if e.is_conflict() && attempt + 1 < CONFLICT_ATTEMPTS => {
+                tokio::time::sleep(full_jitter(Duration::from_millis(10), Duration::from_millis(200), attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

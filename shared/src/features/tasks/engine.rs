@@ -234,7 +234,7 @@ impl Engine {
         if let Some(queue) = &queue {
             ops.extend(queue.in_transaction(&work));
         }
-        match self.store.transact_write(ops).await {
+        match crate::store::transact_retrying_conflicts(self.store.as_ref(), ops).await {
             Ok(()) => {}
             Err(StoreError::TransactionCanceled { reasons, .. })
                 if idem_key.is_some()
@@ -263,7 +263,7 @@ impl Engine {
                 let mut undo = vec![TxOp::Delete { key: record.key(), condition: None }];
                 undo.extend(idem_key.map(|key| TxOp::Delete { key, condition: None }));
                 undo.push(give_back(&tenant));
-                if let Err(undo_error) = self.store.transact_write(undo).await {
+                if let Err(undo_error) = crate::store::transact_retrying_conflicts(self.store.as_ref(), undo).await {
                     tracing::error!(task = %id, error = %undo_error, "could not remove a task whose enqueue failed");
                 }
                 return Err(e.into());
@@ -313,12 +313,19 @@ impl Engine {
                 }
             }
         };
-        self.settle(record, outcome, started.elapsed()).await;
+        // A synchronous caller gets the outcome either way; a failure to store it is logged inside.
+        let _ = self.settle(record, outcome, started.elapsed()).await;
     }
 
     /// Writes a finished run: only over a `running` record (a cancel that came first wins), then counts it and
-    /// queues its webhook. `outcome`: the result, a problem, or `None` for a deadline that passed.
-    async fn settle(&self, record: &mut TaskRecord, outcome: Result<Json, Option<Problem>>, took: Duration) {
+    /// queues its webhook. `outcome`: the result, a problem, or `None` for a deadline that passed. An error means
+    /// the outcome is not stored (the record holds it locally): queued work must then run again, not be removed.
+    async fn settle(
+        &self,
+        record: &mut TaskRecord,
+        outcome: Result<Json, Option<Problem>>,
+        took: Duration,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let (status, result, problem) = match outcome {
             Ok(result) => (Status::Succeeded, Some(result), None),
@@ -361,50 +368,65 @@ impl Engine {
         let written = if record.mode == Mode::Async {
             self.finish_queued(&record.key(), &record.tenant, update, running).await
         } else {
-            self.store.update(&record.key(), update, Some(running)).await
+            self.store.update(&record.key(), update, Some(running)).await.map(Some)
         };
         match written {
-            Ok(item) => {
+            Ok(Some(item)) => {
                 if let Some(mut stored) = TaskRecord::from_item(&item) {
                     // The caller of a synchronous task gets the whole result even when the record could not keep it.
                     stored.result = result.or(stored.result);
                     *record = stored;
                 }
             }
+            // Written, but not read back: the record is what was written.
+            Ok(None) => {
+                record.status = status;
+                record.finished_ms = Some(now);
+                record.duration_ms = Some(took.as_millis() as u64);
+                record.result = result;
+                record.problem = problem.as_ref().map(problem_json);
+                record.input = None;
+            }
             Err(StoreError::ConditionFailed { current }) => {
                 // Cancelled (or settled by another attempt) while it ran: that state stands.
                 if let Some(stored) = current.as_deref().and_then(TaskRecord::from_item) {
                     *record = stored;
                 }
-                return;
+                return Ok(());
             }
             Err(e) => {
                 tracing::error!(task = %record.id, error = %e, "could not record a finished task");
                 record.status = status;
                 record.result = result;
                 record.problem = problem.as_ref().map(problem_json);
-                return;
+                return Err(e);
             }
         }
         self.after_final(record).await;
+        Ok(())
     }
 
     /// Writes the final state of a queued task and gives its place back under the tenant's cap, in one
-    /// transaction (so the count can neither leak nor be given back twice); the task as written. A failed
-    /// `condition` is reported as a failed single write would be, with the task as it is.
+    /// transaction (so the count can neither leak nor be given back twice); the task as written (`None` if it
+    /// could not be read back). A failed `condition` is reported as a failed single write would be, with the task
+    /// as it is.
     async fn finish_queued(
         &self,
         key: &crate::store::Key,
         tenant: &str,
         update: Update,
         condition: Condition,
-    ) -> Result<Item, StoreError> {
+    ) -> Result<Option<Item>, StoreError> {
         let ops = vec![
             TxOp::Update { key: key.clone(), update, condition: Some(Condition::Exists.and(condition)) },
             give_back(tenant),
         ];
-        match self.store.transact_write(ops).await {
-            Ok(()) => self.store.get(key).await?.ok_or(StoreError::ConditionFailed { current: None }),
+        match crate::store::transact_retrying_conflicts(self.store.as_ref(), ops).await {
+            // Written; a failed read-back must not undo what follows a final state (statistics, the webhook).
+            Ok(()) => Ok(self.store.get(key).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "a finished task could not be read back");
+                None
+            })),
             Err(StoreError::TransactionCanceled { reasons, mut current })
                 if reasons.first() == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
             {
@@ -445,7 +467,7 @@ impl Engine {
             item.as_ref().and_then(TaskRecord::from_item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
         if Self::abandoned(&record) {
             let took = Duration::from_millis(record.timeout_ms);
-            self.settle(&mut record, Err(None), took).await;
+            let _ = self.settle(&mut record, Err(None), took).await;
         }
         Ok(record)
     }
@@ -479,10 +501,15 @@ impl Engine {
         let written = if queued {
             self.finish_queued(&key, tenant, update, open).await
         } else {
-            self.store.update(&key, update, Some(Condition::Exists.and(open))).await
+            self.store.update(&key, update, Some(Condition::Exists.and(open))).await.map(Some)
         };
         match written {
             Ok(item) => {
+                // Cancelled; if it could not be read back, read it again (the cancel stands either way).
+                let item = match item {
+                    Some(item) => item,
+                    None => self.store.get(&key).await?.ok_or_else(|| TaskError::NotFound(id.to_string()))?,
+                };
                 let record = TaskRecord::from_item(&item).ok_or_else(|| TaskError::NotFound(id.to_string()))?;
                 self.after_final(&record).await;
                 Ok(record)
@@ -530,7 +557,7 @@ impl Engine {
         let Some(handler) = handlers::find(&record.kind) else {
             let p = Problem::new(http::StatusCode::UNPROCESSABLE_ENTITY, "unknown-task-type", "Unknown task type")
                 .detail(format!("this deployment has no handler {:?}", record.kind));
-            self.settle(&mut record, Err(Some(p)), Duration::ZERO).await;
+            self.settle(&mut record, Err(Some(p)), Duration::ZERO).await?;
             return Ok(Outcome::Done);
         };
         let input = record.input.clone().unwrap_or(Json::Null);
@@ -539,16 +566,16 @@ impl Engine {
         let outcome = tokio::time::timeout(deadline, handlers::execute(handler, &self.outbound, input)).await;
         let attempts = record.attempts.max(delivery);
         match outcome {
-            Err(_) => self.settle(&mut record, Err(None), started.elapsed()).await,
-            Ok(Ok(result)) => self.settle(&mut record, Ok(result), started.elapsed()).await,
+            Err(_) => self.settle(&mut record, Err(None), started.elapsed()).await?,
+            Ok(Ok(result)) => self.settle(&mut record, Ok(result), started.elapsed()).await?,
             Ok(Err(HandlerFailure::Input(e))) => {
-                self.settle(&mut record, Err(Some(input_problem(&e, "/payload"))), started.elapsed()).await;
+                self.settle(&mut record, Err(Some(input_problem(&e, "/payload"))), started.elapsed()).await?;
             }
             Ok(Err(HandlerFailure::Transient(message))) => {
                 if attempts >= record.max_attempts {
                     let mut p = gave_up(attempts, &message);
                     p.kind = format!("{}dead-lettered", crate::problem::PROBLEM_BASE);
-                    self.settle(&mut record, Err(Some(p)), started.elapsed()).await;
+                    self.settle(&mut record, Err(Some(p)), started.elapsed()).await?;
                     return Ok(Outcome::DeadLetter);
                 }
                 // Back to the queue; the next delivery claims it again.

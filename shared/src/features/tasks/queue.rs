@@ -64,11 +64,6 @@ impl Work {
         ]
     }
 
-    /// The table queue's writes that remove the due item at `key` (this work's, or its earlier self's).
-    pub fn table_removes(&self, key: crate::store::Key) -> Vec<TxOp> {
-        removes(key, self.priority.rank(), &self.tenant)
-    }
-
     /// The due-work item for the table queue.
     pub fn to_item(&self) -> Item {
         Item::new(&self.entry_key()).with("work", serde_json::to_string(self).unwrap_or_default())
@@ -128,7 +123,7 @@ impl Queue for TableQueue {
     }
 
     async fn enqueue(&self, work: &Work) -> Result<(), QueueError> {
-        self.store.transact_write(work.table_adds()).await?;
+        crate::store::transact_retrying_conflicts(self.store.as_ref(), work.table_adds()).await?;
         Ok(())
     }
 

@@ -44,17 +44,24 @@ pub struct DrainReport {
 /// The tenants with due work at `rank`, in a rotating order (so no tenant is always last when there are more
 /// tenants than a page holds). Entries whose count reached zero are removed, unless work arrived meanwhile.
 async fn tenants_with_work(engine: &Engine, rank: u8) -> Result<Vec<String>, StoreError> {
-    let page = engine.store().query(Query::partition(keys::due_tenants(rank)).limit(1000)).await?;
     let mut tenants = Vec::new();
-    for item in &page.items {
-        let Some(tenant) = item.get_str(crate::store::SK) else { continue };
-        if item.get_i64(DUE_COUNT).unwrap_or(0) > 0 {
-            tenants.push(tenant.to_owned());
-        } else if let Err(e) =
-            engine.store().delete(&keys::due_tenant(rank, tenant), Some(Condition::le(DUE_COUNT, 0))).await
-            && !matches!(e, StoreError::ConditionFailed { .. })
-        {
-            tracing::warn!(error = %e, "drain: could not tidy the tenants with due work");
+    let mut after = None;
+    loop {
+        let page = engine.store().query(Query::partition(keys::due_tenants(rank)).limit(1000).after(after)).await?;
+        for item in &page.items {
+            let Some(tenant) = item.get_str(crate::store::SK) else { continue };
+            if item.get_i64(DUE_COUNT).unwrap_or(0) > 0 {
+                tenants.push(tenant.to_owned());
+            } else if let Err(e) =
+                engine.store().delete(&keys::due_tenant(rank, tenant), Some(Condition::le(DUE_COUNT, 0))).await
+                && !matches!(e, StoreError::ConditionFailed { .. })
+            {
+                tracing::warn!(error = %e, "drain: could not tidy the tenants with due work");
+            }
+        }
+        after = page.next;
+        if after.is_none() {
+            break;
         }
     }
     if !tenants.is_empty() {
@@ -66,15 +73,25 @@ async fn tenants_with_work(engine: &Engine, rank: u8) -> Result<Vec<String>, Sto
 
 /// Up to a page of due work at `rank`, taken round-robin across the tenants that have some: the first due item
 /// of each tenant, then the second of each, and so on. One tenant's backlog cannot hold another's work back by
-/// more than one turn.
+/// more than one turn. Tenants are asked in a rotating order until a page's worth is found (a page never needs
+/// more tenants than it has places). Work queued before due work was kept per tenant (`DUE#{rank}`) is taken too.
 async fn fair_page(engine: &Engine, rank: u8) -> Result<Vec<Item>, StoreError> {
     let now = now_ms();
+    let due = |partition: String| Query::partition(partition).between("0", format!("{now:013}~")).limit(PAGE);
     let mut queues = Vec::new();
+    let mut found = 0;
+    let legacy = engine.store().query(due(keys::legacy_due_partition(rank))).await?.items;
+    if !legacy.is_empty() {
+        found += legacy.len();
+        queues.push(legacy.into_iter());
+    }
     for tenant in tenants_with_work(engine, rank).await? {
-        let query =
-            Query::partition(keys::due_partition(rank, &tenant)).between("0", format!("{now:013}~")).limit(PAGE);
-        let items = engine.store().query(query).await?.items;
+        if found >= PAGE as usize {
+            break;
+        }
+        let items = engine.store().query(due(keys::due_partition(rank, &tenant))).await?.items;
         if !items.is_empty() {
+            found += items.len();
             queues.push(items.into_iter());
         }
     }
@@ -151,10 +168,10 @@ pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
     report
 }
 
-/// Removes a due item and its place in its tenant's count; an item already gone (another drain, after our
-/// lease ended) is not counted twice.
+/// Applies a due item's removal (or move); an item already gone (another drain took it after our lease ended) is
+/// neither removed nor counted twice.
 async fn remove(engine: &Engine, ops: Vec<TxOp>) -> Result<(), StoreError> {
-    match engine.store().transact_write(ops).await {
+    match crate::store::transact_retrying_conflicts(engine.store().as_ref(), ops).await {
         Err(StoreError::TransactionCanceled { reasons, .. })
             if reasons.first() == Some(&crate::store::CancelReason::ConditionalCheckFailed) =>
         {
@@ -164,10 +181,18 @@ async fn remove(engine: &Engine, ops: Vec<TxOp>) -> Result<(), StoreError> {
     }
 }
 
-/// The rank and tenant of a due item's partition (`DUE#{rank}#{tenant}`).
+/// The rank and tenant of a due item's partition (`DUE#{rank}#{tenant}`); `None` for the old layout (`DUE#{rank}`).
 fn partition_of(key: &crate::store::Key) -> Option<(u8, &str)> {
     let (rank, tenant) = key.pk.strip_prefix("DUE#")?.split_once('#')?;
     Some((rank.parse().ok()?, tenant))
+}
+
+/// The writes that remove the due item at `key`: with its tenant's count, or alone for an item of the old layout.
+fn removal(key: crate::store::Key) -> Vec<TxOp> {
+    match partition_of(&key).map(|(rank, tenant)| (rank, tenant.to_owned())) {
+        Some((rank, tenant)) => queue::removes(key, rank, &tenant),
+        None => vec![TxOp::Delete { key, condition: Some(Condition::Exists) }],
+    }
 }
 
 /// Leases one due-work item, runs it, then removes it (or puts it back with its backoff). `None` when another
@@ -186,24 +211,29 @@ async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, su
     let Some(work) = Work::from_item(&leased) else {
         // Not ours to understand: remove it rather than loop on it forever.
         tracing::error!(key = %key, "drain: unreadable due-work item removed");
-        match partition_of(&key).map(|(rank, tenant)| queue::removes(key.clone(), rank, tenant)) {
-            Some(ops) => remove(engine, ops).await?,
-            None => drop(engine.store().delete(&key, None).await?),
-        }
+        remove(engine, removal(key)).await?;
         return Ok(Some(Outcome::DeadLetter));
     };
     let outcome = engine.process(&work, deliveries).await?;
     match &outcome {
-        Outcome::Done | Outcome::DeadLetter => {
-            remove(engine, work.table_removes(key)).await?;
-        }
+        Outcome::Done | Outcome::DeadLetter => remove(engine, removal(key)).await?,
         Outcome::Retry(after) => {
             let again = Work { due_ms: now_ms() + after.as_millis() as i64, ..work };
             let item = again.to_item().with("deliveries", i64::from(deliveries));
-            engine
-                .store()
-                .transact_write(vec![TxOp::Delete { key, condition: None }, TxOp::Put { item, condition: None }])
-                .await?;
+            // Only while the item is still there: if another drain took it after our lease ended and finished
+            // it, it is not queued twice (nor counted twice).
+            let mut ops = vec![TxOp::Delete { key: key.clone(), condition: Some(Condition::Exists) }];
+            if partition_of(&key).is_some() {
+                // The same tenant partition: its count of due items is unchanged.
+                ops.push(TxOp::Put { item, condition: None });
+            } else {
+                // An item of the old layout moves into its tenant's partition, and is counted there.
+                ops.extend(again.table_adds().into_iter().map(|op| match op {
+                    TxOp::Put { .. } => TxOp::Put { item: item.clone(), condition: None },
+                    other => other,
+                }));
+            }
+            remove(engine, ops).await?;
         }
     }
     Ok(Some(outcome))
