@@ -81,6 +81,9 @@ enum Local {
 #[derive(Debug, Default)]
 pub struct Limiter {
     leases: Mutex<HashMap<String, Lease>>,
+    /// The latest end (epoch seconds) of a window some subject is blocked in: before it, nobody is, and
+    /// [`Limiter::is_blocked`] answers without the lock.
+    blocked_until: std::sync::atomic::AtomicI64,
 }
 
 /// What the limiter holds at most: past this, leases of ended windows go first.
@@ -113,8 +116,16 @@ impl Limiter {
 
     /// Whether this instance knows `subject` is over `quota` at `now` (no store call).
     pub fn is_blocked(&self, subject: &str, quota: Quota, now: i64) -> bool {
+        if !self.blocks_any(now) {
+            return false;
+        }
         let window = now.div_euclid(i64::from(quota.window_secs));
         self.leases().get(subject).is_some_and(|l| l.window == window && l.blocked && l.left == 0)
+    }
+
+    /// Whether any subject may be blocked at `now` (a lock-free check, for the hot path).
+    pub fn blocks_any(&self, now: i64) -> bool {
+        self.blocked_until.load(std::sync::atomic::Ordering::Relaxed) > now
     }
 
     fn spend_local(&self, subject: &str, quota: Quota, window: i64, cost: u32) -> Local {
@@ -175,6 +186,7 @@ impl Limiter {
         }
         if table_left == 0 {
             lease.blocked = true;
+            self.blocked_until.fetch_max(lease.ends_at, std::sync::atomic::Ordering::Relaxed);
         }
         None
     }

@@ -251,7 +251,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentIdentity {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         // Only missing if a route needing an agent permission lost its perimeter: a bug, not the caller's fault.
-        match parts.extensions.get::<Principal>() {
+        match parts.extensions.get::<Arc<Principal>>().map(AsRef::as_ref) {
             Some(Principal::Agent(identity)) => Ok(identity.clone()),
             _ => Err(ApiError::Internal("agent route without an agent principal".into())),
         }
@@ -262,7 +262,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Principal>() {
+        match parts.extensions.get::<Arc<Principal>>().map(AsRef::as_ref) {
             Some(Principal::Operator(operator)) => Ok(operator.clone()),
             _ => Err(ApiError::Internal("operator route without an operator principal".into())),
         }

@@ -52,10 +52,13 @@ fn window_reset(quota: Quota, now: i64) -> u32 {
 
 /// The refusal of an address this instance knows is over its quota (no store call), if it is.
 pub fn refuse_blocked(state: &AppState, perimeter: &PerimeterState, seen: &Seen) -> Option<Response> {
-    let quota = state.config().rate_limits.auth_failures;
     let now = crate::store::now_epoch();
+    if !perimeter.failures.blocks_any(now) {
+        return None;
+    }
+    let quota = state.config().rate_limits.auth_failures;
     perimeter
-        .limiter
+        .failures
         .is_blocked(&subject(seen), quota, now)
         .then(|| ApiError::from(TooManyFailures { quota, reset_secs: window_reset(quota, now) }).into_response())
 }
@@ -76,7 +79,7 @@ pub fn is_the_callers(error: &AuthError) -> bool {
 pub async fn count(state: &AppState, perimeter: &PerimeterState, seen: &Seen, failure: ApiError) -> Response {
     let quota = state.config().rate_limits.auth_failures;
     let now = crate::store::now_epoch();
-    match bounded(state, perimeter.limiter.check(state.store(), &subject(seen), quota, now)).await {
+    match bounded(state, perimeter.failures.check(state.store(), &subject(seen), quota, now)).await {
         Ok(Decision::Limited { reset_secs, .. }) => {
             tracing::warn!(client = %seen.client.limit_key(), "failed authentications over the quota: refusing");
             ApiError::from(TooManyFailures { quota, reset_secs }).into_response()

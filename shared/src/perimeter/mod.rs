@@ -59,6 +59,8 @@ pub struct PerimeterState {
     /// Key ids the table did not have: a repeated guess costs no store read for a while.
     unknown_keys: Arc<Cache<String, ()>>,
     limiter: crate::rate_limit::Limiter,
+    /// Failed authentications per client address (apart, so its lock-free "anyone blocked?" check stays cheap).
+    failures: crate::rate_limit::Limiter,
     /// Key id → epoch second this instance last recorded its use.
     touched: Mutex<std::collections::HashMap<String, i64>>,
     /// The identity provider's verifier, when one is configured.
@@ -78,6 +80,7 @@ impl Part for PerimeterState {
             keys,
             unknown_keys,
             limiter: crate::rate_limit::Limiter::default(),
+            failures: crate::rate_limit::Limiter::default(),
             touched: Mutex::default(),
             oidc: config.oidc.clone().map(crate::auth::oidc::Verifier::new),
         }
@@ -137,8 +140,9 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     if let Some(refused) = failed_auth::refuse_blocked(state, &perimeter, &seen) {
         return audit::denied_unauthenticated(state, &gate, &seen, None, refused, audit::Store::No).await;
     }
+    // Shared with the handler's extractors through the request (one allocation, not a copy of every field).
     let principal = match authenticate::identify(state, &perimeter, request.headers()).await {
-        Ok(principal) => principal,
+        Ok(principal) => Arc::new(principal),
         // No credential at all: nothing was attempted, so nothing is counted or stored (anonymous traffic must
         // not buy writes); the access log line has it.
         Err(failure) if matches!(failure.error, AuthError::Missing) => return refusal(failure.error),
@@ -163,7 +167,7 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
             return audit::record(state, &gate, &seen, &principal, response).await;
         }
     };
-    if let Principal::Agent(a) = &principal {
+    if let Principal::Agent(a) = principal.as_ref() {
         tracing::Span::current().record("agent", a.agent_id.as_str());
     }
 
@@ -174,8 +178,11 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
             Err(refusal) => refusal,
             Ok(admitted) => {
                 authenticate::touch(state, &perimeter, &principal).await;
+                if permission == crate::auth::Permission::TaskCreate {
+                    // Only delegation routes charge more than one unit per request (a batch is one per task).
+                    request.extensions_mut().insert(admitted.charge(state));
+                }
                 request.extensions_mut().insert(principal.clone());
-                request.extensions_mut().insert(admitted.charge(state));
                 let mut response = next.run(request).await;
                 admitted.write_headers(response.headers_mut());
                 response

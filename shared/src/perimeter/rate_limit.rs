@@ -1,6 +1,8 @@
 //! Step 5: the principal's quota ([`crate::rate_limit`]: counted in the table, spent from this instance's
 //! leases), and the per-address limit that is the whole perimeter of the unauthenticated credential routes.
 
+use std::borrow::Cow;
+
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,7 +25,7 @@ pub struct Repeated;
 /// An admitted request's quota, for the RateLimit headers of its response.
 #[derive(Debug)]
 pub struct Admitted {
-    policy: String,
+    policy: Cow<'static, str>,
     quota: Quota,
     decision: Decision,
     subject: String,
@@ -42,7 +44,7 @@ impl Admitted {
         Charge {
             state: state.clone(),
             subject: self.subject.clone(),
-            policy: self.policy.clone(),
+            policy: self.policy.to_string(),
             quota: self.quota,
             counted_in: matches!(self.decision, Decision::Allowed { .. }).then_some(self.window),
             fail_open: self.fail_open,
@@ -105,10 +107,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Charge {
 }
 
 /// The subject and quota a principal is counted under.
-fn quota_of(state: &AppState, principal: &Principal, class: RateClass) -> (String, String, Quota) {
+fn quota_of(state: &AppState, principal: &Principal, class: RateClass) -> (String, Cow<'static, str>, Quota) {
     let limits = &state.config().rate_limits;
     match principal {
-        Principal::Agent(a) => (format!("agent:{}", a.agent_id), "agent".to_owned(), limits.agent),
+        Principal::Agent(a) => (format!("agent:{}", a.agent_id), Cow::Borrowed("agent"), limits.agent),
         Principal::Operator(o) => {
             let key = match &o.via {
                 Via::Key(k) => Some(k),
@@ -121,7 +123,7 @@ fn quota_of(state: &AppState, principal: &Principal, class: RateClass) -> (Strin
                 Some(k) => format!("key:{}:{}", k.id, class.as_str()),
                 None => format!("{}:{}:{}", o.tenant, o.actor, class.as_str()),
             };
-            (subject, format!("{tier_name}-{}", class.as_str()), quota)
+            (subject, Cow::Owned(format!("{tier_name}-{}", class.as_str())), quota)
         }
     }
 }
