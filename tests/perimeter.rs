@@ -97,7 +97,7 @@ async fn every_route_admits_exactly_the_roles_its_permission_allows() {
     let mut wrong = Vec::new();
     for route in cloud_agent::ROUTES.iter() {
         // Every method, not only the declared ones: each is decided before any handler runs.
-        for method in ALL_METHODS.iter() {
+        for method in &ALL_METHODS {
             let declared =
                 route.methods.contains(method) || (*method == Method::HEAD && route.methods.contains(&Method::GET));
             let url = app.url(&concrete(route.path));

@@ -131,7 +131,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("cloudfront-viewer-country", "kp".parse().unwrap());
         let mut ext = http::Extensions::new();
-        ext.insert(RequestContext::ApiGatewayV2(Default::default()));
+        ext.insert(RequestContext::ApiGatewayV2(
+            lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default(),
+        ));
         let direct = Vantage { platform: Platform::Lambda, behind_cloudfront: false };
         assert_eq!(resolve(direct, &ext, &headers).country, None, "a client sets that header itself");
         let behind = Vantage { platform: Platform::Lambda, behind_cloudfront: true };

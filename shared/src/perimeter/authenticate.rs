@@ -17,7 +17,7 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// How long a key id the table did not have is remembered: repeats of a made-up key cost no store read. Key ids
 /// are random, so a key created later never has an id someone guessed before.
-pub const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(60);
+pub const UNKNOWN_KEY_TTL: Duration = Duration::from_mins(1);
 
 /// A failed authentication, and the tenant it concerns when that is known (a real key presented with the wrong
 /// secret, revoked or expired): that tenant's audit trail records it.
@@ -108,17 +108,13 @@ async fn verify_key(state: &AppState, perimeter: &PerimeterState, presented: &st
     } else if perimeter.unknown_keys.get(id).is_some() {
         return Err(AuthError::InvalidKey.into());
     } else {
-        match bounded(state, api_key::find(state.store(), id)).await.map_err(AuthError::from)? {
-            Some(record) => {
-                let record = Arc::new(record);
-                perimeter.keys.insert(id.to_owned(), record.clone());
-                record
-            }
-            None => {
-                perimeter.unknown_keys.insert(id.to_owned(), ());
-                return Err(AuthError::InvalidKey.into());
-            }
-        }
+        let Some(record) = bounded(state, api_key::find(state.store(), id)).await.map_err(AuthError::from)? else {
+            perimeter.unknown_keys.insert(id.to_owned(), ());
+            return Err(AuthError::InvalidKey.into());
+        };
+        let record = Arc::new(record);
+        perimeter.keys.insert(id.to_owned(), record.clone());
+        record
     };
     // Checked on every use (the cache may hold a record past the key's expiry).
     if !record.is_live(now) || !perimeter.hasher.matches(&record, presented) {

@@ -28,13 +28,14 @@ pub fn allow(methods: &[Method]) -> String {
 }
 
 /// The permission the request needs, once the principal is found to hold it; otherwise the refusal.
-pub fn decide(gate: &Gate, principal: &Principal, seen: &Seen) -> Result<Permission, Response> {
+/// The refusal is boxed: it is the rare path, and a bare `Response` would make every `Result` as large.
+pub fn decide(gate: &Gate, principal: &Principal, seen: &Seen) -> Result<Permission, Box<Response>> {
     let Some(permission) = permission_for(gate, &seen.method) else {
         let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
         if let Ok(value) = HeaderValue::from_str(&allow(gate.methods)) {
             response.headers_mut().insert(header::ALLOW, value);
         }
-        return Err(response);
+        return Err(Box::new(response));
     };
     if let Principal::Operator(Operator { via: Via::Key(key), .. }) = principal
         && !key.allowed_cidrs.is_empty()
@@ -43,14 +44,14 @@ pub fn decide(gate: &Gate, principal: &Principal, seen: &Seen) -> Result<Permiss
             .ip
             .is_some_and(|ip| key.allowed_cidrs.iter().filter_map(|c| Cidr::parse(c)).any(|c| c.contains(ip)))
     {
-        return Err(refusal(Refused(Refusal::Address)));
+        return Err(Box::new(refusal(Refused(Refusal::Address))));
     }
     if !principal.allows(permission) {
-        return Err(refusal(AuthError::Forbidden {
+        return Err(Box::new(refusal(AuthError::Forbidden {
             needed: permission,
             role: principal.role_name(),
             actor: principal.actor(),
-        }));
+        })));
     }
     Ok(permission)
 }

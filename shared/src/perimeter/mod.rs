@@ -72,7 +72,7 @@ impl Part for PerimeterState {
         let config = state.config();
         let non_zero = |n| std::num::NonZeroUsize::new(n).expect("non-zero");
         let keys = Arc::new(Cache::new(non_zero(1024), 1 << 20, KEY_CACHE_TTL, |_| 512));
-        let unknown_keys = Arc::new(Cache::new(non_zero(4096), 1 << 19, authenticate::UNKNOWN_KEY_TTL, |_| 96));
+        let unknown_keys = Arc::new(Cache::new(non_zero(4096), 1 << 19, authenticate::UNKNOWN_KEY_TTL, |()| 96));
         state.metrics().register_cache("api_keys", keys.clone());
         state.metrics().register_cache("unknown_api_keys", unknown_keys.clone());
         Self {
@@ -173,9 +173,9 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
 
     // 4–6: what the principal may do here.
     let response = match authorize::decide(&gate, &principal, &seen) {
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
         Ok(permission) => match rate_limit::spend(state, &perimeter, &principal, permission).await {
-            Err(refusal) => refusal,
+            Err(refusal) => *refusal,
             Ok(admitted) => {
                 authenticate::touch(state, &perimeter, &principal).await;
                 if permission == crate::auth::Permission::TaskCreate {

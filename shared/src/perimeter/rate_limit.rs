@@ -143,7 +143,7 @@ pub async fn spend(
     perimeter: &PerimeterState,
     principal: &Principal,
     permission: Permission,
-) -> Result<Admitted, Response> {
+) -> Result<Admitted, Box<Response>> {
     let class = if permission == Permission::TaskCreate { RateClass::Delegation } else { RateClass::General };
     let (subject, policy, quota) = quota_of(state, principal, class);
     let now = crate::store::now_epoch();
@@ -153,10 +153,10 @@ pub async fn spend(
             tracing::warn!(error = %e, "rate limit not counted: the store failed and this class fails open");
             Decision::Unchecked
         }
-        Err(e) => return Err(ApiError::from(e).into_response()),
+        Err(e) => return Err(Box::new(ApiError::from(e).into_response())),
     };
     match decision {
-        Decision::Limited { reset_secs, known } => Err(limited(&policy, quota, reset_secs, known)),
+        Decision::Limited { reset_secs, known } => Err(Box::new(limited(&policy, quota, reset_secs, known))),
         decision => Ok(Admitted {
             policy,
             quota,

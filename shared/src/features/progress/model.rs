@@ -21,8 +21,6 @@ pub const RECEIPT_TTL_SECS: i64 = 24 * 3600;
 /// How long progress history is kept.
 pub const HISTORY_TTL_SECS: i64 = 30 * 24 * 3600;
 
-/// Errors of the progress service that are not per-item.
-
 /// Task status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -19,6 +19,7 @@ use crate::config::secrets::hex;
 use crate::ids::{BatchId, TaskId, UserId};
 use crate::store::{BatchRetry, DynStore, Key, StoreError, WriteOp, keys, now_epoch};
 
+/// Errors of the progress service that are not per-item.
 #[derive(Debug, thiserror::Error)]
 pub enum ProgressError {
     #[error("too many updates in one request: {0} (at most {MAX_UPDATES})")]
