@@ -73,25 +73,23 @@ async fn tenants_with_work(engine: &Engine, rank: u8) -> Result<Vec<String>, Sto
 
 /// Up to a page of due work at `rank`, taken round-robin across the tenants that have some: the first due item
 /// of each tenant, then the second of each, and so on. One tenant's backlog cannot hold another's work back by
-/// more than one turn. Tenants are asked in a rotating order until a page's worth is found (a page never needs
-/// more tenants than it has places). Work queued before due work was kept per tenant (`DUE#{rank}`) is taken too.
+/// more than one turn. Tenants are asked in a rotating order until a page's worth of them has due work (a page
+/// never needs more tenants than it has places). Work queued before due work was kept per tenant (`DUE#{rank}`) is taken too.
 async fn fair_page(engine: &Engine, rank: u8) -> Result<Vec<Item>, StoreError> {
     let now = now_ms();
     let due = |partition: String| Query::partition(partition).between("0", format!("{now:013}~")).limit(PAGE);
     let mut queues = Vec::new();
-    let mut found = 0;
     let legacy = engine.store().query(due(keys::legacy_due_partition(rank))).await?.items;
     if !legacy.is_empty() {
-        found += legacy.len();
         queues.push(legacy.into_iter());
     }
     for tenant in tenants_with_work(engine, rank).await? {
-        if found >= PAGE as usize {
+        // Each tenant with due work gets at least one place: a page's worth of tenants is enough.
+        if queues.len() >= PAGE as usize {
             break;
         }
         let items = engine.store().query(due(keys::due_partition(rank, &tenant))).await?.items;
         if !items.is_empty() {
-            found += items.len();
             queues.push(items.into_iter());
         }
     }
