@@ -118,28 +118,15 @@ impl RateLimits {
         if !tiers.contains_key(DEFAULT_TIER) {
             return Err(ConfigError::Invalid { var, problem: format!("must define the tier {DEFAULT_TIER}") });
         }
-        let agent_var = "CLOUD_AGENT_RATE_AGENT";
-        let agent = match env(agent_var) {
-            None => Quota { limit: 1200, window_secs: 60 },
+        // One quota variable: `N/SECS`, or the default when unset.
+        let quota = |var: &'static str, limit: u32| match env(var) {
+            None => Ok(Quota { limit, window_secs: 60 }),
             Some(text) => Quota::parse(&text)
-                .ok_or_else(|| ConfigError::Invalid { var: agent_var, problem: format!("{text:?}: write N/SECS") })?,
+                .ok_or_else(|| ConfigError::Invalid { var, problem: format!("{text:?}: write N/SECS") }),
         };
-        let credential_var = "CLOUD_AGENT_RATE_CREDENTIAL";
-        let credential = match env(credential_var) {
-            None => Quota { limit: 120, window_secs: 60 },
-            Some(text) => Quota::parse(&text).ok_or_else(|| ConfigError::Invalid {
-                var: credential_var,
-                problem: format!("{text:?}: write N/SECS"),
-            })?,
-        };
-        let failures_var = "CLOUD_AGENT_AUTH_FAILURES";
-        let auth_failures = match env(failures_var) {
-            None => Quota { limit: 30, window_secs: 60 },
-            Some(text) => Quota::parse(&text).ok_or_else(|| ConfigError::Invalid {
-                var: failures_var,
-                problem: format!("{text:?}: write N/SECS"),
-            })?,
-        };
+        let agent = quota("CLOUD_AGENT_RATE_AGENT", 1200)?;
+        let credential = quota("CLOUD_AGENT_RATE_CREDENTIAL", 120)?;
+        let auth_failures = quota("CLOUD_AGENT_AUTH_FAILURES", 30)?;
         let fail = |var: &'static str, default: bool| match env(var).as_deref() {
             None => Ok(default),
             Some("open") => Ok(true),

@@ -197,6 +197,8 @@ fn location(id: &TaskId) -> String {
         (status = 201, body = TaskRecord, description = "Ran synchronously and succeeded; Location names it"),
         (status = 200, body = TaskRecord, description = "The idempotency key named an existing task with the same input (Idempotent-Replayed: true)"),
         (status = 202, body = TaskRecord, description = "Queued; poll Location or wait for the webhook"),
+        (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "Another request with the same idempotency key is being processed (idempotency-in-progress), or a concurrent change (write-conflict); retry after Retry-After"),
+        (status = 429, body = crate::http::Problem, content_type = "application/problem+json", description = "Over the delegation quota (rate-limited), or the tenant already has its cap of queued tasks unfinished (queue-full); see Retry-After"),
         (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "A queued task's input is over 256 KiB"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Unknown type, bad options, an input the handler refuses (`pointer` names the field), or an idempotency key reused with another input"),
         (status = 502, body = crate::http::Problem, content_type = "application/problem+json", description = "The task failed after its attempts (task-failed)"),
