@@ -637,8 +637,10 @@ async fn the_perimeter_costs_a_fraction_of_a_write_per_agent_read() {
     }
     let operator_calls = app.store.take_perimeter();
     println!("perimeter store calls for 100 operator reads: {operator_calls}");
+    // 100 audit records and about 6 leases (2, 4, … 60); a minute turning meanwhile adds a few leases and a
+    // last-used write, a slow machine a key re-read every 10 s.
     assert!(
-        (100..=110).contains(&operator_calls),
+        (100..=115).contains(&operator_calls),
         "an operator's request: its audit record and a share of a lease, got {operator_calls} per 100"
     );
 
