@@ -102,18 +102,6 @@ impl Principal {
         }
     }
 
-    /// What kind of principal this is, for logs and the audit trail: `agent`, `bootstrap`, `key`, `user`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Agent(_) => "agent",
-            Self::Operator(o) => match o.via {
-                Via::Bootstrap => "bootstrap",
-                Via::Key(_) => "key",
-                Via::User(_) => "user",
-            },
-        }
-    }
-
     /// The role named in the audit trail (`agent` for agents).
     pub fn role_name(&self) -> &'static str {
         match self {
