@@ -270,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            print!("{}", cloud_agent::app::generate_openapi_document());
+            print!("{}", cloud_agent::app::generate_openapi_document(&cloud_agent_functions::everything()));
             Ok(())
         }
         Command::Agent { command } => Box::pin(agent(command)).await,
@@ -326,7 +326,9 @@ fn config_with_store(args: &StoreArgs) -> anyhow::Result<Config> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = config_with_store(&args.store)?;
-    let state = AppState::from_config(config).await?;
+    // One process runs every route and the worker: every task type, runnable.
+    let types = cloud_agent::features::tasks::types::TaskTypes::new(cloud_agent_functions::everything());
+    let state = AppState::from_config(config).await?.provide(types);
     let addr = SocketAddr::new(args.bind, args.port);
     // Bound before anything is printed: once a line below appears, the server accepts connections.
     let listener =

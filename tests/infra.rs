@@ -125,9 +125,19 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
     out
 }
 
+/// The functions' shared library (`[lib] path` in Cargo.toml): in api/ beside the functions, but not one.
+fn library_file(cargo: &str) -> Option<String> {
+    let lib = cargo.split("\n[lib]\n").nth(1)?;
+    let line = lib.lines().take_while(|l| !l.starts_with('[')).find(|l| l.starts_with("path = "))?;
+    Some(line.trim_start_matches("path = ").trim_matches('"').to_owned())
+}
+
 fn load() -> Deployment {
     let mut files = BTreeSet::new();
     api_files(&root().join("api"), &mut files);
+    let library = library_file(&read("Cargo.toml")).expect("Cargo.toml names the functions' library");
+    assert!(library.starts_with("api/_"), "{library}: Vercel serves every api/ file not starting with _");
+    files.remove(&library);
     let template: Yaml = serde_yaml::from_str(&read("template.yaml")).expect("template.yaml parses");
     let vercel: Json = serde_json::from_str(&read("vercel.json")).expect("vercel.json parses");
     Deployment {

@@ -108,6 +108,13 @@ fn the_sdk_and_the_functions_carry_only_what_they_need() {
     for cli_only in ["redb", "clap", "cloud_agent_sdk", "aws-lc-rs", "native-tls", "openssl"] {
         assert!(!functions.contains(cli_only), "deployed functions compile {cli_only}");
     }
+    // The server crate knows handlers only through the contract: no built-in's heavy dependencies (the image
+    // decoders) come with it; the functions' registry (api/_registry.rs) decides which binary links them.
+    let server = dependency_tree(&["--package", "cloud_agent"]);
+    assert!(server.contains("cloud_agent_handlers"), "{server:?}");
+    for heavy in ["image", "png", "zune-jpeg", "image-webp"] {
+        assert!(!server.contains(heavy), "the server crate compiles {heavy}");
+    }
 }
 
 #[test]

@@ -90,9 +90,13 @@ pub fn openapi_document() -> &'static str {
     include_str!("../openapi.json")
 }
 
-/// The document as the code describes it today, pretty-printed with a final newline (the committed file's form).
-pub fn generate_openapi_document() -> String {
-    let mut text = crate::openapi::build(FEATURES).to_pretty_json().expect("the OpenAPI document serialises");
+/// The document as the code describes it today, with the task types `types` names, pretty-printed with a final
+/// newline (the committed file's form).
+pub fn generate_openapi_document(types: &cloud_agent_handlers::Registry) -> String {
+    let mut doc = crate::openapi::build(FEATURES);
+    crate::features::tasks::types::document(&mut doc, types);
+    let text = doc.to_pretty_json().expect("the OpenAPI document serialises");
+    let mut text = crate::features::tasks::types::splice_inputs(&text, types);
     text.push('\n');
     text
 }

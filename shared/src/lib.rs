@@ -17,7 +17,6 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod openapi;
-pub mod outbound;
 pub mod paging;
 pub mod perimeter;
 pub mod problem;

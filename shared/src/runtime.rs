@@ -14,6 +14,11 @@ use crate::telemetry;
 /// Runs a per-route function under whichever platform started it: Vercel (`VERCEL_IPC_PATH`), then AWS
 /// Lambda (`AWS_LAMBDA_RUNTIME_API`). Anywhere else it refuses, pointing at `cloudagent serve`.
 pub fn run_function(routes: &[RouteSpec]) -> ExitCode {
+    run_function_with(routes, |state| state)
+}
+
+/// [`run_function`], with what the binary supplies to the state at start (`provide`: the task types it links).
+pub fn run_function_with(routes: &[RouteSpec], provide: impl FnOnce(AppState) -> AppState) -> ExitCode {
     telemetry::init();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let platform = Platform::detect(&env);
@@ -40,7 +45,7 @@ pub fn run_function(routes: &[RouteSpec]) -> ExitCode {
     };
     runtime.block_on(async move {
         let state = match init_state().await {
-            Ok(state) => state,
+            Ok(state) => provide(state),
             Err(message) => {
                 tracing::error!(function = name, %message, "start-up failed");
                 eprintln!("{name}: {message}");

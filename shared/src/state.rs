@@ -136,6 +136,15 @@ impl AppState {
         });
         any.downcast::<T>().unwrap_or_else(|_| unreachable!("parts are keyed by their own TypeId"))
     }
+
+    /// Supplies the part `T` from outside instead of its `build`: what the binary decides at start (the task
+    /// types it was built with). Call it before the router serves; a later call replaces it for later uses only.
+    #[must_use]
+    pub fn provide<T: Part>(self, part: T) -> Self {
+        let built: Arc<dyn Any + Send + Sync> = Arc::new(part);
+        self.inner.parts.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(TypeId::of::<T>(), built);
+        self
+    }
 }
 
 impl<T: Part> FromRef<AppState> for Arc<T> {

@@ -99,7 +99,8 @@ impl TestAppBuilder {
             None => cloud_agent::state::open_store(&config.store).await.expect("open the embedded store"),
         };
         let store = Arc::new(Counting::new(store));
-        let state = cloud_agent::AppState::new(config, store.clone());
+        let types = cloud_agent::features::tasks::types::TaskTypes::new(cloud_agent_functions::everything());
+        let state = cloud_agent::AppState::new(config, store.clone()).provide(types);
         TestApp { address: String::new(), client: reqwest::Client::new(), state, store, _dir: Some(dir) }
     }
 

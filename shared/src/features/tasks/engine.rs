@@ -8,22 +8,24 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use sha2::Digest as _;
 
-use super::handlers::{self, HandlerFailure, HandlerSpec, InputError};
+use cloud_agent_handlers::{Context, Descriptor, Failure, InputError, TaskInfo};
+
 use super::model::{DeliveryState, Mode, Priority, STATUS_ATTR, Status, TaskId, TaskRecord, Webhook};
 use super::queue::{self, Queue, QueueError, Work, WorkKind};
+use super::types::{TaskTypes, rejection_problem};
 use super::webhooks::{self, WebhookSecrets};
 use super::{TaskError, stats};
 use crate::auth::Operator;
 use crate::config::Config;
 use crate::http::Problem;
-use crate::outbound::{Outbound, Policy};
+use cloud_agent_handlers::outbound::{Outbound, Policy};
 use crate::state::{AppState, Part};
 use crate::store::{Condition, DynStore, Item, StoreError, TxOp, Update, keys, now_ms};
 
 /// What an edge (v2 or v3) asks for, parsed.
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    pub handler: &'static HandlerSpec,
+    pub handler: &'static Descriptor,
     pub input: Json,
     pub priority: Priority,
     pub webhook: Option<String>,
@@ -82,6 +84,7 @@ pub struct Engine {
     config: Arc<Config>,
     outbound: Outbound,
     secrets: WebhookSecrets,
+    types: Arc<TaskTypes>,
     queue: tokio::sync::OnceCell<Arc<dyn Queue>>,
     /// Wakes the local worker when work is queued.
     pub(super) wake: Arc<tokio::sync::Notify>,
@@ -94,6 +97,7 @@ impl Part for Engine {
             store: state.store().clone(),
             outbound: Outbound::new(Policy { allow_loopback: config.tasks.allow_loopback, ..Policy::default() }),
             secrets: WebhookSecrets::derive(&config.secrets.agent),
+            types: state.part::<TaskTypes>(),
             config: Arc::new(config.clone()),
             queue: tokio::sync::OnceCell::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -112,6 +116,27 @@ fn digest_hex(text: &str) -> String {
 
 fn problem_json(problem: &Problem) -> Json {
     serde_json::to_value(problem).unwrap_or(Json::Null)
+}
+
+/// The problem of a failure that is not retried: an input refusal (422, pointing into the request) or a
+/// rejection with its own problem.
+fn failure_problem(failure: &Failure, pointer_base: &str) -> Problem {
+    match failure {
+        Failure::Input(e) => input_problem(e, pointer_base),
+        Failure::Rejected(rejection) => rejection_problem(rejection, pointer_base),
+        Failure::Transient(message) => gave_up(1, message),
+        Failure::TimedOut => Problem::new(http::StatusCode::GATEWAY_TIMEOUT, "task-timed-out", "Task timed out"),
+    }
+}
+
+/// A task whose type this binary cannot run (a worker built without it, or a type removed since it was queued).
+fn not_run_here(kind: &str) -> cloud_agent_handlers::Rejection {
+    cloud_agent_handlers::Rejection::new(
+        422,
+        "unknown-task-type",
+        "Unknown task type",
+        format!("this deployment has no handler {kind:?}"),
+    )
 }
 
 /// A task's problem for an input refusal: 422, pointing into the request.
@@ -133,6 +158,11 @@ impl Engine {
 
     pub fn outbound(&self) -> &Outbound {
         &self.outbound
+    }
+
+    /// The task types this binary knows.
+    pub fn types(&self) -> &cloud_agent_handlers::Registry {
+        self.types.registry()
     }
 
     pub async fn queue(&self) -> &Arc<dyn Queue> {
@@ -164,15 +194,22 @@ impl Engine {
     /// Stores the task, then runs it in the request or queues it. Nothing is acknowledged before it is durable.
     pub async fn submit(&self, operator: &Operator, new: NewTask) -> Result<Submitted, TaskError> {
         let tenant = operator.tenant.as_str().to_owned();
-        let timeout_ms = new.timeout_ms.unwrap_or(new.handler.default_timeout_ms);
-        let asynchronous =
-            new.asynchronous || new.handler.long || Duration::from_millis(timeout_ms) > self.sync_budget();
+        let timeout_ms = new.timeout_ms.unwrap_or(new.handler.limits.default_timeout_ms);
+        let kind = self.types().find(new.handler.name).ok_or_else(|| TaskError::NotFound(new.handler.name.into()))?;
+        // A type whose code this binary does not link runs on the queue, in the worker that does.
+        let asynchronous = new.asynchronous
+            || new.handler.long
+            || !kind.runs_here()
+            || Duration::from_millis(timeout_ms) > self.sync_budget();
         let input_hash = canonical_hash(&json!({"type": new.handler.name, "input": new.input}));
         if asynchronous && new.input.to_string().len() > MAX_QUEUED_INPUT_BYTES {
             return Err(TaskError::QueuedInputTooLarge { pointer: new.input_pointer.clone() });
         }
         let now = now_ms();
         let id = TaskId::generate();
+        let info = TaskInfo { id: id.to_string(), tenant: tenant.clone(), kind: kind.name().into(), attempt: 1 };
+        kind.before(&info, &new.input)
+            .map_err(|rejection| TaskError::Rejected(Box::new(rejection), new.input_pointer.clone()))?;
         let mut record = TaskRecord {
             id: id.clone(),
             kind: new.handler.name.to_owned(),
@@ -294,16 +331,17 @@ impl Engine {
 
     /// Runs a stored `running` task inside the request, retrying transient failures while its deadline allows.
     async fn run_in_request(&self, record: &mut TaskRecord, input: Json, pointer: &str) {
-        let handler = handlers::find(&record.kind).expect("submitted with a known handler");
         let deadline = Duration::from_millis(record.timeout_ms).min(self.sync_budget());
         let started = tokio::time::Instant::now();
         let outcome = loop {
             let left = deadline.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, handlers::execute(handler, &self.outbound, input.clone())).await {
-                Err(_) => break Err(None),
+            match tokio::time::timeout(left, self.attempt(record, input.clone())).await {
+                Err(_) => {
+                    self.timed_out(record);
+                    break Err(None);
+                }
                 Ok(Ok(result)) => break Ok(result),
-                Ok(Err(HandlerFailure::Input(e))) => break Err(Some(input_problem(&e, pointer))),
-                Ok(Err(HandlerFailure::Transient(message))) => {
+                Ok(Err(Failure::Transient(message))) => {
                     let backoff = backoff(record.attempts);
                     if record.attempts >= record.max_attempts || started.elapsed() + backoff >= deadline {
                         break Err(Some(gave_up(record.attempts, &message)));
@@ -311,10 +349,41 @@ impl Engine {
                     tokio::time::sleep(backoff).await;
                     record.attempts += 1;
                 }
+                Ok(Err(failure)) => break Err(Some(failure_problem(&failure, pointer))),
             }
         };
         // A synchronous caller gets the outcome either way; a failure to store it is logged inside.
         let _ = self.settle(record, outcome, started.elapsed()).await;
+    }
+
+    /// One attempt of a task's handler, with its hooks. A type this binary does not run is an input problem of
+    /// the deployment, not a retryable one.
+    async fn attempt(&self, record: &TaskRecord, input: Json) -> Result<Json, Failure> {
+        let info = self.info(record);
+        let cx = Context::new(self.outbound.clone(), info);
+        match self.types().find(&record.kind) {
+            Some(kind) => match kind.run(cx, input).await {
+                Some(outcome) => outcome,
+                None => Err(Failure::Rejected(not_run_here(&record.kind))),
+            },
+            None => Err(Failure::Rejected(not_run_here(&record.kind))),
+        }
+    }
+
+    fn info(&self, record: &TaskRecord) -> TaskInfo {
+        TaskInfo {
+            id: record.id.to_string(),
+            tenant: record.tenant.clone(),
+            kind: record.kind.clone(),
+            attempt: record.attempts.max(1),
+        }
+    }
+
+    /// Tells the type's `on_error` hooks that an attempt ran out of time.
+    fn timed_out(&self, record: &TaskRecord) {
+        if let Some(kind) = self.types().find(&record.kind) {
+            kind.failed(&self.info(record), &Failure::TimedOut);
+        }
     }
 
     /// Writes a finished run: only over a `running` record (a cancel that came first wins), then counts it and
@@ -336,7 +405,7 @@ impl Engine {
                          longer timeout_ms (at most {} ms for {}) or run it with async",
                         record.id,
                         record.timeout_ms.min(self.sync_budget().as_millis() as u64),
-                        handlers::find(&record.kind).map_or(0, |h| h.max_timeout_ms),
+                        self.types().find(&record.kind).map_or(0, |h| h.descriptor().limits.max_timeout_ms),
                         record.kind
                     ),
                 );
@@ -554,24 +623,18 @@ impl Engine {
             Err(e) => return Err(e.into()),
         };
         record = TaskRecord::from_item(&item).ok_or_else(|| TaskError::NotFound(work.task.clone()))?;
-        let Some(handler) = handlers::find(&record.kind) else {
-            let p = Problem::new(http::StatusCode::UNPROCESSABLE_ENTITY, "unknown-task-type", "Unknown task type")
-                .detail(format!("this deployment has no handler {:?}", record.kind));
-            self.settle(&mut record, Err(Some(p)), Duration::ZERO).await?;
-            return Ok(Outcome::Done);
-        };
         let input = record.input.clone().unwrap_or(Json::Null);
         let started = tokio::time::Instant::now();
         let deadline = Duration::from_millis(record.timeout_ms);
-        let outcome = tokio::time::timeout(deadline, handlers::execute(handler, &self.outbound, input)).await;
+        let outcome = tokio::time::timeout(deadline, self.attempt(&record, input)).await;
         let attempts = record.attempts.max(delivery);
         match outcome {
-            Err(_) => self.settle(&mut record, Err(None), started.elapsed()).await?,
-            Ok(Ok(result)) => self.settle(&mut record, Ok(result), started.elapsed()).await?,
-            Ok(Err(HandlerFailure::Input(e))) => {
-                self.settle(&mut record, Err(Some(input_problem(&e, "/payload"))), started.elapsed()).await?;
+            Err(_) => {
+                self.timed_out(&record);
+                self.settle(&mut record, Err(None), started.elapsed()).await?;
             }
-            Ok(Err(HandlerFailure::Transient(message))) => {
+            Ok(Ok(result)) => self.settle(&mut record, Ok(result), started.elapsed()).await?,
+            Ok(Err(Failure::Transient(message))) => {
                 if attempts >= record.max_attempts {
                     let mut p = gave_up(attempts, &message);
                     p.kind = format!("{}dead-lettered", crate::problem::PROBLEM_BASE);
@@ -585,6 +648,9 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
                 return Ok(Outcome::Retry(backoff(attempts)));
+            }
+            Ok(Err(failure)) => {
+                self.settle(&mut record, Err(Some(failure_problem(&failure, "/payload"))), started.elapsed()).await?;
             }
         }
         Ok(Outcome::Done)

@@ -5,10 +5,10 @@
 //! time.
 
 pub mod engine;
-pub mod handlers;
 pub mod model;
 pub mod queue;
 pub mod stats;
+pub mod types;
 pub mod v2;
 pub mod v3;
 pub mod webhooks;
@@ -34,6 +34,8 @@ pub enum TaskError {
     AlreadyFinished { id: String, status: model::Status },
     #[error("the input is too large to queue")]
     QueuedInputTooLarge { pointer: String },
+    #[error("refused: {}", .0.detail)]
+    Rejected(Box<cloud_agent_handlers::Rejection>, String),
     #[error("the queue is unavailable: {0}")]
     QueueUnavailable(String),
     #[error("the tenant has {cap} queued tasks unfinished")]
@@ -49,6 +51,9 @@ impl ToProblem for TaskError {
             Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyRace | Self::AlreadyFinished { .. } => StatusCode::CONFLICT,
             Self::QueuedInputTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Rejected(rejection, _) => {
+                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+            }
             Self::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(e) => e.status(),
@@ -80,6 +85,7 @@ impl ToProblem for TaskError {
                 p.pointer = Some(pointer.clone());
                 p
             }
+            Self::Rejected(rejection, input_pointer) => types::rejection_problem(rejection, input_pointer),
             Self::QueueUnavailable(_) => Problem::new(status, "queue-unavailable", "Service Unavailable")
                 .detail("the task queue did not accept the task, so it was not created; retry later"),
             Self::QueueFull { cap } => Problem::new(status, "queue-full", "Too many queued tasks").detail(format!(

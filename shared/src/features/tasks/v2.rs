@@ -13,7 +13,6 @@ use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 use super::engine::{Engine, NewTask, Submitted};
-use super::handlers::HANDLERS;
 use super::model::{Priority, Status, TaskId, TaskRecord};
 use super::stats::{self, TaskMetrics};
 use super::v3::{Draft, Finished, parse_task, problem_of};
@@ -99,7 +98,7 @@ impl From<&TaskRecord> for DelegateResponse {
     }
 }
 
-fn parse(at: &str, body: DelegateRequest) -> Result<NewTask, ApiError> {
+fn parse(engine: &Engine, at: &str, body: DelegateRequest) -> Result<NewTask, ApiError> {
     let draft = Draft {
         kind: body.task_type,
         input: body.task_data,
@@ -109,7 +108,7 @@ fn parse(at: &str, body: DelegateRequest) -> Result<NewTask, ApiError> {
         timeout_ms: body.timeout_ms,
         asynchronous: body.asynchronous,
     };
-    parse_task(at, ("task_type", "task_data"), draft)
+    parse_task(engine.types(), at, ("task_type", "task_data"), draft)
 }
 
 fn successor(record: &TaskRecord) -> (header::HeaderName, String) {
@@ -139,7 +138,7 @@ pub async fn delegate(
     operator: Operator,
     ApiJson(body): ApiJson<DelegateRequest>,
 ) -> Result<Response, ApiError> {
-    let new = parse("", body)?;
+    let new = parse(&engine, "", body)?;
     let (status, record) = match engine.submit(&operator, new).await? {
         Submitted::Queued(r) => (StatusCode::ACCEPTED, r),
         Submitted::Existing(r) => (StatusCode::OK, r),
@@ -214,7 +213,7 @@ pub async fn batch(
     let mut results: Vec<Option<BatchItem>> = (0..body.tasks.len()).map(|_| None).collect();
     let mut parsed = Vec::new();
     for (index, task) in body.tasks.into_iter().enumerate() {
-        match parse(&format!("/tasks/{index}"), task) {
+        match parse(&engine, &format!("/tasks/{index}"), task) {
             Ok(new) => parsed.push((index, new)),
             Err(e) => {
                 let problem = e.problem();
@@ -307,6 +306,16 @@ pub struct Limits {
     pub max_queued_input_bytes: usize,
 }
 
+/// One way a task of this type can end without a result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureKind {
+    /// The last segment of the task's `problem.type`.
+    pub kind: &'static str,
+    /// Retried (within the task's attempts) before it is final.
+    pub retryable: bool,
+    pub when: &'static str,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Capability {
     pub name: &'static str,
@@ -315,6 +324,9 @@ pub struct Capability {
     #[schema(value_type = Object)]
     pub input_schema: Json,
     pub limits: Limits,
+    pub failures: Vec<FailureKind>,
+    /// The hooks run around this type (its own, then the deployment's).
+    pub hooks: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -331,20 +343,30 @@ pub struct Capabilities {
     responses((status = 200, body = Capabilities))
 )]
 #[deprecated = "v2"]
-pub async fn capabilities() -> ApiJson<Capabilities> {
+pub async fn capabilities(State(engine): State<Arc<Engine>>) -> ApiJson<Capabilities> {
     ApiJson(Capabilities {
-        handlers: HANDLERS
-            .iter()
-            .map(|h| Capability {
-                name: h.name,
-                description: h.description,
-                input_schema: (h.input_schema)(),
-                limits: Limits {
-                    default_timeout_ms: h.default_timeout_ms,
-                    max_timeout_ms: h.max_timeout_ms,
-                    always_async: h.long,
-                    max_queued_input_bytes: super::engine::MAX_QUEUED_INPUT_BYTES,
-                },
+        handlers: engine
+            .types()
+            .types()
+            .map(|t| {
+                let h = t.descriptor();
+                Capability {
+                    name: h.name,
+                    description: h.description,
+                    input_schema: (h.input_schema)(),
+                    limits: Limits {
+                        default_timeout_ms: h.limits.default_timeout_ms,
+                        max_timeout_ms: h.limits.max_timeout_ms,
+                        always_async: h.long,
+                        max_queued_input_bytes: super::engine::MAX_QUEUED_INPUT_BYTES,
+                    },
+                    failures: h
+                        .failures
+                        .iter()
+                        .map(|f| FailureKind { kind: f.kind, retryable: f.retryable, when: f.when })
+                        .collect(),
+                    hooks: t.hook_names(),
+                }
             })
             .collect(),
         max_batch: MAX_BATCH,

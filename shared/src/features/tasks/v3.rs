@@ -10,7 +10,8 @@ use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 use super::engine::{Engine, NewTask, Submitted};
-use super::handlers::{self, HandlerSpec};
+use cloud_agent_handlers::Registry;
+
 use super::model::{Priority, Status, TaskId, TaskRecord};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem, ToProblem};
@@ -106,15 +107,21 @@ pub(super) struct Draft {
 /// Checks what every edge shares: the handler, the options, the input against the handler's schema. `at` is
 /// where the task sits in the request (empty, or `/tasks/3`); `fields` name its type and input fields in this
 /// API version.
-pub(super) fn parse_task(at: &str, fields: (&str, &str), draft: Draft) -> Result<NewTask, ApiError> {
+pub(super) fn parse_task(
+    types: &Registry,
+    at: &str,
+    fields: (&str, &str),
+    draft: Draft,
+) -> Result<NewTask, ApiError> {
     let Draft { kind, input, priority, webhook, idempotency_key, timeout_ms, asynchronous } = draft;
     let kind = kind.as_str();
-    let handler: &'static HandlerSpec = handlers::find(kind).ok_or_else(|| {
+    let task_type = types.find(kind).ok_or_else(|| {
         ApiError::unprocessable(
             &format!("{at}/{}", fields.0),
-            format!("unknown task type {kind:?}; this deployment runs: {}", handlers::names()),
+            format!("unknown task type {kind:?}; this deployment runs: {}", types.names()),
         )
     })?;
+    let handler = task_type.descriptor();
     if let Some(url) = &webhook {
         check_webhook_url(url)
             .map_err(|detail| ApiError::unprocessable(&format!("{at}/{}", webhook_field(fields)), detail))?;
@@ -128,15 +135,15 @@ pub(super) fn parse_task(at: &str, fields: (&str, &str), draft: Draft) -> Result
         ));
     }
     if let Some(ms) = timeout_ms
-        && !(1..=handler.max_timeout_ms).contains(&ms)
+        && !(1..=handler.limits.max_timeout_ms).contains(&ms)
     {
         return Err(ApiError::unprocessable(
             &format!("{at}/{}", timeout_field(fields)),
-            format!("timeout_ms must be 1-{} for {}", handler.max_timeout_ms, handler.name),
+            format!("timeout_ms must be 1-{} for {}", handler.limits.max_timeout_ms, handler.name),
         ));
     }
     let input_pointer = format!("{at}/{}", fields.1);
-    handlers::validate_input(handler, &input).map_err(|e| ApiError::Unprocessable {
+    task_type.validate(&input).map_err(|e| ApiError::Unprocessable {
         detail: e.detail,
         pointer: Some(format!("{input_pointer}{}", e.pointer)),
     })?;
@@ -220,7 +227,7 @@ pub async fn create(
         timeout_ms: options.timeout_ms,
         asynchronous: options.asynchronous,
     };
-    let new = parse_task("", ("type", "payload"), draft)?;
+    let new = parse_task(engine.types(), "", ("type", "payload"), draft)?;
     Ok(answer(engine.submit(&operator, new).await?))
 }
 
@@ -335,11 +342,11 @@ pub async fn list(
         })
         .transpose()?;
     if let Some(kind) = params.kind.as_deref()
-        && handlers::find(kind).is_none()
+        && engine.types().find(kind).is_none()
     {
         return Err(ApiError::unprocessable(
             "/type",
-            format!("unknown task type {kind:?}; known: {}", handlers::names()),
+            format!("unknown task type {kind:?}; known: {}", engine.types().names()),
         ));
     }
     let tenant = operator.tenant.as_str();

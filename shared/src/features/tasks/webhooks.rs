@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::model::{DeliveryAttempt, DeliveryState, TaskRecord, Webhook};
 use crate::config::{Secret, SecretString};
-use crate::outbound::{Outbound, OutboundRequest};
+use cloud_agent_handlers::outbound::{Outbound, OutboundRequest};
 
 /// Prefix of webhook secrets (the Standard Webhooks convention).
 pub const SECRET_PREFIX: &str = "whsec_";

@@ -358,8 +358,9 @@ pub async fn sqs_batch(engine: &Arc<Engine>, event: SqsEvent) -> SqsBatchRespons
 }
 
 /// Runs the task worker: an AWS Lambda function that SQS invokes with batches of queued work (see
-/// this module). It answers with the messages to deliver again (partial batch response).
-pub fn run() -> std::process::ExitCode {
+/// this module). It answers with the messages to deliver again (partial batch response). `types`: the task types
+/// it runs (all of them: route functions queue the ones they do not link).
+pub fn run(types: super::types::TaskTypes) -> std::process::ExitCode {
     use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 
     crate::telemetry::init();
@@ -380,7 +381,7 @@ pub fn run() -> std::process::ExitCode {
     };
     runtime.block_on(async move {
         let state = match crate::runtime::init_state().await {
-            Ok(state) => state,
+            Ok(state) => state.provide(types),
             Err(message) => {
                 tracing::error!(function = "task-worker", %message, "start-up failed");
                 eprintln!("task-worker: {message}");

@@ -10,14 +10,14 @@
 //! Healthy means the expected status (any 2xx when none is given; redirects are followed). The score is the
 //! share of healthy endpoints, each counted 1 up to 1 s of latency, falling linearly to 0.5 at 5 s.
 
-use std::time::Instant;
 
 use http::Method;
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
 
-use super::input::{self, InputError};
-use super::webhook::{REQUEST_TIMEOUT, elapsed_ms, method_field, only_fields_at, refusal, url_field, url_schema};
+use crate::input::{self, InputError};
+use super::http_input::{
+    REQUEST_TIMEOUT, health_score, send_all, method_field, only_fields_at, refusal, url_field, url_schema,
+};
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 
 pub const NAME: &str = "health-check";
@@ -134,34 +134,6 @@ pub async fn run(outbound: &Outbound, input: &Value) -> Result<Value, InputError
 
 type Outcome = (Result<(u16, Option<String>), OutboundError>, u64);
 
-/// Sends every request at once and answers each one's outcome and latency (ms), in request order. Spawned so
-/// they run in parallel; the JoinSet aborts them all if the caller is dropped.
-pub(super) async fn send_all(
-    outbound: &Outbound,
-    requests: Vec<OutboundRequest>,
-    max_body: usize,
-) -> Vec<(Result<crate::outbound::OutboundResponse, OutboundError>, u64)> {
-    let count = requests.len();
-    let mut tasks = JoinSet::new();
-    for (index, request) in requests.into_iter().enumerate() {
-        let outbound = outbound.clone();
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let result = outbound.send_limited(request, max_body).await;
-            (index, result, elapsed_ms(started))
-        });
-    }
-    let mut outcomes: Vec<Option<_>> = (0..count).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, result, latency_ms)) => outcomes[index] = Some((result, latency_ms)),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => unreachable!("outbound requests are never cancelled while joined: {e}"),
-        }
-    }
-    outcomes.into_iter().map(|o| o.expect("every request reported")).collect()
-}
-
 fn endpoints(outbound: &Outbound, value: Option<&Value>) -> Result<Vec<Endpoint>, InputError> {
     let items = match value {
         None => return Err(InputError::new("/endpoints", "endpoints is required")),
@@ -198,22 +170,9 @@ fn endpoints(outbound: &Outbound, value: Option<&Value>) -> Result<Vec<Endpoint>
         .collect()
 }
 
-/// 0..100: the mean over all results of 0 (failed) or a latency factor (1 up to 1 s, falling linearly to 0.5 at
-/// 5 s and beyond), so slow-but-up counts for something and down counts for nothing.
-pub(crate) fn health_score(results: &[(bool, u64)]) -> u64 {
-    if results.is_empty() {
-        return 0;
-    }
-    let sum: f64 = results
-        .iter()
-        .filter(|(ok, _)| *ok)
-        .map(|&(_, latency_ms)| 1.0 - 0.5 * (latency_ms.saturating_sub(1000) as f64 / 4000.0).min(1.0))
-        .sum();
-    (100.0 * sum / results.len() as f64).round() as u64
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
     use std::time::Duration;
 
     use super::*;

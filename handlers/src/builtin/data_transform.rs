@@ -49,7 +49,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value, json};
 
-use super::input::{self, InputError};
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "data-transform";
 pub const DESCRIPTION: &str =

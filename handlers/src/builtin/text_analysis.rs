@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::input::{self, InputError};
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "text-analysis";
 pub const DESCRIPTION: &str = "Counts characters, words, sentences and syllables of a text and scores its readability \

@@ -11,7 +11,7 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, PatternOptions};
 use serde_json::{Map, Value, json};
 
-use super::input::{self, InputError};
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "json-validator";
 pub const DESCRIPTION: &str = "Validates a JSON instance against a JSON Schema (draft 2020-12 by default; drafts 4, \
@@ -185,18 +185,18 @@ mod tests {
 
     /// Cases from the official JSON-Schema-Test-Suite (tests/draft2020-12; see the fixture folder's README.md).
     const SUITE: &[(&str, &str)] = &[
-        ("anyOf", include_str!("../../../../../tests/fixtures/json-schema-suite/anyOf.json")),
-        ("dependentRequired", include_str!("../../../../../tests/fixtures/json-schema-suite/dependentRequired.json")),
-        ("enum", include_str!("../../../../../tests/fixtures/json-schema-suite/enum.json")),
-        ("if-then-else", include_str!("../../../../../tests/fixtures/json-schema-suite/if-then-else.json")),
-        ("minimum", include_str!("../../../../../tests/fixtures/json-schema-suite/minimum.json")),
-        ("oneOf", include_str!("../../../../../tests/fixtures/json-schema-suite/oneOf.json")),
-        ("prefixItems", include_str!("../../../../../tests/fixtures/json-schema-suite/prefixItems.json")),
-        ("required", include_str!("../../../../../tests/fixtures/json-schema-suite/required.json")),
-        ("type", include_str!("../../../../../tests/fixtures/json-schema-suite/type.json")),
+        ("anyOf", include_str!("../../../tests/fixtures/json-schema-suite/anyOf.json")),
+        ("dependentRequired", include_str!("../../../tests/fixtures/json-schema-suite/dependentRequired.json")),
+        ("enum", include_str!("../../../tests/fixtures/json-schema-suite/enum.json")),
+        ("if-then-else", include_str!("../../../tests/fixtures/json-schema-suite/if-then-else.json")),
+        ("minimum", include_str!("../../../tests/fixtures/json-schema-suite/minimum.json")),
+        ("oneOf", include_str!("../../../tests/fixtures/json-schema-suite/oneOf.json")),
+        ("prefixItems", include_str!("../../../tests/fixtures/json-schema-suite/prefixItems.json")),
+        ("required", include_str!("../../../tests/fixtures/json-schema-suite/required.json")),
+        ("type", include_str!("../../../tests/fixtures/json-schema-suite/type.json")),
         (
             "unevaluatedProperties",
-            include_str!("../../../../../tests/fixtures/json-schema-suite/unevaluatedProperties.json"),
+            include_str!("../../../tests/fixtures/json-schema-suite/unevaluatedProperties.json"),
         ),
     ];
 

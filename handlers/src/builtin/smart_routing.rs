@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::input::{self, InputError};
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "smart-routing";
 pub const DESCRIPTION: &str = "Recommends the handler for a plain-language task description, with a complexity \

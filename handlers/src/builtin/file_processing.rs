@@ -37,7 +37,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::input::{self, InputError};
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "file-processing";
 pub const DESCRIPTION: &str =

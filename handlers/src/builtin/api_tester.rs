@@ -14,12 +14,11 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::{Map, Value, json};
 
-use super::health_check::health_score;
-use super::input::{self, InputError};
-use super::webhook::{
+use super::http_input::{
     MAX_BODY_BYTES, REQUEST_TIMEOUT, body_with_type, headers_field, headers_schema, json_body, method_field,
-    only_fields_at, refusal, url_field, url_schema,
+    only_fields_at, refusal, send_all, url_field, url_schema, health_score,
 };
+use crate::input::{self, InputError};
 use crate::outbound::{Outbound, OutboundRequest, OutboundResponse};
 
 pub const NAME: &str = "api-tester";
@@ -107,7 +106,7 @@ pub async fn run(outbound: &Outbound, input: &Value) -> Result<Value, InputError
     let tests = requests(outbound, obj.get("requests"))?;
 
     let requests = tests.iter().map(|test| test.request.clone()).collect();
-    let outcomes = super::health_check::send_all(outbound, requests, usize::MAX).await;
+    let outcomes = send_all(outbound, requests, usize::MAX).await;
 
     // The first refused request (by position, not by finishing order) is the input error.
     for (index, (result, _)) in outcomes.iter().enumerate() {

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::HandlerFailure;
-use super::input::{self, InputError};
+use crate::contract::Failure as HandlerFailure;
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "echo";
 pub const DESCRIPTION: &str =

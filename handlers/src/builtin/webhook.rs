@@ -6,40 +6,25 @@
 //! redirect) is the caller's input error, a 422 whose pointer names the URL field: it is a fact about what was
 //! asked, retrying cannot change it, and reporting it as "unhealthy" would hide it. Failures on the way (timeout,
 //! connection refused, unknown host, too many redirects) are results, reported in the output.
-//!
-//! Also home of the input readers the other two outbound handlers share (URL, method, headers, body).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::input::{self, InputError};
-use crate::outbound::{Outbound, OutboundError, OutboundRequest};
+use super::http_input::{
+    REQUEST_TIMEOUT, RESPONSE_PREVIEW_BYTES, elapsed_ms, headers_field, headers_schema, json_body, method_field, refusal,
+    url_field, url_schema,
+};
+use crate::input::{self, InputError};
+use crate::outbound::{Outbound, OutboundRequest};
 
 pub const NAME: &str = "webhook";
 pub const DESCRIPTION: &str = "Sends one HTTP request (POST by default, JSON body) to a public http(s) URL and \
     reports the status, latency and the first 4 KiB of the response. Private, loopback and cloud-metadata \
     addresses are refused.";
 
-/// Longest URL accepted.
-pub const MAX_URL_CHARS: usize = 2048;
-/// Most request headers a caller may set.
-pub const MAX_HEADERS: usize = 20;
-/// Longest header value accepted.
-pub const MAX_HEADER_VALUE_CHARS: usize = 4096;
-/// Largest request body, in bytes as sent.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How much of the response is returned (and read).
-pub const RESPONSE_PREVIEW_BYTES: usize = 4 * 1024;
-/// Per-request timeout of the outbound handlers (the client caps it at its own policy).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
 const METHODS: &[&str] = &["POST", "PUT", "PATCH", "GET", "DELETE"];
-/// A JSON Schema `pattern` for an HTTP header name (RFC 9110 token).
-const HEADER_NAME_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
-
 pub fn input_schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -97,136 +82,6 @@ pub async fn run(outbound: &Outbound, input: &Value) -> Result<Value, InputError
     }
 }
 
-/// The schema of a URL field, bounds as [`url_field`] checks them.
-pub(crate) fn url_schema() -> Value {
-    json!({
-        "type": "string",
-        "format": "uri",
-        "minLength": 1,
-        "maxLength": MAX_URL_CHARS,
-        "description": "An http or https URL without credentials; private, loopback, link-local and cloud-metadata \
-            hosts are refused."
-    })
-}
-
-/// The schema of a headers object, bounds as [`headers_field`] checks them.
-pub(crate) fn headers_schema() -> Value {
-    json!({
-        "type": "object",
-        "maxProperties": MAX_HEADERS,
-        "propertyNames": { "pattern": HEADER_NAME_PATTERN },
-        "additionalProperties": { "type": "string", "maxLength": MAX_HEADER_VALUE_CHARS },
-        "description": "Request headers. Host, Content-Length and hop-by-hop headers (Connection, Transfer-Encoding, \
-            Upgrade, ...) are refused in any letter case."
-    })
-}
-
-/// A required URL the outbound policy accepts before any lookup (scheme, credentials, IP literal, metadata name).
-pub(crate) fn url_field(outbound: &Outbound, value: Option<&Value>, pointer: &str) -> Result<String, InputError> {
-    let url = match value {
-        None => return Err(InputError::new(pointer, "the URL is required")),
-        Some(Value::String(s)) if s.chars().count() > MAX_URL_CHARS => {
-            return Err(InputError::new(pointer, format!("the URL must be at most {MAX_URL_CHARS} characters")));
-        }
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(InputError::new(pointer, "the URL must be a string")),
-    };
-    outbound.check_url(url).map_err(|e| InputError::new(pointer, e.to_string()))?;
-    Ok(url.clone())
-}
-
-/// An optional method, one of `allowed` (upper case, as HTTP spells them).
-pub(crate) fn method_field(
-    value: Option<&Value>,
-    pointer: &str,
-    allowed: &[&str],
-    default: Method,
-) -> Result<Method, InputError> {
-    let refuse = || InputError::new(pointer, format!("the method must be one of: {}", allowed.join(", ")));
-    match value {
-        None => Ok(default),
-        Some(Value::String(s)) if allowed.contains(&s.as_str()) => {
-            Method::from_bytes(s.as_bytes()).map_err(|_| refuse())
-        }
-        Some(_) => Err(refuse()),
-    }
-}
-
-/// Optional request headers: an object of strings, at most [`MAX_HEADERS`], each one the client would send.
-pub(crate) fn headers_field(value: Option<&Value>, pointer: &str) -> Result<Vec<(String, String)>, InputError> {
-    let headers = match value {
-        None => return Ok(Vec::new()),
-        Some(Value::Object(headers)) => headers,
-        Some(_) => return Err(InputError::new(pointer, "headers must be an object of header name to string value")),
-    };
-    if headers.len() > MAX_HEADERS {
-        return Err(InputError::new(pointer, format!("at most {MAX_HEADERS} headers")));
-    }
-    let mut out = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
-        let at = format!("{pointer}/{}", escape_pointer(name));
-        let Value::String(value) = value else {
-            return Err(InputError::new(at, "a header value must be a string"));
-        };
-        if value.chars().count() > MAX_HEADER_VALUE_CHARS {
-            return Err(InputError::new(
-                at,
-                format!("a header value must be at most {MAX_HEADER_VALUE_CHARS} characters"),
-            ));
-        }
-        crate::outbound::check_header(name, value).map_err(|e| InputError::new(at, e.to_string()))?;
-        out.push((name.clone(), value.clone()));
-    }
-    Ok(out)
-}
-
-/// `value` serialised as a JSON body of at most [`MAX_BODY_BYTES`]; adds `content-type: application/json`
-/// unless the caller set a content type.
-pub(crate) fn json_body(
-    value: &Value,
-    pointer: &str,
-    headers: &mut Vec<(String, String)>,
-) -> Result<Bytes, InputError> {
-    let body = serde_json::to_vec(value).map_err(|e| InputError::new(pointer, e.to_string()))?;
-    body_with_type(body, "application/json", pointer, headers)
-}
-
-/// `body` if it is at most [`MAX_BODY_BYTES`], adding `content_type` unless the caller set one.
-pub(crate) fn body_with_type(
-    body: Vec<u8>,
-    content_type: &str,
-    pointer: &str,
-    headers: &mut Vec<(String, String)>,
-) -> Result<Bytes, InputError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(InputError::new(pointer, format!("the body must be at most {MAX_BODY_BYTES} bytes")));
-    }
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
-        headers.push(("content-type".to_owned(), content_type.to_owned()));
-    }
-    Ok(Bytes::from(body))
-}
-
-/// A policy refusal at send time (found by DNS or at a redirect) as the caller's input error.
-pub(crate) fn refusal(url_pointer: &str, headers_pointer: &str, error: &OutboundError) -> InputError {
-    let pointer = if matches!(error, OutboundError::InvalidHeader { .. }) { headers_pointer } else { url_pointer };
-    InputError::new(pointer, error.to_string())
-}
-
-/// The first field of `obj` outside `known`, refused with its full pointer (`at` is the object's pointer).
-pub(crate) fn only_fields_at(obj: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), InputError> {
-    input::only_fields(obj, known).map_err(|e| InputError::new(format!("{at}{}", e.pointer), e.detail))
-}
-
-pub(crate) fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// JSON Pointer escaping of one reference token (RFC 6901).
-pub(crate) fn escape_pointer(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
-}
-
 /// The response start as text: lossy UTF-8, without a replacement character for a sequence the cap cut in half.
 fn preview(body: &[u8]) -> String {
     let body = &body[..body.len().min(RESPONSE_PREVIEW_BYTES)];
@@ -239,6 +94,11 @@ fn preview(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use serde_json::Map;
+
+    use super::super::http_input::{MAX_BODY_BYTES, MAX_HEADERS, MAX_URL_CHARS};
     use super::*;
     use crate::outbound::Policy;
     use crate::outbound::testing::{Reply, assert_never_connected, serve, silent};

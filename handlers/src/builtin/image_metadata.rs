@@ -12,7 +12,7 @@ use base64::Engine as _;
 use image::{ColorType, DynamicImage, GenericImageView, ImageError, ImageFormat, ImageReader, Limits};
 use serde_json::{Map, Value, json};
 
-use super::input::{self, InputError};
+use crate::input::{self, InputError};
 
 pub const NAME: &str = "image-metadata";
 pub const DESCRIPTION: &str = "Describes a base64-encoded PNG, JPEG, GIF, WebP or BMP image: format, dimensions, \
