@@ -60,3 +60,31 @@ pub fn run_draining(routes: &[RouteSpec]) -> ExitCode {
 pub fn run_worker() -> ExitCode {
     worker::run(TaskTypes::new(everything()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runnable(registry: &Registry) -> Vec<&'static str> {
+        registry.types().filter(cloud_agent_handlers::TaskType::runs_here).map(|t| t.name()).collect()
+    }
+
+    #[test]
+    fn each_kind_of_function_links_what_it_runs_and_lists_every_type() {
+        let (all, requests, reading) = (everything(), for_requests(), described());
+        let names = |r: &Registry| r.types().map(|t| t.name()).collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(names(&all), names(&requests));
+        assert_eq!(names(&all).len(), runnable(&all).len(), "the worker runs every type");
+        // Long types are never run in a request: the route functions do not link them.
+        for t in requests.types() {
+            assert_eq!(t.runs_here(), !t.descriptor().long, "{}", t.name());
+        }
+        // Readers link no built-in's code (plugins register as they choose).
+        assert!(reading.types().filter(cloud_agent_handlers::TaskType::runs_here).all(|t| builtin_names().all(|b| b != t.name())));
+    }
+
+    fn builtin_names() -> impl Iterator<Item = &'static str> {
+        let builtins = builtin::describe(Registry::builder()).build().expect("the built-ins register");
+        builtins.types().map(|t| t.name()).collect::<Vec<_>>().into_iter()
+    }
+}

@@ -67,6 +67,8 @@ step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # ...and the function binaries as deployed: default features, no embedded store.
 cargo clippy --workspace --locked -- -D warnings
+# ...and the handler contract alone, as a plugin crate sees it: no built-in compiled in.
+cargo clippy --package cloud_agent_handlers --no-default-features --locked -- -D warnings
 
 step "infra: cfn-lint template.yaml, vercel.json types"
 infra/check-infra.sh

@@ -665,7 +665,35 @@ async fn a_rotating_key_signs_with_both_secrets(store: DynStore) {
     }
 }
 
+/// A function that does not link a type's code (its registry only describes it) still accepts its tasks: it
+/// validates them and queues them, even when the caller asked for a synchronous run; the worker, which links
+/// every type, runs them.
+async fn a_type_this_function_does_not_run_is_queued_for_the_worker(store: DynStore) {
+    let described = cloud_agent_handlers::builtin::describe(cloud_agent_handlers::Registry::builder()).build().unwrap();
+    let route = TestApp::builder().envs(&ROOMY).store(store.clone()).types(described).spawn().await;
+    let (key, _) = operator_key(&route, "acme").await;
+    let bad = post(&route, &key, "/v3/tasks", &json!({"type": "text-analysis", "payload": {"txt": PASSAGE}})).await;
+    assert_problem(bad, 422, Some("validation")).await;
+    let created =
+        post(&route, &key, "/v3/tasks", &json!({"type": "text-analysis", "payload": {"text": PASSAGE}})).await;
+    assert_eq!(created.status(), 202, "queued, not run here");
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(drain(&route).await.done, 1, "the drain takes it");
+    let unrun: Value = get(&route, &key, &location).await.json().await.unwrap();
+    assert_eq!(unrun["problem"]["type"], "urn:cloud-agent:problem:unknown-task-type", "{unrun}");
+
+    let created =
+        post(&route, &key, "/v3/tasks", &json!({"type": "text-analysis", "payload": {"text": PASSAGE}})).await;
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let worker = app_on(store).await;
+    assert_eq!(drain(&worker).await.done, 1);
+    let ran: Value = get(&route, &key, &location).await.json().await.unwrap();
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert_eq!(ran["result"]["words"], 6, "{ran}");
+}
+
 on_both_backends!(
+    a_type_this_function_does_not_run_is_queued_for_the_worker,
     a_rotating_key_signs_with_both_secrets,
     both_versions_run_a_task_and_show_the_same_record,
     bad_input_is_a_422_naming_the_field,
@@ -700,4 +728,84 @@ async fn outbound_handlers_refuse_internal_addresses() {
                 .await;
         assert_eq!(problem["pointer"], pointer, "{kind} {payload}: {problem}");
     }
+}
+
+/// The example plugin (examples/csv-parser), registered the way a user registers theirs: its task type runs through
+/// both API versions, sync and queued, and its hook refuses an oversized payload with the plugin's own problem.
+#[cfg(feature = "example-plugin")]
+mod plugin {
+    use cloud_agent::store::DynStore;
+    use cloud_agent_example_csv::PAYLOAD_PROBLEM;
+    use serde_json::{Value, json};
+
+    use super::{app_on, drain, get, operator_key, post};
+
+    const TABLE: &str = "city,population,capital\r\n\"Bern, BE\",134000,true\r\nZurich,421000,false\r\n";
+
+    async fn a_plugin_task_type_runs_everywhere_and_its_hook_refuses(store: DynStore) {
+        let app = app_on(store).await;
+        let (key, _) = operator_key(&app, "acme").await;
+
+        let caps: Value = get(&app, &key, "/api/capabilities").await.json().await.unwrap();
+        let listed = caps["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "csv-parser").cloned();
+        let listed = listed.expect("the plugin is listed");
+        assert_eq!(listed["hooks"], json!(["payload-limit"]));
+        assert_eq!(listed["input_schema"]["required"], json!(["csv"]));
+
+        let v3 = post(&app, &key, "/v3/tasks", &json!({"type": "csv-parser", "payload": {"csv": TABLE}})).await;
+        assert_eq!(v3.status(), 201);
+        let task: Value = v3.json().await.unwrap();
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(task["result"]["columns"][1], json!({"name": "population", "type": "integer"}));
+        assert_eq!(task["result"]["rows"][0], json!({"city": "Bern, BE", "population": 134_000, "capital": true}));
+
+        let v2 =
+            post(&app, &key, "/api/delegate", &json!({"task_type": "csv-parser", "task_data": {"csv": TABLE}})).await;
+        assert_eq!(v2.status(), 200);
+        let delegated: Value = v2.json().await.unwrap();
+        assert_eq!(delegated["success"], true, "{delegated}");
+        assert_eq!(delegated["result"]["row_count"], 2);
+
+        // Queued, it runs in the worker (here the drain) with the same code and hooks.
+        let queued = json!({"type": "csv-parser", "payload": {"csv": TABLE}, "options": {"async": true}});
+        let queued = post(&app, &key, "/v3/tasks", &queued).await;
+        assert_eq!(queued.status(), 202);
+        let location = queued.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(drain(&app).await.done, 1);
+        let finished: Value = get(&app, &key, &location).await.json().await.unwrap();
+        assert_eq!(
+            (finished["status"].as_str(), finished["result"]["row_count"].as_u64()),
+            (Some("succeeded"), Some(2))
+        );
+
+        // The handler's own input refusal points into the request.
+        let broken =
+            post(&app, &key, "/v3/tasks", &json!({"type": "csv-parser", "payload": {"csv": "a,b\n1,\"x"}})).await;
+        let problem = super::assert_problem(broken, 422, Some("invalid-task-input")).await;
+        assert_eq!(problem["pointer"], "/payload/csv", "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("never closed"), "{problem}");
+
+        // The hook refuses an oversized payload with the plugin's problem type, on both versions, before anything
+        // is stored.
+        let big = "name\n".to_owned() + &"xxxxxxx\n".repeat(5_000);
+        for (path, body) in [
+            ("/v3/tasks", json!({"type": "csv-parser", "payload": {"csv": big}})),
+            ("/api/delegate", json!({"task_type": "csv-parser", "task_data": {"csv": big}, "async": true})),
+        ] {
+            let refused = post(&app, &key, path, &body).await;
+            assert_eq!(refused.status(), 413, "{path}");
+            assert_eq!(refused.headers()["content-type"], "application/problem+json");
+            let problem: Value = refused.json().await.unwrap();
+            assert_eq!(problem["type"], PAYLOAD_PROBLEM, "{problem}");
+            assert!(problem["detail"].as_str().unwrap().contains("at most 32768 bytes"), "{problem}");
+        }
+        let mine: Value = get(&app, &key, "/v3/tasks?type=csv-parser").await.json().await.unwrap();
+        // Three that succeeded and the one the handler refused while it ran; none of the refused payloads.
+        assert_eq!(mine["tasks"].as_array().unwrap().len(), 4, "only the accepted tasks exist: {mine}");
+        // Other types are not under the plugin's hook.
+        let echo = post(&app, &key, "/v3/tasks", &json!({"type": "echo", "payload": {"message": big}})).await;
+        assert_eq!(echo.status(), 201);
+    }
+
+    on_both_backends!(a_plugin_task_type_runs_everywhere_and_its_hook_refuses);
 }

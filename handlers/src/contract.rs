@@ -44,8 +44,11 @@ pub struct FailureKind {
 }
 
 /// The input was refused: 422, pointing at the field; never retried.
-pub const INPUT_FAILURE: FailureKind =
-    FailureKind { kind: "invalid-task-input", retryable: false, when: "the input is refused; `pointer` names the field" };
+pub const INPUT_FAILURE: FailureKind = FailureKind {
+    kind: "invalid-task-input",
+    retryable: false,
+    when: "the input is refused; `pointer` names the field",
+};
 /// Something outside the input failed; retried with backoff until the attempts run out.
 pub const TRANSIENT_FAILURE: FailureKind =
     FailureKind { kind: "task-failed", retryable: true, when: "a transient failure outlasted the task's attempts" };

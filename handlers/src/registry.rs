@@ -336,7 +336,11 @@ mod tests {
         }
         fn before(&self, task: &TaskInfo, input: &Value) -> Result<(), Rejection> {
             self.0.lock().unwrap().push(format!("before {}", task.kind));
-            if input["ms"] == 7 { Err(Rejection::new(403, "no-sevens", "No sevens", "seven is refused")) } else { Ok(()) }
+            if input["ms"] == 7 {
+                Err(Rejection::new(403, "no-sevens", "No sevens", "seven is refused"))
+            } else {
+                Ok(())
+            }
         }
         fn after(&self, _task: &TaskInfo, result: &mut Value) {
             result["seen"] = json!(true);
@@ -354,13 +358,14 @@ mod tests {
         Context::new(Outbound::new(Policy::default()), info())
     }
 
+    static BAD: Descriptor = Descriptor { name: "Bad Name", ..SLEEPY };
+
     #[test]
     fn registration_mistakes_are_found_at_start() {
         let dup = Registry::builder().describe(&SLEEPY).describe(&SLEEPY).build();
         assert_eq!(dup.unwrap_err(), RegistryError::Duplicate("sleepy"));
         let unknown = Registry::builder().hook_for("nope", Seen(Arc::default())).build();
         assert!(matches!(unknown.unwrap_err(), RegistryError::HookForUnknown { kind, .. } if kind == "nope"));
-        static BAD: Descriptor = Descriptor { name: "Bad Name", ..SLEEPY };
         assert_eq!(Registry::builder().describe(&BAD).build().unwrap_err(), RegistryError::BadName("Bad Name"));
     }
 

@@ -68,12 +68,19 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     store: Option<DynStore>,
     env: Vec<(String, String)>,
+    types: Option<cloud_agent_handlers::Registry>,
 }
 
 impl TestAppBuilder {
     /// Runs on this store (default: a fresh embedded store in a temp dir).
     pub fn store(mut self, store: DynStore) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The task types the app is built with (default: every type, runnable, as `cloudagent serve` has them).
+    pub fn types(mut self, types: cloud_agent_handlers::Registry) -> Self {
+        self.types = Some(types);
         self
     }
 
@@ -99,7 +106,9 @@ impl TestAppBuilder {
             None => cloud_agent::state::open_store(&config.store).await.expect("open the embedded store"),
         };
         let store = Arc::new(Counting::new(store));
-        let types = cloud_agent::features::tasks::types::TaskTypes::new(cloud_agent_functions::everything());
+        let types = cloud_agent::features::tasks::types::TaskTypes::new(
+            self.types.unwrap_or_else(cloud_agent_functions::everything),
+        );
         let state = cloud_agent::AppState::new(config, store.clone()).provide(types);
         TestApp { address: String::new(), client: reqwest::Client::new(), state, store, _dir: Some(dir) }
     }

@@ -26,7 +26,7 @@ pub const PAYLOAD_PROBLEM: &str = "https://cloud-agent.example/problems/csv-payl
 
 /// Adds the handler and its payload policy to a registry.
 pub fn register(builder: Builder) -> Builder {
-    builder.handler(CsvParser).hook_for(NAME, PayloadLimit { max_bytes: 64 * 1024 })
+    builder.handler(CsvParser).hook_for(NAME, PayloadLimit { max_bytes: 32 * 1024 })
 }
 
 pub static DESCRIPTOR: Descriptor = Descriptor {
@@ -90,7 +90,12 @@ fn options(input: &Value) -> Result<Options<'_>, InputError> {
         Some(Value::String(d)) if d.chars().count() == 1 && !matches!(d.as_str(), "\"" | "\r" | "\n") => {
             d.chars().next().unwrap_or(',')
         }
-        Some(_) => return Err(InputError::new("/delimiter", "delimiter must be one character other than a quote or line break")),
+        Some(_) => {
+            return Err(InputError::new(
+                "/delimiter",
+                "delimiter must be one character other than a quote or line break",
+            ));
+        }
     };
     let flag = |field: &str| match obj.get(field) {
         None => Ok(true),
@@ -127,7 +132,12 @@ fn parse_input(input: &Value) -> Result<Value, InputError> {
         if record.len() != names.len() {
             return Err(InputError::new(
                 "/csv",
-                format!("record {} has {} fields; the table has {} columns", i + first_data_line, record.len(), names.len()),
+                format!(
+                    "record {} has {} fields; the table has {} columns",
+                    i + first_data_line,
+                    record.len(),
+                    names.len()
+                ),
             ));
         }
     }
@@ -319,7 +329,8 @@ mod tests {
 
     #[test]
     fn parses_quoted_fields_and_types_columns() {
-        let csv = "name,age,score,active,note\r\n\"Smith, J\",42,3.5,true,\"said \"\"hi\"\"\nthen left\"\r\nLee,7,,false,\n";
+        let csv =
+            "name,age,score,active,note\r\n\"Smith, J\",42,3.5,true,\"said \"\"hi\"\"\nthen left\"\r\nLee,7,,false,\n";
         let out = parse_input(&json!({ "csv": csv })).unwrap();
         assert_eq!(
             out["columns"],
@@ -329,7 +340,10 @@ mod tests {
                 {"name": "note", "type": "string"}
             ])
         );
-        assert_eq!(out["rows"][0], json!({"name": "Smith, J", "age": 42, "score": 3.5, "active": true, "note": "said \"hi\"\nthen left"}));
+        assert_eq!(
+            out["rows"][0],
+            json!({"name": "Smith, J", "age": 42, "score": 3.5, "active": true, "note": "said \"hi\"\nthen left"})
+        );
         assert_eq!(out["rows"][1], json!({"name": "Lee", "age": 7, "score": null, "active": false, "note": null}));
         assert_eq!(out["row_count"], 2);
     }
@@ -347,7 +361,8 @@ mod tests {
 
     #[test]
     fn options_change_the_reading() {
-        let out = parse_input(&json!({ "csv": "1;2\n3;4", "delimiter": ";", "header": false, "infer_types": false })).unwrap();
+        let out = parse_input(&json!({ "csv": "1;2\n3;4", "delimiter": ";", "header": false, "infer_types": false }))
+            .unwrap();
         assert_eq!(out["rows"], json!([{"column_1": "1", "column_2": "2"}, {"column_1": "3", "column_2": "4"}]));
         assert_eq!(parse_input(&json!({ "csv": "a", "delimiter": "\"" })).unwrap_err().pointer, "/delimiter");
     }

@@ -15,8 +15,8 @@ use http::Method;
 use serde_json::{Map, Value, json};
 
 use super::http_input::{
-    MAX_BODY_BYTES, REQUEST_TIMEOUT, body_with_type, headers_field, headers_schema, json_body, method_field,
-    only_fields_at, refusal, send_all, url_field, url_schema, health_score,
+    MAX_BODY_BYTES, REQUEST_TIMEOUT, body_with_type, headers_field, headers_schema, health_score, json_body,
+    method_field, only_fields_at, refusal, send_all, url_field, url_schema,
 };
 use crate::input::{self, InputError};
 use crate::outbound::{Outbound, OutboundRequest, OutboundResponse};

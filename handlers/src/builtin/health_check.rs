@@ -10,14 +10,13 @@
 //! Healthy means the expected status (any 2xx when none is given; redirects are followed). The score is the
 //! share of healthy endpoints, each counted 1 up to 1 s of latency, falling linearly to 0.5 at 5 s.
 
-
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::input::{self, InputError};
 use super::http_input::{
-    REQUEST_TIMEOUT, health_score, send_all, method_field, only_fields_at, refusal, url_field, url_schema,
+    REQUEST_TIMEOUT, health_score, method_field, only_fields_at, refusal, send_all, url_field, url_schema,
 };
+use crate::input::{self, InputError};
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 
 pub const NAME: &str = "health-check";
@@ -172,8 +171,8 @@ fn endpoints(outbound: &Outbound, value: Option<&Value>) -> Result<Vec<Endpoint>
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
     use std::time::Duration;
+    use std::time::Instant;
 
     use super::*;
     use crate::outbound::Policy;

@@ -172,7 +172,6 @@ pub(super) fn health_score(results: &[(bool, u64)]) -> u64 {
     (100.0 * sum / results.len() as f64).round() as u64
 }
 
-
 /// Sends every request at once and answers each one's outcome and latency (ms), in request order. Spawned so
 /// they run in parallel; the JoinSet aborts them all if the caller is dropped.
 pub(super) async fn send_all(
@@ -200,4 +199,3 @@ pub(super) async fn send_all(
     }
     outcomes.into_iter().map(|o| o.expect("every request reported")).collect()
 }
-

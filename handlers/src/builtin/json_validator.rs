@@ -194,10 +194,7 @@ mod tests {
         ("prefixItems", include_str!("../../../tests/fixtures/json-schema-suite/prefixItems.json")),
         ("required", include_str!("../../../tests/fixtures/json-schema-suite/required.json")),
         ("type", include_str!("../../../tests/fixtures/json-schema-suite/type.json")),
-        (
-            "unevaluatedProperties",
-            include_str!("../../../tests/fixtures/json-schema-suite/unevaluatedProperties.json"),
-        ),
+        ("unevaluatedProperties", include_str!("../../../tests/fixtures/json-schema-suite/unevaluatedProperties.json")),
     ];
 
     #[test]

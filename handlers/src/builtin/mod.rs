@@ -21,28 +21,28 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
-#[cfg(feature = "echo")]
-pub mod echo;
+#[cfg(feature = "api-tester")]
+pub mod api_tester;
 #[cfg(feature = "data-transform")]
 pub mod data_transform;
-#[cfg(feature = "json-validator")]
-pub mod json_validator;
-#[cfg(feature = "text-analysis")]
-pub mod text_analysis;
-#[cfg(feature = "smart-routing")]
-pub mod smart_routing;
-#[cfg(feature = "image-metadata")]
-pub mod image_metadata;
+#[cfg(feature = "echo")]
+pub mod echo;
 #[cfg(feature = "file-processing")]
 pub mod file_processing;
 #[cfg(feature = "health-check")]
 pub mod health_check;
-#[cfg(feature = "api-tester")]
-pub mod api_tester;
-#[cfg(feature = "webhook")]
-pub mod webhook;
 #[cfg(any(feature = "webhook", feature = "health-check", feature = "api-tester"))]
 mod http_input;
+#[cfg(feature = "image-metadata")]
+pub mod image_metadata;
+#[cfg(feature = "json-validator")]
+pub mod json_validator;
+#[cfg(feature = "smart-routing")]
+pub mod smart_routing;
+#[cfg(feature = "text-analysis")]
+pub mod text_analysis;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -13,8 +13,8 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::http_input::{
-    REQUEST_TIMEOUT, RESPONSE_PREVIEW_BYTES, elapsed_ms, headers_field, headers_schema, json_body, method_field, refusal,
-    url_field, url_schema,
+    REQUEST_TIMEOUT, RESPONSE_PREVIEW_BYTES, elapsed_ms, headers_field, headers_schema, json_body, method_field,
+    refusal, url_field, url_schema,
 };
 use crate::input::{self, InputError};
 use crate::outbound::{Outbound, OutboundRequest};

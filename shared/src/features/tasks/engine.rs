@@ -18,9 +18,9 @@ use super::{TaskError, stats};
 use crate::auth::Operator;
 use crate::config::Config;
 use crate::http::Problem;
-use cloud_agent_handlers::outbound::{Outbound, Policy};
 use crate::state::{AppState, Part};
 use crate::store::{Condition, DynStore, Item, StoreError, TxOp, Update, keys, now_ms};
+use cloud_agent_handlers::outbound::{Outbound, Policy};
 
 /// What an edge (v2 or v3) asks for, parsed.
 #[derive(Debug, Clone)]
@@ -359,7 +359,7 @@ impl Engine {
     /// One attempt of a task's handler, with its hooks. A type this binary does not run is an input problem of
     /// the deployment, not a retryable one.
     async fn attempt(&self, record: &TaskRecord, input: Json) -> Result<Json, Failure> {
-        let info = self.info(record);
+        let info = Self::info(record);
         let cx = Context::new(self.outbound.clone(), info);
         match self.types().find(&record.kind) {
             Some(kind) => match kind.run(cx, input).await {
@@ -370,7 +370,7 @@ impl Engine {
         }
     }
 
-    fn info(&self, record: &TaskRecord) -> TaskInfo {
+    fn info(record: &TaskRecord) -> TaskInfo {
         TaskInfo {
             id: record.id.to_string(),
             tenant: record.tenant.clone(),
@@ -382,7 +382,7 @@ impl Engine {
     /// Tells the type's `on_error` hooks that an attempt ran out of time.
     fn timed_out(&self, record: &TaskRecord) {
         if let Some(kind) = self.types().find(&record.kind) {
-            kind.failed(&self.info(record), &Failure::TimedOut);
+            kind.failed(&Self::info(record), &Failure::TimedOut);
         }
     }
 

@@ -36,11 +36,8 @@ impl Part for TaskTypes {
 pub fn rejection_problem(rejection: &Rejection, input_pointer: &str) -> Problem {
     let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
     let mut problem = Problem::new(status, "", &rejection.title).detail(rejection.detail.clone());
-    problem.kind = if rejection.kind.contains(':') {
-        rejection.kind.clone()
-    } else {
-        format!("{PROBLEM_BASE}{}", rejection.kind)
-    };
+    problem.kind =
+        if rejection.kind.contains(':') { rejection.kind.clone() } else { format!("{PROBLEM_BASE}{}", rejection.kind) };
     problem.pointer = rejection.pointer.as_ref().map(|p| format!("{input_pointer}{p}"));
     problem
 }

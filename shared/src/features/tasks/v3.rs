@@ -107,12 +107,7 @@ pub(super) struct Draft {
 /// Checks what every edge shares: the handler, the options, the input against the handler's schema. `at` is
 /// where the task sits in the request (empty, or `/tasks/3`); `fields` name its type and input fields in this
 /// API version.
-pub(super) fn parse_task(
-    types: &Registry,
-    at: &str,
-    fields: (&str, &str),
-    draft: Draft,
-) -> Result<NewTask, ApiError> {
+pub(super) fn parse_task(types: &Registry, at: &str, fields: (&str, &str), draft: Draft) -> Result<NewTask, ApiError> {
     let Draft { kind, input, priority, webhook, idempotency_key, timeout_ms, asynchronous } = draft;
     let kind = kind.as_str();
     let task_type = types.find(kind).ok_or_else(|| {
