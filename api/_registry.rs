@@ -80,7 +80,12 @@ mod tests {
             assert_eq!(t.runs_here(), !t.descriptor().long, "{}", t.name());
         }
         // Readers link no built-in's code (plugins register as they choose).
-        assert!(reading.types().filter(cloud_agent_handlers::TaskType::runs_here).all(|t| builtin_names().all(|b| b != t.name())));
+        assert!(
+            reading
+                .types()
+                .filter(cloud_agent_handlers::TaskType::runs_here)
+                .all(|t| builtin_names().all(|b| b != t.name()))
+        );
     }
 
     fn builtin_names() -> impl Iterator<Item = &'static str> {

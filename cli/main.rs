@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cloud_agent::config::{Config, Environment, Secret, SecretString};
 use cloud_agent::features::context::UserContext;
 use cloud_agent::features::tokens::credentials::{self, AgentId};
-use cloud_agent::ids::{TaskId, UserId};
+use cloud_agent::ids::{ProgressTaskId, UserId};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
@@ -417,7 +417,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let (manager, saved) = resume(&session).await?;
             let reporter = ProgressReporter::new(&saved.url, manager.clone(), ReporterOptions::default());
             let update = ProgressUpdate {
-                task_id: TaskId::parse(&task)?.to_string(),
+                task_id: ProgressTaskId::parse(&task)?.to_string(),
                 progress,
                 status: status.into(),
                 message,

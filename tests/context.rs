@@ -224,7 +224,7 @@ async fn a_failing_store_opens_its_breaker_and_writes_answer_503_with_retry_afte
 }
 
 #[tokio::test]
-async fn agents_report_health_in_the_seed_004_shape_and_operators_list_them() {
+async fn agents_report_health_and_operators_list_them() {
     let key = ADMIN_KEY;
     let app = TestApp::builder().env("DEV_ADMIN_KEY", key).spawn().await;
     let (base, client) = (&app.address, &app.client);

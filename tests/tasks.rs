@@ -66,7 +66,7 @@ async fn both_versions_run_a_task_and_show_the_same_record(store: DynStore) {
     let read: Value = get(&app, &key, &location).await.json().await.unwrap();
     assert_eq!(read, task, "the stored record is what the creation answered");
 
-    // v2: the seed's shape over the same engine, marked deprecated with a link to v3.
+    // v2: the flat shape over the same engine, marked deprecated with a link to v3.
     let v2 = post(&app, &key, "/api/delegate", &json!({"task_type": "echo", "task_data": {"message": "hi"}})).await;
     assert_eq!(v2.status(), 200);
     assert!(v2.headers()["deprecation"].to_str().unwrap().starts_with('@'));

@@ -33,7 +33,7 @@ pub const FEATURES: &[Feature] = &[
 
 /// Every route of every feature: the one list the router, the per-route binaries, template.yaml and vercel.json
 /// are checked against (`tests/infra.rs`).
-/// (once_cell is the design card's choice for process-wide statics.)
+/// (once_cell: process-wide statics built on first use, shared by every request of the instance.)
 #[allow(clippy::non_std_lazy_statics)]
 pub static ROUTES: Lazy<Vec<RouteSpec>> = Lazy::new(|| FEATURES.iter().flat_map(|f| f.routes).copied().collect());
 

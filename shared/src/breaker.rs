@@ -2,7 +2,7 @@
 //!
 //! - Failure rate over a sliding window, count-based (last N calls) or time-based (calls in the last T), counted
 //!   only once `minimum_calls` have been seen; slow calls (over `slow_call_duration`) count towards their own
-//!   rate. The seed's simple mode — open after N consecutive failures — is also available.
+//!   rate. A simple mode — open after N consecutive failures — is also available.
 //! - OPEN rejects at once with `retry_after`; after `open_duration` (optionally growing on each re-open, capped)
 //!   the breaker goes HALF_OPEN and lets `half_open_calls` trial calls through; their success closes it, a
 //!   failure re-opens it, extra calls are rejected.
@@ -47,7 +47,7 @@ pub struct BreakerConfig {
     pub slow_call_duration: Duration,
     /// Slow-call rate (0–1) at or above which the breaker opens.
     pub slow_call_rate: f64,
-    /// Seed mode: open after this many consecutive failures, whatever the rate.
+    /// Simple mode: open after this many consecutive failures, whatever the rate.
     pub consecutive_failures: Option<usize>,
     pub open_duration: Duration,
     /// Each re-open without a close in between multiplies the open duration by this (1 = constant)...

@@ -24,12 +24,13 @@ impl UserId {
     }
 }
 
-/// A task id: 1–128 of `A-Z a-z 0-9 . _ - :`. Chosen by agents; scoped to their user in the table.
+/// The id an agent reports progress under: 1–128 of `A-Z a-z 0-9 . _ - :`. Chosen by the agent (it may be a
+/// delegated [`TaskId`] it works on, or its own label); scoped to its user in the table.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct TaskId(String);
+pub struct ProgressTaskId(String);
 
-impl TaskId {
+impl ProgressTaskId {
     pub const RULE: &'static str = "task_id must be 1-128 characters of A-Z a-z 0-9 . _ - :";
 
     pub fn parse(text: &str) -> Result<Self, InvalidId> {
@@ -41,6 +42,49 @@ impl TaskId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A delegated task's id: `t_` and a UUIDv7 in hex, so ids sort by creation time (the tenant listing relies on it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(String);
+
+impl TaskId {
+    pub const RULE: &'static str = "a task id is t_ and 32 lowercase hex digits";
+
+    pub fn generate() -> Self {
+        Self(format!("t_{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
+        let ok = text.len() == 34
+            && text.starts_with("t_")
+            && text[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok { Ok(Self(text.to_owned())) } else { Err(InvalidId(Self::RULE)) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TaskId {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TaskId> for String {
+    fn from(value: TaskId) -> Self {
+        value.0
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -109,7 +153,7 @@ macro_rules! string_id {
     )*};
 }
 
-string_id!(UserId, TaskId, BatchId, TenantId);
+string_id!(UserId, ProgressTaskId, BatchId, TenantId);
 
 /// A fresh random id (UUIDv4 without dashes): token ids, family ids, leases and generated batch ids.
 pub fn new_id() -> String {
@@ -131,12 +175,12 @@ mod tests {
 
     #[test]
     fn task_and_batch_ids_are_parsed_at_the_edge() {
-        assert!(TaskId::parse("build-42:step.1_a").is_ok());
+        assert!(ProgressTaskId::parse("build-42:step.1_a").is_ok());
         for bad in ["", "a b", "a#b", "a/b"] {
-            assert!(TaskId::parse(bad).is_err(), "{bad:?}");
+            assert!(ProgressTaskId::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(TaskId::parse(&"t".repeat(129)).is_err());
-        let parsed: Result<TaskId, _> = serde_json::from_str("\"bad id\"");
+        assert!(ProgressTaskId::parse(&"t".repeat(129)).is_err());
+        let parsed: Result<ProgressTaskId, _> = serde_json::from_str("\"bad id\"");
         assert!(parsed.unwrap_err().to_string().contains("task_id must be"));
         assert!(BatchId::parse("b-1").is_ok() && BatchId::parse("with space").is_err());
     }

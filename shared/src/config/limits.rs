@@ -61,7 +61,7 @@ impl Tier {
 
 /// The tier a key gets when none is named.
 pub const DEFAULT_TIER: &str = "standard";
-/// The seed's default: 10 delegations a minute; everything else 600.
+/// The default: 10 delegations a minute (task creation is the expensive call); everything else 600.
 const DEFAULT_TIERS: &str = "standard:600/60:10/60,premium:3000/60:100/60";
 
 #[derive(Debug, Clone)]

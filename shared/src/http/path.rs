@@ -1,5 +1,5 @@
 //! `ApiPath<T>`: the path-parameter extractor. The parameter is parsed into its domain newtype at the edge
-//! (`ApiPath<TaskId>`); one that does not parse is a 422 problem whose `pointer` names it (`/task_id`), and the
+//! (`ApiPath<ProgressTaskId>`); one that does not parse is a 422 problem whose `pointer` names it (`/task_id`), and the
 //! handler never sees a raw string.
 
 use axum::extract::{FromRequestParts, RawPathParams};
@@ -47,12 +47,12 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::ids::TaskId;
+    use crate::ids::ProgressTaskId;
 
     #[derive(Debug, serde::Deserialize)]
     struct Pair {
         user_id: crate::ids::UserId,
-        task_id: TaskId,
+        task_id: ProgressTaskId,
     }
 
     async fn call(router: Router, uri: &str) -> (u16, serde_json::Value) {
@@ -64,8 +64,10 @@ mod tests {
     }
 
     fn one() -> Router {
-        Router::new()
-            .route("/tasks/{task_id}", get(|ApiPath(task): ApiPath<TaskId>| async move { task.as_str().to_owned() }))
+        Router::new().route(
+            "/tasks/{task_id}",
+            get(|ApiPath(task): ApiPath<ProgressTaskId>| async move { task.as_str().to_owned() }),
+        )
     }
 
     fn two() -> Router {

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::http::ApiError;
 
-/// Seed-004 statuses.
+/// An agent's reported status, worst last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentStatus {

@@ -1,5 +1,5 @@
 //! Agents report their own health; operators list the latest report of every agent.
-//! The answer to a report has the seed-004 shape: `{status, agent_id, environment, health: {overall, checks,
+//! The answer to a report has the health-report shape agents already parse: `{status, agent_id, environment, health: {overall, checks,
 //! metrics, alerts}, performance: {responseTime, uptime, requestCounts, errorRate}}`.
 
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub struct Performance {
     pub error_rate: f64,
 }
 
-/// The seed-004 answer.
+/// The answer to a health report: the agent's status, its checks and its performance.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentHealth {
     pub status: AgentStatus,

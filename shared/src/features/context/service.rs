@@ -1,5 +1,5 @@
 //! The context of the user an agent works for: a stored document, cached per instance (LRU with TTL). When the
-//! store fails, a stale cached copy is served (the seed's CACHE fallback) rather than an error.
+//! store fails, a stale cached copy is served (a cache fallback) rather than an error.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

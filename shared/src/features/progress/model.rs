@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
-use crate::ids::TaskId;
+use crate::ids::ProgressTaskId;
 use crate::store::Number;
 
 /// Most updates one request may carry (more → 413).
@@ -49,7 +49,7 @@ impl TaskStatus {
 #[serde(deny_unknown_fields)]
 pub struct ProgressUpdate {
     #[schema(value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$")]
-    pub task_id: TaskId,
+    pub task_id: ProgressTaskId,
     /// 0–100 (DynamoDB stores no magnitude below 1e-130 other than 0).
     #[schema(minimum = 0, maximum = 100)]
     pub progress: f64,

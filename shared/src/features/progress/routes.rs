@@ -14,7 +14,7 @@ use crate::auth::AgentIdentity;
 use crate::config::Config;
 use crate::features::progress::{self, Claim, ItemIssue, ProgressError, Receipt, TaskProgress};
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, json};
-use crate::ids::{BatchId, TaskId};
+use crate::ids::{BatchId, ProgressTaskId};
 use crate::paging::CursorKey;
 use crate::store::BatchRetry;
 use crate::store::DynStore;
@@ -136,7 +136,7 @@ pub async fn get(
     State(store): State<DynStore>,
     State(cursors): State<Arc<CursorKey>>,
     identity: AgentIdentity,
-    ApiPath(task_id): ApiPath<TaskId>,
+    ApiPath(task_id): ApiPath<ProgressTaskId>,
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<ApiJson<TaskProgress>, ApiError> {
     let limit = params.limit.unwrap_or(20);

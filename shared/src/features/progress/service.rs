@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::model::{ItemIssue, MAX_UPDATES, Receipt, TaskProgress, Valid, coalesce};
 use super::records::{self, ReceiptRecord, TaskState};
 use crate::config::secrets::hex;
-use crate::ids::{BatchId, TaskId, UserId};
+use crate::ids::{BatchId, ProgressTaskId, UserId};
 use crate::store::{BatchRetry, DynStore, Key, StoreError, WriteOp, keys, now_epoch};
 
 /// Errors of the progress service that are not per-item.
@@ -226,7 +226,7 @@ fn short(e: &StoreError) -> &'static str {
 }
 
 /// The paging scope of a task's history: a cursor issued for one owner's task opens for nothing else.
-pub fn history_scope(owner: &UserId, task: &TaskId) -> String {
+pub fn history_scope(owner: &UserId, task: &ProgressTaskId) -> String {
     format!("progress-history:{}", task_partition(owner, task.as_str()))
 }
 
@@ -235,7 +235,7 @@ pub fn history_scope(owner: &UserId, task: &TaskId) -> String {
 pub async fn read(
     store: &DynStore,
     owner: &UserId,
-    task: &TaskId,
+    task: &ProgressTaskId,
     limit: u32,
     cursor: Option<crate::store::Cursor>,
 ) -> Result<(TaskProgress, Option<crate::store::Cursor>), ProgressError> {

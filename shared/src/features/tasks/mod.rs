@@ -5,6 +5,7 @@
 //! time.
 
 pub mod engine;
+mod intake;
 pub mod model;
 pub mod queue;
 pub mod stats;

@@ -7,48 +7,7 @@ use utoipa::ToSchema;
 
 use crate::store::{GSI1_PK, GSI1_SK, Item, Key, keys};
 
-/// A task id: `t_` and a UUIDv7 in hex, so ids sort by creation time (the tenant listing relies on it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TaskId(String);
-
-impl TaskId {
-    pub const RULE: &'static str = "a task id is t_ and 32 lowercase hex digits";
-
-    pub fn generate() -> Self {
-        Self(format!("t_{}", uuid::Uuid::now_v7().simple()))
-    }
-
-    pub fn parse(text: &str) -> Result<Self, crate::ids::InvalidId> {
-        let ok = text.len() == 34
-            && text.starts_with("t_")
-            && text[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok { Ok(Self(text.to_owned())) } else { Err(crate::ids::InvalidId(Self::RULE)) }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for TaskId {
-    type Error = crate::ids::InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<TaskId> for String {
-    fn from(value: TaskId) -> Self {
-        value.0
-    }
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::TaskId;
 
 /// Where a task is in its life. The last four are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

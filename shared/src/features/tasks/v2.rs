@@ -1,4 +1,4 @@
-//! v2, the seed's shape, kept for existing callers: `/api/delegate`, `/api/batch`, `/api/status`,
+//! v2, the first API's shape (flat fields), kept for existing callers: `/api/delegate`, `/api/batch`, `/api/status`,
 //! `/api/capabilities`, `/api/metrics`. Every answer says it is deprecated (`Deprecation`, `Sunset`) and links
 //! to its v3 successor. Each route is a view of the same engine as v3.
 
@@ -13,9 +13,9 @@ use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 use super::engine::{Engine, NewTask, Submitted};
+use super::intake::{Draft, Edge, Finished, parse_task, problem_of};
 use super::model::{Priority, Status, TaskId, TaskRecord};
 use super::stats::{self, TaskMetrics};
-use super::v3::{Draft, Finished, parse_task, problem_of};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiQuery, Problem};
 use crate::perimeter::rate_limit::Charge;
@@ -108,7 +108,7 @@ fn parse(engine: &Engine, at: &str, body: DelegateRequest) -> Result<NewTask, Ap
         timeout_ms: body.timeout_ms,
         asynchronous: body.asynchronous,
     };
-    parse_task(engine.types(), at, ("task_type", "task_data"), draft)
+    parse_task(engine.types(), Edge::V2, at, draft)
 }
 
 fn successor(record: &TaskRecord) -> (header::HeaderName, String) {

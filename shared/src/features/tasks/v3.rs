@@ -9,12 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
-use super::engine::{Engine, NewTask, Submitted};
-use cloud_agent_handlers::Registry;
-
+use super::engine::{Engine, Submitted};
+use super::intake::{Draft, Edge, Finished, parse_task, problem_of};
 use super::model::{Priority, Status, TaskId, TaskRecord};
 use crate::auth::Operator;
-use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, Problem, ToProblem};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::paging::CursorKey;
 
 /// A new task.
@@ -63,128 +62,6 @@ pub struct TaskPage {
     pub next_cursor: Option<String>,
 }
 
-/// A synchronous task that did not succeed, answered as its own problem (422 input, 502 failed, 504 timed out).
-#[derive(Debug, thiserror::Error)]
-#[error("task ended with a problem")]
-pub(super) struct Finished(pub(super) Problem);
-
-impl ToProblem for Finished {
-    fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_GATEWAY)
-    }
-
-    fn problem(&self) -> Problem {
-        self.0.clone()
-    }
-}
-
-/// The stored problem of a final task that did not succeed.
-pub(super) fn problem_of(record: &TaskRecord) -> Option<Problem> {
-    if record.status == Status::Succeeded || !record.is_final() {
-        return None;
-    }
-    let mut problem = record
-        .problem
-        .as_ref()
-        .and_then(|p| serde_json::from_value::<Problem>(p.clone()).ok())
-        .unwrap_or_else(|| Problem::for_status(StatusCode::BAD_GATEWAY));
-    problem.detail = Some(format!("task {}: {}", record.id, problem.detail.unwrap_or_default()));
-    Some(problem)
-}
-
-/// A task as an edge (v2 or v3) received it, before the shared checks.
-#[derive(Debug)]
-pub(super) struct Draft {
-    pub(super) kind: String,
-    pub(super) input: Json,
-    pub(super) priority: Option<Priority>,
-    pub(super) webhook: Option<String>,
-    pub(super) idempotency_key: Option<String>,
-    pub(super) timeout_ms: Option<u64>,
-    pub(super) asynchronous: bool,
-}
-
-/// Checks what every edge shares: the handler, the options, the input against the handler's schema. `at` is
-/// where the task sits in the request (empty, or `/tasks/3`); `fields` name its type and input fields in this
-/// API version.
-pub(super) fn parse_task(types: &Registry, at: &str, fields: (&str, &str), draft: Draft) -> Result<NewTask, ApiError> {
-    let Draft { kind, input, priority, webhook, idempotency_key, timeout_ms, asynchronous } = draft;
-    let kind = kind.as_str();
-    let task_type = types.find(kind).ok_or_else(|| {
-        ApiError::unprocessable(
-            &format!("{at}/{}", fields.0),
-            format!("unknown task type {kind:?}; this deployment runs: {}", types.names()),
-        )
-    })?;
-    let handler = task_type.descriptor();
-    if let Some(url) = &webhook {
-        check_webhook_url(url)
-            .map_err(|detail| ApiError::unprocessable(&format!("{at}/{}", webhook_field(fields)), detail))?;
-    }
-    if let Some(key) = &idempotency_key
-        && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        return Err(ApiError::unprocessable(
-            &format!("{at}/{}", idempotency_field(fields)),
-            "idempotency_key must be 1-255 visible ASCII characters",
-        ));
-    }
-    if let Some(ms) = timeout_ms
-        && !(1..=handler.limits.max_timeout_ms).contains(&ms)
-    {
-        return Err(ApiError::unprocessable(
-            &format!("{at}/{}", timeout_field(fields)),
-            format!("timeout_ms must be 1-{} for {}", handler.limits.max_timeout_ms, handler.name),
-        ));
-    }
-    let input_pointer = format!("{at}/{}", fields.1);
-    task_type.validate(&input).map_err(|e| ApiError::Unprocessable {
-        detail: e.detail,
-        pointer: Some(format!("{input_pointer}{}", e.pointer)),
-    })?;
-    Ok(NewTask {
-        handler,
-        input,
-        priority: priority.unwrap_or_default(),
-        webhook,
-        idempotency_key,
-        timeout_ms,
-        asynchronous,
-        input_pointer,
-    })
-}
-
-// v3 nests the options; v2 has them at the top.
-fn webhook_field(fields: (&str, &str)) -> &'static str {
-    if fields.0 == "type" { "options/webhook" } else { "webhook_url" }
-}
-fn idempotency_field(fields: (&str, &str)) -> &'static str {
-    if fields.0 == "type" { "options/idempotency_key" } else { "idempotency_key" }
-}
-fn timeout_field(fields: (&str, &str)) -> &'static str {
-    if fields.0 == "type" { "options/timeout_ms" } else { "timeout_ms" }
-}
-
-/// A webhook URL: http or https, with a host, at most 2048 characters. Where it points is checked at delivery,
-/// on every attempt, by the SSRF-safe client (names can resolve differently later).
-fn check_webhook_url(url: &str) -> Result<(), String> {
-    if url.len() > 2048 {
-        return Err("the webhook URL must be at most 2048 characters".into());
-    }
-    let uri: http::Uri = url.parse().map_err(|e| format!("the webhook must be an absolute http(s) URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err("the webhook must be an http:// or https:// URL".into()),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("the webhook URL needs a host".into());
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err("the webhook URL must not carry credentials (user:password@)".into());
-    }
-    Ok(())
-}
-
 fn location(id: &TaskId) -> String {
     format!("/v3/tasks/{id}")
 }
@@ -222,7 +99,7 @@ pub async fn create(
         timeout_ms: options.timeout_ms,
         asynchronous: options.asynchronous,
     };
-    let new = parse_task(engine.types(), "", ("type", "payload"), draft)?;
+    let new = parse_task(engine.types(), Edge::V3, "", draft)?;
     Ok(answer(engine.submit(&operator, new).await?))
 }
 
