@@ -3,7 +3,7 @@
 //! (median latency of a one-update POST next to `GET /health`). Run: `cargo bench --bench progress_ingest`.
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/api/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! Run: `cargo bench --bench tokens` (BENCHMARKS.md has the numbers).
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/api/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

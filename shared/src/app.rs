@@ -32,7 +32,7 @@ pub const FEATURES: &[Feature] = &[
 ];
 
 /// Every route of every feature: the one list the router, the per-route binaries, template.yaml and vercel.json
-/// are checked against (`tests/infra.rs`).
+/// are checked against (`tests/api/infra.rs`).
 /// (once_cell: process-wide statics built on first use, shared by every request of the instance.)
 #[allow(clippy::non_std_lazy_statics)]
 pub static ROUTES: Lazy<Vec<RouteSpec>> = Lazy::new(|| FEATURES.iter().flat_map(|f| f.routes).copied().collect());
@@ -84,7 +84,7 @@ const OPENAPI_FEATURE: Feature =
 
 /// The document the route serves: generated from the features' own parts, committed as `shared/openapi.json` and
 /// embedded at compile time. Serving the committed text keeps every feature's documentation (and utoipa's
-/// generator) out of the openapi function (see BENCHMARKS.md); `tests/openapi_contract.rs` fails when the committed
+/// generator) out of the openapi function (see BENCHMARKS.md); `tests/api/openapi_contract.rs` fails when the committed
 /// text differs from what the code generates, and `cloudagent openapi > shared/openapi.json` regenerates it.
 pub fn openapi_document() -> &'static str {
     include_str!("../openapi.json")

@@ -1,6 +1,6 @@
 //! The contract between the centre and the features. Each feature folder exports one [`Feature`]: its route
 //! specs (path, methods, function binary, the DynamoDB actions its function is granted, the auth it needs) and
-//! its part of the OpenAPI document. The centre ([`crate::app`]) concatenates them; `tests/infra.rs` checks
+//! its part of the OpenAPI document. The centre ([`crate::app`]) concatenates them; `tests/api/infra.rs` checks
 //! Cargo.toml, template.yaml and vercel.json against the same list.
 
 use axum::routing::MethodRouter;
@@ -79,7 +79,7 @@ pub const CREDENTIAL_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:UpdateIt
 
 impl RouteSpec {
     /// Every DynamoDB action the route's function needs: its handler's, and the perimeter's when it has one.
-    /// template.yaml grants exactly these (`tests/infra.rs`).
+    /// template.yaml grants exactly these (`tests/api/infra.rs`).
     pub fn granted_actions(&self) -> std::collections::BTreeSet<&'static str> {
         let perimeter = match self.access {
             Access::Public | Access::Scheduler => &[][..],
@@ -109,7 +109,7 @@ pub struct Feature {
 pub const UPDATE_ACTIONS: &[&str] = &["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"];
 
 /// A function that no HTTP route reaches: a queue or schedule invokes it (the task worker). Deployed by
-/// template.yaml like a route's function; `tests/infra.rs` checks it against this spec.
+/// template.yaml like a route's function; `tests/api/infra.rs` checks it against this spec.
 #[derive(Debug, Clone, Copy)]
 pub struct EventFunction {
     pub binary: &'static str,

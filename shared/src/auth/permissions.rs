@@ -99,7 +99,7 @@ impl Role {
         Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(text.trim()))
     }
 
-    /// The role's grants: the one permission table (the README prints it from here, see `tests/rbac.rs`).
+    /// The role's grants: the one permission table (the README prints it from here, see `tests/api/perimeter.rs`).
     pub fn permissions(self) -> &'static [Permission] {
         use Permission as P;
         match self {

@@ -1,6 +1,6 @@
 //! The store: one interface with exactly the operations the app needs, and two real backends —
 //! DynamoDB (production) and an embedded redb file (local runs). Both pass the same conformance suite
-//! (`tests/store_conformance.rs`).
+//! (`tests/api/store_conformance.rs`).
 //!
 //! Semantics both backends keep: an item whose `expires_at` has passed is absent for every read and
 //! every condition, whether or not the TTL reaper has removed it yet; writes are durable when they return.

@@ -1,7 +1,7 @@
 //! Operators signed in with an identity provider. The test is the provider: it serves a discovery document and a
 //! JWKS on loopback (an RSA key from the fixtures and a fresh P-256 key) and signs tokens with them.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

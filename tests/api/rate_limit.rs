@@ -4,14 +4,13 @@
 //! answer carries the RateLimit fields.
 //!
 //! Prints the figure BENCHMARKS.md reports:
-//! `CLOUD_AGENT_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:8000 cargo test --features cli --test rate_limit -- --nocapture`
+//! `CLOUD_AGENT_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:8000 cargo test --features cli --test api rate_limit -- --nocapture`
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+
+use common::process::{self, Child};
 
 use serde_json::{Value, json};
 
@@ -20,23 +19,11 @@ const LIMIT: u32 = 25;
 const WINDOW: u32 = 60;
 const REQUESTS_PER_INSTANCE: usize = 60;
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One `cloudagent serve` on the shared table; returns once it listens.
-fn serve(endpoint: &str, table: &str, dir: &std::path::Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+fn serve(endpoint: &str, table: &str, dir: &std::path::Path) -> (Child, String) {
     let tiers = format!("standard:600/60:10/60,tiny:{LIMIT}/{WINDOW}:{LIMIT}/{WINDOW}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudagent"))
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut command = process::cloudagent(dir);
+    command
         .env("RUST_LOG", "warn")
         .env("CLOUD_AGENT_STORE", "dynamodb")
         .env("DYNAMODB_ENDPOINT", endpoint)
@@ -49,23 +36,9 @@ fn serve(endpoint: &str, table: &str, dir: &std::path::Path) -> (Server, String)
         // DynamoDB Local under 120 concurrent requests on a small machine can be slower than production's 300 ms;
         // and a count the store could not make must be a refusal here, never a silent admission.
         .env("CLOUD_AGENT_PERIMETER_BUDGET_MS", "10000")
-        .env("CLOUD_AGENT_RATE_FAIL_GENERAL", "closed")
-        .args(["serve", "--port", &port.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("serving on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    // A generous deadline: a cold machine is slow to start a process.
-    rx.recv_timeout(Duration::from_mins(2)).expect("cloudagent serve did not start");
-    (Server(child), format!("http://127.0.0.1:{port}"))
+        .env("CLOUD_AGENT_RATE_FAIL_GENERAL", "closed");
+    let (server, _lines, base) = process::serve(command, &[]);
+    (server, base)
 }
 
 /// `"policy";r=3;t=42` → (r, t).

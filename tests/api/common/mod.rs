@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "cli")]
+pub mod process;
+
 use cloud_agent::store::DynStore;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 use cloud_agent::store::embedded::EmbeddedStore;

@@ -3,12 +3,12 @@
 //! in, refreshing, replaying a refresh token, presenting tampered and wrong tokens, posting progress — and then
 //! every line it wrote is searched for every secret and token it saw.
 
-mod common;
+use crate::common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
+
+use common::process;
 
 use serde_json::{Value, json};
 
@@ -17,11 +17,8 @@ const AGENT_PEPPER: &str = "staging-agent-secret-0123456789abcdef0123";
 const JWT_SECRET: &str = "staging-jwt-secret-0123456789abcdef012345";
 
 fn cloudagent(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudagent"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("APP_ENV", "staging")
+    let mut cmd = process::cloudagent(dir);
+    cmd.env("APP_ENV", "staging")
         .env("STAGING_AGENT_SECRET", AGENT_PEPPER)
         .env("STAGING_JWT_SECRET", JWT_SECRET)
         .env("STAGING_ADMIN_KEY", ADMIN_KEY)
@@ -31,15 +28,6 @@ fn cloudagent(dir: &std::path::Path) -> Command {
     cmd
 }
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_key_or_token_appears_in_any_log_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,29 +35,9 @@ async fn no_secret_key_or_token_appears_in_any_log_line() {
     let created = String::from_utf8(created.unwrap().stdout).unwrap();
     let agent_secret = created.lines().find_map(|l| l.strip_prefix("agent_secret: ")).unwrap().to_owned();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = cloudagent(dir.path())
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .args(["serve", "--port", &port.to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_mins(2);
-    while !lines.lock().unwrap().iter().any(|l| l.contains("serving on")) {
-        assert!(std::time::Instant::now() < deadline, "serve did not start: {:?}", lines.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = cloudagent(dir.path());
+    serve.env("LOG_FORMAT", "json").env("RUST_LOG", "debug");
+    let (server, lines, base) = process::serve(serve, &[]);
     let client = reqwest::Client::new();
     let mut secrets: Vec<String> = vec![ADMIN_KEY.into(), AGENT_PEPPER.into(), JWT_SECRET.into(), agent_secret.clone()];
 
@@ -143,13 +111,12 @@ async fn no_secret_key_or_token_appears_in_any_log_line() {
         secrets.push(k.rsplit_once('_').unwrap().1.to_owned());
     }
 
-    drop(server);
-    reader.join().unwrap();
-    let lines = lines.lock().unwrap();
+    server.stop();
+    let lines = lines.all();
     assert!(lines.len() > 20, "the server logged the requests: {}", lines.len());
     assert!(lines.iter().any(|l| l.contains("request served")), "JSON access lines were captured");
     let mut leaks = Vec::new();
-    for line in lines.iter() {
+    for line in &lines {
         for secret in &secrets {
             if line.contains(secret.as_str()) {
                 leaks.push(format!("{secret:.12}… in {line}"));

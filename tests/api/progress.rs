@@ -1,7 +1,6 @@
 //! Progress over HTTP on both backends: durable batched writes, idempotent replays, monotonic state, limits.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -1,8 +1,7 @@
 //! One conformance suite, run against both backends: `embedded::*` on a redb file, `dynamodb::*` on AWS's
 //! DynamoDB Local. Every test states a behaviour callers rely on; both backends must agree.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! STALE, writes answer 503 + Retry-After (nothing acknowledged); when DynamoDB is back, HALF_OPEN trial calls
 //! close the breaker and the service recovers on its own. Every wait is on a condition with a generous deadline.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! dropped after the server handled the request, requests refused before it saw them): exactly 10 000 events
 //! are stored, none twice, and every task ends in its newest state.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

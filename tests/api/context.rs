@@ -1,7 +1,6 @@
 //! The user context route: cache MISS then HIT, one loader for concurrent callers, STALE when the store fails.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //!
 //! Every request is also sent to `cloudagent serve`; status, the headers that matter and the body must agree.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead as _, BufReader};

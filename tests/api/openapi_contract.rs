@@ -3,7 +3,7 @@
 //! path and query parameters) and through a store outage, and fails when a route answers a status its operation
 //! in the document does not declare.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -155,7 +155,7 @@ fn served_document_is_the_one_the_code_generates() {
     assert!(
         generated == committed,
         "shared/openapi.json is stale (first differing line: {first_difference:?}); regenerate it with \
-         `cargo cloudagent openapi > shared/openapi.json` or CLOUD_AGENT_BLESS_OPENAPI=1 cargo test --test openapi_contract"
+         `cargo cloudagent openapi > shared/openapi.json` or CLOUD_AGENT_BLESS_OPENAPI=1 cargo test --test api openapi_contract"
     );
 }
 

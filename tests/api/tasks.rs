@@ -2,8 +2,7 @@
 //! cancellation, priority, tenant isolation, metrics aggregated in the table, a concurrent batch, deadlines, input
 //! problems, the table queue's drain, and webhooks verified by the reference Standard Webhooks library.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The SDK's token manager against a real local server with lifetimes shortened to seconds.
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 

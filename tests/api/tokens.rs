@@ -1,8 +1,7 @@
 //! Agent identity end to end: issue → refresh chains on both store backends, concurrent rotation, reuse
 //! detection, forged and misused tokens, independent verification with PyJWT, and production start-up refusal.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

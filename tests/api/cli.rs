@@ -1,23 +1,15 @@
 //! `cloudagent agent login` / `agent token` against `cloudagent serve`, as a person would try them.
 
-mod common;
+use crate::common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::process::{self, Child, Lines};
 
 fn cloudagent(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudagent"));
-    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "error");
+    let mut cmd = process::cloudagent(dir);
+    cmd.env("RUST_LOG", "error");
     cmd
 }
 
@@ -33,20 +25,13 @@ async fn login_then_token_uses_a_working_rotating_session() {
         .output()
         .unwrap();
     assert!(set.status.success(), "context set failed: {}", String::from_utf8_lossy(&set.stderr));
-    let mut child = cloudagent(dir.path())
+    let mut serve = cloudagent(dir.path());
+    serve
         .args(["serve", "--port", &port.to_string(), "--data-dir", "data"])
-        .env("DEV_AGENT_SECRET", "a-development-pepper")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _server = Server(child);
+        .env("DEV_AGENT_SECRET", "a-development-pepper");
+    let (_server, lines) = process::spawn(serve);
     // serve prints the ready-to-paste login command for its demo agent.
-    let login_line = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains("agent login"))
-        .expect("serve prints the demo agent's login command");
+    let login_line = lines.wait_for(Duration::from_mins(2), |l| l.contains("agent login"));
     let args: Vec<String> = login_line.split_whitespace().skip(1).map(str::to_owned).collect();
     let login = cloudagent(dir.path()).args(&args).output().unwrap();
     assert!(login.status.success(), "login failed: {}", String::from_utf8_lossy(&login.stderr));
@@ -117,8 +102,8 @@ async fn login_then_token_uses_a_working_rotating_session() {
 
 /// A running `cloudagent serve` whose stderr lines are collected as they come.
 struct Running {
-    _server: Server,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _server: Child,
+    lines: Lines,
     base: String,
 }
 
@@ -128,37 +113,17 @@ impl Running {
     }
 
     fn start_with(dir: &std::path::Path, envs: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = cloudagent(dir)
-            .args(["serve", "--port", &port.to_string(), "--data-dir", "data"])
-            .envs(envs.iter().copied())
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let running = Self { _server: Server(child), lines, base: format!("http://127.0.0.1:{port}") };
+        let mut command = cloudagent(dir);
+        command.envs(envs.iter().copied()).env("RUST_LOG", "info");
+        let (server, lines, base) = process::serve(command, &["--data-dir", "data"]);
+        let running = Self { _server: server, lines, base };
         running.wait_for_line(|l| l.contains("agent login"));
         running
     }
 
     /// The first line matching `pred`, waiting for it (generous deadline: a cold machine is slow).
     fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_mins(1);
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            assert!(std::time::Instant::now() < deadline, "no such line in: {:#?}", self.lines.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.lines.wait_for(Duration::from_mins(1), pred)
     }
 
     fn demo_secret(&self) -> String {

@@ -1,8 +1,7 @@
 //! The operator perimeter: API keys (create, use, list, rotate, revoke), roles enforced on every route from the
 //! one permission table, and the audit trail every authenticated request leaves.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

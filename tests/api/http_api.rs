@@ -1,6 +1,6 @@
 //! The router in-process: health, request ids, and every error path rendered as problem+json.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

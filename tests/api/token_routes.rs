@@ -1,7 +1,7 @@
 //! The token routes over HTTP: JSON and OAuth form bodies, HTTP Basic, and every failure as problem+json with
 //! the OAuth error code and the right `WWW-Authenticate` challenge.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use cloud_agent::features::tokens::credentials::{self, AgentId};
