@@ -62,8 +62,15 @@ pub fn run_function_with(routes: &[RouteSpec], provide: impl FnOnce(AppState) ->
         let router = router(state, routes, Paths::WithFunctionPaths);
         let outcome = match platform {
             Platform::Vercel => {
-                let service =
+                let inner =
                     tower::ServiceBuilder::new().layer(vercel_runtime::axum::VercelLayer::new()).service(router);
+                // The layer drops Vercel's per-request state; handlers reach its `waitUntil` through this extension.
+                let service = tower::service_fn(
+                    move |(state, mut request): (vercel_runtime::AppState, vercel_runtime::Request)| {
+                        request.extensions_mut().insert(AfterResponse(state.clone()));
+                        tower::ServiceExt::oneshot(inner.clone(), (state, request))
+                    },
+                );
                 vercel_runtime::run(service).await.map_err(|e| e.to_string())
             }
             _ => lambda_http::run(router).await.map_err(|e| e.to_string()),
@@ -76,6 +83,25 @@ pub fn run_function_with(routes: &[RouteSpec], provide: impl FnOnce(AppState) ->
             }
         }
     })
+}
+
+/// Work the platform runs after the response is sent, keeping the invocation open for it: Vercel's `waitUntil`
+/// (bounded by the function's `maxDuration`). A request extension present only on Vercel: Lambda freezes an
+/// instance once it has answered, and the local server has its own worker.
+#[derive(Clone)]
+pub struct AfterResponse(vercel_runtime::AppState);
+
+impl std::fmt::Debug for AfterResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterResponse")
+    }
+}
+
+impl AfterResponse {
+    /// Runs `work` after the response; the caller bounds how long it takes.
+    pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.wait_until(work);
+    }
 }
 
 /// The instance's state from the environment's configuration (and the store's warm-up on DynamoDB).

@@ -415,3 +415,35 @@ fn the_static_output_check_catches_a_published_source_tree() {
     assert!(published.iter().any(|f| is_source(f)));
     assert!(!published.contains(&"api/health.rs".to_owned()), "api/ is functions, not static files");
 }
+
+// ---------------------------------------------------------------- Vercel crons on any plan
+
+/// Why a cron schedule would make a Hobby deployment fail ("Hobby accounts are limited to daily cron jobs"):
+/// it may fire more than once a day unless its minute and hour are each one fixed number.
+fn hobby_refuses(schedule: &str) -> Option<String> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Some(format!("{schedule:?} is not a five-field cron expression"));
+    }
+    let fixed = |field: &str, max: u32| field.parse::<u32>().is_ok_and(|n| n <= max);
+    if !fixed(fields[0], 59) || !fixed(fields[1], 23) {
+        return Some(format!("{schedule:?} runs more than once a day, which Hobby plans refuse"));
+    }
+    None
+}
+
+#[test]
+fn vercel_crons_deploy_on_a_hobby_plan() {
+    let vercel: Json = serde_json::from_str(&read("vercel.json")).unwrap();
+    let crons = vercel["crons"].as_array().cloned().unwrap_or_default();
+    assert!(!crons.is_empty(), "the daily drain is the safety net for queued work");
+    for cron in crons {
+        let schedule = cron["schedule"].as_str().unwrap();
+        assert_eq!(hobby_refuses(schedule), None, "{cron}");
+    }
+    // The check itself refuses what Vercel refuses.
+    for refused in ["* * * * *", "*/5 * * * *", "0 * * * *", "0 */6 * * *", "0,30 4 * * *", "0 4-5 * * *"] {
+        assert!(hobby_refuses(refused).is_some(), "{refused}");
+    }
+    assert_eq!(hobby_refuses("0 0 * * 1"), None);
+}

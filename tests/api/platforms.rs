@@ -965,3 +965,31 @@ async fn queued_tasks_run_through_sqs_and_poison_reaches_the_dead_letter_queue()
     assert!(bodies.iter().any(|b| b == "{not json"), "{bodies:?}");
     assert!(worker.proc.0.try_wait().unwrap().is_none(), "the worker stays up between batches");
 }
+
+/// Queued work on Vercel without a per-minute cron (which Hobby plans refuse): the function that queued a task
+/// runs it after its response (`waitUntil`), before it tells Vercel the invocation has ended. No drain is called;
+/// the listing served by the same function then shows the task finished. (With the after-response drain off,
+/// the task is still queued at that point.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_finishes_on_vercel_without_a_cron() {
+    const ADMIN: &str = "admin-key-0123456789abcdef0123456789";
+    let mut vercel = start_vercel_with("tasks", &[("DEV_ADMIN_KEY", ADMIN)]);
+    let mut create = with_body(
+        call("POST", "/v3/tasks", "queue-1"),
+        r#"{"type": "echo", "payload": {"message": "later"}, "options": {"async": true}}"#,
+    );
+    create.headers.push(("authorization", "Bearer admin-key-0123456789abcdef0123456789"));
+    // `call` waits for the invocation's end message: it comes once the work after the response has settled.
+    let queued = vercel.call(&create).await;
+    assert_eq!(queued.status, 202, "{:?}", queued.body);
+    assert_eq!(queued.body["status"], "queued");
+    let id = queued.body["id"].as_str().unwrap().to_owned();
+
+    let mut list = call("GET", "/v3/tasks", "queue-2");
+    list.headers.push(("authorization", "Bearer admin-key-0123456789abcdef0123456789"));
+    let listed = vercel.call(&list).await;
+    let task = listed.body["tasks"].as_array().unwrap().iter().find(|t| t["id"] == id.as_str()).cloned();
+    let task = task.expect("the task is listed");
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"]["message"], "later");
+}

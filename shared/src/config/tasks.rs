@@ -31,6 +31,10 @@ pub struct TaskSettings {
     pub cron_secret: Option<SecretString>,
     /// How long one drain may run (the scheduled function's own limit, less a margin).
     pub drain_budget: Duration,
+    /// On Vercel, how long a function that queued work may go on draining due work after its response
+    /// (`waitUntil`), so queued tasks run without a per-minute cron (which Hobby plans refuse). Zero turns it off.
+    /// Keep the response time plus this under the function's `maxDuration`.
+    pub after_response_drain: Duration,
     /// The most queued tasks one tenant may have unfinished at once; more is refused (429).
     pub queued_cap: u32,
 }
@@ -84,6 +88,12 @@ impl TaskSettings {
                 "CLOUD_AGENT_DRAIN_BUDGET_MS",
                 50_000,
                 1_000..=900_000,
+            )?),
+            after_response_drain: Duration::from_millis(parse_number(
+                env,
+                "CLOUD_AGENT_AFTER_RESPONSE_DRAIN_MS",
+                4_000,
+                0..=600_000,
             )?),
         })
     }

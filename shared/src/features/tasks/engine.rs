@@ -593,6 +593,35 @@ impl Engine {
 
     /// Processes one piece of queued work. `delivery` counts how often the queue has handed it out (SQS's
     /// ApproximateReceiveCount; the table queue's own count).
+    /// Whether this binary can do `work`: a run of a type whose code it links, or a webhook delivery. A task
+    /// already gone or final counts as doable (there is nothing left but to remove the item).
+    pub async fn can_do(&self, work: &Work) -> Result<bool, TaskError> {
+        if work.kind == WorkKind::Deliver {
+            return Ok(true);
+        }
+        let key = keys::job(&work.tenant, &work.task);
+        let Some(record) = self.store.get(&key).await?.as_ref().and_then(TaskRecord::from_item) else {
+            return Ok(true);
+        };
+        Ok(record.is_final() || self.types().find(&record.kind).is_some_and(|t| t.runs_here()))
+    }
+
+    /// After a response that queued work on the table (Vercel), drains due work this binary can run, for at most
+    /// the configured time: queued tasks run without waiting for a scheduled drain. Nothing happens on SQS (the
+    /// queue triggers the worker), on Lambda and locally (no `AfterResponse`), or with a zero budget.
+    pub fn drain_after_response(self: &Arc<Self>, after: Option<&crate::runtime::AfterResponse>) {
+        let budget = self.config.tasks.after_response_drain;
+        let Some(after) = after else { return };
+        if budget.is_zero() || self.config.tasks.queue != crate::config::tasks::QueueSettings::Table {
+            return;
+        }
+        let engine = self.clone();
+        after.spawn(async move {
+            let report = super::worker::drain_here(&engine, budget).await;
+            tracing::debug!(?report, "drained due work after the response");
+        });
+    }
+
     pub async fn process(&self, work: &Work, delivery: u32) -> Result<Outcome, TaskError> {
         match work.kind {
             WorkKind::Run => self.run_queued(work, delivery).await,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -19,6 +20,7 @@ use super::stats::{self, TaskMetrics};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiQuery, Problem};
 use crate::perimeter::rate_limit::Charge;
+use crate::runtime::AfterResponse;
 
 /// When v2 was deprecated (RFC 9745 `Deprecation: @<epoch>`): 2026-12-01.
 const DEPRECATED_AT: &str = "@1796083200";
@@ -136,11 +138,15 @@ fn successor(record: &TaskRecord) -> (header::HeaderName, String) {
 pub async fn delegate(
     State(engine): State<Arc<Engine>>,
     operator: Operator,
+    after: Option<Extension<AfterResponse>>,
     ApiJson(body): ApiJson<DelegateRequest>,
 ) -> Result<Response, ApiError> {
     let new = parse(&engine, "", body)?;
     let (status, record) = match engine.submit(&operator, new).await? {
-        Submitted::Queued(r) => (StatusCode::ACCEPTED, r),
+        Submitted::Queued(r) => {
+            engine.drain_after_response(after.as_deref());
+            (StatusCode::ACCEPTED, r)
+        }
         Submitted::Existing(r) => (StatusCode::OK, r),
         Submitted::Ran(r) => match problem_of(&r) {
             Some(problem) => {
@@ -204,6 +210,7 @@ pub async fn batch(
     State(engine): State<Arc<Engine>>,
     operator: Operator,
     charge: Charge,
+    after: Option<Extension<AfterResponse>>,
     ApiJson(body): ApiJson<BatchRequest>,
 ) -> Result<ApiJson<BatchResponse>, ApiError> {
     if body.tasks.is_empty() || body.tasks.len() > MAX_BATCH {
@@ -257,6 +264,9 @@ pub async fn batch(
             })
         })
         .collect();
+    if results.iter().any(|r| r.task.as_ref().is_some_and(|t| t.status == Status::Queued)) {
+        engine.drain_after_response(after.as_deref());
+    }
     let succeeded = results.iter().filter(|r| r.success).count();
     Ok(ApiJson(BatchResponse {
         failed: results.len() - succeeded,

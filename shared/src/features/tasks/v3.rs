@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
@@ -15,6 +16,7 @@ use super::model::{Priority, Status, TaskId, TaskRecord};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::paging::CursorKey;
+use crate::runtime::AfterResponse;
 
 /// A new task.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,6 +89,7 @@ fn location(id: &TaskId) -> String {
 pub async fn create(
     State(engine): State<Arc<Engine>>,
     operator: Operator,
+    after: Option<Extension<AfterResponse>>,
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
     let options = body.options;
@@ -100,7 +103,11 @@ pub async fn create(
         asynchronous: options.asynchronous,
     };
     let new = parse_task(engine.types(), Edge::V3, "", draft)?;
-    Ok(answer(engine.submit(&operator, new).await?))
+    let submitted = engine.submit(&operator, new).await?;
+    if matches!(submitted, Submitted::Queued(_)) {
+        engine.drain_after_response(after.as_deref());
+    }
+    Ok(answer(submitted))
 }
 
 fn answer(submitted: Submitted) -> Response {

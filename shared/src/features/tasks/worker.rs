@@ -109,8 +109,19 @@ async fn fair_page(engine: &Engine, rank: u8) -> Result<Vec<Item>, StoreError> {
 /// Works through due work, high priority first, until none is due or `budget` is spent. Within a priority, work
 /// is taken round-robin across tenants.
 pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
+    drain_scoped(engine, budget, false).await
+}
+
+/// [`drain`], leaving alone the work this binary cannot do (task types it does not link): for a function that
+/// drains after its response. Skipped work is untouched (not leased, not counted) for a drain that can do it.
+pub async fn drain_here(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
+    drain_scoped(engine, budget, true).await
+}
+
+async fn drain_scoped(engine: &Arc<Engine>, budget: Duration, only_here: bool) -> DrainReport {
     let deadline = tokio::time::Instant::now() + budget;
     let mut report = DrainReport::default();
+    let mut skipped = std::collections::HashSet::new();
     'passes: loop {
         for priority in Priority::ALL {
             if tokio::time::Instant::now() >= deadline {
@@ -125,6 +136,20 @@ pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
                     break 'passes;
                 }
             };
+            let mut items: Vec<Item> =
+                items.into_iter().filter(|i| i.key().is_none_or(|k| !skipped.contains(&k))).collect();
+            if only_here {
+                let mut doable = Vec::with_capacity(items.len());
+                for item in items {
+                    match Work::from_item(&item) {
+                        Some(work) if !engine.can_do(&work).await.unwrap_or(false) => {
+                            skipped.extend(item.key());
+                        }
+                        _ => doable.push(item),
+                    }
+                }
+                items = doable;
+            }
             if items.is_empty() {
                 continue;
             }
