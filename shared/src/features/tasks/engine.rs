@@ -165,6 +165,10 @@ impl Engine {
         self.types.registry()
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub async fn queue(&self) -> &Arc<dyn Queue> {
         self.queue.get_or_init(|| queue::open(&self.config.tasks.queue, self.store.clone())).await
     }
@@ -604,22 +608,6 @@ impl Engine {
             return Ok(true);
         };
         Ok(record.is_final() || self.types().find(&record.kind).is_some_and(|t| t.runs_here()))
-    }
-
-    /// After a response that queued work on the table (Vercel), drains due work this binary can run, for at most
-    /// the configured time: queued tasks run without waiting for a scheduled drain. Nothing happens on SQS (the
-    /// queue triggers the worker), on Lambda and locally (no `AfterResponse`), or with a zero budget.
-    pub fn drain_after_response(self: &Arc<Self>, after: Option<&crate::runtime::AfterResponse>) {
-        let budget = self.config.tasks.after_response_drain;
-        let Some(after) = after else { return };
-        if budget.is_zero() || self.config.tasks.queue != crate::config::tasks::QueueSettings::Table {
-            return;
-        }
-        let engine = self.clone();
-        after.spawn(async move {
-            let report = super::worker::drain_here(&engine, budget).await;
-            tracing::debug!(?report, "drained due work after the response");
-        });
     }
 
     pub async fn process(&self, work: &Work, delivery: u32) -> Result<Outcome, TaskError> {

@@ -144,7 +144,7 @@ pub async fn delegate(
     let new = parse(&engine, "", body)?;
     let (status, record) = match engine.submit(&operator, new).await? {
         Submitted::Queued(r) => {
-            engine.drain_after_response(after.as_deref());
+            super::worker::drain_after_response(&engine, after.as_deref());
             (StatusCode::ACCEPTED, r)
         }
         Submitted::Existing(r) => (StatusCode::OK, r),
@@ -265,7 +265,7 @@ pub async fn batch(
         })
         .collect();
     if results.iter().any(|r| r.task.as_ref().is_some_and(|t| t.status == Status::Queued)) {
-        engine.drain_after_response(after.as_deref());
+        super::worker::drain_after_response(&engine, after.as_deref());
     }
     let succeeded = results.iter().filter(|r| r.success).count();
     Ok(ApiJson(BatchResponse {

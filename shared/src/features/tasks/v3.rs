@@ -105,7 +105,7 @@ pub async fn create(
     let new = parse_task(engine.types(), Edge::V3, "", draft)?;
     let submitted = engine.submit(&operator, new).await?;
     if matches!(submitted, Submitted::Queued(_)) {
-        engine.drain_after_response(after.as_deref());
+        super::worker::drain_after_response(&engine, after.as_deref());
     }
     Ok(answer(submitted))
 }

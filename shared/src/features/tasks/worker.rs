@@ -118,6 +118,22 @@ pub async fn drain_here(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
     drain_scoped(engine, budget, true).await
 }
 
+/// After a response that queued work on the table (Vercel), drains due work this binary can run, for at most
+/// the configured time: queued tasks run without waiting for a scheduled drain. Nothing happens on SQS (the
+/// queue triggers the worker), on Lambda and locally (no `AfterResponse`), or with a zero budget.
+pub fn drain_after_response(engine: &Arc<Engine>, after: Option<&crate::runtime::AfterResponse>) {
+    let budget = engine.config().tasks.after_response_drain;
+    let Some(after) = after else { return };
+    if budget.is_zero() || engine.config().tasks.queue != crate::config::tasks::QueueSettings::Table {
+        return;
+    }
+    let engine = engine.clone();
+    after.spawn(async move {
+        let report = drain_here(&engine, budget).await;
+        tracing::debug!(?report, "drained due work after the response");
+    });
+}
+
 async fn drain_scoped(engine: &Arc<Engine>, budget: Duration, only_here: bool) -> DrainReport {
     let deadline = tokio::time::Instant::now() + budget;
     let mut report = DrainReport::default();
