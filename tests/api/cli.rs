@@ -303,9 +303,9 @@ async fn delegate_batch_and_tasks_work_against_a_running_server() {
     let got = json(run(&["tasks", "get", ran["id"].as_str().unwrap()]));
     assert_eq!(got["id"], ran["id"]);
     let caps = json(run(&["tasks", "capabilities"]));
-    // The ten built-ins and the example plugin this build registers, with its hook.
+    // The eleven built-ins and the example plugin this build registers, with its hook.
     let names: Vec<&str> = caps["handlers"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     assert!(names.contains(&"echo") && names.contains(&"api-tester"), "{names:?}");
     let csv = caps["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "csv-parser").expect("the plugin");
     assert_eq!(csv["hooks"], serde_json::json!(["payload-limit"]));

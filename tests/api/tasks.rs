@@ -691,6 +691,7 @@ async fn a_type_this_function_does_not_run_is_queued_for_the_worker(store: DynSt
 }
 
 on_both_backends!(
+    inference_answers_and_falls_back_when_the_model_fails,
     a_type_this_function_does_not_run_is_queued_for_the_worker,
     a_rotating_key_signs_with_both_secrets,
     both_versions_run_a_task_and_show_the_same_record,
@@ -806,4 +807,99 @@ mod plugin {
     }
 
     on_both_backends!(a_plugin_task_type_runs_everywhere_and_its_hook_refuses);
+}
+
+/// The inference handler against a local stand-in that speaks the OpenAI chat-completions protocol: answers come
+/// through both API versions; when the model fails, a cached answer to the same prompt stands in, and once its
+/// breaker is open a new prompt fails at once with 503 `model-unavailable`.
+async fn inference_answers_and_falls_back_when_the_model_fails(store: DynStore) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    use cloud_agent_handlers::builtin::{self, inference::Settings};
+
+    let status = Arc::new(AtomicU16::new(200));
+    let calls = Arc::new(Mutex::new(0_u32));
+    let model = {
+        let (status, calls) = (status.clone(), calls.clone());
+        axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (status, calls) = (status.clone(), calls.clone());
+                async move {
+                    *calls.lock().unwrap() += 1;
+                    let code = status.load(Ordering::SeqCst);
+                    let prompt = body["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+                    let answer = json!({
+                        "model": body["model"],
+                        "choices": [{"message": {"role": "assistant", "content": format!("re: {}", prompt["content"].as_str().unwrap_or(""))}, "finish_reason": "stop"}],
+                        "usage": {"total_tokens": 3}
+                    });
+                    (http::StatusCode::from_u16(code).unwrap(), axum::Json(answer))
+                }
+            }),
+        )
+    };
+    let base = common::serve_router(model).await;
+    let settings = Settings { url: Some(format!("{base}/v1")), model: "stand-in".into(), api_key: Some("sk-x".into()) };
+    let types = cloud_agent_handlers::Registry::builder().handler(builtin::inference(settings)).build().unwrap();
+    // The model's default deadline (20 s) queues a task; these ask for one that runs in the request.
+    let app = TestApp::builder().envs(&ROOMY).store(store).types(types).spawn().await;
+    let (key, _) = operator_key(&app, "acme").await;
+
+    let v3 = post(
+        &app,
+        &key,
+        "/v3/tasks",
+        &json!({"type": "inference", "payload": {"prompt": "hello"}, "options": {"timeout_ms": 6000}}),
+    )
+    .await;
+    assert_eq!(v3.status(), 201);
+    let task: Value = v3.json().await.unwrap();
+    assert_eq!(
+        (task["result"]["text"].as_str(), task["result"]["source"].as_str()),
+        (Some("re: hello"), Some("model"))
+    );
+    let v2 = post(
+        &app,
+        &key,
+        "/api/delegate",
+        &json!({"task_type": "inference", "task_data": {"prompt": "hi"}, "timeout_ms": 6000}),
+    )
+    .await;
+    let delegated: Value = v2.json().await.unwrap();
+    assert_eq!(delegated["result"]["text"], "re: hi", "{delegated}");
+
+    status.store(502, Ordering::SeqCst);
+    let cached = post(
+        &app,
+        &key,
+        "/v3/tasks",
+        &json!({"type": "inference", "payload": {"prompt": "hello"}, "options": {"timeout_ms": 6000}}),
+    )
+    .await;
+    let cached: Value = cached.json().await.unwrap();
+    assert_eq!(
+        (cached["result"]["text"].as_str(), cached["result"]["source"].as_str()),
+        (Some("re: hello"), Some("cache"))
+    );
+    // A new prompt: retried while the breaker is closed, then refused once it opens.
+    let failed = post(
+        &app,
+        &key,
+        "/v3/tasks",
+        &json!({"type": "inference", "payload": {"prompt": "new"}, "options": {"timeout_ms": 6000}}),
+    )
+    .await;
+    let problem = assert_problem(failed, 503, Some("model-unavailable")).await;
+    assert!(problem["detail"].as_str().unwrap().contains("circuit breaker is now open"), "{problem}");
+    let before = *calls.lock().unwrap();
+    let refused = post(
+        &app,
+        &key,
+        "/v3/tasks",
+        &json!({"type": "inference", "payload": {"prompt": "newer"}, "options": {"timeout_ms": 6000}}),
+    )
+    .await;
+    assert_problem(refused, 503, Some("model-unavailable")).await;
+    assert_eq!(*calls.lock().unwrap(), before, "an open breaker makes no call");
 }

@@ -16,7 +16,8 @@
         feature = "file-processing",
         feature = "health-check",
         feature = "api-tester",
-        feature = "webhook"
+        feature = "webhook",
+        feature = "inference"
     )),
     allow(dead_code, unused_imports, unused_macros)
 )]
@@ -35,6 +36,8 @@ pub mod health_check;
 mod http_input;
 #[cfg(feature = "image-metadata")]
 pub mod image_metadata;
+#[cfg(feature = "inference")]
+pub mod inference;
 #[cfg(feature = "json-validator")]
 pub mod json_validator;
 #[cfg(feature = "smart-routing")]
@@ -222,6 +225,52 @@ pub static WEBHOOK: Descriptor = Descriptor {
     failures: FAILURES,
 };
 
+/// The `inference` task type.
+#[cfg(feature = "inference")]
+pub static INFERENCE: Descriptor = Descriptor {
+    name: inference::NAME,
+    description: inference::DESCRIPTION,
+    input_schema: inference::input_schema,
+    long: false,
+    limits: Limits { default_timeout_ms: 20_000, max_timeout_ms: 120_000 },
+    failures: &[
+        INPUT_FAILURE,
+        TRANSIENT_FAILURE,
+        crate::contract::FailureKind {
+            kind: "model-unavailable",
+            retryable: false,
+            when: "no model is configured, its credentials are refused, or it keeps failing (circuit breaker open) \
+                   with no cached answer to the same request",
+        },
+        crate::contract::FailureKind {
+            kind: "model-refused",
+            retryable: false,
+            when: "the model refused the request (a 4xx: too long for its context, an unknown option)",
+        },
+    ],
+};
+
+/// The inference handler with its settings (tests and deployments that configure it in code).
+#[cfg(feature = "inference")]
+pub fn inference(settings: inference::Settings) -> impl Handler {
+    InferenceHandler(inference::Inference::new(settings))
+}
+
+#[cfg(feature = "inference")]
+struct InferenceHandler(inference::Inference);
+
+#[cfg(feature = "inference")]
+#[async_trait::async_trait]
+impl Handler for InferenceHandler {
+    fn descriptor(&self) -> &'static Descriptor {
+        &INFERENCE
+    }
+
+    async fn run(&self, cx: &Context, input: Value) -> Result<Value, Failure> {
+        self.0.run(cx, &input).await
+    }
+}
+
 /// Every built-in compiled in, runnable here (the worker, the drain, `cloudagent serve`).
 pub fn register(builder: Builder) -> Builder {
     let builder = short(builder);
@@ -262,6 +311,8 @@ pub fn describe(builder: Builder) -> Builder {
     let builder = builder.describe(&API_TESTER);
     #[cfg(feature = "webhook")]
     let builder = builder.describe(&WEBHOOK);
+    #[cfg(feature = "inference")]
+    let builder = builder.describe(&INFERENCE);
     builder
 }
 
@@ -285,5 +336,7 @@ fn short(builder: Builder) -> Builder {
     let builder = builder.handler(Builtin { descriptor: &HEALTH_CHECK, run: outbound!(health_check) });
     #[cfg(feature = "webhook")]
     let builder = builder.handler(Builtin { descriptor: &WEBHOOK, run: outbound!(webhook) });
+    #[cfg(feature = "inference")]
+    let builder = builder.handler(inference(inference::Settings::from_env()));
     builder
 }

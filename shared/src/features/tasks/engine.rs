@@ -95,7 +95,13 @@ impl Part for Engine {
         let config = state.config();
         Self {
             store: state.store().clone(),
-            outbound: Outbound::new(Policy { allow_loopback: config.tasks.allow_loopback, ..Policy::default() }),
+            // A minute at most per request: a model's answer takes that long; handlers that call faster services
+            // (webhook, health-check, api-tester: 5 s; webhook delivery: 15 s) ask for less.
+            outbound: Outbound::new(Policy {
+                allow_loopback: config.tasks.allow_loopback,
+                timeout: Duration::from_mins(1),
+                ..Policy::default()
+            }),
             secrets: WebhookSecrets::derive(&config.secrets.agent),
             types: state.part::<TaskTypes>(),
             config: Arc::new(config.clone()),
