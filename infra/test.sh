@@ -77,7 +77,8 @@ step "cargo test"
 mkdir -p infra/.run
 set +e
 # --no-fail-fast: every test binary runs even when one fails, so a red run shows everything that is red.
-cargo test --workspace --all-targets --all-features --locked --no-fail-fast 2>&1 | tee infra/.run/test.log
+# Explicit targets rather than --all-targets, which would link an empty test harness for every function binary.
+cargo test --workspace --all-features --locked --lib --tests --benches --examples --bin cloudagent --no-fail-fast 2>&1 | tee infra/.run/test.log
 status=${PIPESTATUS[0]}
 set -e
 # One closing line with the totals of every test binary (cargo prints one "test result" line per binary).
