@@ -80,9 +80,10 @@ fn location(id: &TaskId) -> String {
         (status = 202, body = TaskRecord, description = "Queued; poll Location or wait for the webhook"),
         (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "Another request with the same idempotency key is being processed (idempotency-in-progress), or a concurrent change (write-conflict); retry after Retry-After"),
         (status = 429, body = crate::http::Problem, content_type = "application/problem+json", description = "Over the delegation quota (rate-limited), or the tenant already has its cap of queued tasks unfinished (queue-full); see Retry-After"),
-        (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "A queued task's input is over 256 KiB"),
+        (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "A queued task's input is over 256 KiB, or a hook's size policy refused it (the hook's own problem type)"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Unknown type, bad options, an input the handler refuses (`pointer` names the field), or an idempotency key reused with another input"),
         (status = 502, body = crate::http::Problem, content_type = "application/problem+json", description = "The task failed after its attempts (task-failed)"),
+        (status = 503, body = crate::http::Problem, content_type = "application/problem+json", description = "Datastore unavailable or the request budget ran out (see Retry-After); or the task's type depends on a service that is unavailable (model-unavailable: no model configured, or its circuit breaker open with no cached answer)"),
         (status = 504, body = crate::http::Problem, content_type = "application/problem+json", description = "The task ran past its deadline and was stopped (task-timed-out)"),
     )
 )]
