@@ -88,6 +88,18 @@ mod tests {
         );
     }
 
+    /// Schemas compile lazily (at a type's first task); a broken one would refuse every input, so each is compiled
+    /// here, built-ins and plugins alike.
+    #[test]
+    fn every_published_schema_compiles() {
+        let all = everything();
+        for t in all.types() {
+            if let Err(e) = t.validate(&serde_json::json!({})) {
+                assert!(!e.detail.contains("does not compile"), "{}: {}", t.name(), e.detail);
+            }
+        }
+    }
+
     fn builtin_names() -> impl Iterator<Item = &'static str> {
         let builtins = builtin::describe(Registry::builder()).build().expect("the built-ins register");
         builtins.types().map(|t| t.name()).collect::<Vec<_>>().into_iter()

@@ -144,17 +144,25 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Runs one attempt. The input has passed the descriptor's schema; the handler still checks what a schema
     /// cannot say. CPU-heavy work belongs on the blocking pool ([`blocking`]) so the task's deadline can fire.
+    /// Plugins are trusted code linked into the functions: the outbound client in the [`Context`] is the one that
+    /// enforces the SSRF policy, and a handler should make every request through it.
     async fn run(&self, cx: &Context, input: Value) -> Result<Value, Failure>;
 }
 
-/// Runs CPU work on the blocking pool: the caller's deadline can still fire, and a panic is a failed attempt
-/// rather than a lost worker thread.
+/// Runs CPU work on the blocking pool: the caller's deadline can still fire (the work itself runs to its end, so
+/// bound it by its input's limits), and a panic fails the task rather than a worker thread.
 pub async fn blocking<F>(work: F) -> Result<Value, Failure>
 where
     F: FnOnce() -> Result<Value, Failure> + Send + 'static,
 {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        Err(e) => Err(Failure::Transient(format!("the handler stopped: {e}"))),
+        Err(e) => Err(Failure::Rejected(Rejection::new(
+            500,
+            "handler-failed",
+            "Handler failed",
+            "the handler failed unexpectedly; the task was not completed",
+        )))
+        .inspect_err(|_| tracing::error!(error = %e, "a task handler panicked on the blocking pool")),
     }
 }

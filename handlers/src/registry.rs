@@ -240,15 +240,16 @@ impl<'r> TaskType<'r> {
         Ok(())
     }
 
-    /// One attempt: the handler on its own task (a panic is a failed attempt, and dropping the future stops it),
-    /// then `after` or `on_error` hooks. `None` if this binary does not run the type.
+    /// One attempt: the handler on its own task (a panic fails the task, and dropping the future stops the
+    /// handler at its next await; CPU work it put on the blocking pool finishes on its own), then `after` or
+    /// `on_error` hooks. `None` if this binary does not run the type.
     pub async fn run(&self, cx: Context, input: Value) -> Option<Result<Value, Failure>> {
         let handler = self.entry.handler.clone()?;
         let task = cx.task().clone();
         let running = AbortOnDrop(tokio::spawn(async move { handler.run(&cx, input).await }));
         let outcome = match running.join().await {
             Ok(outcome) => outcome,
-            Err(e) => Err(Failure::Transient(format!("the handler stopped: {e}"))),
+            Err(e) => Err(stopped(&task, &e)),
         };
         Some(match outcome {
             Ok(mut result) => {
@@ -276,7 +277,20 @@ impl<'r> TaskType<'r> {
     }
 }
 
-/// A spawned task that is aborted when its waiter goes away (a deadline fired), so no handler outlives its task.
+/// A handler that panicked: a bug, not bad luck, so the attempt is not retried; the panic's message goes to the
+/// log, not to the tenant.
+pub(crate) fn stopped(task: &TaskInfo, error: &dyn std::fmt::Display) -> Failure {
+    tracing::error!(kind = %task.kind, task = %task.id, error = %error, "a task handler panicked");
+    Failure::Rejected(Rejection::new(
+        500,
+        "handler-failed",
+        "Handler failed",
+        format!("the {} handler failed unexpectedly; the task was not completed", task.kind),
+    ))
+}
+
+/// A spawned task that is aborted when its waiter goes away (a deadline fired), so a handler's async work does not
+/// outlive its task.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
 impl<T> AbortOnDrop<T> {
@@ -381,7 +395,10 @@ mod tests {
         let result = kind.run(context(), json!({"ms": 1})).await.unwrap().unwrap();
         assert_eq!(result, json!({"slept": 1, "seen": true}));
         let failed = kind.run(context(), json!({"ms": 13})).await.unwrap().unwrap_err();
-        assert!(matches!(failed, Failure::Transient(ref m) if m.contains("stopped")), "{failed:?}");
+        assert!(
+            matches!(failed, Failure::Rejected(ref r) if r.kind == "handler-failed" && !r.detail.contains("unlucky")),
+            "{failed:?}"
+        );
         assert_eq!(log.lock().unwrap().len(), 3, "{log:?}");
         assert!(*ran.lock().unwrap());
 

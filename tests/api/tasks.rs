@@ -682,9 +682,22 @@ async fn a_type_this_function_does_not_run_is_queued_for_the_worker(store: DynSt
     assert_eq!((here.done, here.retried, here.errors), (0, 0, 0), "{here:?}");
     let waiting: Value = get(&route, &key, &location).await.json().await.unwrap();
     assert_eq!(waiting["status"], "queued", "{waiting}");
+    // ... nor a run whose deadline is longer than the time left (the platform would cut it off) ...
+    let long = json!({"type": "echo", "payload": {"message": 1}, "options": {"async": true, "timeout_ms": 30_000}});
+    let long = post(&route, &key, "/v3/tasks", &long).await;
+    let long_at = long.headers()["location"].to_str().unwrap().to_owned();
+    let short = worker::drain_here(&route.state.part::<Engine>(), Duration::from_secs(5)).await;
+    assert_eq!(short.done, 0, "{short:?}");
+    let roomy = worker::drain_here(&route.state.part::<Engine>(), Duration::from_mins(1)).await;
+    assert_eq!(roomy.done, 0, "echo is described only in this function: {roomy:?}");
+    let waiting: Value = get(&route, &key, &long_at).await.json().await.unwrap();
+    assert_eq!(waiting["status"], "queued", "{waiting}");
     // ... for the worker, which links every type.
     let everything = app_on(store).await;
-    assert_eq!(drain(&everything).await.done, 1);
+    let engine = everything.state.part::<Engine>();
+    let cut_short = worker::drain_here(&engine, Duration::from_secs(10)).await;
+    assert_eq!(cut_short.done, 1, "the text-analysis task fits in 10 s; the 30 s echo does not: {cut_short:?}");
+    assert_eq!(drain(&everything).await.done, 1, "the echo, by a drain with its full budget");
     let ran: Value = get(&route, &key, &location).await.json().await.unwrap();
     assert_eq!(ran["status"], "succeeded", "{ran}");
     assert_eq!(ran["result"]["words"], 6, "{ran}");

@@ -127,11 +127,12 @@ fn parse(input: &Value) -> Result<Ask, InputError> {
     Ok(Ask { prompt, system, max_tokens, temperature })
 }
 
-/// The breaker's state: failures in a row, and until when it is open.
+/// The breaker's state: failures in a row, until when it is open, and whether its one trial call is out.
 #[derive(Debug, Default)]
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    probing: bool,
 }
 
 /// The handler, with its breaker and cache (per instance).
@@ -172,11 +173,15 @@ impl Inference {
                 "no model is configured for this deployment (CLOUD_AGENT_INFERENCE_URL)".into(),
             )));
         };
-        let key = self.cache_key(&ask);
+        let key = self.cache_key(&cx.task().tenant, &ask);
         if self.is_open() {
             return self.fallback(&key, "the model endpoint keeps failing and its circuit breaker is open");
         }
-        match self.call(cx.outbound(), url, &ask).await {
+        // A call cut off by the task's deadline (a hanging endpoint) counts as a failure too.
+        let mut pending = Pending { breaker: self, settled: false };
+        let outcome = self.call(cx.outbound(), url, &ask).await;
+        pending.settled = true;
+        match outcome {
             Ok(answer) => {
                 self.succeeded();
                 self.cache
@@ -200,8 +205,9 @@ impl Inference {
         }
     }
 
-    fn cache_key(&self, ask: &Ask) -> [u8; 32] {
-        let canonical = json!([self.settings.model, ask.system, ask.prompt, ask.max_tokens, ask.temperature]);
+    /// Per tenant: whether another tenant asked the same cannot be learnt from a cached answer.
+    fn cache_key(&self, tenant: &str, ask: &Ask) -> [u8; 32] {
+        let canonical = json!([tenant, self.settings.model, ask.system, ask.prompt, ask.max_tokens, ask.temperature]);
         Sha256::digest(canonical.to_string().as_bytes()).into()
     }
 
@@ -221,10 +227,10 @@ impl Inference {
         let mut breaker = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match breaker.open_until {
             Some(until) if Instant::now() < until => true,
+            // Half open: one trial call goes through; the others wait for its outcome as if open.
+            Some(_) if breaker.probing => true,
             Some(_) => {
-                // Half open: the next call decides; one more failure opens it again.
-                breaker.open_until = None;
-                breaker.failures = FAILURES_TO_OPEN - 1;
+                breaker.probing = true;
                 false
             }
             None => false,
@@ -238,7 +244,8 @@ impl Inference {
     fn failed(&self) {
         let mut breaker = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         breaker.failures += 1;
-        if breaker.failures >= FAILURES_TO_OPEN {
+        if breaker.failures >= FAILURES_TO_OPEN || breaker.probing {
+            breaker.probing = false;
             breaker.open_until = Some(Instant::now() + OPEN_FOR);
             tracing::warn!(model = %self.settings.model, "the inference endpoint's circuit breaker opened");
         }
@@ -283,21 +290,24 @@ impl Inference {
         let message = answer.as_ref().and_then(|a| a.pointer("/error/message")).and_then(Value::as_str);
         match response.status {
             200..=299 => {}
-            401 | 403 => {
-                return Err(CallError::Refused(unavailable(format!(
-                    "the model endpoint refused this deployment's credentials ({})",
-                    response.status
-                ))));
-            }
-            429 | 500..=599 => {
-                return Err(CallError::Failing(format!("the model endpoint answered {}", response.status)));
-            }
-            status => {
+            // The request itself: too long for the model's context, an option it does not take.
+            status @ (400 | 413 | 422) => {
                 let detail = message.unwrap_or("no reason given");
                 return Err(CallError::Refused(
                     Rejection::new(422, "model-refused", "Model refused the request", format!("{status}: {detail}"))
                         .at(""),
                 ));
+            }
+            // Busy or failing: another attempt may succeed.
+            408 | 425 | 429 | 500..=599 => {
+                return Err(CallError::Failing(format!("the model endpoint answered {}", response.status)));
+            }
+            // The deployment's setting: credentials refused (401, 403), no such model or path (404), ...
+            status => {
+                return Err(CallError::Refused(unavailable(format!(
+                    "the model endpoint refused this deployment's request ({status}); check \
+                     CLOUD_AGENT_INFERENCE_URL, _MODEL and _API_KEY"
+                ))));
             }
         }
         let answer = answer.ok_or_else(|| CallError::Failing("the model's answer is not JSON".into()))?;
@@ -313,6 +323,20 @@ impl Inference {
             "finish_reason": choice.get("finish_reason").cloned().unwrap_or(Value::Null),
             "usage": answer.get("usage").cloned().unwrap_or(Value::Null),
         }))
+    }
+}
+
+/// Counts a call against the breaker if it is dropped before it settles (the task's deadline cut it off).
+struct Pending<'a> {
+    breaker: &'a Inference,
+    settled: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.failed();
+        }
     }
 }
 
@@ -418,7 +442,7 @@ mod tests {
         );
         status.store(401, Ordering::SeqCst);
         let refused = handler.run(&context(), &json!({ "prompt": "x" })).await.unwrap_err();
-        assert!(matches!(&refused, Failure::Rejected(r) if r.status == 503 && r.detail.contains("credentials")));
+        assert!(matches!(&refused, Failure::Rejected(r) if r.status == 503 && r.detail.contains("(401)")));
         let unconfigured = Inference::new(Settings { url: None, model: "m".into(), api_key: None });
         let refused = unconfigured.run(&context(), &json!({ "prompt": "x" })).await.unwrap_err();
         assert!(matches!(&refused, Failure::Rejected(r) if r.detail.contains("CLOUD_AGENT_INFERENCE_URL")));
@@ -435,8 +459,25 @@ mod tests {
         }
         assert!(handler.is_open());
         tokio::time::advance(OPEN_FOR).await;
-        assert!(!handler.is_open(), "half open after its time");
+        assert!(!handler.is_open(), "half open after its time: one trial call");
+        assert!(handler.is_open(), "the others wait for the trial's outcome");
         handler.failed();
-        assert!(handler.is_open(), "one more failure opens it again");
+        assert!(handler.is_open(), "a failed trial opens it again");
+        tokio::time::advance(OPEN_FOR).await;
+        assert!(!handler.is_open());
+        handler.succeeded();
+        assert!(!handler.is_open() && !handler.is_open(), "a good trial closes it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_cut_off_by_the_deadline_counts_as_a_failure() {
+        let addr = crate::outbound::testing::silent().await;
+        let handler = Inference::new(settings(format!("http://{addr}/v1")));
+        for _ in 0..FAILURES_TO_OPEN {
+            let (cx, input) = (context(), json!({"prompt": "x"}));
+            let cut = tokio::time::timeout(Duration::from_secs(1), handler.run(&cx, &input)).await;
+            assert!(cut.is_err(), "the silent endpoint never answers");
+        }
+        assert!(handler.is_open(), "three calls cut off by their deadline open the breaker");
     }
 }

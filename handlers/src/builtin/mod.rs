@@ -232,7 +232,8 @@ pub static INFERENCE: Descriptor = Descriptor {
     description: inference::DESCRIPTION,
     input_schema: inference::input_schema,
     long: false,
-    limits: Limits { default_timeout_ms: 20_000, max_timeout_ms: 120_000 },
+    // At most 50 s: under the worker's and the drain's 60 s, and under the queue's 2-minute lease.
+    limits: Limits { default_timeout_ms: 20_000, max_timeout_ms: 50_000 },
     failures: &[
         INPUT_FAILURE,
         TRANSIENT_FAILURE,

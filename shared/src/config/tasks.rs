@@ -33,7 +33,8 @@ pub struct TaskSettings {
     pub drain_budget: Duration,
     /// On Vercel, how long a function that queued work may go on draining due work after its response
     /// (`waitUntil`), so queued tasks run without a per-minute cron (which Hobby plans refuse). Zero turns it off.
-    /// Keep the response time plus this under the function's `maxDuration`.
+    /// Keep the request timeout plus this under the function's `maxDuration` (vercel.json gives the task-creating
+    /// functions 30 s: a 10 s request and 15 s of draining, with a margin).
     pub after_response_drain: Duration,
     /// The most queued tasks one tenant may have unfinished at once; more is refused (429).
     pub queued_cap: u32,
@@ -92,7 +93,7 @@ impl TaskSettings {
             after_response_drain: Duration::from_millis(parse_number(
                 env,
                 "CLOUD_AGENT_AFTER_RESPONSE_DRAIN_MS",
-                4_000,
+                15_000,
                 0..=600_000,
             )?),
         })

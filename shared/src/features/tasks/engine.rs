@@ -603,17 +603,19 @@ impl Engine {
 
     /// Processes one piece of queued work. `delivery` counts how often the queue has handed it out (SQS's
     /// ApproximateReceiveCount; the table queue's own count).
-    /// Whether this binary can do `work`: a run of a type whose code it links, or a webhook delivery. A task
-    /// already gone or final counts as doable (there is nothing left but to remove the item).
-    pub async fn can_do(&self, work: &Work) -> Result<bool, TaskError> {
+    /// Whether this binary can do `work` within `left`: a run of a type whose code it links and whose deadline
+    /// fits, or a webhook delivery (15 s at most). A task already gone or final counts as doable (there is
+    /// nothing left but to remove the item).
+    pub async fn can_do(&self, work: &Work, left: Duration) -> Result<bool, TaskError> {
         if work.kind == WorkKind::Deliver {
-            return Ok(true);
+            return Ok(left >= Duration::from_secs(15));
         }
         let key = keys::job(&work.tenant, &work.task);
         let Some(record) = self.store.get(&key).await?.as_ref().and_then(TaskRecord::from_item) else {
             return Ok(true);
         };
-        Ok(record.is_final() || self.types().find(&record.kind).is_some_and(|t| t.runs_here()))
+        let fits = Duration::from_millis(record.timeout_ms) <= left;
+        Ok(record.is_final() || (fits && self.types().find(&record.kind).is_some_and(|t| t.runs_here())))
     }
 
     pub async fn process(&self, work: &Work, delivery: u32) -> Result<Outcome, TaskError> {

@@ -112,8 +112,11 @@ pub async fn drain(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
     drain_scoped(engine, budget, false).await
 }
 
-/// [`drain`], leaving alone the work this binary cannot do (task types it does not link): for a function that
-/// drains after its response. Skipped work is untouched (not leased, not counted) for a drain that can do it.
+/// [`drain`], leaving alone the work this binary cannot do in the time left (task types it does not link, runs
+/// whose deadline is longer than the budget left, so none is cut off when the platform ends the invocation): for
+/// a function that drains after its response. Skipped work is untouched (not leased, not counted) for a drain that
+/// can do it. It reads the first page of each tenant's due work only: work behind a full page of skipped items
+/// waits for the scheduled drain.
 pub async fn drain_here(engine: &Arc<Engine>, budget: Duration) -> DrainReport {
     drain_scoped(engine, budget, true).await
 }
@@ -158,7 +161,12 @@ async fn drain_scoped(engine: &Arc<Engine>, budget: Duration, only_here: bool) -
                 let mut doable = Vec::with_capacity(items.len());
                 for item in items {
                     match Work::from_item(&item) {
-                        Some(work) if !engine.can_do(&work).await.unwrap_or(false) => {
+                        Some(work)
+                            if !engine
+                                .can_do(&work, deadline.saturating_duration_since(tokio::time::Instant::now()))
+                                .await
+                                .unwrap_or(false) =>
+                        {
                             skipped.extend(item.key());
                         }
                         _ => doable.push(item),
