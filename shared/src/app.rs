@@ -72,6 +72,7 @@ pub const OPENAPI: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &[],
     access: Access::Public,
+    perimeter: None,
     handler: || get(openapi_json),
 };
 

@@ -24,9 +24,16 @@ pub struct RouteSpec {
     pub dynamodb_actions: &'static [&'static str],
     /// Who may call it: enforced by the perimeter layer ([`crate::perimeter`]), never inside handlers.
     pub access: Access,
+    /// The perimeter layer, for every access but [`Access::Public`] (`Some(crate::perimeter::layer)`); the router
+    /// refuses to start when this and `access` disagree. A field rather than a call the router makes, so a function
+    /// whose routes are all public links no perimeter code at all.
+    pub perimeter: Option<Layer>,
     /// The handler(s), built when the route is mounted.
     pub handler: fn() -> MethodRouter<AppState>,
 }
+
+/// Wraps a route's handler in the layer that enforces its [`Access`].
+pub type Layer = fn(MethodRouter<AppState>, &AppState, &RouteSpec) -> MethodRouter<AppState>;
 
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,6 @@ use axum::middleware;
 use crate::http::network::{self, Rules};
 use crate::http::{ApiError, layered};
 use crate::metrics::{Metrics, Tracking};
-use crate::perimeter::{Gate, perimeter};
 use crate::route::RouteSpec;
 use crate::state::AppState;
 
@@ -32,11 +31,11 @@ pub fn router(state: AppState, routes: &[RouteSpec], paths: Paths) -> Router {
     let mut labels = HashMap::new();
     let mount = |route: &RouteSpec| {
         let handler = (route.handler)();
-        if route.access.has_perimeter() {
-            let gate = Gate { state: state.clone(), access: route.access, route: route.path, methods: route.methods };
-            handler.route_layer(middleware::from_fn_with_state(gate, perimeter))
-        } else {
-            handler
+        match (route.perimeter, route.access.has_perimeter()) {
+            (Some(layer), true) => layer(handler, &state, route),
+            (None, false) => handler,
+            // Fail closed: a guarded route mounted without its perimeter would be open to anyone.
+            _ => panic!("route {}: its access ({:?}) and its perimeter layer disagree", route.path, route.access),
         }
     };
     for route in routes {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use aws_smithy_runtime_api::client::http::HttpConnector as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
@@ -247,10 +248,9 @@ pub fn issuer_of(token: &str) -> Option<String> {
 /// Keys are fetched again after this long even when every kid is known (providers rotate keys).
 const KEYS_TTL: Duration = Duration::from_hours(1);
 
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Empty<bytes::Bytes>,
->;
+/// The DynamoDB client's own connector type (hyper-util's pooled client on rustls with ring, over `SdkBody`): the
+/// key fetcher reuses that code instead of linking a second instance of the client generic over another body.
+type HttpsClient = std::sync::Arc<aws_smithy_http_client::Connector>;
 
 /// One instance's verifier: settings, the cached keys, the HTTPS client.
 pub struct Verifier {
@@ -394,18 +394,17 @@ fn allowed_url(url: &str) -> bool {
 
 impl Fetcher {
     /// The HTTPS client, built on first use (it loads the system's trust roots).
-    fn client(&mut self) -> Result<HttpsClient, OidcError> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
-        }
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| OidcError::Unavailable(format!("no trust roots: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        Ok(self.client.insert(client).clone())
+    fn client(&mut self) -> HttpsClient {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        self.client
+            .get_or_insert_with(|| {
+                std::sync::Arc::new(
+                    aws_smithy_http_client::Connector::builder()
+                        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                        .build(),
+                )
+            })
+            .clone()
     }
 
     async fn get_json(&mut self, url: &str) -> Result<serde_json::Value, OidcError> {
@@ -413,12 +412,15 @@ impl Fetcher {
             return Err(OidcError::Unavailable(format!("{url} is not HTTPS")));
         }
         let unavailable = |e: &dyn std::fmt::Display| OidcError::Unavailable(format!("{url}: {e}"));
-        let client = self.client()?;
-        let uri: http::Uri = url.parse().map_err(|e| unavailable(&e))?;
+        let client = self.client();
+        let request = http::Request::get(url)
+            .body(aws_smithy_types::body::SdkBody::empty())
+            .map_err(|e| unavailable(&e))
+            .and_then(|r| aws_smithy_runtime_api::http::Request::try_from(r).map_err(|e| unavailable(&e)))?;
         let fetch = async {
-            let response = client.get(uri).await.map_err(|e| unavailable(&e))?;
+            let response = client.call(request).await.map_err(|e| unavailable(&e))?;
             if !response.status().is_success() {
-                return Err(unavailable(&response.status()));
+                return Err(unavailable(&response.status().as_u16()));
             }
             // Key sets are small: refuse anything past 256 KiB.
             let body = http_body_util::Limited::new(response.into_body(), 256 * 1024);

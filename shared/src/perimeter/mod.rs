@@ -28,6 +28,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 
 use crate::auth::api_key::{KeyHasher, KeyRecord};
 use crate::auth::{AuthError, Principal};
@@ -35,7 +36,7 @@ use crate::cache::Cache;
 use crate::http::client::{self, Client};
 use crate::http::request_id::RequestId;
 use crate::problem::ApiError;
-use crate::route::Access;
+use crate::route::{Access, RouteSpec};
 use crate::state::{AppState, Part};
 use crate::store::StoreError;
 
@@ -107,6 +108,12 @@ pub struct Gate {
     pub route: &'static str,
     /// The methods the route serves, for `Allow`.
     pub methods: &'static [http::Method],
+}
+
+/// The perimeter around one route's handler: what its spec names in [`RouteSpec::perimeter`].
+pub fn layer(handler: MethodRouter<AppState>, state: &AppState, route: &RouteSpec) -> MethodRouter<AppState> {
+    let gate = Gate { state: state.clone(), access: route.access, route: route.path, methods: route.methods };
+    handler.route_layer(axum::middleware::from_fn_with_state(gate, perimeter))
 }
 
 /// What every step knows of the request.

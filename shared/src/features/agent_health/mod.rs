@@ -15,6 +15,7 @@ pub const AGENT_HEALTH: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: &["dynamodb:PutItem", "dynamodb:GetItem"],
     access: Access::Requires(Permission::HealthReport),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::post),
 };
 
@@ -25,6 +26,7 @@ pub const AGENTS_HEALTH: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:Query"],
     access: Access::Requires(Permission::AgentRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::list),
 };
 
@@ -35,6 +37,7 @@ pub const AGENT_HEALTH_ONE: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
     access: Access::Requires(Permission::AgentRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::get),
 };
 

@@ -15,6 +15,7 @@ pub const AGENTS: RouteSpec = RouteSpec {
     methods: &[Method::GET, Method::POST],
     dynamodb_actions: &["dynamodb:PutItem", "dynamodb:Query"],
     access: Access::PerMethod(&[(Method::GET, Permission::AgentRead), (Method::POST, Permission::AgentManage)]),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::list).post(routes::create),
 };
 
@@ -25,6 +26,7 @@ pub const AGENT_DISABLE: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: crate::route::UPDATE_ACTIONS,
     access: Access::Requires(Permission::AgentManage),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::disable),
 };
 
@@ -35,6 +37,7 @@ pub const AGENT_ROTATE: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: crate::route::UPDATE_ACTIONS,
     access: Access::Requires(Permission::AgentManage),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::rotate),
 };
 

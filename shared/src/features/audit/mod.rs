@@ -14,6 +14,7 @@ pub const AUDIT: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:Query"],
     access: Access::Requires(Permission::AuditRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::list),
 };
 

@@ -16,6 +16,7 @@ pub const CONTEXT: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
     access: Access::Requires(Permission::ContextRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::get),
 };
 
@@ -26,6 +27,7 @@ pub const ADMIN_CONTEXT: RouteSpec = RouteSpec {
     methods: &[Method::PUT],
     dynamodb_actions: &["dynamodb:PutItem"],
     access: Access::Requires(Permission::ContextWrite),
+    perimeter: Some(crate::perimeter::layer),
     handler: || put(admin::put_context),
 };
 

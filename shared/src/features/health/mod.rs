@@ -14,6 +14,7 @@ pub const HEALTH: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
     access: Access::Public,
+    perimeter: None,
     handler: || get(routes::health),
 };
 
@@ -24,6 +25,7 @@ pub const HEALTH_LIVE: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &[],
     access: Access::Public,
+    perimeter: None,
     handler: || get(routes::live),
 };
 
@@ -34,6 +36,7 @@ pub const HEALTH_READY: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem"],
     access: Access::Public,
+    perimeter: None,
     handler: || get(routes::ready),
 };
 

@@ -14,6 +14,7 @@ pub const KEYS: RouteSpec = RouteSpec {
     methods: &[Method::GET, Method::POST],
     dynamodb_actions: &["dynamodb:PutItem", "dynamodb:Query"],
     access: Access::Requires(Permission::KeyManage),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::list).post(routes::create),
 };
 
@@ -24,6 +25,7 @@ pub const KEY_REVOKE: RouteSpec = RouteSpec {
     methods: &[Method::DELETE],
     dynamodb_actions: &["dynamodb:DeleteItem"],
     access: Access::Requires(Permission::KeyManage),
+    perimeter: Some(crate::perimeter::layer),
     handler: || delete(routes::revoke),
 };
 
@@ -35,6 +37,7 @@ pub const KEY_ROTATE: RouteSpec = RouteSpec {
     // A read of the old key, then one TransactWriteItems: the new key's put and the old key's update.
     dynamodb_actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     access: Access::Requires(Permission::KeyManage),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::rotate),
 };
 

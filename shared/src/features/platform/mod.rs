@@ -14,6 +14,7 @@ pub const BREAKERS: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &[],
     access: Access::Requires(Permission::MetricsRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(breakers::list),
 };
 
@@ -24,6 +25,7 @@ pub const METRICS: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &[],
     access: Access::Requires(Permission::MetricsRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(metrics::prometheus),
 };
 

@@ -25,6 +25,7 @@ pub const PROGRESS: RouteSpec = RouteSpec {
         "dynamodb:BatchWriteItem",
     ],
     access: Access::Requires(Permission::ProgressWrite),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::post),
 };
 
@@ -35,6 +36,7 @@ pub const PROGRESS_GET: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:GetItem", "dynamodb:Query"],
     access: Access::Requires(Permission::ProgressWrite),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::get),
 };
 

@@ -121,6 +121,7 @@ pub const DELEGATE: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: CREATE_ACTIONS,
     access: Access::Requires(Permission::TaskCreate),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(v2::delegate).layer(axum::middleware::map_response(v2::deprecation_headers)),
 };
 
@@ -133,6 +134,7 @@ pub const BATCH: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: CREATE_ACTIONS,
     access: Access::Requires(Permission::TaskCreate),
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(v2::batch).layer(axum::middleware::map_response(v2::deprecation_headers)),
 };
 
@@ -146,6 +148,7 @@ pub const STATUS: RouteSpec = RouteSpec {
     // Reading may settle a task abandoned by a dead instance.
     dynamodb_actions: UPDATE_ACTIONS,
     access: Access::Requires(Permission::TaskRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(v2::status).layer(axum::middleware::map_response(v2::deprecation_headers)),
 };
 
@@ -158,6 +161,7 @@ pub const CAPABILITIES: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &[],
     access: Access::Requires(Permission::TaskRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(v2::capabilities).layer(axum::middleware::map_response(v2::deprecation_headers)),
 };
 
@@ -170,6 +174,7 @@ pub const METRICS: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &["dynamodb:Query"],
     access: Access::Requires(Permission::MetricsRead),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(v2::metrics).layer(axum::middleware::map_response(v2::deprecation_headers)),
 };
 
@@ -180,6 +185,7 @@ pub const TASKS: RouteSpec = RouteSpec {
     methods: &[Method::GET, Method::POST],
     dynamodb_actions: CREATE_ACTIONS,
     access: Access::PerMethod(&[(Method::GET, Permission::TaskRead), (Method::POST, Permission::TaskCreate)]),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(v3::list).post(v3::create),
 };
 
@@ -190,6 +196,7 @@ pub const TASK: RouteSpec = RouteSpec {
     methods: &[Method::GET, Method::DELETE],
     dynamodb_actions: CREATE_ACTIONS,
     access: Access::PerMethod(&[(Method::GET, Permission::TaskRead), (Method::DELETE, Permission::TaskCreate)]),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(v3::get_one).delete(v3::cancel),
 };
 
@@ -201,6 +208,7 @@ pub const DRAIN: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: CREATE_ACTIONS,
     access: Access::Scheduler,
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(worker::drain_route),
 };
 

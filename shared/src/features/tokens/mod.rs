@@ -16,6 +16,7 @@ pub const TOKEN: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
     access: Access::Credential,
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::token),
 };
 
@@ -32,6 +33,7 @@ pub const TOKEN_REFRESH: RouteSpec = RouteSpec {
         "dynamodb:ConditionCheckItem",
     ],
     access: Access::Credential,
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::refresh),
 };
 
@@ -42,6 +44,7 @@ pub const TOKEN_REVOKE: RouteSpec = RouteSpec {
     methods: &[Method::POST],
     dynamodb_actions: UPDATE_ACTIONS,
     access: Access::Credential,
+    perimeter: Some(crate::perimeter::layer),
     handler: || post(routes::revoke),
 };
 
@@ -52,6 +55,7 @@ pub const AGENT_ME: RouteSpec = RouteSpec {
     methods: &[Method::GET],
     dynamodb_actions: &[],
     access: Access::Requires(Permission::AgentSelf),
+    perimeter: Some(crate::perimeter::layer),
     handler: || get(routes::me),
 };
 
