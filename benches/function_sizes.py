@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Deployed size of every function binary: arm64, built the way SAM builds it (cargo-lambda, release profile),
-zipped the way SAM zips it (Python's zipfile, deflate). Output: a Markdown table on stdout.
+zipped the way SAM zips it (Python's zipfile, deflate). Output: a Markdown table on stdout, with the heavy crates
+each binary carries: a stripped binary still holds the source paths of its crates' panic locations, so a crate
+that left any code in the binary shows up by name.
 
 Needs cargo-lambda (`pip install cargo-lambda`: a prebuilt binary with zig) and the arm64 std
 (`rustup target add aarch64-unknown-linux-gnu`). All functions build in one cargo invocation; each still gets
@@ -36,6 +38,17 @@ def zipped(path):
     return len(buffer.getvalue())
 
 
+# The crates a request function should not need: the JSON Schema validator (and its regex engines), the outbound
+# HTTP client, the image decoders, the SQS client.
+HEAVY = ["jsonschema", "fancy-regex", "reqwest", "image", "aws-sdk-sqs"]
+
+
+def heavy_crates(path):
+    data = path.read_bytes()
+    found = set(m.decode() for m in re.findall(rb"/([a-z][a-z0-9_-]*?)-\d+\.\d+\.\d+[^/]*/src/", data))
+    return [name for name in HEAVY if name in found]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-build", action="store_true")
@@ -47,14 +60,15 @@ def main():
         for name in names:
             command += ["--bin", name]
         subprocess.run(command, cwd=ROOT, check=True)
-    print("| function | bootstrap (arm64, stripped) | zipped |")
-    print("|---|---|---|")
+    print("| function | bootstrap (arm64, stripped) | zipped | heavy crates linked |")
+    print("|---|---|---|---|")
     for name in names:
         bootstrap = ROOT / "target/lambda" / name / "bootstrap"
         if not bootstrap.exists():
             sys.exit(f"{bootstrap} is missing: build first")
         size = bootstrap.stat().st_size
-        print(f"| {name} | {size / 2**20:.2f} MiB | {zipped(bootstrap) / 2**20:.2f} MiB |")
+        heavy = ", ".join(heavy_crates(bootstrap)) or "none"
+        print(f"| {name} | {size / 2**20:.2f} MiB | {zipped(bootstrap) / 2**20:.2f} MiB | {heavy} |")
 
 
 if __name__ == "__main__":

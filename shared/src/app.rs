@@ -112,3 +112,17 @@ pub fn generate_openapi_document(types: &cloud_agent_handlers::Registry) -> Stri
 pub async fn openapi_json() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], openapi_document()).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every guarded route names its perimeter, and no public one does (the router would refuse to start).
+    #[test]
+    fn every_route_that_needs_the_perimeter_names_it() {
+        for route in ROUTES.iter() {
+            assert_eq!(route.perimeter.is_some(), route.access.has_perimeter(), "{}", route.path);
+        }
+        assert!(ROUTES.iter().any(|r| r.perimeter.is_none()) && ROUTES.iter().any(|r| r.perimeter.is_some()));
+    }
+}

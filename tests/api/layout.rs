@@ -117,6 +117,39 @@ fn the_sdk_and_the_functions_carry_only_what_they_need() {
     }
 }
 
+/// One package builds every function, so no per-function dependency tree exists to check; what a function links is
+/// what its `main` reaches. Only the task feature's functions are built with a task registry (`api/_registry.rs`,
+/// the one place that names the built-ins and plugins); every other function starts with `run_function` and names
+/// no handler, so fat LTO drops the handlers' dependencies (jsonschema, reqwest, image) from it.
+/// `benches/function_sizes.py` reports which of those crates each built binary carries.
+#[test]
+fn only_the_task_functions_are_built_with_handlers() {
+    use cloud_agent::features::tasks;
+    let api = Path::new(ROOT).join("api");
+    let task_files: BTreeSet<String> =
+        tasks::FEATURE.routes.iter().map(|r| r.file.to_owned()).chain([tasks::WORKER.file.to_owned()]).collect();
+    let mut seen = BTreeSet::new();
+    for path in rust_files(&api) {
+        let relative = path.strip_prefix(ROOT).unwrap().to_string_lossy().replace('\\', "/");
+        if relative == "api/_registry.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let registry = text.contains("cloud_agent_functions::");
+        assert!(!text.contains("cloud_agent_handlers"), "{relative} names the handlers crate directly");
+        if task_files.contains(&relative) {
+            assert!(registry, "{relative} runs or describes tasks without the functions' registry");
+            seen.insert(relative);
+        } else {
+            assert!(
+                !registry && text.contains("cloud_agent::runtime::run_function("),
+                "{relative} is not a task function: it must start with run_function and link no handler"
+            );
+        }
+    }
+    assert_eq!(seen, task_files, "every task function was found under api/");
+}
+
 #[test]
 fn the_readme_layout_names_what_is_in_the_tree() {
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
