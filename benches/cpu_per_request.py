@@ -57,10 +57,12 @@ def wait_for(url, deadline=60):
     sys.exit(f"no answer from {url}")
 
 
-def wrk(url, seconds, headers):
+def wrk(url, seconds, headers, script=None):
     args = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency"]
     for h in headers:
         args += ["-H", h]
+    if script:
+        args += ["-s", str(script)]
     out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -71,12 +73,12 @@ def wrk(url, seconds, headers):
     return requests, median_ms
 
 
-def measure(pid, url, seconds, runs, headers=(), log=None):
-    wrk(url, 1, headers)  # warm-up: connections, caches, lazy statics
+def measure(pid, url, seconds, runs, headers=(), log=None, script=None):
+    wrk(url, 1, headers, script)  # warm-up: connections, caches, lazy statics
     per_request, log_bytes, latencies = [], [], []
     for _ in range(runs):
         before, size_before = cpu_seconds(pid), (log.stat().st_size if log else 0)
-        served, median_ms = wrk(url, seconds, headers)
+        served, median_ms = wrk(url, seconds, headers, script)
         time.sleep(0.2)  # let the server finish writing the last log lines
         cpu = cpu_seconds(pid) - before
         per_request.append(cpu / served * 1e6)
@@ -129,18 +131,22 @@ def main():
         token = json.load(urllib.request.urlopen(request))["access_token"]
         request = urllib.request.Request(
             f"http://127.0.0.1:{our_port}/api/v1/keys",
-            data=json.dumps({"name": "bench", "role": "viewer"}).encode(),
+            data=json.dumps({"name": "bench", "role": "operator"}).encode(),
             headers={"content-type": "application/json", "authorization": f"Bearer {admin}"})
         key = json.load(urllib.request.urlopen(request))["key"]
+        create = work / "create.lua"
+        create.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                          'wrk.body = \'{"type": "echo", "payload": {"message": "bench"}}\'\n')
         floor, _, floor_ms = measure(bare.pid, f"http://127.0.0.1:{bare_port}/health/live", args.seconds, args.runs)
         rows = [("bare axum route (floor)", "GET /health/live", floor, None, floor_ms)]
-        for route, path, headers in [
-            ("GET /health/live", "/health/live", []),
-            ("GET /api/v1/agent/me (agent JWT)", "/api/v1/agent/me", [f"Authorization: Bearer {token}"]),
-            ("GET /v3/tasks (operator API key)", "/v3/tasks", [f"X-API-Key: {key}"]),
+        for route, path, headers, script in [
+            ("GET /health/live", "/health/live", [], None),
+            ("GET /api/v1/agent/me (agent JWT)", "/api/v1/agent/me", [f"Authorization: Bearer {token}"], None),
+            ("GET /v3/tasks (operator API key)", "/v3/tasks", [f"X-API-Key: {key}"], None),
+            ("POST /v3/tasks (echo, runs in the request)", "/v3/tasks", [f"X-API-Key: {key}"], create),
         ]:
             cpu, logged, ms = measure(ours.pid, f"http://127.0.0.1:{our_port}{path}", args.seconds, args.runs,
-                                      headers=headers, log=log)
+                                      headers=headers, log=log, script=script)
             rows.append(("cloudagent serve", route, cpu, logged, ms))
         print(f"| server | route | CPU µs/request (median of {args.runs}) | × floor | median latency ms "
               "| log bytes/request |")
