@@ -17,10 +17,12 @@ use super::engine::{Engine, NewTask, Submitted};
 use super::intake::{Draft, Edge, Finished, parse_task, problem_of};
 use super::model::{Priority, Status, TaskId, TaskRecord};
 use super::stats::{self, TaskMetrics};
+use super::types::TaskTypes;
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiQuery, Problem};
 use crate::perimeter::rate_limit::Charge;
 use crate::runtime::AfterResponse;
+use crate::store::DynStore;
 
 /// When v2 was deprecated (RFC 9745 `Deprecation: @<epoch>`): 2026-12-01.
 const DEPRECATED_AT: &str = "@1796083200";
@@ -354,10 +356,11 @@ pub struct Capabilities {
     responses((status = 200, body = Capabilities))
 )]
 #[deprecated = "v2"]
-pub async fn capabilities(State(engine): State<Arc<Engine>>) -> ApiJson<Capabilities> {
+// The task types, not the engine: a function that only lists types links no engine (its HTTP and queue clients).
+pub async fn capabilities(State(types): State<Arc<TaskTypes>>) -> ApiJson<Capabilities> {
     ApiJson(Capabilities {
-        handlers: engine
-            .types()
+        handlers: types
+            .registry()
             .types()
             .map(|t| {
                 let h = t.descriptor();
@@ -392,7 +395,8 @@ pub async fn capabilities(State(engine): State<Arc<Engine>>) -> ApiJson<Capabili
     responses((status = 200, body = TaskMetrics))
 )]
 #[deprecated = "v2"]
-pub async fn metrics(State(engine): State<Arc<Engine>>, operator: Operator) -> Result<ApiJson<TaskMetrics>, ApiError> {
-    let metrics = stats::read(engine.store(), operator.tenant.as_str()).await.map_err(super::TaskError::from)?;
+pub async fn metrics(State(store): State<DynStore>, operator: Operator) -> Result<ApiJson<TaskMetrics>, ApiError> {
+    // The store, not the engine: reading statistics links no engine (its HTTP and queue clients).
+    let metrics = stats::read(&store, operator.tenant.as_str()).await.map_err(super::TaskError::from)?;
     Ok(ApiJson(metrics))
 }
