@@ -12,10 +12,14 @@ audit record). The server gets quotas far above what wrk sends (`--quota`), so e
 would end the run) and the rate limit is paid as production pays it: from leased blocks.
 
 Load comes from wrk (Debian `wrk`) over loopback: -t1 -c8 for --seconds, after a 1 s warm-up, median of --runs.
+The server's embedded store lives in a tmpfs (`/dev/shm`) by default, where a commit's fsync costs nothing: on
+this VM's disk an fsync'd commit varies by a factor of 1.5 from run to run and buried differences in our own code
+(task creation is four commits). `--disk` puts it on disk, as `cloudagent serve` runs by default.
+
 Both servers are built with the same profile: `release` (what is deployed: fat LTO, one codegen unit) by default,
 or `bench` (opt-level 3 without whole-program LTO, quicker to build).
 
-Usage: benches/cpu_per_request.py [--runs 3] [--seconds 5] [--profile release|bench] [--skip-build] [--target-dir DIR]
+Usage: benches/cpu_per_request.py [--runs 3] [--seconds 5] [--profile release|bench] [--skip-build] [--target-dir DIR] [--disk]
 """
 import argparse
 import json
@@ -99,6 +103,8 @@ def main():
     parser.add_argument("--rust-log", default="info", help="the server's RUST_LOG (warn: no access log lines)")
     parser.add_argument("--quota", default="100000000/60",
                         help="the agents' and the operator key's quota: far above what wrk sends")
+    parser.add_argument("--disk", action="store_true",
+                        help="keep the server's store on disk (fsync'd commits) instead of in /dev/shm")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("needs wrk: apt-get install wrk")
@@ -108,7 +114,8 @@ def main():
                        cwd=ROOT, check=True)
     # Cargo writes both built-in profiles, `release` and `bench`, to <target>/release.
     target = pathlib.Path(args.target_dir) / "release"
-    work = pathlib.Path(tempfile.mkdtemp())
+    shm = pathlib.Path("/dev/shm")
+    work = pathlib.Path(tempfile.mkdtemp(dir=None if args.disk or not shm.is_dir() else shm))
     bare_port, our_port = free_port(), free_port()
     env = {**os.environ, "PORT": str(bare_port), "RUST_LOG": "info"}
     bare = subprocess.Popen([target / "examples" / "bare_axum"], env=env)
