@@ -96,8 +96,9 @@ pub fn openapi_document() -> &'static str {
 pub fn generate_openapi_document(types: &cloud_agent_handlers::Registry) -> String {
     let mut doc = crate::openapi::build(FEATURES);
     crate::features::tasks::types::document(&mut doc, types);
-    let text = doc.to_pretty_json().expect("the OpenAPI document serialises");
-    let mut text = crate::features::tasks::types::splice_inputs(&text, types);
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+    crate::features::tasks::types::insert_inputs(&mut doc, types);
+    let mut text = serde_json::to_string_pretty(&doc).expect("the OpenAPI document serialises");
     text.push('\n');
     text
 }
@@ -106,6 +107,7 @@ pub fn generate_openapi_document(types: &cloud_agent_handlers::Registry) -> Stri
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
+    operation_id = "getOpenApiDocument",
     tag = "platform",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
 )]

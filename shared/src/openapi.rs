@@ -11,6 +11,8 @@ use crate::route::Feature;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Cloud Agent", description = "Control plane for fleets of software agents."),
+    // Relative: the deployment that serves the document (a Lambda URL, a Vercel domain, `cloudagent serve`).
+    servers((url = "/", description = "The deployment serving this document")),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     tags(
@@ -109,9 +111,8 @@ fn layered_responses(
         Some(p) if p.is_agent_only() => &["bearer"],
         Some(_) => &["apiKey", "operatorBearer"],
     };
-    if !schemes.is_empty() {
-        operation.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
-    }
+    // An empty list says "no credential" explicitly; an absent one would leave a reader (and a linter) guessing.
+    operation.security = Some(schemes.iter().map(|s| SecurityRequirement::new(*s, Vec::<String>::new())).collect());
 }
 
 /// Declares the bearer scheme agent routes require.

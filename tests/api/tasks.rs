@@ -266,6 +266,29 @@ async fn a_batch_costs_one_delegation_per_task(store: DynStore) {
     assert_problem(one, 429, Some("rate-limited")).await;
 }
 
+/// What one creation costs the store, besides the perimeter (BENCHMARKS.md "Store calls per task creation"): a
+/// task run in the request is three calls — the transaction that stores it, the conditional write that settles
+/// it, the statistics counter — and a queued one a single transaction (the task, the tenant's queued count and
+/// the queue's item together); an idempotency key rides in the same transaction and costs nothing more.
+async fn a_task_creation_costs_three_store_calls_and_a_queued_one_one(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let mut counts = Vec::new();
+    for (i, options) in [json!({}), json!({"idempotency_key": "k-1"}), json!({"async": true})].iter().enumerate() {
+        app.store.take();
+        let body = json!({"type": "echo", "payload": {"message": i}, "options": options});
+        let created = post(&app, &key, "/v3/tasks", &body).await;
+        assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+        counts.push(app.store.take());
+    }
+    app.store.take();
+    let v2 = post(&app, &key, "/api/delegate", &json!({"task_type": "echo", "task_data": {"message": "v2"}})).await;
+    assert_eq!(v2.status(), 200);
+    counts.push(app.store.take());
+    println!("store calls per creation (sync, sync with idempotency key, queued, v2 sync): {counts:?}");
+    assert_eq!(counts, [3, 3, 1, 3]);
+}
+
 /// Each tenant may have a capped number of queued tasks unfinished; past it, 429 `queue-full`. A cancelled or
 /// finished task gives its place back; another tenant is not affected.
 async fn a_tenant_past_its_queued_cap_is_refused(store: DynStore) {
@@ -713,6 +736,7 @@ on_both_backends!(
     idempotency_keys_return_the_same_task_or_refuse_another_input,
     concurrent_creates_with_one_idempotency_key_make_one_task,
     a_batch_costs_one_delegation_per_task,
+    a_task_creation_costs_three_store_calls_and_a_queued_one_one,
     a_tenant_past_its_queued_cap_is_refused,
     one_tenants_backlog_does_not_hold_up_another,
     queued_tasks_run_high_priority_first_and_cancel,

@@ -47,7 +47,12 @@ fn input_schema() -> Value {
         "additionalProperties": false,
         "required": ["csv"],
         "properties": {
-            "csv": { "type": "string", "description": "The CSV text; the first record is the header unless header is false." },
+            "csv": {
+                "type": "string",
+                // Characters, which bound the bytes from below: the handler checks the UTF-8 length itself.
+                "maxLength": MAX_CSV_BYTES,
+                "description": "The CSV text (at most 1 MiB of UTF-8); the first record is the header unless header is false."
+            },
             "delimiter": { "type": "string", "minLength": 1, "maxLength": 1, "default": "," },
             "header": { "type": "boolean", "default": true },
             "infer_types": { "type": "boolean", "default": true, "description": "false keeps every cell a string." }

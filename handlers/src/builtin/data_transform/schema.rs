@@ -20,6 +20,8 @@ pub fn input_schema() -> Value {
             "data": {
                 "type": "array",
                 "maxItems": MAX_ELEMENTS,
+                // Any JSON value; said explicitly because client generators refuse an array without `items`.
+                "items": {},
                 "description": "The values to transform; operations reading fields need every element to be an object."
             },
             "operations": {
@@ -61,7 +63,9 @@ fn aggregate_schema() -> Value {
             "as": { "$ref": "#/$defs/name" }
         },
         "if": { "properties": { "fn": { "const": "count" } } },
-        "else": { "required": ["field"] },
+        // A conditional names the properties it requires (`true`: the parent constrains them), so OpenAPI linters
+        // and client generators that read one subschema at a time see them defined.
+        "else": { "required": ["field"], "properties": { "field": true } },
         "description": "Output names (as, default <fn>_<field> or count) must be unique."
     })
 }
@@ -110,7 +114,7 @@ fn filter_schema() -> Value {
         "allOf": [
             {
                 "if": { "properties": { "operator": { "enum": ["eq", "ne", "contains"] } } },
-                "then": { "required": ["value"] }
+                "then": { "required": ["value"], "properties": { "value": true } }
             },
             {
                 "if": { "properties": { "operator": { "enum": ["gt", "gte", "lt", "lte"] } } },
@@ -170,8 +174,8 @@ fn group_schema() -> Value {
                         { "$ref": "#/$defs/aggregate_spec" },
                         { "properties": { "as": { "not": { "enum": ["key", "count"] } } } },
                         {
-                            "if": { "properties": { "fn": { "const": "count" } }, "not": { "required": ["field"] } },
-                            "then": { "required": ["as"] }
+                            "if": { "properties": { "fn": { "const": "count" } }, "not": { "required": ["field"], "properties": { "field": true } } },
+                            "then": { "required": ["as"], "properties": { "as": true } }
                         }
                     ]
                 }

@@ -66,6 +66,7 @@ fn from_service(s: HealthStatus) -> AgentStatus {
 #[utoipa::path(
     post,
     path = "/api/v1/agent/health",
+    operation_id = "reportAgentHealth",
     tag = "agent",
     security(("bearer" = [])),
     request_body = AgentReport,
@@ -144,6 +145,7 @@ pub struct AgentHealthList {
 #[utoipa::path(
     get,
     path = "/api/v1/agents/health",
+    operation_id = "listAgentHealth",
     tag = "admin",
     security(("bearer" = [])),
     params(("cursor" = Option<String>, Query, max_length = 8192, description = "next_cursor of the previous page, unchanged")),
@@ -173,6 +175,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/agents/{agent_id}/health",
+    operation_id = "getAgentHealth",
     tag = "admin",
     params(("agent_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(

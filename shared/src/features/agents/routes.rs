@@ -86,6 +86,7 @@ fn secret_answer(status: StatusCode, agent: &AgentId, secret: String) -> Respons
 #[utoipa::path(
     post,
     path = "/api/v1/agents",
+    operation_id = "createAgent",
     tag = "admin",
     request_body = CreateAgent,
     responses(
@@ -117,6 +118,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/agents",
+    operation_id = "listAgents",
     tag = "admin",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Agents per page (default 50)"),
@@ -145,6 +147,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/api/v1/agents/{agent_id}/disable",
+    operation_id = "disableAgent",
     tag = "admin",
     params(("agent_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(
@@ -170,6 +173,7 @@ pub async fn disable(
 #[utoipa::path(
     post,
     path = "/api/v1/agents/{agent_id}/rotate",
+    operation_id = "rotateAgentCredential",
     tag = "admin",
     params(("agent_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$")),
     responses(

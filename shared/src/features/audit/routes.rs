@@ -59,6 +59,7 @@ fn bounded(name: &str, text: Option<String>) -> Result<Option<String>, ApiError>
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
+    operation_id = "listAudit",
     tag = "admin",
     params(
         ("actor" = Option<String>, Query, min_length = 1, max_length = 256, description = "Only this actor (`key:ca_live_…`, `agent:<id>`, `admin:bootstrap`)"),

@@ -25,6 +25,7 @@ pub struct ContextStored {
 #[utoipa::path(
     put,
     path = "/api/v1/admin/users/{user_id}/context",
+    operation_id = "putUserContext",
     tag = "admin",
     security(("bearer" = [])),
     params(("user_id" = String, Path, pattern = "^[!-\"$-~]{1,128}$", description = "1-128 visible ASCII characters except #")),

@@ -38,6 +38,7 @@ fn respond(context: &StoredContext, status: CacheStatus) -> Response {
 #[utoipa::path(
     get,
     path = "/api/v1/agent/context",
+    operation_id = "getAgentContext",
     tag = "agent",
     security(("bearer" = [])),
     responses(

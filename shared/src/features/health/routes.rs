@@ -291,7 +291,7 @@ fn health_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// Liveness: the process runs and answers (no dependency is consulted: a dead store must not get us restarted).
-#[utoipa::path(get, path = "/health/live", tag = "platform",
+#[utoipa::path(get, path = "/health/live", operation_id = "getLiveness", tag = "platform",
     responses((status = 200, description = "alive", content_type = "application/health+json")))]
 pub async fn live(State(instance): State<InstanceId>) -> Response {
     // The instance id is 12 hex digits: nothing to escape, so the body is formatted, not serialised.
@@ -299,7 +299,7 @@ pub async fn live(State(instance): State<InstanceId>) -> Response {
 }
 
 /// Readiness: the datastore answers and its breaker is not open (from the cached report).
-#[utoipa::path(get, path = "/health/ready", tag = "platform",
+#[utoipa::path(get, path = "/health/ready", operation_id = "getReadiness", tag = "platform",
     responses((status = 200, description = "ready", content_type = "application/health+json"),
               (status = 503, description = "not ready", content_type = "application/health+json")))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -317,6 +317,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "getHealth",
     tag = "platform",
     responses(
         (status = 200, description = "pass or warn", body = HealthReport, content_type = "application/health+json"),

@@ -160,6 +160,7 @@ fn created(config: &Config, perimeter: &PerimeterState, record: &KeyRecord, key:
 #[utoipa::path(
     post,
     path = "/api/v1/keys",
+    operation_id = "createKey",
     tag = "admin",
     request_body = CreateKey,
     responses(
@@ -235,6 +236,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/keys",
+    operation_id = "listKeys",
     tag = "admin",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Keys per page (default 50)"),
@@ -265,6 +267,7 @@ pub async fn list(
 #[utoipa::path(
     delete,
     path = "/api/v1/keys/{key_id}",
+    operation_id = "revokeKey",
     tag = "admin",
     params(("key_id" = String, Path, pattern = "^[a-z2-7]{16}$")),
     responses(
@@ -292,6 +295,7 @@ pub async fn revoke(
 #[utoipa::path(
     post,
     path = "/api/v1/keys/{key_id}/rotate",
+    operation_id = "rotateKey",
     tag = "admin",
     params(("key_id" = String, Path, pattern = "^[a-z2-7]{16}$")),
     responses(

@@ -19,7 +19,7 @@ pub struct Breakers {
 }
 
 /// Circuit breakers of this instance.
-#[utoipa::path(get, path = "/api/v1/circuit-breakers", tag = "platform", responses((status = 200, body = Breakers)))]
+#[utoipa::path(get, path = "/api/v1/circuit-breakers", operation_id = "listCircuitBreakers", tag = "platform", responses((status = 200, body = Breakers)))]
 pub async fn list(State(instance): State<InstanceId>, State(breakers): State<Arc<Registry>>) -> ApiJson<Breakers> {
     ApiJson(Breakers { instance: instance.0.to_string(), breakers: breakers.snapshots() })
 }

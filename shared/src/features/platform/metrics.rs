@@ -14,6 +14,7 @@ use crate::state::InstanceId;
 #[utoipa::path(
     get,
     path = "/api/v1/metrics",
+    operation_id = "getPrometheusMetrics",
     tag = "platform",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"))
 )]

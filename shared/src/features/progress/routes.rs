@@ -39,6 +39,7 @@ pub struct ProgressBatch {
 #[utoipa::path(
     post,
     path = "/api/v1/agent/progress",
+    operation_id = "postProgress",
     tag = "agent",
     security(("bearer" = [])),
     request_body(content = ProgressBatch, description = "A batch, a bare JSON list of updates, or one update (see ProgressUpdate)"),
@@ -118,6 +119,7 @@ pub struct HistoryParams {
 #[utoipa::path(
     get,
     path = "/api/v1/agent/progress/{task_id}",
+    operation_id = "getProgress",
     tag = "agent",
     security(("bearer" = [])),
     params(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cloud_agent_handlers::{Registry, Rejection};
 use http::StatusCode;
+use serde_json::Value as Json;
 
 use crate::http::Problem;
 use crate::problem::PROBLEM_BASE;
@@ -42,10 +43,9 @@ pub fn rejection_problem(rejection: &Rejection, input_pointer: &str) -> Problem 
     problem
 }
 
-/// Writes the task types into the OpenAPI document: `TaskType` (the names, each described), the `type` and
-/// `task_type` fields that take one, and a `TaskInput.<name>` for each type's input schema, so a client generator
-/// sees what this deployment (built-ins and plugins) accepts. The input schemas are any JSON Schema, which
-/// utoipa's model cannot hold: they are marked here and written in by [`splice_inputs`] on the text.
+/// Writes the task types into the OpenAPI document: `TaskType` (the names, each described) and the `type` and
+/// `task_type` fields that take one. The input schemas are any JSON Schema, which utoipa's model cannot hold:
+/// [`insert_inputs`] writes them into the serialised document.
 pub fn document(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
     use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
     use utoipa::openapi::{Ref, RefOr};
@@ -63,10 +63,6 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
             described.join("\n")
         )));
     components.schemas.insert("TaskType".into(), RefOr::T(Schema::Object(task_type.build())));
-    for t in registry.types() {
-        let marker = Ref::new(format!("{INPUT_MARKER}{}", t.name()));
-        components.schemas.insert(format!("TaskInput.{}", t.name()), RefOr::Ref(marker));
-    }
     for (schema, field) in [("CreateTask", "type"), ("DelegateRequest", "task_type")] {
         if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema)
             && let Some(property) = object.properties.get_mut(field)
@@ -82,26 +78,81 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi, registry: &Registry) {
     }
 }
 
-const INPUT_MARKER: &str = "urn:cloud-agent:task-input:";
-
-/// Replaces each input-schema marker [`document`] left in the pretty-printed `text` with the schema itself.
-pub fn splice_inputs(text: &str, registry: &Registry) -> String {
-    let mut out = text.to_owned();
+/// Adds each type's input schema to the serialised document as `TaskInput.<type>`, so a client generator sees
+/// what this deployment (built-ins and plugins) accepts. Its `$defs` move beside it as `TaskInput.<type>.<def>`:
+/// inside a component, `#/$defs/…` would resolve against the document's root, where there is no `$defs`.
+pub fn insert_inputs(doc: &mut Json, registry: &Registry) {
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Json::as_object_mut) else {
+        return;
+    };
     for t in registry.types() {
-        let line = format!("\"$ref\": \"{INPUT_MARKER}{}\"", t.name());
-        let Some(at) = out.find(&line) else { continue };
-        let open = out[..at].rfind('{').unwrap_or(at);
-        let close = at + out[at..].find('}').unwrap_or(0) + 1;
-        let indent = out[..open].rsplit('\n').next().map_or(0, |l| l.len() - l.trim_start().len());
+        let name = format!("TaskInput.{}", t.name());
         let mut schema = (t.descriptor().input_schema)();
-        // The document is already one JSON Schema dialect (OpenAPI 3.1's).
+        let prefix = format!("#/components/schemas/{name}.");
+        rewrite_refs(&mut schema, &prefix);
         if let Some(object) = schema.as_object_mut() {
+            // The document is already one JSON Schema dialect (OpenAPI 3.1's).
             object.remove("$schema");
+            if let Some(Json::Object(defs)) = object.remove("$defs") {
+                for (def, body) in defs {
+                    schemas.insert(format!("{name}.{def}"), body);
+                }
+            }
         }
-        let pretty = serde_json::to_string_pretty(&schema).unwrap_or_else(|_| "{}".into());
-        let pad = " ".repeat(indent);
-        let indented = pretty.replace('\n', &format!("\n{pad}"));
-        out.replace_range(open..close, &indented);
+        schemas.insert(name, schema);
     }
-    out
+    one_shape_per_type(schemas, registry);
+}
+
+/// Turns `CreateTask` into one shape per task type, told apart by `type` (a discriminated `oneOf`): a generated
+/// client gets a typed payload for each (`CreateTask.echo` takes `TaskInput.echo`), and every input schema is
+/// used by the operation that takes it.
+fn one_shape_per_type(schemas: &mut serde_json::Map<String, Json>, registry: &Registry) {
+    let Some(generic) = schemas.get("CreateTask").cloned() else { return };
+    if registry.types().next().is_none() {
+        return;
+    }
+    let mut mapping = serde_json::Map::new();
+    let mut shapes = Vec::new();
+    for t in registry.types() {
+        let name = format!("CreateTask.{}", t.name());
+        let mut shape = generic.clone();
+        shape["description"] = Json::from(format!("A new `{}` task: {}", t.name(), t.descriptor().description));
+        shape["properties"]["type"] =
+            serde_json::json!({"type": "string", "enum": [t.name()], "description": "The task type."});
+        shape["properties"]["payload"] =
+            serde_json::json!({"$ref": format!("#/components/schemas/TaskInput.{}", t.name())});
+        let reference = format!("#/components/schemas/{name}");
+        mapping.insert(t.name().to_owned(), Json::from(reference.clone()));
+        shapes.push(serde_json::json!({"$ref": reference}));
+        schemas.insert(name, shape);
+    }
+    schemas.insert(
+        "CreateTask".into(),
+        serde_json::json!({
+            "description": "A new task. Its shape depends on `type`: one per task type this deployment runs.",
+            "oneOf": shapes,
+            "discriminator": {"propertyName": "type", "mapping": mapping},
+        }),
+    );
+}
+
+/// Points every local `#/$defs/<name>` reference in `schema` at `<prefix><name>`.
+fn rewrite_refs(schema: &mut Json, prefix: &str) {
+    match schema {
+        Json::Object(object) => {
+            for (key, value) in object.iter_mut() {
+                match value {
+                    Json::String(target) if key == "$ref" => {
+                        if let Some(def) = target.strip_prefix("#/$defs/") {
+                            *target = format!("{prefix}{def}");
+                        }
+                    }
+                    _ => rewrite_refs(value, prefix),
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(|item| rewrite_refs(item, prefix)),
+        _ => {}
+    }
 }

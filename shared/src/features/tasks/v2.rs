@@ -123,6 +123,7 @@ fn successor(record: &TaskRecord) -> (header::HeaderName, String) {
 #[utoipa::path(
     post,
     path = "/api/delegate",
+    operation_id = "delegateTaskV2",
     tag = "tasks-v2",
     request_body = DelegateRequest,
     responses(
@@ -200,6 +201,7 @@ pub struct BatchResponse {
 #[utoipa::path(
     post,
     path = "/api/batch",
+    operation_id = "batchTasksV2",
     tag = "tasks-v2",
     request_body = BatchRequest,
     responses(
@@ -289,6 +291,7 @@ pub struct StatusParams {
 #[utoipa::path(
     get,
     path = "/api/status",
+    operation_id = "getTaskStatusV2",
     tag = "tasks-v2",
     params(("task_id" = String, Query, description = "The task's id", pattern = "^t_[0-9a-f]{32}$")),
     responses(
@@ -352,6 +355,7 @@ pub struct Capabilities {
 #[utoipa::path(
     get,
     path = "/api/capabilities",
+    operation_id = "listCapabilitiesV2",
     tag = "tasks-v2",
     responses((status = 200, body = Capabilities))
 )]
@@ -391,6 +395,7 @@ pub async fn capabilities(State(types): State<Arc<TaskTypes>>) -> ApiJson<Capabi
 #[utoipa::path(
     get,
     path = "/api/metrics",
+    operation_id = "getTaskMetricsV2",
     tag = "tasks-v2",
     responses((status = 200, body = TaskMetrics))
 )]

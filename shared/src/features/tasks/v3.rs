@@ -72,6 +72,7 @@ fn location(id: &TaskId) -> String {
 #[utoipa::path(
     post,
     path = "/v3/tasks",
+    operation_id = "createTask",
     tag = "tasks",
     request_body = CreateTask,
     responses(
@@ -136,6 +137,7 @@ fn answer(submitted: Submitted) -> Response {
 #[utoipa::path(
     get,
     path = "/v3/tasks/{task_id}",
+    operation_id = "getTask",
     tag = "tasks",
     params(("task_id" = String, Path, description = "The task's id (t_ and 32 hex digits)", pattern = "^t_[0-9a-f]{32}$")),
     responses(
@@ -156,6 +158,7 @@ pub async fn get_one(
 #[utoipa::path(
     delete,
     path = "/v3/tasks/{task_id}",
+    operation_id = "cancelTask",
     tag = "tasks",
     params(("task_id" = String, Path, description = "The task's id", pattern = "^t_[0-9a-f]{32}$")),
     responses(
@@ -190,6 +193,7 @@ pub struct ListParams {
 #[utoipa::path(
     get,
     path = "/v3/tasks",
+    operation_id = "listTasks",
     tag = "tasks",
     params(
         ("status" = Option<String>, Query, description = "queued, running, succeeded, failed, cancelled or timed_out", max_length = 16),

@@ -291,6 +291,7 @@ async fn process_item(engine: &Engine, item: Item) -> Result<Option<Outcome>, su
 #[utoipa::path(
     get,
     path = "/api/v1/tasks/drain",
+    operation_id = "drainTasks",
     tag = "tasks",
     responses((status = 200, body = DrainReport, description = "What this drain did"))
 )]

@@ -123,6 +123,7 @@ fn token_response(issued: Issued) -> Response {
 #[utoipa::path(
     post,
     path = "/api/v1/agent/token",
+    operation_id = "issueAgentToken",
     tag = "agent",
     request_body(content = TokenRequest, description = "JSON, or the OAuth client_credentials form"),
     responses(
@@ -163,6 +164,7 @@ pub async fn token(
 #[utoipa::path(
     post,
     path = "/api/v1/agent/token/refresh",
+    operation_id = "refreshAgentToken",
     tag = "agent",
     request_body(content = RefreshRequest, description = "JSON, or the OAuth refresh_token form"),
     responses(
@@ -193,6 +195,7 @@ pub async fn refresh(
 #[utoipa::path(
     post,
     path = "/api/v1/agent/token/revoke",
+    operation_id = "revokeAgentToken",
     tag = "agent",
     request_body(content = RevokeRequest, description = "JSON or form"),
     responses((status = 200, description = "Revoked, or there was nothing to revoke"))
@@ -228,6 +231,7 @@ pub struct Me {
 #[utoipa::path(
     get,
     path = "/api/v1/agent/me",
+    operation_id = "getAgentSelf",
     tag = "agent",
     security(("bearer" = [])),
     responses(
