@@ -6,12 +6,14 @@
 //!   the same batch id, so a retry never writes twice.
 //! - [`batch::Batcher`]: the request batcher both are built on.
 //! - [`RequestSigner`]: signs requests made with an API key whose signing is on.
+//! - [`retry`]: which requests an operator client retries, how long it waits, and the budget that bounds retries.
 //!
 //! The wire types ([`wire`]) are this client's view of the API; the contract tests run them against the server.
 
 pub mod backoff;
 pub mod batch;
 pub mod progress;
+pub mod retry;
 pub mod secret;
 pub mod signing;
 pub mod token_manager;
@@ -19,6 +21,7 @@ pub mod wire;
 
 pub use batch::{BatchConfig, BatchError, Batcher};
 pub use progress::{ProgressReporter, ReporterOptions, ReporterStats};
+pub use retry::{RetryBudget, RetryPolicy};
 pub use secret::AgentSecret;
 pub use signing::RequestSigner;
 pub use token_manager::{SdkError, TokenManager, TokenManagerOptions};
