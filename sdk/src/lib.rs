@@ -10,6 +10,9 @@
 //!
 //! The wire types ([`wire`]) are this client's view of the API; the contract tests run them against the server.
 
+/// The API's bodies, the same types the server sends (problem details, tasks).
+pub use cloud_agent_wire as api;
+
 pub mod backoff;
 pub mod batch;
 pub mod progress;

@@ -97,6 +97,7 @@ fn dependency_tree(args: &[&str]) -> BTreeSet<String> {
 fn the_sdk_and_the_functions_carry_only_what_they_need() {
     let sdk = dependency_tree(&["--package", "cloud_agent_sdk"]);
     assert!(sdk.contains("reqwest"), "the tree was read: {sdk:?}");
+    assert!(sdk.contains("cloud_agent_wire"), "the SDK reads the server's own wire types");
     for server_only in ["cloud_agent", "aws-sdk-dynamodb", "redb", "lambda_http", "vercel_runtime", "utoipa"] {
         assert!(!sdk.contains(server_only), "the agent SDK depends on {server_only}");
     }

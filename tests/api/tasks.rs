@@ -64,6 +64,9 @@ async fn both_versions_run_a_task_and_show_the_same_record(store: DynStore) {
     assert_eq!(location, format!("/v3/tasks/{}", task["id"].as_str().unwrap()));
     let read: Value = get(&app, &key, &location).await.json().await.unwrap();
     assert_eq!(read, task, "the stored record is what the creation answered");
+    // The one wire type (the SDK reads the same) holds every field the server sends, and nothing else.
+    let typed: cloud_agent::features::tasks::model::Task = serde_json::from_value(task.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), task);
 
     // v2: the flat shape over the same engine, marked deprecated with a link to v3.
     let v2 = post(&app, &key, "/api/delegate", &json!({"task_type": "echo", "task_data": {"message": "hi"}})).await;

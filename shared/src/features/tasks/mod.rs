@@ -239,7 +239,7 @@ pub const QUEUE_SENDERS: &[&str] = &["delegate", "batch", "tasks", "task", "task
         worker::drain_route
     ),
     components(schemas(
-        model::TaskRecord,
+        model::Task,
         model::Status,
         model::Priority,
         model::Mode,

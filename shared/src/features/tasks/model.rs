@@ -1,140 +1,19 @@
 //! A delegated task as the table keeps it, typed: its id, status, priority, and the record both API versions
 //! show. Attribute names are spelled here and nowhere else; keys come from [`crate::store::keys`].
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use utoipa::ToSchema;
 
 use crate::store::{GSI1_PK, GSI1_SK, Item, Key, keys};
 
 pub use crate::ids::TaskId;
+pub use cloud_agent_wire::tasks::{DeliveryAttempt, DeliveryState, Mode, Priority, Status, Task, Webhook};
 
-/// Where a task is in its life. The last four are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    TimedOut,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::TimedOut => "timed_out",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled, Self::TimedOut]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-
-    pub fn is_final(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
-    }
-}
-
-/// Priority orders a batch's start and the queue's drain: high first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    High,
-    #[default]
-    Normal,
-    Low,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::High => "high",
-            Self::Normal => "normal",
-            Self::Low => "low",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::High, Self::Normal, Self::Low].into_iter().find(|p| p.as_str() == text)
-    }
-
-    /// The queue partition rank: 0 is drained first.
-    pub fn rank(self) -> u8 {
-        match self {
-            Self::High => 0,
-            Self::Normal => 1,
-            Self::Low => 2,
-        }
-    }
-
-    pub const ALL: [Self; 3] = [Self::High, Self::Normal, Self::Low];
-}
-
-/// How the task was asked to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// In the request that created it; the answer carries the result.
-    Sync,
-    /// On the queue; the answer is 202 with the task's URL.
-    Async,
-}
-
-/// One delivery attempt of the completion webhook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryAttempt {
-    /// Epoch milliseconds.
-    pub at_ms: i64,
-    /// The endpoint's status, when it answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
-}
-
-/// Where the completion webhook stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Not yet delivered; `next_attempt_ms` says when the next try is due.
-    Pending,
-    Delivered,
-    /// Every scheduled attempt failed.
-    Failed,
-    /// The endpoint answered 410 Gone (now or earlier): it gets no more deliveries.
-    Disabled,
-}
-
-/// The task's completion webhook and every attempt to deliver it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Webhook {
-    pub url: String,
-    pub state: DeliveryState,
-    /// The message id receivers deduplicate on (`webhook-id`): the same for every attempt.
-    pub message_id: String,
-    #[serde(default)]
-    pub attempts: Vec<DeliveryAttempt>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_ms: Option<i64>,
-}
-
-/// A task, as stored and as shown (`GET /v3/tasks/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A task as the table keeps it: what the API shows ([`Task`], from [`TaskRecord::view`]) and what only the
+/// server may see (its tenant, input, signers, expiry).
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
-    #[schema(value_type = String, example = "t_0192f0c6a1b27c3d8e4f5a6b7c8d9e0f")]
     pub id: TaskId,
     /// The handler that runs it.
-    #[serde(rename = "type")]
     pub kind: String,
     pub status: Status,
     pub priority: Priority,
@@ -142,39 +21,27 @@ pub struct TaskRecord {
     /// SHA-256 of the input's canonical JSON: how an idempotency key recognises the same request.
     pub input_hash: String,
     /// The input, kept for queued work only (a synchronous task's input is not stored).
-    #[serde(default, skip_serializing)]
     pub input: Option<Json>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Json>,
     /// Why the task failed, timed out or was cancelled (an RFC 9457 problem).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<crate::http::Problem>)]
     pub problem: Option<Json>,
     pub attempts: u32,
     pub max_attempts: u32,
     pub timeout_ms: u64,
     /// Epoch milliseconds.
     pub created_ms: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// Who created it (as the audit trail names them).
     pub created_by: String,
     /// The tenant that owns it. Never shown to another tenant: their reads find nothing.
-    #[serde(skip)]
     pub tenant: String,
     /// The secrets its webhook is signed with (key ids; more than one during a key rotation).
-    #[serde(skip)]
     pub signers: Vec<String>,
     /// When a finished task leaves the table (epoch seconds).
-    #[serde(skip)]
     pub expires_at: Option<i64>,
 }
 
@@ -212,6 +79,30 @@ impl TaskRecord {
 
     pub fn is_final(&self) -> bool {
         self.status.is_final()
+    }
+
+    /// The task as the API shows it, to its own tenant.
+    pub fn view(&self) -> Task {
+        Task {
+            id: self.id.to_string(),
+            kind: self.kind.clone(),
+            status: self.status,
+            priority: self.priority,
+            mode: self.mode,
+            input_hash: self.input_hash.clone(),
+            result: self.result.clone(),
+            problem: self.problem.clone(),
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            created_ms: self.created_ms,
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+            duration_ms: self.duration_ms,
+            webhook: self.webhook.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            created_by: self.created_by.clone(),
+        }
     }
 
     /// The whole item. JSON parts (input, result, problem, webhook) are stored as JSON text: DynamoDB's own

@@ -6,63 +6,16 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
-use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use super::engine::{Engine, Submitted};
 use super::intake::{Draft, Edge, Finished, parse_task, problem_of};
-use super::model::{Priority, Status, TaskId, TaskRecord};
+use super::model::{Status, Task, TaskId};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::paging::CursorKey;
 use crate::runtime::AfterResponse;
-
-/// A new task.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTask {
-    /// The handler (see `GET /api/capabilities`).
-    #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 64)]
-    pub kind: String,
-    /// The handler's input; its schema is in the capabilities listing.
-    #[schema(value_type = Object)]
-    pub payload: Json,
-    #[serde(default)]
-    pub options: TaskOptions,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TaskOptions {
-    #[serde(default)]
-    pub priority: Option<Priority>,
-    /// Where to POST the finished task (Standard Webhooks signatures with your key's `whsec_` secret).
-    #[serde(default)]
-    #[schema(max_length = 2048)]
-    pub webhook: Option<String>,
-    /// The same key with the same input returns the same task; with another input it is refused (422).
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 255)]
-    pub idempotency_key: Option<String>,
-    /// The task's deadline (default and maximum per handler, in the capabilities listing).
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 900_000)]
-    pub timeout_ms: Option<u64>,
-    /// Queue it and answer 202 at once (long handlers are always queued).
-    #[serde(default, rename = "async")]
-    pub asynchronous: bool,
-}
-
-/// A page of tasks.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskPage {
-    pub tasks: Vec<TaskRecord>,
-    /// Present when there may be more: pass it back unchanged, with the same filters.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+pub use cloud_agent_wire::tasks::{CreateTask, TaskOptions, TaskPage};
 
 fn location(id: &TaskId) -> String {
     format!("/v3/tasks/{id}")
@@ -76,9 +29,9 @@ fn location(id: &TaskId) -> String {
     tag = "tasks",
     request_body = CreateTask,
     responses(
-        (status = 201, body = TaskRecord, description = "Ran synchronously and succeeded; Location names it"),
-        (status = 200, body = TaskRecord, description = "The idempotency key named an existing task with the same input (Idempotent-Replayed: true)"),
-        (status = 202, body = TaskRecord, description = "Queued; poll Location or wait for the webhook"),
+        (status = 201, body = Task, description = "Ran synchronously and succeeded; Location names it"),
+        (status = 200, body = Task, description = "The idempotency key named an existing task with the same input (Idempotent-Replayed: true)"),
+        (status = 202, body = Task, description = "Queued; poll Location or wait for the webhook"),
         (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "Another request with the same idempotency key is being processed (idempotency-in-progress), or a concurrent change (write-conflict); retry after Retry-After"),
         (status = 429, body = crate::http::Problem, content_type = "application/problem+json", description = "Over the delegation quota (rate-limited), or the tenant already has its cap of queued tasks unfinished (queue-full); see Retry-After"),
         (status = 413, body = crate::http::Problem, content_type = "application/problem+json", description = "A queued task's input is over 256 KiB, or a hook's size policy refused it (the hook's own problem type)"),
@@ -120,15 +73,16 @@ fn answer(submitted: Submitted) -> Response {
                 (header::LOCATION, location(&record.id)),
                 (header::HeaderName::from_static("idempotent-replayed"), "true".into()),
             ],
-            ApiJson(record),
+            ApiJson(record.view()),
         )
             .into_response(),
         Submitted::Queued(record) => {
-            (StatusCode::ACCEPTED, [(header::LOCATION, location(&record.id))], ApiJson(record)).into_response()
+            (StatusCode::ACCEPTED, [(header::LOCATION, location(&record.id))], ApiJson(record.view())).into_response()
         }
         Submitted::Ran(record) => match problem_of(&record) {
             Some(problem) => ApiError::from(Finished(problem)).into_response(),
-            None => (StatusCode::CREATED, [(header::LOCATION, location(&record.id))], ApiJson(record)).into_response(),
+            None => (StatusCode::CREATED, [(header::LOCATION, location(&record.id))], ApiJson(record.view()))
+                .into_response(),
         },
     }
 }
@@ -141,7 +95,7 @@ fn answer(submitted: Submitted) -> Response {
     tag = "tasks",
     params(("task_id" = String, Path, description = "The task's id (t_ and 32 hex digits)", pattern = "^t_[0-9a-f]{32}$")),
     responses(
-        (status = 200, body = TaskRecord),
+        (status = 200, body = Task),
         (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such task in your tenant"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not a task id"),
     )
@@ -150,8 +104,8 @@ pub async fn get_one(
     State(engine): State<Arc<Engine>>,
     operator: Operator,
     ApiPath(id): ApiPath<TaskId>,
-) -> Result<ApiJson<TaskRecord>, ApiError> {
-    Ok(ApiJson(engine.get(operator.tenant.as_str(), &id).await?))
+) -> Result<ApiJson<Task>, ApiError> {
+    Ok(ApiJson(engine.get(operator.tenant.as_str(), &id).await?.view()))
 }
 
 /// Cancel a queued or running task. A running task's result, if it comes, is discarded.
@@ -162,7 +116,7 @@ pub async fn get_one(
     tag = "tasks",
     params(("task_id" = String, Path, description = "The task's id", pattern = "^t_[0-9a-f]{32}$")),
     responses(
-        (status = 200, body = TaskRecord, description = "Cancelled"),
+        (status = 200, body = Task, description = "Cancelled"),
         (status = 404, body = crate::http::Problem, content_type = "application/problem+json", description = "No such task in your tenant"),
         (status = 409, body = crate::http::Problem, content_type = "application/problem+json", description = "Already finished"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json", description = "Not a task id"),
@@ -172,8 +126,8 @@ pub async fn cancel(
     State(engine): State<Arc<Engine>>,
     operator: Operator,
     ApiPath(id): ApiPath<TaskId>,
-) -> Result<ApiJson<TaskRecord>, ApiError> {
-    Ok(ApiJson(engine.cancel(&operator, &id).await?))
+) -> Result<ApiJson<Task>, ApiError> {
+    Ok(ApiJson(engine.cancel(&operator, &id).await?.view()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,5 +197,6 @@ pub async fn list(
     let page = crate::http::PageParams { cursor: params.cursor, limit: params.limit };
     let (limit, start) = page.open(&cursors, &scope, 20, 100)?;
     let (tasks, next) = engine.list(tenant, status, params.kind.as_deref(), limit, start).await?;
+    let tasks = tasks.iter().map(super::model::TaskRecord::view).collect();
     Ok(ApiJson(TaskPage { tasks, next_cursor: next.map(|c| cursors.seal(&scope, &c)) }))
 }

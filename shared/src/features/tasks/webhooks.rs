@@ -94,7 +94,7 @@ pub fn payload(record: &TaskRecord, timestamp: i64) -> Vec<u8> {
     let body = json!({
         "type": format!("task.{}", record.status.as_str()),
         "timestamp": at,
-        "data": record,
+        "data": record.view(),
     });
     body.to_string().into_bytes()
 }
