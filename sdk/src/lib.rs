@@ -6,6 +6,7 @@
 //!   the same batch id, so a retry never writes twice.
 //! - [`batch::Batcher`]: the request batcher both are built on.
 //! - [`RequestSigner`]: signs requests made with an API key whose signing is on.
+//! - [`client::Client`]: the operator client — typed task calls, retries under a shared budget, signing.
 //! - [`retry`]: which requests an operator client retries, how long it waits, and the budget that bounds retries.
 //!
 //! The wire types ([`wire`]) are this client's view of the API; the contract tests run them against the server.
@@ -15,6 +16,7 @@ pub use cloud_agent_wire as api;
 
 pub mod backoff;
 pub mod batch;
+pub mod client;
 pub mod progress;
 pub mod retry;
 pub mod secret;

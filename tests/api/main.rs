@@ -21,6 +21,7 @@ mod progress;
 mod progress_sdk;
 #[cfg(feature = "cli")]
 mod rate_limit;
+mod sdk_client;
 mod sdk_token_manager;
 mod store_conformance;
 mod store_outage;

@@ -1,0 +1,301 @@
+//! The operator client: typed calls to an API deployment with an API key, an identity provider's bearer token, or
+//! an agent's [`TokenManager`]; every call retried by the rules of [`crate::retry`] under one budget per client,
+//! signed per attempt when the key requires it (a signature is single-use on the server), and answered as a wire
+//! type or a [`ClientError`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cloud_agent_sdk::client::ClientError> {
+//! use cloud_agent_sdk::client::Client;
+//! use cloud_agent_sdk::api::tasks::CreateTask;
+//! let client = Client::builder("https://agents.example.com").api_key("ca_live_…").build()?;
+//! let task = client.create_task(CreateTask {
+//!     kind: "echo".into(),
+//!     payload: serde_json::json!({"message": "hi"}),
+//!     options: Default::default(),
+//! }).await?;
+//! println!("{} is {:?}", task.id, task.status);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod tasks;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::ClientError;
+pub use tasks::{TaskFilter, TaskPages};
+
+use crate::retry::{Attempt, RetryBudget, RetryPolicy, Retrying, Verdict, parse_retry_after};
+use crate::{RequestSigner, TokenManager};
+
+/// Who the client calls as.
+#[derive(Clone)]
+pub enum Credential {
+    /// An operator's API key, sent as `X-API-Key`.
+    ApiKey(String),
+    /// A bearer token: an identity provider's, or the bootstrap admin key.
+    Bearer(String),
+    /// An agent, through its token manager (fresh access tokens).
+    Agent(Arc<TokenManager>),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ApiKey(_) => "ApiKey(…)",
+            Self::Bearer(_) => "Bearer(…)",
+            Self::Agent(_) => "Agent(…)",
+        })
+    }
+}
+
+/// Builds a [`Client`]; every policy has a default.
+#[derive(Debug)]
+pub struct ClientBuilder {
+    endpoint: String,
+    credential: Option<Credential>,
+    signer: Option<RequestSigner>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+    budget: Option<Arc<RetryBudget>>,
+}
+
+impl ClientBuilder {
+    /// Calls with an API key.
+    #[must_use]
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.credential = Some(Credential::ApiKey(key.into()));
+        self
+    }
+
+    /// Calls with a bearer token (an identity provider's token, or the bootstrap admin key).
+    #[must_use]
+    pub fn bearer(mut self, token: impl Into<String>) -> Self {
+        self.credential = Some(Credential::Bearer(token.into()));
+        self
+    }
+
+    /// Calls as an agent.
+    #[must_use]
+    pub fn agent(mut self, tokens: Arc<TokenManager>) -> Self {
+        self.credential = Some(Credential::Agent(tokens));
+        self
+    }
+
+    /// Signs every attempt with the key's signing secret (`ca_sig_…`).
+    #[must_use]
+    pub fn signing_secret(mut self, secret: impl Into<String>) -> Self {
+        self.signer = Some(RequestSigner::new(secret));
+        self
+    }
+
+    /// The longest one attempt may take (default 30 s: a synchronous task may run that long).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The retry rules (default: 3 attempts, 0.5 s × 2ⁿ capped at 5 s, `Retry-After` up to 60 s).
+    #[must_use]
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Shares a retry budget between clients (default: one per client).
+    #[must_use]
+    pub fn retry_budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    pub fn build(self) -> Result<Client, ClientError> {
+        let base = reqwest::Url::parse(self.endpoint.trim_end_matches('/'))
+            .map_err(|e| ClientError::Protocol(format!("the endpoint {:?} is not a URL: {e}", self.endpoint)))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ClientError::Protocol(format!("the endpoint {base} must be http:// or https://")));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .user_agent(concat!("cloud-agent-sdk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                credential: self.credential,
+                signer: self.signer,
+                timeout: self.timeout,
+                retry: self.retry,
+                budget: self.budget.unwrap_or_default(),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    credential: Option<Credential>,
+    signer: Option<RequestSigner>,
+    timeout: Duration,
+    retry: RetryPolicy,
+    budget: Arc<RetryBudget>,
+}
+
+/// A client of one deployment. Cheap to clone; clones share connections and the retry budget.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// One request, as every attempt sends it.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: Vec<(&'a str, String)>,
+    body: Option<Vec<u8>>,
+    /// Delivering it twice does no harm: a safe method, or a body with an idempotency key.
+    replayable: bool,
+}
+
+/// A successful answer: its status and body.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: bytes::Bytes,
+}
+
+impl Client {
+    /// A client of the deployment at `endpoint` (its base URL, e.g. `https://agents.example.com`).
+    pub fn builder(endpoint: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            endpoint: endpoint.into(),
+            credential: None,
+            signer: None,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+            budget: None,
+        }
+    }
+
+    /// The retry budget's tokens left (see [`RetryBudget`]).
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.inner.budget
+    }
+
+    async fn authorize(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ClientError> {
+        Ok(match &self.inner.credential {
+            None => request,
+            Some(Credential::ApiKey(key)) => request.header("x-api-key", key),
+            Some(Credential::Bearer(token)) => request.bearer_auth(token),
+            Some(Credential::Agent(tokens)) => {
+                let token = tokens.token().await.map_err(|e| ClientError::Unauthorized(Box::new(agent_problem(&e))))?;
+                request.bearer_auth(token)
+            }
+        })
+    }
+
+    /// Sends `call`, retrying as the rules allow; a non-2xx answer becomes its [`ClientError`].
+    async fn send(&self, call: Call<'_>) -> Result<Answer, ClientError> {
+        let mut url = self.inner.base.clone();
+        url.set_path(&format!("{}{}", self.inner.base.path().trim_end_matches('/'), call.path));
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut retrying = Retrying::new(self.inner.retry, &self.inner.budget, call.replayable);
+        loop {
+            let mut request = self.inner.http.request(call.method.clone(), url.clone());
+            if let Some(body) = &call.body {
+                request = request.header("content-type", "application/json").body(body.clone());
+            }
+            let mut request =
+                self.authorize(request).await?.build().map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if let Some(signer) = &self.inner.signer {
+                // Signed per attempt: the server refuses a signature it has seen (replay protection).
+                signer.sign(&mut request);
+            }
+            let (attempt, outcome) = match self.inner.http.execute(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    match response.bytes().await {
+                        Ok(body) if status.is_success() => (Attempt::Done, Ok(Answer { status, body })),
+                        Ok(body) => (
+                            Attempt::Status { status: status.as_u16(), retry_after },
+                            Err(ClientError::from_answer(status.as_u16(), &body, retry_after)),
+                        ),
+                        Err(e) => (Attempt::Lost { timed_out: e.is_timeout() }, Err(self.transport(&e))),
+                    }
+                }
+                // A refused connection never reached the server: any method may be sent again.
+                Err(e) if e.is_connect() => (Attempt::NotSent, Err(self.transport(&e))),
+                Err(e) => (Attempt::Lost { timed_out: e.is_timeout() }, Err(self.transport(&e))),
+            };
+            match retrying.after(attempt) {
+                Verdict::RetryAfter(wait) => {
+                    tracing::debug!(path = call.path, attempt = retrying.attempts(), ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Verdict::Stop => {
+                    if outcome.is_ok() {
+                        retrying.succeeded();
+                    } else {
+                        retrying.ended();
+                    }
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> ClientError {
+        if e.is_timeout() { ClientError::Timeout(self.inner.timeout) } else { ClientError::Network(e.to_string()) }
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: Vec<(&str, String)>,
+    ) -> Result<T, ClientError> {
+        let answer = self.send(Call { method: Method::GET, path, query, body: None, replayable: true }).await?;
+        decode(&answer)
+    }
+
+    /// A request with a body; `replayable` when it carries an idempotency key.
+    pub(crate) async fn write<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        replayable: bool,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let answer = self.send(Call { method, path, query: Vec::new(), body, replayable }).await?;
+        Ok((answer.status, decode(&answer)?))
+    }
+}
+
+fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, ClientError> {
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| ClientError::Protocol(format!("a {} answer this client cannot read: {e}", answer.status.as_u16())))
+}
+
+fn agent_problem(e: &crate::SdkError) -> cloud_agent_wire::Problem {
+    cloud_agent_wire::Problem::new(StatusCode::UNAUTHORIZED, "agent-session", "Agent session unavailable")
+        .detail(e.to_string())
+}

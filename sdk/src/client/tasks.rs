@@ -1,0 +1,132 @@
+//! Task calls (`/v3/tasks`): create (with an idempotency key the client adds, so a retried create never makes two
+//! tasks), read, cancel, list page by page, and wait for the end.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use super::{Client, ClientError};
+use crate::api::tasks::{CreateTask, Status, Task, TaskPage};
+use crate::backoff::full_jitter;
+
+/// Which tasks a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<Status>,
+    /// A task type.
+    pub kind: Option<String>,
+    /// Tasks per page (1–100; the server's default is 20).
+    pub page_size: Option<u32>,
+}
+
+/// The pages of a listing, fetched one at a time as they are asked for.
+#[derive(Debug)]
+pub struct TaskPages {
+    client: Client,
+    filter: TaskFilter,
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl TaskPages {
+    /// The next page; `None` after the last.
+    pub async fn next_page(&mut self) -> Option<Result<Vec<Task>, ClientError>> {
+        if self.done {
+            return None;
+        }
+        let mut query = Vec::new();
+        if let Some(status) = self.filter.status {
+            query.push(("status", serde_json::to_value(status).ok()?.as_str()?.to_owned()));
+        }
+        if let Some(kind) = &self.filter.kind {
+            query.push(("type", kind.clone()));
+        }
+        if let Some(size) = self.filter.page_size {
+            query.push(("limit", size.to_string()));
+        }
+        if let Some(cursor) = &self.cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        match self.client.get::<TaskPage>("/v3/tasks", query).await {
+            Ok(page) => {
+                self.cursor = page.next_cursor;
+                self.done = self.cursor.is_none();
+                Some(Ok(page.tasks))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Every remaining task, page after page.
+    pub async fn collect(mut self) -> Result<Vec<Task>, ClientError> {
+        let mut all = Vec::new();
+        while let Some(page) = self.next_page().await {
+            all.extend(page?);
+        }
+        Ok(all)
+    }
+}
+
+impl Client {
+    /// Creates a task: it runs in the request (the answer carries its result) or is queued (`options.asynchronous`,
+    /// or a long type). Without an idempotency key the client adds one, so the retries it makes cannot create a
+    /// second task. A task that ran and failed is answered as its problem (`ClientError::Server` for a failure
+    /// after its attempts, `Validation` for an input the handler refused).
+    pub async fn create_task(&self, mut task: CreateTask) -> Result<Task, ClientError> {
+        if task.options.idempotency_key.is_none() {
+            task.options.idempotency_key = Some(uuid::Uuid::new_v4().to_string());
+        }
+        let (_, created) = self.write(Method::POST, "/v3/tasks", Some(&task), true).await?;
+        Ok(created)
+    }
+
+    /// One task of the caller's tenant.
+    pub async fn task(&self, id: &str) -> Result<Task, ClientError> {
+        self.get(&format!("/v3/tasks/{}", segment(id)?), Vec::new()).await
+    }
+
+    /// Cancels a queued or running task (`Conflict` when it already finished). Not retried on a lost answer:
+    /// read the task to learn whether it was cancelled.
+    pub async fn cancel_task(&self, id: &str) -> Result<Task, ClientError> {
+        let path = format!("/v3/tasks/{}", segment(id)?);
+        let (_, task) = self.write::<(), Task>(Method::DELETE, &path, None, false).await?;
+        Ok(task)
+    }
+
+    /// The caller's tasks, newest first, page by page.
+    pub fn tasks(&self, filter: TaskFilter) -> TaskPages {
+        TaskPages { client: self.clone(), filter, cursor: None, done: false }
+    }
+
+    /// Polls a task until it is final, with backoff from 100 ms up to 2 s between reads; `Timeout` after
+    /// `deadline`.
+    pub async fn wait_for_task(&self, id: &str, deadline: Duration) -> Result<Task, ClientError> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut round = 0;
+        loop {
+            let task = self.task(id).await?;
+            if task.is_final() {
+                return Ok(task);
+            }
+            let pause =
+                full_jitter(Duration::from_millis(100), Duration::from_secs(2), round).max(Duration::from_millis(20));
+            if tokio::time::Instant::now() + pause > until {
+                return Err(ClientError::Timeout(deadline));
+            }
+            tokio::time::sleep(pause).await;
+            round += 1;
+        }
+    }
+}
+
+/// A task id as one path segment: ids are `t_` and hex digits, so anything else is refused before it is sent.
+fn segment(id: &str) -> Result<&str, ClientError> {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(id)
+    } else {
+        Err(ClientError::Protocol(format!("{id:?} is not a task id")))
+    }
+}

@@ -1,0 +1,241 @@
+//! The operator client (`cloud_agent_sdk::client`) against the real server, directly and through a fault-injecting
+//! proxy (a real HTTP hop that answers 503 in place of the server, or forwards a request and loses the answer):
+//! typed task calls and their errors, retries with backoff and `Retry-After`, an idempotent replay after a lost
+//! answer, the retry budget capping retries, and no retry of what cannot be delivered twice.
+
+use crate::common;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cloud_agent::store::DynStore;
+use cloud_agent_sdk::api::tasks::{CreateTask, Status, TaskOptions};
+use cloud_agent_sdk::client::{Client, ClientError, TaskFilter};
+use cloud_agent_sdk::{RetryBudget, RetryPolicy};
+use common::TestApp;
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
+
+async fn app_on(store: DynStore) -> TestApp {
+    TestApp::builder()
+        .env("DEV_ADMIN_KEY", ADMIN_KEY)
+        .env("CLOUD_AGENT_RATE_TIERS", "standard:100000/60:100000/60")
+        .store(store)
+        .spawn()
+        .await
+}
+
+async fn operator_key(app: &TestApp) -> String {
+    let body = json!({"name": "sdk", "role": "operator"});
+    let response = app.client.post(app.url("/api/v1/keys")).bearer_auth(ADMIN_KEY).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned()
+}
+
+/// Quick retries, so the tests do not wait out production backoff.
+fn quick() -> RetryPolicy {
+    RetryPolicy { base: Duration::from_millis(10), cap: Duration::from_millis(40), ..RetryPolicy::default() }
+}
+
+fn echo(message: &str) -> CreateTask {
+    CreateTask { kind: "echo".into(), payload: json!({"message": message}), options: TaskOptions::default() }
+}
+
+async fn typed_task_calls_and_their_errors(store: DynStore) {
+    let app = app_on(store).await;
+    let client = Client::builder(&app.address).api_key(operator_key(&app).await).build().unwrap();
+
+    let ran = client.create_task(echo("now")).await.unwrap();
+    assert_eq!(ran.status, Status::Succeeded);
+    assert_eq!(ran.result.as_ref().map(|r| &r["message"]), Some(&json!("now")));
+    assert!(ran.idempotency_key.is_some(), "the client adds an idempotency key to every create");
+    assert_eq!(client.task(&ran.id).await.unwrap(), ran, "read back as created");
+
+    let mut queued = echo("later");
+    queued.options.asynchronous = true;
+    let queued = client.create_task(queued).await.unwrap();
+    assert_eq!(queued.status, Status::Queued);
+    let mut third = echo("third");
+    third.options.asynchronous = true;
+    let third = client.create_task(third).await.unwrap();
+
+    // Pages of one, newest first, until the cursor runs out.
+    let mut pages = client.tasks(TaskFilter { page_size: Some(1), ..TaskFilter::default() });
+    let mut seen = Vec::new();
+    while let Some(page) = pages.next_page().await {
+        let page = page.unwrap();
+        assert!(page.len() <= 1);
+        seen.extend(page.into_iter().map(|t| t.id));
+    }
+    assert_eq!(seen, [third.id.clone(), queued.id.clone(), ran.id.clone()]);
+    let queued_only =
+        client.tasks(TaskFilter { status: Some(Status::Queued), ..TaskFilter::default() }).collect().await.unwrap();
+    assert_eq!(queued_only.len(), 2);
+
+    let cancelled = client.cancel_task(&third.id).await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert!(matches!(client.cancel_task(&third.id).await, Err(ClientError::Conflict(_))));
+    let missing = client.task("t_00000000000000000000000000000000").await.unwrap_err();
+    assert!(matches!(missing, ClientError::NotFound(_)), "{missing}");
+    assert!(missing.problem().unwrap().request_id.is_some(), "the problem keeps the request id to quote");
+
+    let bad = CreateTask { kind: "echo".into(), payload: json!({"delay_ms": -1}), options: TaskOptions::default() };
+    match client.create_task(bad).await {
+        Err(ClientError::Validation { pointer, .. }) => assert_eq!(pointer.as_deref(), Some("/payload/delay_ms")),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+    let unauthenticated = Client::builder(&app.address).api_key("ca_test_not-a-key").build().unwrap();
+    assert!(matches!(unauthenticated.task(&ran.id).await, Err(ClientError::Unauthorized(_))));
+
+    // The queued task runs (a drain, as the worker does); waiting sees it finish.
+    let engine = app.state.part::<cloud_agent::features::tasks::engine::Engine>();
+    cloud_agent::features::tasks::worker::drain(&engine, Duration::from_mins(1)).await;
+    let finished = client.wait_for_task(&queued.id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(finished.status, Status::Succeeded);
+    assert_eq!(finished.result.as_ref().map(|r| &r["message"]), Some(&json!("later")));
+}
+
+on_both_backends!(typed_task_calls_and_their_errors);
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Forward it and return the answer.
+    Pass,
+    /// Answer 503 (with `Retry-After` seconds, if given) without forwarding.
+    Unavailable(Option<u64>),
+    /// Forward it, then answer 503 instead of the server's answer: the work was done, the caller never heard.
+    LoseAnswer,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    plan: Arc<Mutex<VecDeque<Fault>>>,
+    /// What happens once the plan is used up.
+    then: Fault,
+    seen: Arc<AtomicUsize>,
+    http: reqwest::Client,
+}
+
+async fn relay(
+    axum::extract::State(proxy): axum::extract::State<Proxy>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    proxy.seen.fetch_add(1, Ordering::SeqCst);
+    let fault = proxy.plan.lock().unwrap().pop_front().unwrap_or(proxy.then);
+    let unavailable = |retry_after: Option<u64>| {
+        let mut response = (http::StatusCode::SERVICE_UNAVAILABLE, "injected").into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
+        }
+        response
+    };
+    if let Fault::Unavailable(retry_after) = fault {
+        return unavailable(retry_after);
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let url = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut forwarded = proxy.http.request(parts.method, url).body(body);
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let answer = forwarded.send().await.unwrap();
+    if matches!(fault, Fault::LoseAnswer) {
+        return unavailable(None);
+    }
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let mut response = (status, answer.bytes().await.unwrap()).into_response();
+    for (name, value) in &headers {
+        if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// A proxy in front of `upstream` that applies `plan` to the requests in order, then `then` to the rest.
+async fn proxy(upstream: &str, plan: Vec<Fault>, then: Fault) -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let state = Proxy {
+        upstream: upstream.to_owned(),
+        plan: Arc::new(Mutex::new(plan.into())),
+        then,
+        seen: seen.clone(),
+        http: reqwest::Client::new(),
+    };
+    let router = axum::Router::new().fallback(relay).with_state(state);
+    (common::serve_router(router).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_ride_out_503s_honour_retry_after_and_replay_a_lost_create_idempotently() {
+    let app = app_on(common::embedded().store.clone()).await;
+    let key = operator_key(&app).await;
+
+    // Two 503s, then the server: the call succeeds on its third attempt.
+    let (address, seen) = proxy(&app.address, vec![Fault::Unavailable(None); 2], Fault::Pass).await;
+    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).build().unwrap();
+    let created = client.create_task(echo("through")).await.unwrap();
+    assert_eq!(created.status, Status::Succeeded);
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    assert_eq!(client.retry_budget().available(), RetryBudget::CAPACITY, "a success gives its retries back");
+
+    // Retry-After is honoured: the second attempt waits the second the server asked for.
+    let (address, seen) = proxy(&app.address, vec![Fault::Unavailable(Some(1))], Fault::Pass).await;
+    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).build().unwrap();
+    let started = Instant::now();
+    client.task(&created.id).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+
+    // The server creates the task but the answer is lost: the retry carries the same idempotency key and gets
+    // the same task back; one task exists.
+    let (address, seen) = proxy(&app.address, vec![Fault::LoseAnswer], Fault::Pass).await;
+    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).build().unwrap();
+    let replayed = client.create_task(echo("once")).await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    let direct = Client::builder(&app.address).api_key(&key).build().unwrap();
+    let once: Vec<_> = direct
+        .tasks(TaskFilter::default())
+        .collect()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.result.as_ref().map(|r| &r["message"]) == Some(&json!("once")))
+        .collect();
+    assert_eq!(once.len(), 1, "one task, whatever the retries: {once:?}");
+    assert_eq!(once[0].id, replayed.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_caps_retries_and_unsafe_calls_are_not_retried() {
+    let app = app_on(common::embedded().store.clone()).await;
+    let key = operator_key(&app).await;
+    let (address, seen) = proxy(&app.address, Vec::new(), Fault::Unavailable(None)).await;
+
+    // A budget of 20 tokens pays for four retries (5 each): five failing reads make 5 + 4 requests, not 15.
+    let budget = Arc::new(RetryBudget::new(20));
+    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).retry_budget(budget.clone()).build();
+    let client = client.unwrap();
+    for _ in 0..5 {
+        let failed = client.task("t_00000000000000000000000000000000").await.unwrap_err();
+        assert!(matches!(failed, ClientError::Server { .. }), "{failed}");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 9);
+    assert_eq!(budget.available(), 0);
+
+    // A cancel may have arrived before its answer was lost: never sent twice.
+    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).build().unwrap();
+    seen.store(0, Ordering::SeqCst);
+    assert!(client.cancel_task("t_00000000000000000000000000000000").await.is_err());
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
