@@ -9,7 +9,7 @@ pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod breaker;
+pub use cloud_agent_breaker as breaker;
 pub mod cache;
 pub mod config;
 pub mod features;

@@ -1,7 +1,8 @@
 //! The operator client (`cloud_agent_sdk::client`) against the real server, directly and through a fault-injecting
 //! proxy (a real HTTP hop that answers 503 in place of the server, or forwards a request and loses the answer):
 //! typed task calls and their errors, retries with backoff and `Retry-After`, an idempotent replay after a lost
-//! answer, the retry budget capping retries, and no retry of what cannot be delivered twice.
+//! answer, the retry budget capping retries, no retry of what cannot be delivered twice, and the client's circuit
+//! breaker opening and recovering.
 
 use crate::common;
 
@@ -224,8 +225,10 @@ async fn the_budget_caps_retries_and_unsafe_calls_are_not_retried() {
 
     // A budget of 20 tokens pays for four retries (5 each): five failing reads make 5 + 4 requests, not 15.
     let budget = Arc::new(RetryBudget::new(20));
-    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).retry_budget(budget.clone()).build();
-    let client = client.unwrap();
+    // A breaker that does not open here, so the budget alone limits the retries.
+    let never = cloud_agent::breaker::BreakerConfig { minimum_calls: 1000, ..Default::default() };
+    let client = Client::builder(&address).api_key(&key).retry_policy(quick()).retry_budget(budget.clone());
+    let client = client.breaker(never).build().unwrap();
     for _ in 0..5 {
         let failed = client.task("t_00000000000000000000000000000000").await.unwrap_err();
         assert!(matches!(failed, ClientError::Server { .. }), "{failed}");
@@ -238,4 +241,36 @@ async fn the_budget_caps_retries_and_unsafe_calls_are_not_retried() {
     seen.store(0, Ordering::SeqCst);
     assert!(client.cancel_task("t_00000000000000000000000000000000").await.is_err());
     assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+/// The client's breaker opens after the endpoint keeps failing (calls fail fast, the server sees none), then
+/// lets a trial call through once its open time has passed; the trial's success closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_opens_on_a_failing_endpoint_and_recovers() {
+    use cloud_agent::breaker::{BreakerConfig, State};
+    let app = app_on(common::embedded().store.clone()).await;
+    let key = operator_key(&app).await;
+    let (address, seen) = proxy(&app.address, vec![Fault::Unavailable(None); 3], Fault::Pass).await;
+    let breaker = BreakerConfig {
+        consecutive_failures: Some(3),
+        open_duration: Duration::from_millis(300),
+        half_open_calls: 1,
+        ..BreakerConfig::default()
+    };
+    let once = RetryPolicy { max_attempts: 1, ..quick() };
+    let client = Client::builder(&address).api_key(&key).retry_policy(once).breaker(breaker).build().unwrap();
+    let id = "t_00000000000000000000000000000000";
+    for _ in 0..3 {
+        assert!(matches!(client.task(id).await, Err(ClientError::Server { .. })));
+    }
+    assert_eq!(client.breaker_state().state, State::Open);
+    let Err(ClientError::CircuitOpen { retry_after }) = client.task(id).await else { panic!("the breaker is open") };
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "an open breaker sends nothing");
+
+    // Once the open time has passed, a trial call goes through; it succeeds (the server answers 404 for a task
+    // that is not there: the endpoint works), and the breaker closes.
+    tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
+    assert!(matches!(client.task(id).await, Err(ClientError::NotFound(_))));
+    assert_eq!(client.breaker_state().state, State::Closed);
+    assert_eq!(seen.load(Ordering::SeqCst), 4);
 }

@@ -1,7 +1,8 @@
 //! The operator client: typed calls to an API deployment with an API key, an identity provider's bearer token, or
 //! an agent's [`TokenManager`]; every call retried by the rules of [`crate::retry`] under one budget per client,
-//! signed per attempt when the key requires it (a signature is single-use on the server), and answered as a wire
-//! type or a [`ClientError`].
+//! behind a circuit breaker (the server's own, `cloud_agent_breaker`: a deployment that keeps failing is not
+//! called again until its open time passes, then trial calls decide), signed per attempt when the key requires
+//! it (a signature is single-use on the server), and answered as a wire type or a [`ClientError`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cloud_agent_sdk::client::ClientError> {
@@ -23,6 +24,7 @@ mod tasks;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use cloud_agent_breaker::{Breaker, BreakerConfig, Snapshot};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,6 +66,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     budget: Option<Arc<RetryBudget>>,
+    breaker: BreakerConfig,
 }
 
 impl ClientBuilder {
@@ -116,6 +119,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The endpoint's circuit breaker (default: opens at 50 % failures over 30 s once 5 calls were seen, for
+    /// 10 s growing to 1 min while it keeps failing). Server errors, timeouts and connection failures count;
+    /// the caller's own 4xx (and 429, a quota, not an outage) do not.
+    #[must_use]
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+
     pub fn build(self) -> Result<Client, ClientError> {
         let base = reqwest::Url::parse(self.endpoint.trim_end_matches('/'))
             .map_err(|e| ClientError::Protocol(format!("the endpoint {:?} is not a URL: {e}", self.endpoint)))?;
@@ -131,12 +143,13 @@ impl ClientBuilder {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
-                base,
                 credential: self.credential,
                 signer: self.signer,
                 timeout: self.timeout,
                 retry: self.retry,
                 budget: self.budget.unwrap_or_default(),
+                breaker: Breaker::new(base.to_string(), self.breaker),
+                base,
             }),
         })
     }
@@ -151,6 +164,7 @@ struct Inner {
     timeout: Duration,
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
+    breaker: Breaker,
 }
 
 /// A client of one deployment. Cheap to clone; clones share connections and the retry budget.
@@ -186,7 +200,13 @@ impl Client {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             budget: None,
+            breaker: BreakerConfig::default(),
         }
+    }
+
+    /// The endpoint's breaker as it stands (state, failure rate, calls seen), for a status screen.
+    pub fn breaker_state(&self) -> Snapshot {
+        self.inner.breaker.snapshot()
     }
 
     /// The retry budget's tokens left (see [`RetryBudget`]).
@@ -225,6 +245,9 @@ impl Client {
                 // Signed per attempt: the server refuses a signature it has seen (replay protection).
                 signer.sign(&mut request);
             }
+            // Taken last: a permit dropped before it reports counts as a failure of the endpoint.
+            let permit = Breaker::try_acquire(&self.inner.breaker)
+                .map_err(|retry_after| ClientError::CircuitOpen { retry_after })?;
             let (attempt, outcome) = match self.inner.http.execute(request).await {
                 Ok(response) => {
                     let status = response.status();
@@ -246,6 +269,11 @@ impl Client {
                 Err(e) if e.is_connect() => (Attempt::NotSent, Err(self.transport(&e))),
                 Err(e) => (Attempt::Lost { timed_out: e.is_timeout() }, Err(self.transport(&e))),
             };
+            permit.report(match attempt {
+                Attempt::Done => false,
+                Attempt::NotSent | Attempt::Lost { .. } => true,
+                Attempt::Status { status, .. } => status >= 500,
+            });
             match retrying.after(attempt) {
                 Verdict::RetryAfter(wait) => {
                     tracing::debug!(path = call.path, attempt = retrying.attempts(), ?wait, "retrying");
