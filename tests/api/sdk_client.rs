@@ -49,6 +49,11 @@ async fn typed_task_calls_and_their_errors(store: DynStore) {
     let app = app_on(store).await;
     let client = Client::builder(&app.address).api_key(operator_key(&app).await).build().unwrap();
 
+    let capabilities = client.capabilities().await.unwrap();
+    let echo_type = capabilities.handlers.iter().find(|h| h.name == "echo").expect("echo is listed");
+    assert_eq!(echo_type.input_schema["type"], "object");
+    assert!(capabilities.handlers.iter().any(|h| h.name == "csv-parser"), "plugins are listed too");
+
     let ran = client.create_task(echo("now")).await.unwrap();
     assert_eq!(ran.status, Status::Succeeded);
     assert_eq!(ran.result.as_ref().map(|r| &r["message"]), Some(&json!("now")));
@@ -95,6 +100,9 @@ async fn typed_task_calls_and_their_errors(store: DynStore) {
     let engine = app.state.part::<cloud_agent::features::tasks::engine::Engine>();
     cloud_agent::features::tasks::worker::drain(&engine, Duration::from_mins(1)).await;
     let finished = client.wait_for_task(&queued.id, Duration::from_secs(30)).await.unwrap();
+    let metrics = client.task_metrics().await.unwrap();
+    assert_eq!(metrics.by_type["echo"].succeeded, 2, "{metrics:?}");
+    assert_eq!(metrics.cancelled, 1);
     assert_eq!(finished.status, Status::Succeeded);
     assert_eq!(finished.result.as_ref().map(|r| &r["message"]), Some(&json!("later")));
 }

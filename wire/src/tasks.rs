@@ -1,5 +1,7 @@
 //! Tasks on the wire: their states, priorities and webhooks, the task as shown, and the bodies of `/v3/tasks`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -223,4 +225,87 @@ pub struct TaskPage {
     /// Present when there may be more: pass it back unchanged, with the same filters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// A task type's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Limits {
+    pub default_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    /// Always queued (answered 202), even without `async`.
+    pub always_async: bool,
+    /// The largest input a queued task may carry, in bytes.
+    pub max_queued_input_bytes: usize,
+}
+
+/// One way a task of this type can end without a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailureKind {
+    /// The last segment of the task's `problem.type`.
+    pub kind: String,
+    /// Retried (within the task's attempts) before it is final.
+    pub retryable: bool,
+    pub when: String,
+}
+
+/// A task type this deployment runs, as `GET /api/capabilities` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Capability {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema (2020-12) of the task's input.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input_schema: Json,
+    pub limits: Limits,
+    pub failures: Vec<FailureKind>,
+    /// The hooks run around this type (its own, then the deployment's).
+    pub hooks: Vec<String>,
+}
+
+/// Every task type of the deployment, and the largest batch it takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Capabilities {
+    pub handlers: Vec<Capability>,
+    pub max_batch: usize,
+}
+
+/// Latency percentiles, each its bucket's upper bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Latency {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+    pub mean: Option<f64>,
+}
+
+/// One task type's finished tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TypeStats {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    /// Milliseconds, from the run's start to its end.
+    pub latency_ms: Latency,
+}
+
+/// A tenant's task statistics, aggregated across every instance (`GET /api/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskMetrics {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    /// Succeeded ÷ finished; null before the first task finishes.
+    pub success_rate: Option<f64>,
+    pub by_type: BTreeMap<String, TypeStats>,
 }

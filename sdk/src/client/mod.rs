@@ -149,6 +149,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 budget: self.budget.unwrap_or_default(),
                 breaker: Breaker::new(base.to_string(), self.breaker),
+                capabilities: std::sync::Mutex::new(None),
                 base,
             }),
         })
@@ -165,6 +166,8 @@ struct Inner {
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
     breaker: Breaker,
+    /// The last capabilities answer and when it came.
+    capabilities: std::sync::Mutex<Option<(tokio::time::Instant, crate::api::tasks::Capabilities)>>,
 }
 
 /// A client of one deployment. Cheap to clone; clones share connections and the retry budget.

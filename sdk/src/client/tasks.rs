@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use super::{Client, ClientError};
-use crate::api::tasks::{CreateTask, Status, Task, TaskPage};
+use crate::api::tasks::{Capabilities, CreateTask, Status, Task, TaskMetrics, TaskPage};
 use crate::backoff::full_jitter;
 
 /// Which tasks a listing returns.
@@ -99,6 +99,27 @@ impl Client {
     /// The caller's tasks, newest first, page by page.
     pub fn tasks(&self, filter: TaskFilter) -> TaskPages {
         TaskPages { client: self.clone(), filter, cursor: None, done: false }
+    }
+
+    /// What the deployment runs: every task type with its input schema and limits. Cached for 5 minutes per
+    /// client (the list changes only with a deployment).
+    pub async fn capabilities(&self) -> Result<Capabilities, ClientError> {
+        const FRESH: Duration = Duration::from_mins(5);
+        if let Some((at, cached)) =
+            self.inner.capabilities.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            && at.elapsed() < FRESH
+        {
+            return Ok(cached.clone());
+        }
+        let fresh: Capabilities = self.get("/api/capabilities", Vec::new()).await?;
+        *self.inner.capabilities.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((tokio::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// The tenant's task statistics (needs `metrics:read`), aggregated across every instance.
+    pub async fn task_metrics(&self) -> Result<TaskMetrics, ClientError> {
+        self.get("/api/metrics", Vec::new()).await
     }
 
     /// Polls a task until it is final, with backoff from 100 ms up to 2 s between reads; `Timeout` after

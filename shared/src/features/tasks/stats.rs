@@ -3,13 +3,9 @@
 //! one latency bucket. Percentiles are read off the buckets: each is reported as its bucket's upper bound, so they
 //! are never optimistic by more than one bucket.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use super::model::Status;
 use crate::store::{DynStore, Number, Query, StoreError, Update, Value, keys};
+pub use cloud_agent_wire::tasks::{Latency, TaskMetrics, TypeStats};
 
 /// Upper bounds (ms) of the latency buckets; the last bucket is everything above.
 pub const BUCKETS_MS: [u64; 15] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
@@ -39,37 +35,6 @@ pub async fn record(
     }
     store.update(&keys::job_stats(tenant, kind), update, None).await?;
     Ok(())
-}
-
-#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
-pub struct Latency {
-    pub p50: Option<u64>,
-    pub p95: Option<u64>,
-    pub p99: Option<u64>,
-    pub mean: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
-pub struct TypeStats {
-    pub total: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub timed_out: u64,
-    pub cancelled: u64,
-    /// Milliseconds, from the run's start to its end.
-    pub latency_ms: Latency,
-}
-
-#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
-pub struct TaskMetrics {
-    pub total: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub timed_out: u64,
-    pub cancelled: u64,
-    /// Succeeded ÷ finished; null before the first task finishes.
-    pub success_rate: Option<f64>,
-    pub by_type: BTreeMap<String, TypeStats>,
 }
 
 fn count(item: &crate::store::Item, name: &str) -> u64 {

@@ -23,6 +23,7 @@ use crate::http::{ApiError, ApiJson, ApiQuery, Problem};
 use crate::perimeter::rate_limit::Charge;
 use crate::runtime::AfterResponse;
 use crate::store::DynStore;
+pub use cloud_agent_wire::tasks::{Capabilities, Capability, FailureKind, Limits};
 
 /// When v2 was deprecated (RFC 9745 `Deprecation: @<epoch>`): 2026-12-01.
 const DEPRECATED_AT: &str = "@1796083200";
@@ -312,45 +313,6 @@ pub async fn status(
     Ok(([successor(&record)], ApiJson(DelegateResponse::from(&record))).into_response())
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Limits {
-    pub default_timeout_ms: u64,
-    pub max_timeout_ms: u64,
-    /// Always queued (answered 202), even without `async`.
-    pub always_async: bool,
-    /// The largest input a queued task may carry, in bytes.
-    pub max_queued_input_bytes: usize,
-}
-
-/// One way a task of this type can end without a result.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FailureKind {
-    /// The last segment of the task's `problem.type`.
-    pub kind: &'static str,
-    /// Retried (within the task's attempts) before it is final.
-    pub retryable: bool,
-    pub when: &'static str,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Capability {
-    pub name: &'static str,
-    pub description: &'static str,
-    /// JSON Schema (2020-12) of the task's input.
-    #[schema(value_type = Object)]
-    pub input_schema: Json,
-    pub limits: Limits,
-    pub failures: Vec<FailureKind>,
-    /// The hooks run around this type (its own, then the deployment's).
-    pub hooks: Vec<&'static str>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Capabilities {
-    pub handlers: Vec<Capability>,
-    pub max_batch: usize,
-}
-
 /// What this deployment can run (deprecated path; the v3 API uses the same handlers).
 #[utoipa::path(
     get,
@@ -369,8 +331,8 @@ pub async fn capabilities(State(types): State<Arc<TaskTypes>>) -> ApiJson<Capabi
             .map(|t| {
                 let h = t.descriptor();
                 Capability {
-                    name: h.name,
-                    description: h.description,
+                    name: h.name.to_owned(),
+                    description: h.description.to_owned(),
                     input_schema: (h.input_schema)(),
                     limits: Limits {
                         default_timeout_ms: h.limits.default_timeout_ms,
@@ -381,9 +343,13 @@ pub async fn capabilities(State(types): State<Arc<TaskTypes>>) -> ApiJson<Capabi
                     failures: h
                         .failures
                         .iter()
-                        .map(|f| FailureKind { kind: f.kind, retryable: f.retryable, when: f.when })
+                        .map(|f| FailureKind {
+                            kind: f.kind.to_owned(),
+                            retryable: f.retryable,
+                            when: f.when.to_owned(),
+                        })
                         .collect(),
-                    hooks: t.hook_names(),
+                    hooks: t.hook_names().into_iter().map(str::to_owned).collect(),
                 }
             })
             .collect(),
