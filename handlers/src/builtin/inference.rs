@@ -11,6 +11,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cloud_agent_breaker::{Breaker, BreakerConfig, State};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -25,7 +26,7 @@ pub const DESCRIPTION: &str = "Asks the configured OpenAI-compatible model for o
     cached answer to the same request stands in, else the task fails with 503 model-unavailable.";
 
 /// Failures in a row that open the breaker.
-pub const FAILURES_TO_OPEN: u32 = 3;
+pub const FAILURES_TO_OPEN: usize = 3;
 /// How long an open breaker refuses calls before letting one through.
 pub const OPEN_FOR: Duration = Duration::from_secs(30);
 /// How long a cached answer may stand in.
@@ -127,18 +128,28 @@ fn parse(input: &Value) -> Result<Ask, InputError> {
     Ok(Ask { prompt, system, max_tokens, temperature })
 }
 
-/// The breaker's state: failures in a row, until when it is open, and whether its one trial call is out.
-#[derive(Debug, Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-    probing: bool,
+/// The endpoint's breaker (the project's own): open after [`FAILURES_TO_OPEN`] failures in a row, for
+/// [`OPEN_FOR`], then one trial call decides.
+fn breaker() -> Breaker {
+    Breaker::new(
+        NAME,
+        BreakerConfig {
+            consecutive_failures: Some(FAILURES_TO_OPEN),
+            // The streak alone opens it: no failure rate, no slow-call rate.
+            minimum_calls: usize::MAX,
+            open_duration: OPEN_FOR,
+            open_backoff: 1.0,
+            max_open_duration: OPEN_FOR,
+            half_open_calls: 1,
+            ..BreakerConfig::default()
+        },
+    )
 }
 
 /// The handler, with its breaker and cache (per instance).
 pub struct Inference {
     settings: Settings,
-    breaker: Mutex<Breaker>,
+    breaker: Breaker,
     cache: Mutex<lru::LruCache<[u8; 32], (Instant, Value)>>,
 }
 
@@ -163,7 +174,7 @@ fn unavailable(detail: String) -> Rejection {
 impl Inference {
     pub fn new(settings: Settings) -> Self {
         let entries = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
-        Self { settings, breaker: Mutex::default(), cache: Mutex::new(lru::LruCache::new(entries)) }
+        Self { settings, breaker: breaker(), cache: Mutex::new(lru::LruCache::new(entries)) }
     }
 
     pub async fn run(&self, cx: &Context, input: &Value) -> Result<Value, Failure> {
@@ -174,26 +185,28 @@ impl Inference {
             )));
         };
         let key = self.cache_key(&cx.task().tenant, &ask);
-        if self.is_open() {
+        // A permit dropped unreported (the task's deadline cut the call off: a hanging endpoint) is a failure.
+        let Ok(permit) = Breaker::try_acquire(&self.breaker) else {
             return self.fallback(&key, "the model endpoint keeps failing and its circuit breaker is open");
-        }
-        // A call cut off by the task's deadline (a hanging endpoint) counts as a failure too.
-        let mut pending = Pending { breaker: self, settled: false };
-        let outcome = self.call(cx.outbound(), url, &ask).await;
-        pending.settled = true;
-        match outcome {
+        };
+        match self.call(cx.outbound(), url, &ask).await {
             Ok(answer) => {
-                self.succeeded();
+                permit.report(false);
                 self.cache
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .put(key, (Instant::now(), answer.clone()));
                 Ok(with_source(answer, "model"))
             }
-            Err(CallError::Refused(rejection)) => Err(Failure::Rejected(rejection)),
+            // The model answered: it works, whatever it thought of this request.
+            Err(CallError::Refused(rejection)) => {
+                permit.report(false);
+                Err(Failure::Rejected(rejection))
+            }
             Err(CallError::Failing(why)) => {
-                self.failed();
-                if self.is_open() {
+                permit.report(true);
+                if self.breaker.state() == State::Open {
+                    tracing::warn!(model = %self.settings.model, "the inference endpoint's circuit breaker opened");
                     return self.fallback(&key, &format!("{why}, and its circuit breaker is now open"));
                 }
                 // Closed still: a cached answer stands in, else the engine retries the attempt.
@@ -220,34 +233,6 @@ impl Inference {
                 "{why}, and no earlier answer to this request is cached; retry in {} s",
                 OPEN_FOR.as_secs()
             )))),
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        let mut breaker = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match breaker.open_until {
-            Some(until) if Instant::now() < until => true,
-            // Half open: one trial call goes through; the others wait for its outcome as if open.
-            Some(_) if breaker.probing => true,
-            Some(_) => {
-                breaker.probing = true;
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn succeeded(&self) {
-        *self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Breaker::default();
-    }
-
-    fn failed(&self) {
-        let mut breaker = self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        breaker.failures += 1;
-        if breaker.failures >= FAILURES_TO_OPEN || breaker.probing {
-            breaker.probing = false;
-            breaker.open_until = Some(Instant::now() + OPEN_FOR);
-            tracing::warn!(model = %self.settings.model, "the inference endpoint's circuit breaker opened");
         }
     }
 
@@ -323,20 +308,6 @@ impl Inference {
             "finish_reason": choice.get("finish_reason").cloned().unwrap_or(Value::Null),
             "usage": answer.get("usage").cloned().unwrap_or(Value::Null),
         }))
-    }
-}
-
-/// Counts a call against the breaker if it is dropped before it settles (the task's deadline cut it off).
-struct Pending<'a> {
-    breaker: &'a Inference,
-    settled: bool,
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.breaker.failed();
-        }
     }
 }
 
@@ -451,22 +422,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_open_breaker_lets_a_call_through_after_its_time() {
+    async fn an_open_breaker_lets_one_call_through_after_its_time() {
         let handler =
             Inference::new(Settings { url: Some("http://127.0.0.1:9/v1".into()), model: "m".into(), api_key: None });
+        let call = || Breaker::try_acquire(&handler.breaker);
         for _ in 0..FAILURES_TO_OPEN {
-            handler.failed();
+            call().unwrap().report(true);
         }
-        assert!(handler.is_open());
+        assert_eq!(call().unwrap_err(), OPEN_FOR, "open for its whole time");
         tokio::time::advance(OPEN_FOR).await;
-        assert!(!handler.is_open(), "half open after its time: one trial call");
-        assert!(handler.is_open(), "the others wait for the trial's outcome");
-        handler.failed();
-        assert!(handler.is_open(), "a failed trial opens it again");
+        let trial = call().expect("half open after its time: one trial call");
+        assert!(call().is_err(), "the others wait for the trial's outcome");
+        trial.report(true);
+        assert!(call().is_err(), "a failed trial opens it again");
         tokio::time::advance(OPEN_FOR).await;
-        assert!(!handler.is_open());
-        handler.succeeded();
-        assert!(!handler.is_open() && !handler.is_open(), "a good trial closes it");
+        call().unwrap().report(false);
+        assert_eq!(handler.breaker.state(), State::Closed, "a good trial closes it");
+        call().unwrap().report(false);
     }
 
     #[tokio::test(start_paused = true)]
@@ -478,6 +450,6 @@ mod tests {
             let cut = tokio::time::timeout(Duration::from_secs(1), handler.run(&cx, &input)).await;
             assert!(cut.is_err(), "the silent endpoint never answers");
         }
-        assert!(handler.is_open(), "three calls cut off by their deadline open the breaker");
+        assert_eq!(handler.breaker.state(), State::Open, "three calls cut off by their deadline open the breaker");
     }
 }
