@@ -13,6 +13,7 @@ use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
 mod operator;
+mod profile;
 mod tasks;
 use cloud_agent_sdk::{
     AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
@@ -64,11 +65,37 @@ enum Command {
         #[command(subcommand)]
         command: tasks::TasksCommand,
     },
+    /// Write a profile (a deployment's URL and where its key comes from) for the operator commands.
+    ///
+    /// Example: cloudagent init --profile prod --url https://agents.example.com --key-env CLOUD_AGENT_PROD_KEY
+    Init(InitArgs),
     /// Manage the DynamoDB table.
     Table {
         #[command(subcommand)]
         command: TableCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    /// The profile's name (operator commands take `--profile NAME`).
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// The deployment's base URL; repeat for several endpoints of one deployment.
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// Read the key from this environment variable when a command runs.
+    #[arg(long, conflicts_with = "key_file")]
+    key_env: Option<String>,
+    /// Read the key from this file (keep it mode 0600).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Read the signing secret (`ca_sig_…`) of a key that requires signed requests from this variable.
+    #[arg(long)]
+    signing_secret_env: Option<String>,
+    /// Make it the profile commands use when they name none.
+    #[arg(long)]
+    default: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -253,6 +280,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Init(args) => init(args),
         Command::Routes => {
             for route in cloud_agent::ROUTES.iter() {
                 let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();
@@ -347,12 +375,78 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!(
             "cloudagent: development demo agent ready:\n  cloudagent agent login --url http://{addr} --id {DEMO_AGENT} --secret {secret}"
         );
+        if let Some(admin) =
+            state.config().secrets.admin.as_ref().filter(|_| matches!(args.store.store, StoreKind::Embedded))
+        {
+            match write_local_profile(addr, &args.store.data_dir, admin) {
+                Ok(said) => eprintln!("cloudagent: {said}"),
+                Err(e) => eprintln!("cloudagent: the `local` profile was not written ({e:#}); pass --key instead"),
+            }
+        }
     }
     cloud_agent::app::serve(state, listener).await?;
     Ok(())
 }
 
+/// `cloudagent init`: adds or replaces one profile, keeping the others.
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    for url in &args.urls {
+        let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--url {url}: {e} (an http(s) base URL)"))?;
+        anyhow::ensure!(matches!(parsed.scheme(), "http" | "https"), "--url {url}: use http:// or https://");
+    }
+    if args.key_env.is_none() && args.key_file.is_none() {
+        anyhow::bail!(
+            "say where the key comes from: --key-env VAR (an environment variable) or --key-file PATH (a file, mode \
+             0600); the file keeps no key itself"
+        );
+    }
+    let key_file = match args.key_file {
+        Some(file) => Some(std::path::absolute(&file)?),
+        None => None,
+    };
+    let path = profile::path().ok_or_else(|| anyhow::anyhow!("no HOME or XDG_CONFIG_HOME to keep profiles in"))?;
+    let entry = profile::Profile {
+        endpoints: args.urls,
+        key_env: args.key_env,
+        key_file,
+        signing_secret_env: args.signing_secret_env,
+    };
+    profile::upsert(&path, &args.profile, entry)?;
+    if args.default {
+        let mut file = profile::load(&path)?;
+        file.default_profile = Some(args.profile.clone());
+        profile::save(&path, &file)?;
+    }
+    eprintln!("cloudagent: profile {:?} written to {}", args.profile, path.display());
+    Ok(())
+}
+
+/// In development: the `local` profile, so operator commands work against this server with no setup. The key
+/// is the development admin key (`DEV_ADMIN_KEY`, or the one generated into the data directory).
+fn write_local_profile(addr: SocketAddr, data_dir: &std::path::Path, admin: &Secret) -> anyhow::Result<String> {
+    let Some(path) = profile::path() else {
+        return Ok("no HOME or XDG_CONFIG_HOME: pass --key to operator commands".into());
+    };
+    let (key_env, key_file) = if std::env::var_os("DEV_ADMIN_KEY").is_some_and(|v| !v.is_empty()) {
+        (Some("DEV_ADMIN_KEY".to_owned()), None)
+    } else {
+        let file = std::path::absolute(data_dir.join(LOCAL_ADMIN_KEY_FILE))?;
+        profile::write_key_file(&file, &String::from_utf8_lossy(admin.expose()))?;
+        (None, Some(file))
+    };
+    let local =
+        profile::Profile { endpoints: vec![format!("http://{addr}")], key_env, key_file, signing_secret_env: None };
+    profile::upsert(&path, profile::LOCAL, local)?;
+    Ok(format!(
+        "operator profile `{}` (the development admin key) written to {}; try: cloudagent tasks capabilities",
+        profile::LOCAL,
+        path.display()
+    ))
+}
+
 const DEMO_AGENT: &str = "demo-agent";
+/// The development admin key, alone in a file (mode 0600) in the data directory, for the `local` profile.
+const LOCAL_ADMIN_KEY_FILE: &str = "local-admin-key";
 
 /// Stable for a given agent pepper, so a restart with the same DEV_AGENT_SECRET keeps the demo login working.
 fn demo_secret(pepper: &Secret) -> String {

@@ -4,18 +4,22 @@
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-/// Where and as whom.
+/// Where and as whom: flags (or their environment variables) first, else a profile (`--profile`, the default
+/// profile, or `local`, which `cloudagent serve` writes in development).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Target {
-    /// The API's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:3000", env = "CLOUD_AGENT_URL")]
-    url: String,
-    /// An API key with the needed permission, or the bootstrap admin key.
+    /// The API's base URL (default: the profile's, else http://127.0.0.1:3000).
+    #[arg(long, env = "CLOUD_AGENT_URL")]
+    url: Option<String>,
+    /// An API key with the needed permission, or the bootstrap admin key (default: the profile's).
     #[arg(long = "key", env = "CLOUD_AGENT_API_KEY", hide_env_values = true)]
-    key: String,
+    key: Option<String>,
     /// The key's signing secret (`ca_sig_…`), for keys whose requests must be signed.
     #[arg(long, env = "CLOUD_AGENT_SIGNING_SECRET", hide_env_values = true)]
     signing_secret: Option<String>,
+    /// A profile of `cloudagent init` (see `$XDG_CONFIG_HOME/cloudagent/config.toml`).
+    #[arg(long, env = "CLOUD_AGENT_PROFILE")]
+    profile: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +146,12 @@ pub(crate) async fn call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
+    let target = crate::profile::resolve(
+        target.url.as_deref(),
+        target.key.as_deref(),
+        target.signing_secret.as_deref(),
+        target.profile.as_deref(),
+    )?;
     let url = format!("{}{path}", target.url.trim_end_matches('/'));
     let client = reqwest::Client::new();
     let mut request = client.request(method, &url).header("x-api-key", &target.key);

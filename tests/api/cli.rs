@@ -325,3 +325,54 @@ async fn delegate_batch_and_tasks_work_against_a_running_server() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("422"), "{refused:?}");
 }
+
+/// The first five minutes: `serve` in development writes the `local` profile (the development admin key,
+/// generated once into the data directory), so `delegate` and `tasks` work with no key and no flags; `init` adds
+/// another profile that takes its key from an environment variable, and says what to do when it is not set.
+#[test]
+fn serve_writes_the_local_profile_and_operator_commands_work_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let mut command = cloudagent(dir.path());
+    command.env("XDG_CONFIG_HOME", &config).env("RUST_LOG", "info");
+    let (_server, lines, base) = process::serve(command, &["--data-dir", "data"]);
+    let said = lines.wait_for(Duration::from_mins(1), |l| l.contains("operator profile `local`"));
+    assert!(said.contains(&config.display().to_string()), "{said}");
+    let text = std::fs::read_to_string(config.join("cloudagent/config.toml")).unwrap();
+    assert!(
+        text.contains(&base) && !text.contains("ca_dev_admin_"),
+        "the file names the key's place, not the key: {text}"
+    );
+
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = cloudagent(dir.path()).env("XDG_CONFIG_HOME", &config).envs(env.iter().copied()).args(args).output();
+        let out = out.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["delegate", "echo", "--payload", r#"{"message": "first five minutes"}"#], &[]);
+    assert!(ok, "delegate with no key, through the local profile: {err}");
+    let task: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(task["status"], "succeeded");
+    assert_eq!(task["result"]["message"], "first five minutes");
+    let (ok, out, err) = run(&["tasks", "list"], &[]);
+    assert!(ok && out.contains(task["id"].as_str().unwrap()), "{out}{err}");
+
+    // A second profile, from flags; its key comes from a variable.
+    let (ok, _, err) = run(&["init", "--profile", "staging", "--url", &base, "--key-env", "STAGING_KEY"], &[]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["tasks", "list", "--profile", "staging"], &[]);
+    assert!(!ok && err.contains("$STAGING_KEY") && err.contains("export it"), "says what to do: {err}");
+    let key = std::fs::read_to_string(dir.path().join("data/local-admin-key")).unwrap();
+    let (ok, out, err) = run(&["tasks", "list", "--profile", "staging"], &[("STAGING_KEY", key.trim())]);
+    assert!(ok && out.contains(task["id"].as_str().unwrap()), "{out}{err}");
+    let (ok, _, err) = run(&["tasks", "list", "--profile", "nope"], &[]);
+    assert!(!ok && err.contains("cloudagent init --profile nope"), "{err}");
+
+    // The development admin key is kept in the data directory, so a restart keeps it.
+    let text = std::fs::read_to_string(dir.path().join("data/dev-secrets.json")).unwrap();
+    assert!(text.contains(key.trim()));
+}

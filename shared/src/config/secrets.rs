@@ -1,7 +1,7 @@
 //! Per-environment secrets. A [`Secret`] never prints; production refuses missing, shared-fallback or short ones.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use rand::RngCore as _;
@@ -168,6 +168,30 @@ pub const DEV_SECRETS_FILE: &str = "dev-secrets.json";
 struct DevSecrets {
     agent_secret: String,
     jwt_secret: String,
+    /// The bootstrap admin key of local development (`cloudagent serve` writes it into the `local` profile), so
+    /// an operator can use the CLI at once. Absent in files written before it existed: added on first read.
+    #[serde(default)]
+    admin_key: Option<String>,
+}
+
+/// A fresh development admin key.
+fn dev_admin_key() -> String {
+    format!("ca_dev_admin_{}", hex(Secret::random().expose()))
+}
+
+/// Writes `secrets` whole under a temporary name, then moves it to `path` (mode 0600): never half a file.
+fn write_dev_secrets(dir: &Path, secrets: &DevSecrets) -> std::io::Result<PathBuf> {
+    let temp = dir.join(format!(".{DEV_SECRETS_FILE}.{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(&temp).and_then(|mut file| {
+        use std::io::Write as _;
+        file.write_all(serde_json::to_string_pretty(secrets).unwrap_or_default().as_bytes())?;
+        file.sync_all()
+    })?;
+    Ok(temp)
 }
 
 fn dev_secrets(dir: &Path) -> Result<DevSecrets, ConfigError> {
@@ -181,23 +205,26 @@ fn dev_secrets(dir: &Path) -> Result<DevSecrets, ConfigError> {
         })
     };
     if path.exists() {
-        return read(&path);
+        let mut kept = read(&path)?;
+        if kept.admin_key.is_none() {
+            // Written by an earlier version: add the admin key, replacing the file whole.
+            kept.admin_key = Some(dev_admin_key());
+            let temp =
+                write_dev_secrets(dir, &kept).map_err(|e| problem(format!("cannot update {}: {e}", path.display())))?;
+            std::fs::rename(&temp, &path).map_err(|e| problem(format!("cannot update {}: {e}", path.display())))?;
+        }
+        return Ok(kept);
     }
     std::fs::create_dir_all(dir).map_err(|e| problem(format!("cannot create {}: {e}", dir.display())))?;
-    let fresh = DevSecrets { agent_secret: hex(Secret::random().expose()), jwt_secret: hex(Secret::random().expose()) };
+    let fresh = DevSecrets {
+        agent_secret: hex(Secret::random().expose()),
+        jwt_secret: hex(Secret::random().expose()),
+        admin_key: Some(dev_admin_key()),
+    };
     // Written whole under a temporary name, then linked into place: a crash never leaves half a file, and if
     // another process got there first, its secrets win and we read them.
-    let temp = dir.join(format!(".{DEV_SECRETS_FILE}.{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&temp).and_then(|mut file| {
-        use std::io::Write as _;
-        file.write_all(serde_json::to_string_pretty(&fresh).unwrap_or_default().as_bytes())?;
-        file.sync_all()
-    });
-    written.map_err(|e| problem(format!("cannot write {}: {e}", temp.display())))?;
+    let temp =
+        write_dev_secrets(dir, &fresh).map_err(|e| problem(format!("cannot write in {}: {e}", dir.display())))?;
     let linked = std::fs::hard_link(&temp, &path);
     let _ = std::fs::remove_file(&temp);
     match linked {
@@ -272,12 +299,13 @@ impl Secrets {
     ) -> Result<Self, ConfigError> {
         let [agent_var, jwt_var, previous_var, admin_var] = names(environment);
         let missing = env(agent_var).or_else(|| env("AGENT_SECRET")).is_none()
-            || env(jwt_var).or_else(|| env("JWT_SECRET")).is_none();
+            || env(jwt_var).or_else(|| env("JWT_SECRET")).is_none()
+            || env(admin_var).is_none();
         let kept = match keep_dir {
             Some(dir) if environment == Environment::Development && missing => Some(dev_secrets(dir)?),
             _ => None,
         };
-        let admin = env(admin_var).map(String::into_bytes);
+        let admin = env(admin_var).or_else(|| kept.as_ref().and_then(|k| k.admin_key.clone())).map(String::into_bytes);
         if environment != Environment::Development && admin.as_ref().is_some_and(|a| a.len() < MIN_SECRET_BYTES) {
             return Err(ConfigError::Invalid { var: admin_var, problem: "too short: at least 32 bytes".into() });
         }
