@@ -12,6 +12,8 @@ use cloud_agent::ids::{ProgressTaskId, UserId};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
+mod deploy;
+mod docs;
 mod operator;
 mod profile;
 mod tasks;
@@ -69,6 +71,12 @@ enum Command {
     ///
     /// Example: cloudagent init --profile prod --url https://agents.example.com --key-env CLOUD_AGENT_PROD_KEY
     Init(InitArgs),
+    /// The deployment's OpenAPI document: its URL and one line per operation (`--json`: the document).
+    Docs(docs::DocsArgs),
+    /// Print the commands that deploy to AWS (SAM) or Vercel after checking tools and secrets; `--run` runs them.
+    ///
+    /// Example: cloudagent deploy aws --stage prod --stack-name cloud-agent
+    Deploy(deploy::DeployArgs),
     /// Manage the DynamoDB table.
     Table {
         #[command(subcommand)]
@@ -281,6 +289,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Init(args) => init(args),
+        Command::Docs(args) => docs::docs(args).await,
+        Command::Deploy(args) => deploy::deploy(&args),
         Command::Routes => {
             for route in cloud_agent::ROUTES.iter() {
                 let methods: Vec<&str> = route.methods.iter().map(http_method_name).collect();

@@ -116,19 +116,13 @@ impl Profile {
     }
 }
 
-/// What a command calls: flags (and their environment variables) first, then the named profile, the default
-/// profile, or `local`.
-pub(crate) fn resolve(
-    url: Option<&str>,
-    key: Option<&str>,
-    signing_secret: Option<&str>,
-    profile: Option<&str>,
-) -> anyhow::Result<Resolved> {
+/// The profile a command uses: the named one, else the default, else `local` if it exists.
+fn choose(profile: Option<&str>) -> anyhow::Result<Option<(String, Profile)>> {
     let file = match path() {
         Some(path) => load(&path)?,
         None => ConfigFile::default(),
     };
-    let chosen = match profile {
+    Ok(match profile {
         Some(name) => Some((
             name.to_owned(),
             file.profiles.get(name).cloned().with_context(|| {
@@ -140,12 +134,28 @@ pub(crate) fn resolve(
             .clone()
             .or_else(|| file.profiles.contains_key(LOCAL).then(|| LOCAL.to_owned()))
             .and_then(|name| file.profiles.get(&name).cloned().map(|p| (name, p))),
-    };
-    let url = match (url, &chosen) {
+    })
+}
+
+/// The base URL a command calls: `--url` first, else the profile's, else the local server's.
+pub(crate) fn url(url: Option<&str>, profile: Option<&str>) -> anyhow::Result<String> {
+    Ok(match (url, choose(profile)?) {
         (Some(url), _) => url.to_owned(),
         (None, Some((_, p))) => p.endpoints.first().cloned().context("the profile lists no endpoints")?,
         (None, None) => "http://127.0.0.1:3000".to_owned(),
-    };
+    })
+}
+
+/// What a command calls: flags (and their environment variables) first, then the named profile, the default
+/// profile, or `local`.
+pub(crate) fn resolve(
+    url: Option<&str>,
+    key: Option<&str>,
+    signing_secret: Option<&str>,
+    profile: Option<&str>,
+) -> anyhow::Result<Resolved> {
+    let chosen = choose(profile)?;
+    let url = self::url(url, profile)?;
     let key = match (key, &chosen) {
         (Some(key), _) => key.to_owned(),
         (None, Some((name, p))) => p.key(name)?,

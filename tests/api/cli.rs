@@ -376,3 +376,66 @@ fn serve_writes_the_local_profile_and_operator_commands_work_at_once() {
     let text = std::fs::read_to_string(dir.path().join("data/dev-secrets.json")).unwrap();
     assert!(text.contains(key.trim()));
 }
+
+/// `deploy aws` prints exactly what it would run, secrets as the variables they come from, after its checks;
+/// a missing tool or secret fails the command with what to do about it.
+#[test]
+fn deploy_prints_exactly_what_it_would_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let deploy = |path: &std::path::Path, secrets: bool| {
+        let mut command = cloudagent(dir.path());
+        command.env("PATH", path).args(["deploy", "aws", "--stage", "prod", "--stack-name", "agents"]);
+        if secrets {
+            command.env("PROD_AGENT_SECRET", "a".repeat(32)).env("PROD_JWT_SECRET", "b".repeat(32));
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let plan = "would run (add --run to run it):\n  sam build\n  sam deploy --stack-name agents --capabilities \
+                CAPABILITY_IAM --resolve-s3 --parameter-overrides Stage=production AgentSecret=$PROD_AGENT_SECRET \
+                JwtSecret=$PROD_JWT_SECRET\n";
+    let (ok, out, err) = deploy(&bin, false);
+    assert!(!ok && out.ends_with(plan), "{out}");
+    assert!(out.contains("missing  sam on PATH  ->  install the AWS SAM CLI"), "{out}");
+    assert!(out.contains("missing  $PROD_JWT_SECRET set"), "{out}");
+    assert!(err.contains("4 check(s) failed"), "{err}");
+
+    // With the tools on PATH and the secrets set, the checks pass and nothing runs without --run.
+    for tool in ["sam", "cargo-lambda"] {
+        let path = bin.join(tool);
+        std::fs::write(&path, "#!/bin/sh\necho ran >> ran.txt\n").unwrap();
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).unwrap();
+    }
+    let (ok, out, _) = deploy(&bin, true);
+    assert!(ok && out.ends_with(plan), "{out}");
+    assert!(out.starts_with("ok       sam on PATH\nok       cargo-lambda on PATH\n"), "{out}");
+    assert!(!out.contains(&"a".repeat(32)), "a secret's value is never printed");
+    assert!(!dir.path().join("ran.txt").exists(), "nothing ran");
+}
+
+/// `docs` names the document's URL and lists every operation of the running server.
+#[test]
+fn docs_lists_the_operations_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(dir.path());
+    let out = cloudagent(dir.path()).args(["docs", "--url", &server.base]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("document: {}/api/v1/openapi.json", server.base)), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(cloud_agent::app::openapi_document()).unwrap();
+    let operations: usize = doc["paths"].as_object().unwrap().values().map(|i| i.as_object().unwrap().len()).sum();
+    assert_eq!(text.lines().count(), operations + 2, "a line per operation: {text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("POST") && l.contains("/v3/tasks") && l.contains("createTask")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.contains("/health/live") && l.contains("(public)")), "{text}");
+}
