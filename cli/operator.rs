@@ -139,7 +139,9 @@ pub(crate) struct AuditArgs {
     target: Target,
 }
 
-/// Sends a request and returns its JSON body, or an error quoting the problem's title and detail.
+/// Sends a request through the SDK's client (retries with backoff and `Retry-After`, the retry budget, the
+/// breaker) and returns its JSON body, or an error quoting the problem's status, title and detail. A POST is
+/// retried only when its body carries an idempotency key.
 pub(crate) async fn call(
     target: &Target,
     method: reqwest::Method,
@@ -152,28 +154,20 @@ pub(crate) async fn call(
         target.signing_secret.as_deref(),
         target.profile.as_deref(),
     )?;
-    let url = format!("{}{path}", target.url.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let mut request = client.request(method, &url).header("x-api-key", &target.key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let mut request = request.build()?;
+    let mut client = cloud_agent_sdk::client::Client::builder(&target.url).api_key(&target.key);
     if let Some(secret) = &target.signing_secret {
-        cloud_agent_sdk::RequestSigner::new(secret.clone()).sign(&mut request);
+        client = client.signing_secret(secret);
     }
-    let response = client.execute(request).await?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        anyhow::bail!(
-            "{status}: {} {}",
-            problem["title"].as_str().unwrap_or_default(),
-            problem["detail"].as_str().unwrap_or(&text)
-        );
+    let client = client.build()?;
+    let keyed =
+        body.as_ref().is_some_and(|b| !b["idempotency_key"].is_null() || !b["options"]["idempotency_key"].is_null());
+    match client.send_json(method, path, body.as_ref(), keyed).await {
+        Ok((_, value)) => Ok(value),
+        Err(e) => match e.problem() {
+            Some(problem) => anyhow::bail!("{} {e}", problem.status),
+            None => Err(e.into()),
+        },
     }
-    Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
 }
 
 /// Prints every item of a paged listing, one JSON line each, following `next_cursor` to the end.

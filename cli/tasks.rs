@@ -61,6 +61,10 @@ pub(crate) async fn delegate(args: DelegateArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.timeout_ms {
         options["timeout_ms"] = json!(ms);
     }
+    if options["idempotency_key"].is_null() {
+        // So a retry after a lost answer returns the task the first attempt created instead of making another.
+        options["idempotency_key"] = json!(format!("cli-{}", uuid::Uuid::new_v4()));
+    }
     let body = json!({"type": args.kind, "payload": json_arg(&args.payload)?, "options": options});
     let task = call(&args.target, reqwest::Method::POST, "/v3/tasks", Some(body)).await?;
     let task = if args.wait { wait(&args.target, &task).await? } else { task };

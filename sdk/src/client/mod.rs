@@ -232,7 +232,9 @@ impl Client {
     /// Sends `call`, retrying as the rules allow; a non-2xx answer becomes its [`ClientError`].
     async fn send(&self, call: Call<'_>) -> Result<Answer, ClientError> {
         let mut url = self.inner.base.clone();
-        url.set_path(&format!("{}{}", self.inner.base.path().trim_end_matches('/'), call.path));
+        let (path, raw_query) = call.path.split_once('?').map_or((call.path, None), |(p, q)| (p, Some(q)));
+        url.set_path(&format!("{}{path}", self.inner.base.path().trim_end_matches('/')));
+        url.set_query(raw_query);
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
         }
@@ -317,6 +319,27 @@ impl Client {
     ) -> Result<(StatusCode, T), ClientError> {
         let body = body.map(serde_json::to_vec).transpose().map_err(|e| ClientError::Protocol(e.to_string()))?;
         let answer = self.send(Call { method, path, query: Vec::new(), body, replayable }).await?;
+        Ok((answer.status, decode(&answer)?))
+    }
+}
+
+impl Client {
+    /// Any route, for callers that work in JSON (the `cloudagent` CLI): `path` may carry a query string already
+    /// encoded. `replayable` says the request may be delivered twice (a safe method is always); the answer's
+    /// status and body (`null` when empty).
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        replayable: bool,
+    ) -> Result<(StatusCode, serde_json::Value), ClientError> {
+        let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let answer = self.send(Call { method, path, query: Vec::new(), body, replayable: replayable || safe }).await?;
+        if answer.body.is_empty() {
+            return Ok((answer.status, serde_json::Value::Null));
+        }
         Ok((answer.status, decode(&answer)?))
     }
 }
