@@ -16,6 +16,7 @@ mod deploy;
 mod docs;
 mod operator;
 mod profile;
+mod status;
 mod tasks;
 use cloud_agent_sdk::{
     AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
@@ -71,6 +72,11 @@ enum Command {
     ///
     /// Example: cloudagent init --profile prod --url https://agents.example.com --key-env CLOUD_AGENT_PROD_KEY
     Init(InitArgs),
+    /// One screen about a deployment: health and version, checks, breakers, queue, task outcomes; exits
+    /// non-zero when it is unhealthy.
+    ///
+    /// Example: cloudagent status --profile prod
+    Status(status::StatusArgs),
     /// The deployment's OpenAPI document: its URL and one line per operation (`--json`: the document).
     Docs(docs::DocsArgs),
     /// Print the commands that deploy to AWS (SAM) or Vercel after checking tools and secrets; `--run` runs them.
@@ -290,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Init(args) => init(args),
         Command::Docs(args) => docs::docs(args).await,
+        Command::Status(args) => status::status(args).await,
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Routes => {
             for route in cloud_agent::ROUTES.iter() {

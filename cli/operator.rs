@@ -148,17 +148,7 @@ pub(crate) async fn call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
-    let target = crate::profile::resolve(
-        target.url.as_deref(),
-        target.key.as_deref(),
-        target.signing_secret.as_deref(),
-        target.profile.as_deref(),
-    )?;
-    let mut client = cloud_agent_sdk::client::Client::builder(&target.url).api_key(&target.key);
-    if let Some(secret) = &target.signing_secret {
-        client = client.signing_secret(secret);
-    }
-    let client = client.build()?;
+    let client = target.client()?;
     let keyed =
         body.as_ref().is_some_and(|b| !b["idempotency_key"].is_null() || !b["options"]["idempotency_key"].is_null());
     match client.send_json(method, path, body.as_ref(), keyed).await {
@@ -167,6 +157,28 @@ pub(crate) async fn call(
             Some(problem) => anyhow::bail!("{} {e}", problem.status),
             None => Err(e.into()),
         },
+    }
+}
+
+impl Target {
+    /// The base URL this target names (flags, else the profile, else the local server).
+    pub(crate) fn url(&self) -> anyhow::Result<String> {
+        crate::profile::url(self.url.as_deref(), self.profile.as_deref())
+    }
+
+    /// The SDK's client for this target, with its key and signing secret.
+    pub(crate) fn client(&self) -> anyhow::Result<cloud_agent_sdk::client::Client> {
+        let target = crate::profile::resolve(
+            self.url.as_deref(),
+            self.key.as_deref(),
+            self.signing_secret.as_deref(),
+            self.profile.as_deref(),
+        )?;
+        let mut client = cloud_agent_sdk::client::Client::builder(&target.url).api_key(&target.key);
+        if let Some(secret) = &target.signing_secret {
+            client = client.signing_secret(secret);
+        }
+        Ok(client.build()?)
     }
 }
 

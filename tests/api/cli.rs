@@ -360,6 +360,13 @@ fn serve_writes_the_local_profile_and_operator_commands_work_at_once() {
     assert_eq!(task["result"]["message"], "first five minutes");
     let (ok, out, err) = run(&["tasks", "list"], &[]);
     assert!(ok && out.contains(task["id"].as_str().unwrap()), "{out}{err}");
+    let (ok, out, err) = run(&["status"], &[]);
+    assert!(ok, "status of a healthy server: {out}{err}");
+    assert!(out.starts_with(&format!("endpoint  {base}  pass  (version")), "{out}");
+    assert!(out.contains("check     datastore:responseTime  pass"), "{out}");
+    assert!(out.contains("queue     0 queued"), "{out}");
+    assert!(out.contains("tasks     1 finished, 100.0 % succeeded, 0 failed"), "{out}");
+    assert!(out.contains("client    breaker CLOSED, retry budget 500 tokens"), "{out}");
 
     // A second profile, from flags; its key comes from a variable.
     let (ok, _, err) = run(&["init", "--profile", "staging", "--url", &base, "--key-env", "STAGING_KEY"], &[]);
