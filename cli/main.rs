@@ -14,6 +14,7 @@ use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
 mod deploy;
 mod docs;
+mod export;
 mod operator;
 mod profile;
 mod status;
@@ -77,6 +78,10 @@ enum Command {
     ///
     /// Example: cloudagent status --profile prod
     Status(status::StatusArgs),
+    /// The last N days of the audit trail or the tenant's tasks, as JSON lines or CSV, streamed page by page.
+    ///
+    /// Example: cloudagent export tasks --days 30 --format csv > tasks.csv
+    Export(export::ExportArgs),
     /// The deployment's OpenAPI document: its URL and one line per operation (`--json`: the document).
     Docs(docs::DocsArgs),
     /// Print the commands that deploy to AWS (SAM) or Vercel after checking tools and secrets; `--run` runs them.
@@ -297,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init(args),
         Command::Docs(args) => docs::docs(args).await,
         Command::Status(args) => status::status(args).await,
+        Command::Export(args) => export::export(args).await,
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Routes => {
             for route in cloud_agent::ROUTES.iter() {

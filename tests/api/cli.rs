@@ -368,6 +368,21 @@ fn serve_writes_the_local_profile_and_operator_commands_work_at_once() {
     assert!(out.contains("tasks     1 finished, 100.0 % succeeded, 0 failed"), "{out}");
     assert!(out.contains("client    breaker CLOSED, retry budget 500 tokens"), "{out}");
 
+    let (ok, out, err) = run(&["export", "tasks", "--days", "1", "--format", "csv"], &[]);
+    assert!(ok && err.contains("exported 1 tasks"), "{err}");
+    let mut rows = out.lines();
+    assert_eq!(
+        rows.next(),
+        Some("id,type,status,priority,mode,attempts,created_ms,started_ms,finished_ms,duration_ms,created_by")
+    );
+    let row = rows.next().unwrap();
+    assert!(row.starts_with(&format!("{},echo,succeeded,normal,sync,1,", task["id"].as_str().unwrap())), "{row}");
+    assert_eq!(rows.next(), None);
+    let (ok, out, err) = run(&["export", "audit", "--days", "1"], &[]);
+    assert!(ok, "{err}");
+    let audit: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(audit.iter().any(|r| r["route"] == "/v3/tasks" && r["method"] == "POST" && r["status"] == 201), "{out}");
+
     // A second profile, from flags; its key comes from a variable.
     let (ok, _, err) = run(&["init", "--profile", "staging", "--url", &base, "--key-env", "STAGING_KEY"], &[]);
     assert!(ok, "{err}");
