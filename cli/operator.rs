@@ -174,7 +174,9 @@ impl Target {
             self.signing_secret.as_deref(),
             self.profile.as_deref(),
         )?;
-        let mut client = cloud_agent_sdk::client::Client::builder(&target.url).api_key(&target.key);
+        // Every endpoint of the profile: calls are spread over them and fail over between them.
+        let endpoints = target.endpoints.iter().map(cloud_agent_sdk::client::EndpointConfig::new);
+        let mut client = cloud_agent_sdk::client::Client::builder_for(endpoints).api_key(&target.key);
         if let Some(secret) = &target.signing_secret {
             client = client.signing_secret(secret);
         }

@@ -43,6 +43,8 @@ pub(crate) struct Profile {
 /// What a command calls, resolved.
 #[derive(Debug)]
 pub(crate) struct Resolved {
+    /// Every endpoint the call may use: `--url` alone, or the profile's (the first is `url`).
+    pub(crate) endpoints: Vec<String>,
     pub(crate) url: String,
     pub(crate) key: String,
     pub(crate) signing_secret: Option<String>,
@@ -167,7 +169,11 @@ pub(crate) fn resolve(
     let signing_secret = signing_secret.map(str::to_owned).or_else(|| {
         chosen.as_ref()?.1.signing_secret_env.as_ref().and_then(|var| std::env::var(var).ok()).filter(|s| !s.is_empty())
     });
-    Ok(Resolved { url, key, signing_secret })
+    let endpoints = match (url.as_str(), &chosen) {
+        (_, Some((_, p))) if p.endpoints.first() == Some(&url) => p.endpoints.clone(),
+        _ => vec![url.clone()],
+    };
+    Ok(Resolved { endpoints, url, key, signing_secret })
 }
 
 fn shown(path: Option<&Path>) -> String {

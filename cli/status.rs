@@ -100,14 +100,18 @@ async fn guarded(client: &Client) {
         }
         Err(e) => line("tasks", &format!("not shown: {e}")),
     }
-    let snapshot = client.breaker_state();
-    let value: Value = serde_json::to_value(&snapshot).unwrap_or_default();
-    line(
-        "client",
-        &format!(
-            "breaker {}, retry budget {} tokens",
-            value["state"].as_str().unwrap_or("?"),
-            client.retry_budget().available()
-        ),
-    );
+    for endpoint in client.endpoints() {
+        let value: Value = serde_json::to_value(&endpoint).unwrap_or_default();
+        line(
+            "client",
+            &format!(
+                "{}  {}, breaker {}, {:.1} ms",
+                endpoint.url.trim_end_matches('/'),
+                value["health"].as_str().unwrap_or("?"),
+                value["breaker"].as_str().unwrap_or("?"),
+                endpoint.latency_ms
+            ),
+        );
+    }
+    line("client", &format!("retry budget {} tokens", client.retry_budget().available()));
 }

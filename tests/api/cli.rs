@@ -366,7 +366,8 @@ fn serve_writes_the_local_profile_and_operator_commands_work_at_once() {
     assert!(out.contains("check     datastore:responseTime  pass"), "{out}");
     assert!(out.contains("queue     0 queued"), "{out}");
     assert!(out.contains("tasks     1 finished, 100.0 % succeeded, 0 failed"), "{out}");
-    assert!(out.contains("client    breaker CLOSED, retry budget 500 tokens"), "{out}");
+    assert!(out.contains(&format!("client    {base}  HEALTHY, breaker CLOSED")), "{out}");
+    assert!(out.contains("client    retry budget 500 tokens"), "{out}");
 
     let (ok, out, err) = run(&["export", "tasks", "--days", "1", "--format", "csv"], &[]);
     assert!(ok && err.contains("exported 1 tasks"), "{err}");

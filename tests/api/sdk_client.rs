@@ -123,6 +123,8 @@ enum Fault {
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
+    /// Every answer waits this long (a slow endpoint).
+    delay: Duration,
     plan: Arc<Mutex<VecDeque<Fault>>>,
     /// What happens once the plan is used up.
     then: Fault,
@@ -136,6 +138,7 @@ async fn relay(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     proxy.seen.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(proxy.delay).await;
     let fault = proxy.plan.lock().unwrap().pop_front().unwrap_or(proxy.then);
     let unavailable = |retry_after: Option<u64>| {
         let mut response = (http::StatusCode::SERVICE_UNAVAILABLE, "injected").into_response();
@@ -173,8 +176,14 @@ async fn relay(
 
 /// A proxy in front of `upstream` that applies `plan` to the requests in order, then `then` to the rest.
 async fn proxy(upstream: &str, plan: Vec<Fault>, then: Fault) -> (String, Arc<AtomicUsize>) {
+    slow_proxy(upstream, plan, then, Duration::ZERO).await
+}
+
+/// [`proxy`], answering each request `delay` late.
+async fn slow_proxy(upstream: &str, plan: Vec<Fault>, then: Fault, delay: Duration) -> (String, Arc<AtomicUsize>) {
     let seen = Arc::new(AtomicUsize::new(0));
     let state = Proxy {
+        delay,
         upstream: upstream.to_owned(),
         plan: Arc::new(Mutex::new(plan.into())),
         then,
@@ -281,4 +290,148 @@ async fn the_breaker_opens_on_a_failing_endpoint_and_recovers() {
     assert!(matches!(client.task(id).await, Err(ClientError::NotFound(_))));
     assert_eq!(client.breaker_state().state, State::Closed);
     assert_eq!(seen.load(Ordering::SeqCst), 4);
+}
+
+/// A TCP forwarder that can be killed: its listener closes and every connection through it is cut, as when a
+/// server dies (a proxy that answered 503 would not be a dead server).
+struct Killable {
+    address: String,
+    tasks: Arc<Mutex<Option<tokio::task::JoinSet<()>>>>,
+}
+
+impl Killable {
+    async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let tasks = Arc::new(Mutex::new(Some(tokio::task::JoinSet::new())));
+        let spawner = tasks.clone();
+        let accept = async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let mut guard = spawner.lock().unwrap();
+                let Some(set) = guard.as_mut() else { return };
+                set.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        };
+        tasks.lock().unwrap().as_mut().unwrap().spawn(accept);
+        Self { address, tasks }
+    }
+
+    /// Closes the listener and cuts every connection.
+    fn kill(&self) {
+        if let Some(mut set) = self.tasks.lock().unwrap().take() {
+            set.abort_all();
+        }
+    }
+}
+
+/// Each balancing algorithm spreads calls as it says: round-robin and weighted exactly, least-outstanding and
+/// peak-EWMA away from a slow endpoint (under 20 % of the calls to the one that is 20 times slower), region
+/// preference to its region only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_balancing_algorithm_spreads_calls_as_it_says() {
+    use cloud_agent_sdk::client::{Balance, EndpointConfig};
+    let app = app_on(common::embedded().store.clone()).await;
+    let key = operator_key(&app).await;
+    let id = "t_00000000000000000000000000000000";
+    let counts = |seen: &[Arc<AtomicUsize>]| seen.iter().map(|s| s.swap(0, Ordering::SeqCst)).collect::<Vec<_>>();
+
+    let mut seen = Vec::new();
+    let mut addresses = Vec::new();
+    for _ in 0..3 {
+        let (address, count) = proxy(&app.address, Vec::new(), Fault::Pass).await;
+        addresses.push(address);
+        seen.push(count);
+    }
+    let client = |balance: Balance, weights: [u32; 3], regions: [&str; 3]| {
+        let endpoints = (0..3).map(|i| EndpointConfig::new(&addresses[i]).weight(weights[i]).region(regions[i]));
+        Client::builder_for(endpoints).api_key(&key).balance(balance).build().unwrap()
+    };
+
+    let round_robin = client(Balance::RoundRobin, [1, 1, 1], ["a", "b", "c"]);
+    for _ in 0..30 {
+        assert!(matches!(round_robin.task(id).await, Err(ClientError::NotFound(_))));
+    }
+    assert_eq!(counts(&seen), [10, 10, 10]);
+
+    let weighted = client(Balance::Weighted, [1, 2, 3], ["a", "b", "c"]);
+    for _ in 0..60 {
+        weighted.task(id).await.unwrap_err();
+    }
+    assert_eq!(counts(&seen), [10, 20, 30], "in proportion to the weights 1:2:3");
+
+    let regional = client(Balance::Region("eu".into()), [1, 1, 1], ["us", "eu", "eu"]);
+    for _ in 0..20 {
+        regional.task(id).await.unwrap_err();
+    }
+    assert_eq!(counts(&seen), [0, 10, 10], "only the preferred region while it works");
+
+    // One endpoint twenty times slower than the others, eight calls at a time.
+    let (slow, slow_seen) = slow_proxy(&app.address, Vec::new(), Fault::Pass, Duration::from_millis(200)).await;
+    let (fast_a, fast_a_seen) = slow_proxy(&app.address, Vec::new(), Fault::Pass, Duration::from_millis(10)).await;
+    let (fast_b, fast_b_seen) = slow_proxy(&app.address, Vec::new(), Fault::Pass, Duration::from_millis(10)).await;
+    let seen = [slow_seen, fast_a_seen, fast_b_seen];
+    for balance in [Balance::LeastOutstanding, Balance::PeakEwma] {
+        let client = Client::builder(&slow)
+            .api_key(&key)
+            .balance(balance.clone())
+            .endpoint(EndpointConfig::new(&fast_a))
+            .endpoint(EndpointConfig::new(&fast_b))
+            .build()
+            .unwrap();
+        let calls = (0..8).map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    client.task(id).await.unwrap_err();
+                }
+            })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            call.await.unwrap();
+        }
+        let spread = counts(&seen);
+        println!("{balance:?}: calls per endpoint (slow, fast, fast): {spread:?}");
+        assert_eq!(spread.iter().sum::<usize>(), 160);
+        assert!(spread[0] < 32, "{balance:?} sends the slow endpoint under 20 % of the calls: {spread:?}");
+    }
+}
+
+/// Two endpoints of one deployment; one dies mid-run. Every idempotent call still succeeds (a call cut off
+/// is retried on the other endpoint with the same idempotency key), no task is created twice, and the dead one
+/// is marked unhealthy and gets no more calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_when_one_of_two_endpoints_dies_mid_run() {
+    use cloud_agent_sdk::client::{EndpointConfig, Health};
+    let app = app_on(common::embedded().store.clone()).await;
+    let key = operator_key(&app).await;
+    let (a, b) = (Killable::start(&app.address).await, Killable::start(&app.address).await);
+    let client = Client::builder(&a.address)
+        .api_key(&key)
+        .retry_policy(quick())
+        .endpoint(EndpointConfig::new(&b.address))
+        .build()
+        .unwrap();
+    let mut created = Vec::new();
+    for i in 0..40 {
+        if i == 10 {
+            a.kill();
+        }
+        let task = client.create_task(echo(&format!("call {i}"))).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        created.push(task.id);
+    }
+    let endpoints = client.endpoints();
+    assert_eq!(endpoints[0].health, Health::Unhealthy, "{endpoints:?}");
+    assert_eq!(endpoints[1].health, Health::Healthy, "{endpoints:?}");
+    let direct = Client::builder(&app.address).api_key(&key).build().unwrap();
+    let stored = direct.tasks(TaskFilter::default()).collect().await.unwrap();
+    assert_eq!(stored.len(), 40, "one task per call, none twice");
+    created.sort();
+    created.dedup();
+    assert_eq!(created.len(), 40);
 }

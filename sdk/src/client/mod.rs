@@ -18,17 +18,20 @@
 //! # Ok(()) }
 //! ```
 
+mod balance;
 mod error;
 mod tasks;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use balance::{Balancer, Endpoint};
 use cloud_agent_breaker::{Breaker, BreakerConfig, Snapshot};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use balance::{Balance, EndpointConfig, EndpointSnapshot, FAILOVER_AFTER, Health, RECOVER_AFTER};
 pub use error::ClientError;
 pub use tasks::{TaskFilter, TaskPages};
 
@@ -59,7 +62,8 @@ impl std::fmt::Debug for Credential {
 /// Builds a [`Client`]; every policy has a default.
 #[derive(Debug)]
 pub struct ClientBuilder {
-    endpoint: String,
+    endpoints: Vec<EndpointConfig>,
+    balance: Balance,
     credential: Option<Credential>,
     signer: Option<RequestSigner>,
     timeout: Duration,
@@ -70,6 +74,21 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// Another endpoint of the same deployment (a second region, or the Vercel and the Lambda deployment of one
+    /// table): calls are spread by [`Self::balance`] and fail over between them.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: EndpointConfig) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+
+    /// How calls are spread over the endpoints (default: round-robin).
+    #[must_use]
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
     /// Calls with an API key.
     #[must_use]
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
@@ -129,10 +148,17 @@ impl ClientBuilder {
     }
 
     pub fn build(self) -> Result<Client, ClientError> {
-        let base = reqwest::Url::parse(self.endpoint.trim_end_matches('/'))
-            .map_err(|e| ClientError::Protocol(format!("the endpoint {:?} is not a URL: {e}", self.endpoint)))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Protocol(format!("the endpoint {base} must be http:// or https://")));
+        if self.endpoints.is_empty() {
+            return Err(ClientError::Protocol("a client needs at least one endpoint".into()));
+        }
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for config in &self.endpoints {
+            let base = reqwest::Url::parse(config.url.trim_end_matches('/'))
+                .map_err(|e| ClientError::Protocol(format!("the endpoint {:?} is not a URL: {e}", config.url)))?;
+            if !matches!(base.scheme(), "http" | "https") {
+                return Err(ClientError::Protocol(format!("the endpoint {base} must be http:// or https://")));
+            }
+            endpoints.push(Endpoint::new(base, config, self.breaker));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
@@ -148,9 +174,8 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 retry: self.retry,
                 budget: self.budget.unwrap_or_default(),
-                breaker: Breaker::new(base.to_string(), self.breaker),
+                balancer: Balancer::new(endpoints, self.balance),
                 capabilities: std::sync::Mutex::new(None),
-                base,
             }),
         })
     }
@@ -159,13 +184,12 @@ impl ClientBuilder {
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
-    base: reqwest::Url,
     credential: Option<Credential>,
     signer: Option<RequestSigner>,
     timeout: Duration,
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
-    breaker: Breaker,
+    balancer: Balancer,
     /// The last capabilities answer and when it came.
     capabilities: std::sync::Mutex<Option<(tokio::time::Instant, crate::api::tasks::Capabilities)>>,
 }
@@ -195,8 +219,14 @@ pub(crate) struct Answer {
 impl Client {
     /// A client of the deployment at `endpoint` (its base URL, e.g. `https://agents.example.com`).
     pub fn builder(endpoint: impl Into<String>) -> ClientBuilder {
+        Self::builder_for([EndpointConfig::new(endpoint)])
+    }
+
+    /// A client of a deployment with several endpoints, each with its weight and region.
+    pub fn builder_for(endpoints: impl IntoIterator<Item = EndpointConfig>) -> ClientBuilder {
         ClientBuilder {
-            endpoint: endpoint.into(),
+            endpoints: endpoints.into_iter().collect(),
+            balance: Balance::default(),
             credential: None,
             signer: None,
             timeout: Duration::from_secs(30),
@@ -207,9 +237,14 @@ impl Client {
         }
     }
 
-    /// The endpoint's breaker as it stands (state, failure rate, calls seen), for a status screen.
+    /// The first endpoint's breaker as it stands (state, failure rate, calls seen).
     pub fn breaker_state(&self) -> Snapshot {
-        self.inner.breaker.snapshot()
+        self.inner.balancer.endpoints[0].breaker.snapshot()
+    }
+
+    /// Every endpoint as the client knows it (health, breaker, calls in flight, latency), for a status screen.
+    pub fn endpoints(&self) -> Vec<EndpointSnapshot> {
+        self.inner.balancer.endpoints.iter().map(Endpoint::snapshot).collect()
     }
 
     /// The retry budget's tokens left (see [`RetryBudget`]).
@@ -229,18 +264,22 @@ impl Client {
         })
     }
 
-    /// Sends `call`, retrying as the rules allow; a non-2xx answer becomes its [`ClientError`].
+    /// Sends `call`, retrying as the rules allow (a retry goes to another endpoint than the one that failed, when
+    /// there is one); a non-2xx answer becomes its [`ClientError`].
     async fn send(&self, call: Call<'_>) -> Result<Answer, ClientError> {
-        let mut url = self.inner.base.clone();
         let (path, raw_query) = call.path.split_once('?').map_or((call.path, None), |(p, q)| (p, Some(q)));
-        url.set_path(&format!("{}{path}", self.inner.base.path().trim_end_matches('/')));
-        url.set_query(raw_query);
-        if !call.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
         let mut retrying = Retrying::new(self.inner.retry, &self.inner.budget, call.replayable);
+        let mut failed_at = None;
         loop {
-            let mut request = self.inner.http.request(call.method.clone(), url.clone());
+            let (at, permit) = self.choose(failed_at)?;
+            let endpoint = &self.inner.balancer.endpoints[at];
+            let mut url = endpoint.base.clone();
+            url.set_path(&format!("{}{path}", endpoint.base.path().trim_end_matches('/')));
+            url.set_query(raw_query);
+            if !call.query.is_empty() {
+                url.query_pairs_mut().extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+            }
+            let mut request = self.inner.http.request(call.method.clone(), url);
             if let Some(body) = &call.body {
                 request = request.header("content-type", "application/json").body(body.clone());
             }
@@ -250,9 +289,8 @@ impl Client {
                 // Signed per attempt: the server refuses a signature it has seen (replay protection).
                 signer.sign(&mut request);
             }
-            // Taken last: a permit dropped before it reports counts as a failure of the endpoint.
-            let permit = Breaker::try_acquire(&self.inner.breaker)
-                .map_err(|retry_after| ClientError::CircuitOpen { retry_after })?;
+            let in_flight = endpoint.start();
+            let started = tokio::time::Instant::now();
             let (attempt, outcome) = match self.inner.http.execute(request).await {
                 Ok(response) => {
                     let status = response.status();
@@ -274,11 +312,16 @@ impl Client {
                 Err(e) if e.is_connect() => (Attempt::NotSent, Err(self.transport(&e))),
                 Err(e) => (Attempt::Lost { timed_out: e.is_timeout() }, Err(self.transport(&e))),
             };
-            permit.report(match attempt {
+            drop(in_flight);
+            // The endpoint failed the call (its 5xx, no answer); the caller's 4xx and 429 say nothing of it.
+            let failed = match attempt {
                 Attempt::Done => false,
                 Attempt::NotSent | Attempt::Lost { .. } => true,
                 Attempt::Status { status, .. } => status >= 500,
-            });
+            };
+            permit.report(failed);
+            endpoint.record(started.elapsed(), failed);
+            failed_at = failed.then_some(at);
             match retrying.after(attempt) {
                 Verdict::RetryAfter(wait) => {
                     tracing::debug!(path = call.path, attempt = retrying.attempts(), ?wait, "retrying");
@@ -294,6 +337,22 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The endpoint for the next attempt and its breaker's permit: the balancer's choice, else the next one whose
+    /// breaker admits a call; `CircuitOpen` (with the shortest wait) when none does.
+    fn choose(&self, avoid: Option<usize>) -> Result<(usize, cloud_agent_breaker::Permit<&Breaker>), ClientError> {
+        let endpoints = &self.inner.balancer.endpoints;
+        let first = self.inner.balancer.pick(avoid).ok_or_else(|| ClientError::Protocol("no endpoints".into()))?;
+        let mut wait = Duration::MAX;
+        for offset in 0..endpoints.len() {
+            let at = (first + offset) % endpoints.len();
+            match Breaker::try_acquire(&endpoints[at].breaker) {
+                Ok(permit) => return Ok((at, permit)),
+                Err(retry_after) => wait = wait.min(retry_after),
+            }
+        }
+        Err(ClientError::CircuitOpen { retry_after: wait })
     }
 
     fn transport(&self, e: &reqwest::Error) -> ClientError {
