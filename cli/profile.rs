@@ -43,9 +43,8 @@ pub(crate) struct Profile {
 /// What a command calls, resolved.
 #[derive(Debug)]
 pub(crate) struct Resolved {
-    /// Every endpoint the call may use: `--url` alone, or the profile's (the first is `url`).
+    /// Every endpoint the call may use: `--url` alone, or the profile's.
     pub(crate) endpoints: Vec<String>,
-    pub(crate) url: String,
     pub(crate) key: String,
     pub(crate) signing_secret: Option<String>,
 }
@@ -173,7 +172,7 @@ pub(crate) fn resolve(
         (_, Some((_, p))) if p.endpoints.first() == Some(&url) => p.endpoints.clone(),
         _ => vec![url.clone()],
     };
-    Ok(Resolved { endpoints, url, key, signing_secret })
+    Ok(Resolved { endpoints, key, signing_secret })
 }
 
 fn shown(path: Option<&Path>) -> String {
