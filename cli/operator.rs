@@ -20,6 +20,9 @@ pub(crate) struct Target {
     /// A profile of `cloudagent init` (see `$XDG_CONFIG_HOME/cloudagent/config.toml`).
     #[arg(long, env = "CLOUD_AGENT_PROFILE")]
     profile: Option<String>,
+    /// Built on first use, then shared by every call of the command (connections, retry budget, breakers).
+    #[arg(skip)]
+    client: std::sync::OnceLock<cloud_agent_sdk::client::Client>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +171,9 @@ impl Target {
 
     /// The SDK's client for this target, with its key and signing secret.
     pub(crate) fn client(&self) -> anyhow::Result<cloud_agent_sdk::client::Client> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
         let target = crate::profile::resolve(
             self.url.as_deref(),
             self.key.as_deref(),
@@ -180,7 +186,8 @@ impl Target {
         if let Some(secret) = &target.signing_secret {
             client = client.signing_secret(secret);
         }
-        Ok(client.build()?)
+        let client = client.build()?;
+        Ok(self.client.get_or_init(|| client).clone())
     }
 }
 

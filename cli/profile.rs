@@ -140,7 +140,11 @@ fn choose(profile: Option<&str>) -> anyhow::Result<Option<(String, Profile)>> {
 
 /// The base URL a command calls: `--url` first, else the profile's, else the local server's.
 pub(crate) fn url(url: Option<&str>, profile: Option<&str>) -> anyhow::Result<String> {
-    Ok(match (url, choose(profile)?) {
+    url_of(url, choose(profile)?.as_ref())
+}
+
+fn url_of(url: Option<&str>, chosen: Option<&(String, Profile)>) -> anyhow::Result<String> {
+    Ok(match (url, chosen) {
         (Some(url), _) => url.to_owned(),
         (None, Some((_, p))) => p.endpoints.first().cloned().context("the profile lists no endpoints")?,
         (None, None) => "http://127.0.0.1:3000".to_owned(),
@@ -156,7 +160,7 @@ pub(crate) fn resolve(
     profile: Option<&str>,
 ) -> anyhow::Result<Resolved> {
     let chosen = choose(profile)?;
-    let url = self::url(url, profile)?;
+    let url = url_of(url, chosen.as_ref())?;
     let key = match (key, &chosen) {
         (Some(key), _) => key.to_owned(),
         (None, Some((name, p))) => p.key(name)?,

@@ -36,7 +36,7 @@ impl TaskPages {
         }
         let mut query = Vec::new();
         if let Some(status) = self.filter.status {
-            query.push(("status", serde_json::to_value(status).ok()?.as_str()?.to_owned()));
+            query.push(("status", status.as_str().to_owned()));
         }
         if let Some(kind) = &self.filter.kind {
             query.push(("type", kind.clone()));
