@@ -10,7 +10,15 @@ use crate::route::Feature;
 /// tags. Each feature adds its own paths and schemas ([`crate::route::Feature::openapi`]).
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Cloud Agent", description = "Control plane for fleets of software agents."),
+    info(
+        title = "Cloud Agent",
+        description = "Control plane for fleets of software agents.\n\n**Compression.** A request body may be sent \
+                       with `Content-Encoding: gzip` or `br`; the body limit applies to its encoded and its decoded \
+                       size (a body that decodes past it is a 413 problem), an unknown coding is a 415 problem \
+                       naming the accepted ones in `Accept-Encoding`, and a request signature covers the decoded \
+                       body. Responses over 1 KiB are compressed (gzip or br) when the request's `Accept-Encoding` \
+                       allows it; event streams never are."
+    ),
     // Relative: the deployment that serves the document (a Lambda URL, a Vercel domain, `cloudagent serve`).
     servers((url = "/", description = "The deployment serving this document")),
     components(schemas(Problem)),
@@ -75,9 +83,12 @@ fn layered_responses(
         operation.responses.responses.entry(status.to_owned()).or_insert_with(|| problem.into());
     };
     if [Method::POST, Method::PUT, Method::PATCH].contains(method) {
-        add("400", "Malformed body; `pointer` names the field");
-        add("413", "Body larger than the configured limit");
-        add("415", "Unsupported Content-Type");
+        add(
+            "400",
+            "Malformed body (`pointer` names the field), or a body that does not decode as its Content-Encoding",
+        );
+        add("413", "Body larger than the configured limit, encoded or decoded (Content-Encoding gzip or br)");
+        add("415", "Unsupported Content-Type, or a Content-Encoding other than gzip or br (see Accept-Encoding)");
     }
     let permission = route.access.permission_for(method);
     if let Some(permission) = permission {

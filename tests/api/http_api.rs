@@ -242,6 +242,107 @@ fn futures_once(bytes: Vec<u8>) -> impl futures_core::Stream<Item = Result<Vec<u
     Once(Some(bytes))
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn post_encoded(app: &Layered, coding: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url("/report"))
+        .header("content-type", "application/json")
+        .header("content-encoding", coding)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gzip_and_brotli_bodies_are_decoded_before_the_route_reads_them() {
+    use std::io::Write as _;
+    let app = json_app().await;
+    let body = br#"{"agent_id":"zipped","progress":50,"tags":["x"]}"#;
+    let response = post_encoded(&app, "gzip", gzip(body)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["agent"], "zipped");
+    let mut br = Vec::new();
+    brotli::CompressorWriter::new(&mut br, 4096, 5, 22).write_all(body).unwrap();
+    let response = post_encoded(&app, "br", br).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["agent"], "zipped");
+    // A body that compresses below the limit but decodes above it: 413 like a plain one.
+    let padded = format!(r#"{{"agent_id":"{}","progress":1,"tags":[]}}"#, "a".repeat(5000));
+    let body = problem(post_encoded(&app, "gzip", gzip(padded.as_bytes())).await, 413).await;
+    assert_eq!(body["type"], "urn:cloud-agent:problem:payload-too-large");
+    assert!(body["detail"].as_str().unwrap().contains("decoded body is larger than the 1024-byte limit"), "{body}");
+}
+
+#[tokio::test]
+async fn a_zip_bomb_is_a_413_and_the_server_carries_on() {
+    let app = json_app().await;
+    // The app's limit is 1 KiB: 64 MiB of zeros (64 KiB encoded) is refused on its encoded size, and 512 KiB in
+    // half a kilobyte on its decoded size, after at most 1 KiB + 1 byte was inflated.
+    let bomb = gzip(&vec![0; 64 << 20]);
+    problem(post_encoded(&app, "gzip", bomb).await, 413).await;
+    let small_bomb = gzip(&vec![b' '; 512 << 10]);
+    assert!(small_bomb.len() <= 1024, "{} bytes", small_bomb.len());
+    let body = problem(post_encoded(&app, "gzip", small_bomb).await, 413).await;
+    assert!(body["detail"].as_str().unwrap().contains("decoded"), "{body}");
+    let response = post_json(&app, r#"{"agent_id":"after","progress":1,"tags":[]}"#).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn unknown_or_broken_encodings_are_refused_with_what_to_send() {
+    let app = json_app().await;
+    let response = post_encoded(&app, "zstd", b"{}".to_vec()).await;
+    assert_eq!(response.headers()["accept-encoding"], "gzip, br");
+    let body = problem(response, 415).await;
+    assert_eq!(body["type"], "urn:cloud-agent:problem:unsupported-content-encoding");
+    assert!(body["detail"].as_str().unwrap().contains("zstd"), "{body}");
+    let body = problem(post_encoded(&app, "gzip", b"{\"agent_id\":1}".to_vec()).await, 400).await;
+    assert_eq!(body["type"], "urn:cloud-agent:problem:invalid-content-encoding");
+    assert!(body["detail"].as_str().unwrap().contains("Content-Encoding"), "{body}");
+    // `identity` is no coding at all.
+    let response = post_encoded(&app, "identity", br#"{"agent_id":"i","progress":1,"tags":[]}"#.to_vec()).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn large_answers_are_compressed_only_for_clients_that_accept_it() {
+    let big = "x".repeat(4000);
+    let router = Router::new()
+        .route("/big", get(move || async move { ApiJson(serde_json::json!({ "text": big })) }))
+        .route("/small", get(|| async { ApiJson(serde_json::json!({ "text": "hi" })) }));
+    let address = serve_router(layered(router, 1024, Duration::from_secs(5), None)).await;
+    let client = reqwest::Client::new();
+    let get = |path: &'static str, accept: Option<&'static str>| {
+        let mut request = client.get(format!("{address}{path}"));
+        if let Some(accept) = accept {
+            request = request.header("accept-encoding", accept);
+        }
+        request.send()
+    };
+    let response = get("/big", Some("gzip")).await.unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    assert_eq!(response.headers()["vary"], "accept-encoding");
+    assert!(response.headers().contains_key("x-request-id"), "the ids survive compression");
+    let bytes = response.bytes().await.unwrap();
+    assert!(bytes.len() < 200, "{} bytes", bytes.len());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["text"].as_str().unwrap().len(), 4000);
+    let response = get("/big", Some("br;q=1.0, gzip;q=0.5")).await.unwrap();
+    assert_eq!(response.headers()["content-encoding"], "br");
+    let response = get("/big", None).await.unwrap();
+    assert!(!response.headers().contains_key("content-encoding"));
+    assert_eq!(response.json::<Value>().await.unwrap()["text"].as_str().unwrap().len(), 4000);
+    let response = get("/small", Some("gzip")).await.unwrap();
+    assert!(!response.headers().contains_key("content-encoding"), "a small answer goes as it is");
+}
+
 #[tokio::test]
 async fn wrong_content_type_is_415_problem() {
     let app = json_app().await;

@@ -571,6 +571,126 @@ async fn every_function_answers_under_vercel_like_the_local_server() {
     }
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+/// A raw answer: status, every header (lower-case names), the body's bytes as they crossed the wire.
+async fn raw_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let mut request = reqwest::Client::new().request(method.parse().unwrap(), format!("{base}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers =
+        response.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned())).collect();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+/// Content codings on every platform: a gzip request body is decoded before the route reads it, a large response
+/// leaves gzip-encoded when the client accepts it (base64 in Lambda's answer, as API Gateway expects), and the
+/// decoded answers are the local server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_bodies_cross_every_platform_alike() {
+    let local = start_local().await;
+    let credentials = br#"{"agent_id":"ghost","agent_secret":"cas_nope"}"#;
+    let json_gzip = [("content-type", "application/json"), ("content-encoding", "gzip"), ("x-request-id", "enc-1")];
+    let (status, headers, body) =
+        raw_call(&local.base, "POST", "/api/v1/agent/token", &json_gzip, gzip(credentials)).await;
+    let plain = http_call(
+        &local.base,
+        &with_body(call("POST", "/api/v1/agent/token", "enc-1"), r#"{"agent_id":"ghost","agent_secret":"cas_nope"}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(answer_from_parts(status, headers, &body).body, plain.body, "a gzip body reads as the plain one");
+    assert_eq!(plain.status, 401);
+
+    let (status, headers, body) =
+        raw_call(&local.base, "GET", "/api/v1/openapi.json", &[("accept-encoding", "gzip")], Vec::new()).await;
+    assert_eq!((status, headers.get("content-encoding").map(String::as_str)), (200, Some("gzip")));
+    let document: Value = serde_json::from_slice(&gunzip(&body)).unwrap();
+    assert!(document["paths"].as_object().unwrap().len() > 20);
+
+    // Lambda: a base64 gzip body in, a base64 gzip document out, under each event shape.
+    let mut lambda = start_lambda("token").await;
+    for kind in EVENT_KINDS {
+        let mut event = event_for(kind, &with_body(call("POST", "/api/v1/agent/token", "enc-1"), "{}"));
+        event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(gzip(credentials)));
+        event["isBase64Encoded"] = json!(true);
+        event["headers"]["content-encoding"] = json!("gzip");
+        if kind == EventKind::RestV1 {
+            event["multiValueHeaders"]["content-encoding"] = json!(["gzip"]);
+        }
+        let got = answer_from_lambda(&lambda.invoke(event).await);
+        assert_eq!((got.status, &got.body), (401, &plain.body), "gzip body under Lambda ({kind:?})");
+    }
+    let mut lambda = start_lambda("openapi").await;
+    for kind in EVENT_KINDS {
+        let mut event = event_for(kind, &call("GET", "/api/v1/openapi.json", "enc-2"));
+        event["headers"]["accept-encoding"] = json!("gzip");
+        if kind == EventKind::RestV1 {
+            event["multiValueHeaders"]["accept-encoding"] = json!(["gzip"]);
+        }
+        let response = lambda.invoke(event).await;
+        assert_eq!(response["isBase64Encoded"], true, "a compressed answer is binary ({kind:?})");
+        let raw = base64::engine::general_purpose::STANDARD.decode(response["body"].as_str().unwrap()).unwrap();
+        let served: Value = serde_json::from_slice(&gunzip(&raw)).unwrap();
+        assert_eq!(served, document, "the document under Lambda ({kind:?})");
+    }
+
+    // Vercel: plain HTTP to the function's own server.
+    let vercel = start_vercel("openapi");
+    let (status, headers, body) = raw_call(
+        &format!("http://127.0.0.1:{}", vercel.port),
+        "GET",
+        "/api/v1/openapi.json",
+        &[
+            ("accept-encoding", "gzip"),
+            ("x-vercel-internal-invocation-id", "inv-1"),
+            ("x-vercel-internal-request-id", "1"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!((status, headers.get("content-encoding").map(String::as_str)), (200, Some("gzip")));
+    assert_eq!(serde_json::from_slice::<Value>(&gunzip(&body)).unwrap(), document);
+    assert_eq!(vercel.next_message(Duration::from_secs(10))["type"], "end");
+    let vercel = start_vercel("token");
+    let (status, headers, body) = raw_call(
+        &format!("http://127.0.0.1:{}", vercel.port),
+        "POST",
+        "/api/v1/agent/token",
+        &[
+            json_gzip[0],
+            json_gzip[1],
+            ("x-vercel-internal-invocation-id", "inv-1"),
+            ("x-vercel-internal-request-id", "1"),
+        ],
+        gzip(credentials),
+    )
+    .await;
+    assert_eq!(answer_from_parts(status, headers, &body).body["type"], plain.body["type"]);
+    assert_eq!(status, 401);
+}
+
 #[tokio::test]
 async fn the_answers_compared_are_the_real_ones() {
     // Guards the comparison itself: a health answer and a 405 really carry what the tests compare.

@@ -107,8 +107,6 @@ async fn typed_task_calls_and_their_errors(store: DynStore) {
     assert_eq!(finished.result.as_ref().map(|r| &r["message"]), Some(&json!("later")));
 }
 
-on_both_backends!(typed_task_calls_and_their_errors);
-
 /// What the proxy does with one request.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -129,6 +127,8 @@ struct Proxy {
     /// What happens once the plan is used up.
     then: Fault,
     seen: Arc<AtomicUsize>,
+    /// Each request's `Content-Encoding` and body size, as it crossed the wire.
+    bodies: Arc<Mutex<Vec<(Option<String>, usize)>>>,
     http: reqwest::Client,
 }
 
@@ -152,6 +152,8 @@ async fn relay(
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let coding = parts.headers.get("content-encoding").map(|v| v.to_str().unwrap().to_owned());
+    proxy.bodies.lock().unwrap().push((coding, body.len()));
     let url = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut forwarded = proxy.http.request(parts.method, url).body(body);
     for (name, value) in &parts.headers {
@@ -181,8 +183,23 @@ async fn proxy(upstream: &str, plan: Vec<Fault>, then: Fault) -> (String, Arc<At
 
 /// [`proxy`], answering each request `delay` late.
 async fn slow_proxy(upstream: &str, plan: Vec<Fault>, then: Fault, delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let (address, seen, _) = recording_proxy(upstream, plan, then, delay).await;
+    (address, seen)
+}
+
+type Bodies = Arc<Mutex<Vec<(Option<String>, usize)>>>;
+
+/// [`slow_proxy`], also keeping what each forwarded request's body looked like on the wire.
+async fn recording_proxy(
+    upstream: &str,
+    plan: Vec<Fault>,
+    then: Fault,
+    delay: Duration,
+) -> (String, Arc<AtomicUsize>, Bodies) {
     let seen = Arc::new(AtomicUsize::new(0));
+    let bodies = Bodies::default();
     let state = Proxy {
+        bodies: bodies.clone(),
         delay,
         upstream: upstream.to_owned(),
         plan: Arc::new(Mutex::new(plan.into())),
@@ -191,8 +208,69 @@ async fn slow_proxy(upstream: &str, plan: Vec<Fault>, then: Fault, delay: Durati
         http: reqwest::Client::new(),
     };
     let router = axum::Router::new().fallback(relay).with_state(state);
-    (common::serve_router(router).await, seen)
+    (common::serve_router(router).await, seen, bodies)
 }
+
+async fn gzip_round_trip(store: DynStore) {
+    let app = app_on(store).await;
+    // A signing key: the signature must cover the decoded body, which is what the server verifies.
+    let body = json!({"name": "zipper", "role": "operator", "signing": "required"});
+    let created: Value = app
+        .client
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (address, _, bodies) = recording_proxy(&app.address, Vec::new(), Fault::Pass, Duration::ZERO).await;
+    let client = Client::builder(&address)
+        .api_key(created["key"].as_str().unwrap())
+        .signing_secret(created["signing_secret"].as_str().unwrap())
+        .build()
+        .unwrap();
+    let long = "all work and no play ".repeat(250);
+    let task = client.create_task(echo(&long)).await.unwrap();
+    assert_eq!(task.result.as_ref().map(|r| &r["message"]), Some(&json!(long)), "decoded as sent");
+    let small = client.create_task(echo("short")).await.unwrap();
+    assert_eq!(small.status, Status::Succeeded);
+    let seen = bodies.lock().unwrap().clone();
+    assert_eq!(seen[0].0.as_deref(), Some("gzip"), "a body over 1 KiB goes gzip-encoded: {seen:?}");
+    assert!(seen[0].1 < long.len() / 10, "and small: {seen:?}");
+    assert_eq!(seen[1].0, None, "a small body goes as it is: {seen:?}");
+    // The answer to a large read comes back compressed and reads the same.
+    assert_eq!(client.task(&task.id).await.unwrap(), task);
+
+    // A zip bomb: 64 MiB of zeros in 64 KiB under the 1 MiB body limit is refused after 1 MiB, and the server
+    // carries on.
+    let bomb = {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![0; 64 << 20]).unwrap();
+        encoder.finish().unwrap()
+    };
+    assert!(bomb.len() < 128 << 10);
+    let key = operator_key(&app).await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/tasks"))
+        .header("x-api-key", &key)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    let problem = common::assert_problem(response, 413, Some("payload-too-large")).await;
+    assert!(problem["detail"].as_str().unwrap().contains("decoded body"), "{problem}");
+    let plain = Client::builder(&app.address).api_key(key).build().unwrap();
+    assert_eq!(plain.create_task(echo("after")).await.unwrap().status, Status::Succeeded);
+}
+
+on_both_backends!(typed_task_calls_and_their_errors, gzip_round_trip);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_ride_out_503s_honour_retry_after_and_replay_a_lost_create_idempotently() {

@@ -2,7 +2,8 @@
 //! an agent's [`TokenManager`]; every call retried by the rules of [`crate::retry`] under one budget per client,
 //! behind a circuit breaker (the server's own, `cloud_agent_breaker`: a deployment that keeps failing is not
 //! called again until its open time passes, then trial calls decide), signed per attempt when the key requires
-//! it (a signature is single-use on the server), and answered as a wire type or a [`ClientError`].
+//! it (a signature is single-use on the server), and answered as a wire type or a [`ClientError`]. Request
+//! bodies over [`GZIP_ABOVE`] bytes go gzip-encoded, and the client accepts compressed answers.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cloud_agent_sdk::client::ClientError> {
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use balance::{Balancer, Endpoint};
 use cloud_agent_breaker::{Breaker, BreakerConfig, Snapshot};
+use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -270,6 +272,8 @@ impl Client {
         let (path, raw_query) = call.path.split_once('?').map_or((call.path, None), |(p, q)| (p, Some(q)));
         let mut retrying = Retrying::new(self.inner.retry, &self.inner.budget, call.replayable);
         let mut failed_at = None;
+        // Compressed once for every attempt; the signature covers the decoded body (what the server verifies).
+        let gzipped = call.body.as_deref().filter(|b| b.len() > GZIP_ABOVE).map(gzip).transpose()?;
         loop {
             let (at, permit) = self.choose(failed_at)?;
             let endpoint = &self.inner.balancer.endpoints[at];
@@ -288,6 +292,10 @@ impl Client {
             if let Some(signer) = &self.inner.signer {
                 // Signed per attempt: the server refuses a signature it has seen (replay protection).
                 signer.sign(&mut request);
+            }
+            if let Some(gzipped) = &gzipped {
+                *request.body_mut() = Some(gzipped.clone().into());
+                request.headers_mut().insert(reqwest::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             let in_flight = endpoint.start();
             let started = tokio::time::Instant::now();
@@ -401,6 +409,19 @@ impl Client {
         }
         Ok((answer.status, decode(&answer)?))
     }
+}
+
+/// Request bodies larger than this are sent gzip-encoded (JSON shrinks several times; smaller ones gain little).
+pub const GZIP_ABOVE: usize = 1024;
+
+fn gzip(body: &[u8]) -> Result<bytes::Bytes, ClientError> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    encoder
+        .write_all(body)
+        .and_then(|()| encoder.finish())
+        .map(Into::into)
+        .map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T, ClientError> {
