@@ -12,12 +12,15 @@ use cloud_agent::ids::{ProgressTaskId, UserId};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
+mod benchmark;
 mod deploy;
 mod docs;
 mod export;
 mod operator;
 mod profile;
+mod smoke;
 mod status;
+mod style;
 mod tasks;
 use cloud_agent_sdk::{
     AgentSecret, ProgressReporter, ProgressUpdate, ReporterOptions, TaskStatus, TokenManager, TokenManagerOptions,
@@ -78,6 +81,16 @@ enum Command {
     ///
     /// Example: cloudagent status --profile prod
     Status(status::StatusArgs),
+    /// Smoke-tests a deployment as a user would: health, the OpenAPI document, an agent's token round trip, a
+    /// task's round trip, a webhook verified with the key's secret; one line per check, non-zero exit on a failure.
+    ///
+    /// Example: cloudagent test --profile staging
+    Test(smoke::TestArgs),
+    /// Load through the SDK: N requests from C concurrent callers; throughput, latency percentiles (HDR
+    /// histogram), errors by kind.
+    ///
+    /// Example: cloudagent benchmark --concurrency 16 --requests 2000 --type echo
+    Benchmark(benchmark::BenchmarkArgs),
     /// The last N days of the audit trail or the tenant's tasks, as JSON lines or CSV, streamed page by page.
     ///
     /// Example: cloudagent export tasks --days 30 --format csv > tasks.csv
@@ -100,8 +113,9 @@ struct InitArgs {
     /// The profile's name (operator commands take `--profile NAME`).
     #[arg(long, default_value = "default")]
     profile: String,
-    /// The deployment's base URL; repeat for several endpoints of one deployment.
-    #[arg(long = "url", required = true)]
+    /// The deployment's base URL; repeat for several endpoints of one deployment. Without it, init asks for
+    /// what it needs on standard input.
+    #[arg(long = "url")]
     urls: Vec<String>,
     /// Read the key from this environment variable when a command runs.
     #[arg(long, conflicts_with = "key_file")]
@@ -302,6 +316,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init(args),
         Command::Docs(args) => docs::docs(args).await,
         Command::Status(args) => status::status(args).await,
+        Command::Test(args) => smoke::test(args).await,
+        Command::Benchmark(args) => benchmark::benchmark(args).await,
         Command::Export(args) => export::export(args).await,
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Routes => {
@@ -411,8 +427,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks one question on stderr and reads the answer (trimmed) from stdin; `default` when the answer is empty.
+fn ask(question: &str, default: Option<&str>) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, Write as _};
+    match default {
+        Some(default) => eprint!("{question} [{default}]: "),
+        None => eprint!("{question}: "),
+    }
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    anyhow::ensure!(
+        std::io::stdin().lock().read_line(&mut answer)? > 0,
+        "no answer on standard input; pass the flags instead (cloudagent init --help)"
+    );
+    let answer = answer.trim();
+    Ok(if answer.is_empty() { default.unwrap_or_default().to_owned() } else { answer.to_owned() })
+}
+
+/// Without `--url`, asks for the profile's parts: name, endpoints, where the key comes from, default or not.
+fn ask_init(mut args: InitArgs) -> anyhow::Result<InitArgs> {
+    args.profile = ask("Profile name", Some(&args.profile))?;
+    let urls = ask("Deployment URL(s), space-separated", Some("http://127.0.0.1:3000"))?;
+    args.urls = urls.split_whitespace().map(str::to_owned).collect();
+    if args.key_env.is_none() && args.key_file.is_none() {
+        let source =
+            ask("Where the key comes from: an environment variable's name, or a file's path (with a /)", None)?;
+        if source.contains('/') {
+            args.key_file = Some(source.into());
+        } else if !source.is_empty() {
+            args.key_env = Some(source);
+        }
+    }
+    if !args.default {
+        args.default = matches!(ask("Make it the default profile? (y/n)", Some("n"))?.as_str(), "y" | "yes" | "Y");
+    }
+    Ok(args)
+}
+
 /// `cloudagent init`: adds or replaces one profile, keeping the others.
 fn init(args: InitArgs) -> anyhow::Result<()> {
+    let args = if args.urls.is_empty() { ask_init(args)? } else { args };
+    anyhow::ensure!(!args.urls.is_empty(), "a profile needs at least one --url");
     for url in &args.urls {
         let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--url {url}: {e} (an http(s) base URL)"))?;
         anyhow::ensure!(matches!(parsed.scheme(), "http" | "https"), "--url {url}: use http:// or https://");

@@ -174,6 +174,13 @@ impl Target {
         if let Some(client) = self.client.get() {
             return Ok(client.clone());
         }
+        let client = self.builder()?.build()?;
+        Ok(self.client.get_or_init(|| client).clone())
+    }
+
+    /// A builder for a client of this target (endpoints, key, signing secret), for a command with its own
+    /// policies (the benchmark measures single attempts).
+    pub(crate) fn builder(&self) -> anyhow::Result<cloud_agent_sdk::client::ClientBuilder> {
         let target = crate::profile::resolve(
             self.url.as_deref(),
             self.key.as_deref(),
@@ -186,8 +193,7 @@ impl Target {
         if let Some(secret) = &target.signing_secret {
             client = client.signing_secret(secret);
         }
-        let client = client.build()?;
-        Ok(self.client.get_or_init(|| client).clone())
+        Ok(client)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod retry;
 pub mod secret;
 pub mod signing;
 pub mod token_manager;
+pub mod webhook;
 pub mod wire;
 
 pub use batch::{BatchConfig, BatchError, Batcher};

@@ -462,3 +462,90 @@ fn docs_lists_the_operations_of_a_running_server() {
     );
     assert!(text.lines().any(|l| l.contains("/health/live") && l.contains("(public)")), "{text}");
 }
+
+/// Acceptance of issue 21: `init` (interactive) → `status` → `test` → `benchmark` → `export` against `serve`, as
+/// an operator would run them, with no flags but the ones each command is about.
+#[test]
+fn init_status_test_benchmark_export_against_serve() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let mut command = cloudagent(dir.path());
+    command
+        .env("XDG_CONFIG_HOME", &config)
+        .env("RUST_LOG", "info")
+        // The smoke test's webhook receiver listens on loopback; the benchmark must not meet the rate limits.
+        .env("CLOUD_AGENT_OUTBOUND_ALLOW_LOOPBACK", "on")
+        .env("CLOUD_AGENT_RATE_TIERS", "standard:1000000/60:1000000/60");
+    let (_server, lines, base) = process::serve(command, &["--data-dir", "data"]);
+    lines.wait_for(Duration::from_mins(1), |l| l.contains("operator profile `local`"));
+    let key_file = dir.path().join("data/local-admin-key");
+
+    let mut init = cloudagent(dir.path())
+        .env("XDG_CONFIG_HOME", &config)
+        .arg("init")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let answers = format!("ops\n{base}\n{}\ny\n", key_file.display());
+    init.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
+    let out = init.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("Profile name") && err.contains("\"ops\" written"), "{err}");
+    let text = std::fs::read_to_string(config.join("cloudagent/config.toml")).unwrap();
+    assert!(text.contains("default_profile = \"ops\"") && text.contains("[profiles.ops]"), "{text}");
+
+    // Every command below uses the default profile `ops`.
+    let run = |args: &[&str]| {
+        let out = cloudagent(dir.path()).env("XDG_CONFIG_HOME", &config).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["status"]);
+    assert!(ok && out.starts_with(&format!("endpoint  {base}  pass")), "{out}{err}");
+
+    let (ok, out, err) = run(&["test"]);
+    assert!(ok, "every check passes: {out}{err}");
+    let checks: Vec<&str> = out.lines().collect();
+    assert_eq!(checks.len(), 5, "{out}");
+    for (line, check) in checks.iter().zip(["health", "openapi", "agent token", "task", "webhook"]) {
+        assert!(line.starts_with(&format!("ok    {check}")), "{line}");
+    }
+    assert!(!out.contains('\u{1b}'), "no colour when the output is not a terminal: {out:?}");
+    assert!(checks[4].contains("signature verified"), "{out}");
+
+    let (ok, out, err) = run(&["benchmark", "--concurrency", "4", "--requests", "200", "--type", "echo", "--json"]);
+    assert!(ok, "{err}");
+    let results: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((results["requests"].as_u64(), results["succeeded"].as_u64()), (Some(200), Some(200)), "{out}");
+    assert_eq!(results["errors"], serde_json::json!({}));
+    let latency = &results["latency_ms"];
+    let order: Vec<f64> =
+        ["min", "p50", "p90", "p99", "p99_9", "max"].iter().map(|q| latency[q].as_f64().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]) && order[0] > 0.0, "percentiles in order: {latency}");
+    assert!(results["throughput_rps"].as_f64().unwrap() > 0.0);
+    let (ok, out, err) = run(&["benchmark", "-c", "2", "-n", "50", "--route", "/health"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("finished   50 requests in") && out.contains("errors     none"), "{out}");
+    assert!(out.contains("latency    p50 "), "{out}");
+    let (ok, out, err) = run(&["benchmark", "-n", "5", "--type", "csv-parser"]);
+    assert!(!ok && err.contains("needs --payload"), "says what is missing: {out}{err}");
+
+    let (ok, out, err) = run(&["export", "tasks", "--days", "1", "--format", "json"]);
+    assert!(ok, "{err}");
+    let tasks: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(tasks.len() >= 200, "the benchmark's tasks are exported: {}", tasks.len());
+    assert!(tasks.iter().all(|t| t["status"] == "succeeded"));
+    let (ok, out, err) = run(&["export", "audit", "--days", "1"]);
+    assert!(ok, "{err}");
+    let revoked = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .any(|r| r["method"] == "DELETE" && r["route"] == "/api/v1/keys/{key_id}" && r["status"] == 204);
+    assert!(revoked, "the smoke test revoked its throwaway key: {out}");
+}

@@ -52,6 +52,23 @@ fn describe(problem: &Problem) -> String {
 }
 
 impl ClientError {
+    /// The error's kind in snake case (`rate_limited`, `server`, `network`…), for counting errors by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Validation { .. } => "validation",
+            Self::Conflict(_) => "conflict",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::Server { .. } => "server",
+            Self::Timeout(_) => "timeout",
+            Self::Network(_) => "network",
+            Self::Protocol(_) => "protocol",
+        }
+    }
+
     /// The problem the server answered with, when it answered.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
