@@ -248,7 +248,7 @@ async fn task_round_trip(client: &Client) -> Outcome {
     let task = if task.is_final() {
         task
     } else {
-        match client.wait_for_task(&task.id, Duration::from_secs(60)).await {
+        match client.wait_for_task(&task.id, Duration::from_mins(1)).await {
             Ok(task) => task,
             Err(e) => return Outcome::Fail(format!("waiting for {}: {e}", task.id)),
         }

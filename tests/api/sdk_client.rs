@@ -128,7 +128,7 @@ struct Proxy {
     then: Fault,
     seen: Arc<AtomicUsize>,
     /// Each request's `Content-Encoding` and body size, as it crossed the wire.
-    bodies: Arc<Mutex<Vec<(Option<String>, usize)>>>,
+    bodies: Bodies,
     http: reqwest::Client,
 }
 

@@ -186,7 +186,7 @@ where
             // The encoded bytes are capped here, the decoded ones in `decode`.
             let encoded = match axum::body::to_bytes(body, limit).await {
                 Ok(bytes) => bytes,
-                Err(_) => return Ok(refused(ApiError::PayloadTooLarge.into_response())),
+                Err(e) => return Ok(refused(unreadable(&e))),
             };
             let decoded = match decode(coding, &encoded, limit) {
                 Ok(decoded) => decoded,
@@ -197,6 +197,18 @@ where
             inner.call(Request::from_parts(parts, Body::from(decoded))).await.map(passed)
         }))
     }
+}
+
+/// The answer to a body that could not be read: 413 past the limit, else 400 (the client broke off).
+fn unreadable(e: &axum::Error) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        cause = c.source();
+    }
+    ApiError::InvalidJson { detail: "the request body could not be read".into(), pointer: None }.into_response()
 }
 
 fn passed<B>(response: http::Response<B>) -> DecodeResponse<B> {
