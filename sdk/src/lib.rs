@@ -17,6 +17,7 @@ pub use cloud_agent_wire as api;
 pub mod backoff;
 pub mod batch;
 pub mod client;
+pub mod orchestrator;
 pub mod progress;
 pub mod retry;
 pub mod secret;

@@ -5,18 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
-/// What can be wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    ErrorRate,
-    Latency,
-    BreakerOpen,
-    Memory,
-}
+// Alerts as the health report shows them are wire types.
+pub use cloud_agent_wire::health::{Alert as Active, AlertKind};
 
 /// Thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -49,13 +41,6 @@ pub struct Readings {
     pub p95: Duration,
     pub open_breakers: usize,
     pub memory_bytes: Option<u64>,
-}
-
-/// An alert currently holding.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Active {
-    pub kind: AlertKind,
-    pub detail: String,
 }
 
 /// Per-instance alert state.

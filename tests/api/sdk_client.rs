@@ -513,3 +513,175 @@ async fn failover_when_one_of_two_endpoints_dies_mid_run() {
     created.dedup();
     assert_eq!(created.len(), 40);
 }
+
+/// Health from probes alone: with `/health/ready` checked every 50 ms, an endpoint that dies is marked unhealthy
+/// before any call meets it, and the live one healthy. The health report is typed (the wire's) and cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_mark_a_dead_endpoint_and_the_health_report_is_cached() {
+    use cloud_agent_sdk::api::health::HealthStatus;
+    use cloud_agent_sdk::client::{EndpointConfig, Health};
+    let app = app_on(common::embedded().store.clone()).await;
+    let (a, b) = (Killable::start(&app.address).await, Killable::start(&app.address).await);
+    let client = Client::builder(&a.address)
+        .endpoint(EndpointConfig::new(&b.address))
+        .health_checks(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let until = |want: [Health; 2]| {
+        let client = client.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let now: Vec<Health> = client.endpoints().iter().map(|e| e.health).collect();
+                if now == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "endpoints stayed {now:?}, wanted {want:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until([Health::Healthy, Health::Healthy]).await;
+    a.kill();
+    until([Health::Unhealthy, Health::Healthy]).await;
+    assert!(client.endpoints().iter().all(|e| e.calls == 0), "no call was made: the probes found it");
+
+    let (address, seen) = proxy(&app.address, Vec::new(), Fault::Pass).await;
+    let client = Client::builder(&address).build().unwrap();
+    let report = client.health().await.unwrap();
+    assert_eq!(report.status, HealthStatus::Pass);
+    assert!(report.checks.contains_key("datastore:responseTime"), "{report:?}");
+    // Every field the server sends is one the wire type knows: the report reads back as the server wrote it.
+    let raw: Value = reqwest::get(format!("{}/health", app.address)).await.unwrap().json().await.unwrap();
+    let typed: cloud_agent_sdk::api::health::HealthReport = serde_json::from_value(raw.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), raw);
+    assert_eq!(client.health().await.unwrap(), report, "within a minute the answer is reused");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+/// The orchestrator's queue: with one slot, waiting work runs high before normal before low, first come first
+/// served within a priority; the report counts it; no more than `concurrency` run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_serves_by_priority_within_its_concurrency() {
+    use cloud_agent_sdk::api::tasks::Priority;
+    use cloud_agent_sdk::orchestrator::{Orchestrator, Place, Work};
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (record, wait) = (order.clone(), gate.clone());
+    let orchestrator = Orchestrator::builder()
+        .concurrency(1)
+        .local("step", move |payload: Value| {
+            let (record, wait) = (record.clone(), wait.clone());
+            async move {
+                wait.acquire().await.unwrap().forget();
+                record.lock().unwrap().push(payload["name"].as_str().unwrap().to_owned());
+                Ok(payload)
+            }
+        })
+        .start();
+    let submit = |name: &str, priority: Priority| {
+        tokio::spawn(orchestrator.submit(Work::new("step", json!({"name": name})).priority(priority)))
+    };
+    let mut handles = vec![submit("first", Priority::Low)];
+    // The first holds the only slot (waiting at the gate) before the others arrive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while orchestrator.status().running == 0 {
+        assert!(Instant::now() < deadline, "the first job never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (name, priority) in [
+        ("low", Priority::Low),
+        ("normal-1", Priority::Normal),
+        ("high", Priority::High),
+        ("normal-2", Priority::Normal),
+    ] {
+        handles.push(submit(name, priority));
+    }
+    while orchestrator.status().queued.values().sum::<usize>() < 4 {
+        assert!(Instant::now() < deadline, "the work was not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = orchestrator.status();
+    assert_eq!(status.running, 1);
+    assert_eq!((status.queued["high"], status.queued["normal"], status.queued["low"]), (1, 2, 1), "{status:?}");
+    gate.add_permits(5);
+    for handle in handles {
+        let outcome = handle.await.unwrap();
+        assert_eq!(outcome.place, Place::Local);
+        assert!(outcome.result.is_ok());
+    }
+    assert_eq!(*order.lock().unwrap(), ["first", "high", "normal-1", "normal-2", "low"]);
+    assert_eq!(orchestrator.status().done[&Place::Local], 5);
+
+    // Bounded: twelve jobs, three slots, never a fourth at once.
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (now.clone(), most.clone());
+    let orchestrator = Orchestrator::builder()
+        .concurrency(3)
+        .local("busy", move |payload: Value| {
+            let (n, m) = (n.clone(), m.clone());
+            async move {
+                let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(running, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok(payload)
+            }
+        })
+        .start();
+    let all: Vec<_> = (0..12).map(|i| orchestrator.submit(Work::new("busy", json!(i)))).collect();
+    for outcome in all {
+        assert!(outcome.await.result.is_ok());
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+/// Where work goes: a type only the cloud has goes there; a built-in run in-process through the handlers crate
+/// takes a payload too large to ship and everything while the cloud is down; otherwise the cloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_routes_between_the_cloud_and_local_handlers() {
+    use cloud_agent_sdk::client::{EndpointConfig, Health};
+    use cloud_agent_sdk::orchestrator::{Orchestrator, Place, Work};
+    let app = app_on(common::embedded().store.clone()).await;
+    let key = operator_key(&app).await;
+    let registry =
+        Arc::new(cloud_agent_handlers::builtin::register(cloud_agent_handlers::Registry::builder()).build().unwrap());
+    let policy = cloud_agent_handlers::outbound::Policy::default();
+    let cloud = Client::builder(&app.address).api_key(&key).build().unwrap();
+    let orchestrator = Orchestrator::builder()
+        .cloud(cloud)
+        .local_handlers(registry.clone(), policy.clone())
+        .max_cloud_payload(200)
+        .start();
+    let small = orchestrator.submit(Work::new("echo", json!({"message": "small"}))).await;
+    assert_eq!(small.place, Place::Cloud);
+    assert!(small.task_id.is_some());
+    assert_eq!(small.result.unwrap()["message"], "small");
+    let big = "x".repeat(500);
+    let large = orchestrator.submit(Work::new("echo", json!({"message": big}))).await;
+    assert_eq!((large.place, large.task_id.as_deref()), (Place::Local, None), "too large to ship");
+    assert_eq!(large.result.unwrap()["message"], big.as_str(), "the built-in ran in-process");
+    let bad = orchestrator.submit(Work::new("echo", json!({"message": big, "delay_ms": -1}))).await;
+    assert!(bad.result.unwrap_err().contains("delay_ms"), "local input is checked against the schema");
+    let csv = orchestrator.submit(Work::new("csv-parser", json!({"csv": "a,b\n1,2\n"}))).await;
+    assert_eq!(csv.place, Place::Cloud, "a plug-in only the cloud has");
+
+    // The cloud goes down: probes mark it, and work that can run here does.
+    let dead = Killable::start(&app.address).await;
+    dead.kill();
+    let down = Client::builder_for([EndpointConfig::new(&dead.address)])
+        .api_key(&key)
+        .health_checks(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while down.endpoints()[0].health != Health::Unhealthy {
+        assert!(Instant::now() < deadline, "the dead endpoint was never marked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let orchestrator = Orchestrator::builder().cloud(down).local_handlers(registry, policy).start();
+    let outcome = orchestrator.submit(Work::new("echo", json!({"message": "while down"}))).await;
+    assert_eq!(outcome.place, Place::Local);
+    assert_eq!(outcome.result.unwrap()["message"], "while down");
+    assert_eq!(orchestrator.status().done[&Place::Local], 1);
+}

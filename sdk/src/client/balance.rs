@@ -4,8 +4,9 @@
 //! Each endpoint has its own circuit breaker, a count of calls in flight, a peak-EWMA of its latency, and a health
 //! state from the outcomes of calls: `Unknown` until the first, `Healthy`, `Degraded` after a failure, `Unhealthy`
 //! after [`FAILOVER_AFTER`] failures in a row (it gets no calls while another endpoint can take them), and
-//! `Healthy` again after [`RECOVER_AFTER`] successes in a row. A retry goes to another endpoint than the one that
-//! just failed, when there is one.
+//! `Healthy` again after [`RECOVER_AFTER`] successes in a row; probes of `/health/ready` (when the client runs
+//! them, [`super::ClientBuilder::health_checks`]) count like calls. A retry goes to another endpoint than the one
+//! that just failed, when there is one.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -171,6 +172,11 @@ impl Endpoint {
                 ewma.value * keep + sample * (1.0 - keep)
             };
         }
+        self.observe(failed);
+    }
+
+    /// Moves the health state on one outcome: a call's, or a `/health/ready` probe's.
+    pub(crate) fn observe(&self, failed: bool) {
         let mut state = lock(&self.health);
         if failed {
             state.successes = 0;

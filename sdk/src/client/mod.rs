@@ -73,9 +73,19 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     budget: Option<Arc<RetryBudget>>,
     breaker: BreakerConfig,
+    probe_every: Option<Duration>,
 }
 
 impl ClientBuilder {
+    /// Probes every endpoint's `/health/ready` this often (from a task on the current tokio runtime, for as long
+    /// as the client lives), so an endpoint that went down is known before a call meets it and one that came back
+    /// gets calls again. Off by default: a short-lived client learns from its calls.
+    #[must_use]
+    pub fn health_checks(mut self, every: Duration) -> Self {
+        self.probe_every = Some(every);
+        self
+    }
+
     /// Another endpoint of the same deployment (a second region, or the Vercel and the Lambda deployment of one
     /// table): calls are spread by [`Self::balance`] and fail over between them.
     #[must_use]
@@ -168,20 +178,47 @@ impl ClientBuilder {
             .user_agent(concat!("cloud-agent-sdk/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Network(e.to_string()))?;
-        Ok(Client {
-            inner: Arc::new(Inner {
-                http,
-                credential: self.credential,
-                signer: self.signer,
-                timeout: self.timeout,
-                retry: self.retry,
-                budget: self.budget.unwrap_or_default(),
-                balancer: Balancer::new(endpoints, self.balance),
-                capabilities: std::sync::Mutex::new(None),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            http,
+            credential: self.credential,
+            signer: self.signer,
+            timeout: self.timeout,
+            retry: self.retry,
+            budget: self.budget.unwrap_or_default(),
+            balancer: Balancer::new(endpoints, self.balance),
+            capabilities: std::sync::Mutex::new(None),
+            health: std::sync::Mutex::new(None),
+        });
+        if let Some(every) = self.probe_every {
+            let handle = tokio::runtime::Handle::try_current()
+                .map_err(|_| ClientError::Protocol("health checks need a tokio runtime to run on".into()))?;
+            handle.spawn(probe(Arc::downgrade(&inner), every));
+        }
+        Ok(Client { inner })
     }
 }
+
+/// Probes every endpoint each `every` until the client is dropped.
+async fn probe(client: std::sync::Weak<Inner>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = client.upgrade() else { return };
+        for endpoint in &inner.balancer.endpoints {
+            let mut url = endpoint.base.clone();
+            url.set_path(&format!("{}/health/ready", endpoint.base.path().trim_end_matches('/')));
+            let ready = inner.http.get(url).timeout(PROBE_TIMEOUT.min(every)).send().await;
+            endpoint.observe(!ready.is_ok_and(|r| r.status().is_success()));
+        }
+    }
+}
+
+/// The longest a `/health/ready` probe waits.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`Client::health`] reuses an answer.
+pub const HEALTH_CACHE: Duration = Duration::from_mins(1);
 
 #[derive(Debug)]
 struct Inner {
@@ -194,6 +231,8 @@ struct Inner {
     balancer: Balancer,
     /// The last capabilities answer and when it came.
     capabilities: std::sync::Mutex<Option<(tokio::time::Instant, crate::api::tasks::Capabilities)>>,
+    /// The last health report and when it came.
+    health: std::sync::Mutex<Option<(tokio::time::Instant, crate::api::health::HealthReport)>>,
 }
 
 /// A client of one deployment. Cheap to clone; clones share connections and the retry budget.
@@ -236,6 +275,7 @@ impl Client {
             retry: RetryPolicy::default(),
             budget: None,
             breaker: BreakerConfig::default(),
+            probe_every: None,
         }
     }
 
@@ -247,6 +287,29 @@ impl Client {
     /// Every endpoint as the client knows it (health, breaker, calls in flight, latency), for a status screen.
     pub fn endpoints(&self) -> Vec<EndpointSnapshot> {
         self.inner.balancer.endpoints.iter().map(Endpoint::snapshot).collect()
+    }
+
+    /// The deployment's health report (`GET /health`, public), from the endpoint the balancer picks; reused for
+    /// [`HEALTH_CACHE`]. A failing deployment answers 503 with a report, which is returned like any other (its
+    /// `status` is `fail`); only an endpoint that cannot be reached, or answers no report, is an error.
+    pub async fn health(&self) -> Result<crate::api::health::HealthReport, ClientError> {
+        if let Some((at, report)) = &*self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            && at.elapsed() < HEALTH_CACHE
+        {
+            return Ok(report.clone());
+        }
+        let at = self.inner.balancer.pick(None).ok_or_else(|| ClientError::Protocol("no endpoints".into()))?;
+        let endpoint = &self.inner.balancer.endpoints[at];
+        let mut url = endpoint.base.clone();
+        url.set_path(&format!("{}/health", endpoint.base.path().trim_end_matches('/')));
+        let response = self.inner.http.get(url).send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.transport(&e))?;
+        let report: crate::api::health::HealthReport =
+            serde_json::from_slice(&body).map_err(|_| ClientError::from_answer(status.as_u16(), &body, None))?;
+        *self.inner.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((tokio::time::Instant::now(), report.clone()));
+        Ok(report)
     }
 
     /// The retry budget's tokens left (see [`RetryBudget`]).

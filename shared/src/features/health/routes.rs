@@ -7,8 +7,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 
 use crate::alerts::AlertKind;
 use crate::breaker::State as BreakerState;
@@ -26,54 +25,8 @@ pub const API_VERSION: &str = "1";
 /// Above this a datastore round trip is reported as `warn`.
 const SLOW_STORE_MS: f64 = 500.0;
 
-/// pass / warn / fail, as the health-check draft defines them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    Pass,
-    Warn,
-    Fail,
-}
-
-/// One measurement of one component.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Check {
-    pub component_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub component_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_value: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_unit: Option<String>,
-    pub status: HealthStatus,
-    /// RFC 3339 time of the measurement.
-    pub time: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
-
-/// The whole health document.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthReport {
-    pub status: HealthStatus,
-    /// Public major version of the service interface.
-    pub version: String,
-    /// This exact release.
-    pub release_id: String,
-    pub service_id: String,
-    /// development, staging or production.
-    pub environment: String,
-    pub description: String,
-    /// Keyed `component:measurement`.
-    pub checks: BTreeMap<String, Vec<Check>>,
-    /// Which instance answered (in-memory state is per instance).
-    pub notes: Vec<String>,
-    /// Alert conditions holding on this instance.
-    #[schema(value_type = Vec<Object>)]
-    pub alerts: Vec<crate::alerts::Active>,
-}
+// The report's types are the wire's: the SDK reads the same definitions.
+pub use cloud_agent_wire::health::{Check, HealthReport, HealthStatus};
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
