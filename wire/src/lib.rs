@@ -2,6 +2,7 @@
 //! OpenAPI schemas with the `openapi` feature); the SDK deserialises the same types, so a renamed field breaks
 //! the build of both, not a user.
 
+pub mod admin;
 pub mod health;
 pub mod problem;
 pub mod tasks;

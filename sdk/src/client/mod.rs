@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod balance;
 mod error;
 mod tasks;
@@ -33,6 +34,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use admin::AuditFilter;
 pub use balance::{Balance, EndpointConfig, EndpointSnapshot, FAILOVER_AFTER, Health, RECOVER_AFTER};
 pub use error::ClientError;
 pub use tasks::{TaskFilter, TaskPages};

@@ -40,7 +40,7 @@ pub fn stores(policy: AuditPolicy, principal: &Principal, method: &Method, statu
 
 fn record_of(gate: &Gate, seen: &Seen, actor: String, role: &str, status: StatusCode) -> AuditRecord {
     AuditRecord {
-        id: AuditRecord::new_id(),
+        id: crate::audit::new_id(),
         at_ms: seen.at_ms,
         request_id: seen.request_id.clone(),
         actor,

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
-use crate::audit::{self, AuditRecord, Filter};
+use crate::audit::{self, Filter};
 use crate::auth::Operator;
 use crate::http::{ApiError, ApiJson, ApiQuery};
 use crate::paging::CursorKey;
@@ -29,13 +28,7 @@ pub struct AuditParams {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    pub records: Vec<AuditRecord>,
-    /// Present when there may be more: pass it back unchanged, with the same filters.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+pub use cloud_agent_wire::admin::AuditPage;
 
 fn time_ms(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.map(|t| {

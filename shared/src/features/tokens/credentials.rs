@@ -191,17 +191,7 @@ pub async fn create(
     }
 }
 
-/// An agent as the admin API lists it (never its secret or hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AgentSummary {
-    pub agent_id: String,
-    pub owner: String,
-    /// `active` or `disabled`.
-    pub status: String,
-    pub created_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rotated_at: Option<i64>,
-}
+pub use cloud_agent_wire::admin::AgentSummary;
 
 fn summary(item: &Item) -> Option<AgentSummary> {
     Some(AgentSummary {
