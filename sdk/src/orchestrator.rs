@@ -382,9 +382,9 @@ pub mod handlers {
         /// Registers every type of `registry` that runs here as a local executor: the input is checked against
         /// the type's schema, then the handler runs with the SSRF-safe outbound client of `policy`.
         #[must_use]
-        pub fn local_handlers(mut self, registry: Arc<Registry>, policy: Policy) -> Self {
+        pub fn local_handlers(mut self, registry: &Arc<Registry>, policy: Policy) -> Self {
             let outbound = Outbound::new(policy);
-            let kinds: Vec<String> = registry.types().filter(|t| t.runs_here()).map(|t| t.name().to_owned()).collect();
+            let kinds: Vec<String> = registry.types().filter(cloud_agent_handlers::TaskType::runs_here).map(|t| t.name().to_owned()).collect();
             for kind in kinds {
                 let (registry, outbound, name) = (registry.clone(), outbound.clone(), kind.clone());
                 self = self.local(kind, move |input| {

@@ -706,7 +706,7 @@ async fn the_orchestrator_routes_between_the_cloud_and_local_handlers() {
     let cloud = Client::builder(&app.address).api_key(&key).build().unwrap();
     let orchestrator = Orchestrator::builder()
         .cloud(cloud)
-        .local_handlers(registry.clone(), policy.clone())
+        .local_handlers(&registry, policy.clone())
         .max_cloud_payload(200)
         .start();
     let small = orchestrator.submit(Work::new("echo", json!({"message": "small"}))).await;
@@ -735,7 +735,7 @@ async fn the_orchestrator_routes_between_the_cloud_and_local_handlers() {
         assert!(Instant::now() < deadline, "the dead endpoint was never marked");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let orchestrator = Orchestrator::builder().cloud(down).local_handlers(registry, policy).start();
+    let orchestrator = Orchestrator::builder().cloud(down).local_handlers(&registry, policy).start();
     let outcome = orchestrator.submit(Work::new("echo", json!({"message": "while down"}))).await;
     assert_eq!(outcome.place, Place::Local);
     assert_eq!(outcome.result.unwrap()["message"], "while down");
