@@ -384,7 +384,11 @@ pub mod handlers {
         #[must_use]
         pub fn local_handlers(mut self, registry: &Arc<Registry>, policy: Policy) -> Self {
             let outbound = Outbound::new(policy);
-            let kinds: Vec<String> = registry.types().filter(cloud_agent_handlers::TaskType::runs_here).map(|t| t.name().to_owned()).collect();
+            let kinds: Vec<String> = registry
+                .types()
+                .filter(cloud_agent_handlers::TaskType::runs_here)
+                .map(|t| t.name().to_owned())
+                .collect();
             for kind in kinds {
                 let (registry, outbound, name) = (registry.clone(), outbound.clone(), kind.clone());
                 self = self.local(kind, move |input| {

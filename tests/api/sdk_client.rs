@@ -704,11 +704,8 @@ async fn the_orchestrator_routes_between_the_cloud_and_local_handlers() {
         Arc::new(cloud_agent_handlers::builtin::register(cloud_agent_handlers::Registry::builder()).build().unwrap());
     let policy = cloud_agent_handlers::outbound::Policy::default();
     let cloud = Client::builder(&app.address).api_key(&key).build().unwrap();
-    let orchestrator = Orchestrator::builder()
-        .cloud(cloud)
-        .local_handlers(&registry, policy.clone())
-        .max_cloud_payload(200)
-        .start();
+    let orchestrator =
+        Orchestrator::builder().cloud(cloud).local_handlers(&registry, policy.clone()).max_cloud_payload(200).start();
     let small = orchestrator.submit(Work::new("echo", json!({"message": "small"}))).await;
     assert_eq!(small.place, Place::Cloud);
     assert!(small.task_id.is_some());
