@@ -593,7 +593,9 @@ async fn raw_call(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, BTreeMap<String, String>, Vec<u8>) {
-    let mut request = reqwest::Client::new().request(method.parse().unwrap(), format!("{base}{path}"));
+    // Bodies as they crossed the wire: no decoding by the client.
+    let client = reqwest::Client::builder().no_gzip().no_brotli().build().unwrap();
+    let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
     for (k, v) in headers {
         request = request.header(*k, *v);
     }

@@ -605,7 +605,8 @@ async fn probes_mark_a_dead_endpoint_and_the_health_report_is_cached() {
     let (address, seen) = proxy(&app.address, Vec::new(), Fault::Pass).await;
     let client = Client::builder(&address).build().unwrap();
     let report = client.health().await.unwrap();
-    assert_eq!(report.status, HealthStatus::Pass);
+    // `warn` is possible on a loaded machine (a slow store round trip); `fail` is not.
+    assert_ne!(report.status, HealthStatus::Fail, "{report:?}");
     assert!(report.checks.contains_key("datastore:responseTime"), "{report:?}");
     // Every field the server sends is one the wire type knows: the report reads back as the server wrote it.
     let raw: Value = reqwest::get(format!("{}/health", app.address)).await.unwrap().json().await.unwrap();
