@@ -14,7 +14,7 @@ use futures_util::TryFutureExt;
 use futures_util::future::{BoxFuture, Either};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tower::{Layer, Service};
-use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::problem::{ApiError, Problem, ToProblem};
@@ -221,7 +221,13 @@ fn refused<B>(response: Response) -> DecodeResponse<B> {
 
 /// Response compression: gzip or br as the client's `Accept-Encoding` prefers, for bodies over
 /// [`COMPRESS_ABOVE`] bytes; never for event streams (each event must reach the client as it is written) or images.
-pub fn compression() -> CompressionLayer<impl Predicate> {
+/// A request that accepts neither passes by tower-http's layer entirely (a header lookup, no body wrapper): most
+/// agents' small calls pay nothing for it.
+pub fn compression() -> CompressWhenAsked {
+    CompressWhenAsked
+}
+
+fn tower_compression() -> CompressionLayer<CompressionPredicate> {
     let predicate = SizeAbove::new(COMPRESS_ABOVE)
         .and(NotForContentType::SSE)
         .and(NotForContentType::IMAGES)
@@ -234,6 +240,100 @@ pub fn compression() -> CompressionLayer<impl Predicate> {
         .no_zstd()
         .quality(CompressionLevel::Fastest)
         .compress_when(predicate)
+}
+
+/// Whether `Accept-Encoding` names a coding we compress with (`gzip` or `br`, not refused with `q=0`).
+fn asks_for_compression(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let refused =
+                parts.any(|p| matches!(p.trim().strip_prefix("q="), Some(q) if q.trim().parse::<f32>() == Ok(0.0)));
+            !refused && (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("br") || coding == "*")
+        },
+    )
+}
+
+/// The layer of [`compression`].
+#[derive(Debug, Clone, Copy)]
+pub struct CompressWhenAsked;
+
+impl<S: Clone> Layer<S> for CompressWhenAsked {
+    type Service = CompressIfAsked<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CompressIfAsked { compressing: tower_compression().layer(inner.clone()), inner }
+    }
+}
+
+type Compressing<S> = tower_http::compression::Compression<S, CompressionPredicate>;
+type CompressionPredicate = tower_http::compression::predicate::And<
+    tower_http::compression::predicate::And<
+        tower_http::compression::predicate::And<SizeAbove, NotForContentType>,
+        NotForContentType,
+    >,
+    NotForContentType,
+>;
+
+#[derive(Clone)]
+pub struct CompressIfAsked<S> {
+    inner: S,
+    compressing: Compressing<S>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CompressIfAsked<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompressIfAsked").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// As the inner service answered, or compressed: an enum body, no boxing.
+pub type MaybeCompressed<B> = http::Response<http_body_util::Either<B, tower_http::compression::CompressionBody<B>>>;
+
+impl<S, B> Service<Request> for CompressIfAsked<S>
+where
+    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = MaybeCompressed<B>;
+    type Error = Infallible;
+    type Future = Either<
+        futures_util::future::MapOk<S::Future, fn(http::Response<B>) -> MaybeCompressed<B>>,
+        futures_util::future::MapOk<
+            <Compressing<S> as Service<Request>>::Future,
+            fn(http::Response<tower_http::compression::CompressionBody<B>>) -> MaybeCompressed<B>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Both wrap clones of one service; either may serve the call.
+        match (self.inner.poll_ready(cx), self.compressing.poll_ready(cx)) {
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if asks_for_compression(request.headers()) {
+            Either::Right(self.compressing.call(request).map_ok(compressed as fn(_) -> _))
+        } else {
+            Either::Left(self.inner.call(request).map_ok(as_is as fn(_) -> _))
+        }
+    }
+}
+
+fn as_is<B: axum::body::HttpBody>(response: http::Response<B>) -> MaybeCompressed<B> {
+    response.map(http_body_util::Either::Left)
+}
+
+fn compressed<B: axum::body::HttpBody>(
+    response: http::Response<tower_http::compression::CompressionBody<B>>,
+) -> MaybeCompressed<B> {
+    response.map(http_body_util::Either::Right)
 }
 
 #[cfg(test)]
@@ -267,6 +367,18 @@ mod tests {
         );
         // Exactly at the limit is fine.
         assert_eq!(decode(Coding::Gzip, &gzip(&[7; 1000]), 1000).unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn compresses_only_for_clients_that_ask() {
+        let asks = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            asks_for_compression(&headers)
+        };
+        assert!(asks("gzip") && asks("br;q=1.0, gzip;q=0.5") && asks("deflate, GZIP") && asks("*"));
+        assert!(!asks("identity") && !asks("gzip;q=0") && !asks("deflate") && !asks("gzip;q=0.0, br;q=0"));
+        assert!(!asks_for_compression(&HeaderMap::new()));
     }
 
     #[test]
