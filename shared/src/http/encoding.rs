@@ -259,11 +259,11 @@ fn asks_for_compression(headers: &HeaderMap) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct CompressWhenAsked;
 
-impl<S: Clone> Layer<S> for CompressWhenAsked {
+impl<S> Layer<S> for CompressWhenAsked {
     type Service = CompressIfAsked<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CompressIfAsked { compressing: tower_compression().layer(inner.clone()), inner }
+        CompressIfAsked { inner }
     }
 }
 
@@ -276,16 +276,11 @@ type CompressionPredicate = tower_http::compression::predicate::And<
     NotForContentType,
 >;
 
-#[derive(Clone)]
+/// One inner service (axum clones the stack for every request: a second copy would be cloned too); tower-http's
+/// compression is put around it only for a request that asks.
+#[derive(Debug, Clone)]
 pub struct CompressIfAsked<S> {
     inner: S,
-    compressing: Compressing<S>,
-}
-
-impl<S: std::fmt::Debug> std::fmt::Debug for CompressIfAsked<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompressIfAsked").field("inner", &self.inner).finish_non_exhaustive()
-    }
 }
 
 /// As the inner service answered, or compressed: an enum body, no boxing.
@@ -310,16 +305,16 @@ where
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Both wrap clones of one service; either may serve the call.
-        match (self.inner.poll_ready(cx), self.compressing.poll_ready(cx)) {
-            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
-            _ => Poll::Pending,
-        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         if asks_for_compression(request.headers()) {
-            Either::Right(self.compressing.call(request).map_ok(compressed as fn(_) -> _))
+            // The service polled ready goes into the compression wrapper (whose readiness is its inner's); a
+            // clone takes its place here.
+            let clone = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, clone);
+            Either::Right(tower_compression().layer(ready).call(request).map_ok(compressed as fn(_) -> _))
         } else {
             Either::Left(self.inner.call(request).map_ok(as_is as fn(_) -> _))
         }
