@@ -101,7 +101,7 @@ pub(crate) async fn benchmark(args: BenchmarkArgs) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let bar = indicatif::ProgressBar::new(args.requests as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}")
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} requests  {elapsed} elapsed, eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
