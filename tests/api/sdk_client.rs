@@ -16,6 +16,7 @@ use cloud_agent_sdk::api::tasks::{CreateTask, Status, TaskOptions};
 use cloud_agent_sdk::client::{Client, ClientError, TaskFilter};
 use cloud_agent_sdk::{RetryBudget, RetryPolicy};
 use common::TestApp;
+use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";
@@ -105,6 +106,32 @@ async fn typed_task_calls_and_their_errors(store: DynStore) {
     assert_eq!(metrics.cancelled, 1);
     assert_eq!(finished.status, Status::Succeeded);
     assert_eq!(finished.result.as_ref().map(|r| &r["message"]), Some(&json!("later")));
+
+    // Several at once: one outcome per task, in order; the refused one does not stop its neighbours.
+    let bad = CreateTask { kind: "echo".into(), payload: json!({"delay_ms": -1}), options: TaskOptions::default() };
+    let outcomes = client.create_tasks(vec![echo("b0"), bad, echo("b2")]).await;
+    assert_eq!(outcomes.len(), 3);
+    assert!(matches!(&outcomes[1], Err(ClientError::Validation { .. })), "{:?}", outcomes[1]);
+    for (outcome, message) in [(&outcomes[0], "b0"), (&outcomes[2], "b2")] {
+        let task = outcome.as_ref().unwrap();
+        assert_eq!(task.result.as_ref().map(|r| &r["message"]), Some(&json!(message)));
+        assert!(task.idempotency_key.is_some());
+    }
+    let batch_keys: std::collections::HashSet<_> =
+        [&outcomes[0], &outcomes[2]].iter().map(|o| o.as_ref().unwrap().idempotency_key.clone()).collect();
+    assert_eq!(batch_keys.len(), 2, "each create has its own key");
+
+    // The listing as a stream of tasks: pages of two fetched as they are used up, the same tasks as collected.
+    let streamed: Vec<String> = client
+        .tasks(TaskFilter { page_size: Some(2), ..TaskFilter::default() })
+        .into_stream()
+        .map(|task| task.unwrap().id)
+        .collect()
+        .await;
+    let collected: Vec<String> =
+        client.tasks(TaskFilter::default()).collect().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(streamed.len(), 5, "three earlier tasks and the batch's two: {streamed:?}");
+    assert_eq!(streamed, collected);
 }
 
 /// What the proxy does with one request.

@@ -1,21 +1,16 @@
-//! Content codings (RFC 9110 §8.4). A request body may arrive gzip- or brotli-encoded: [`DecodeLayer`] decodes it
+//! Content codings (RFC 9110 §8.4). A request body may arrive gzip- or brotli-encoded: [`decode_request`] decodes it
 //! before any route (or the signature check) reads it, and refuses a body whose *decoded* size passes the body
-//! limit — a zip bomb is a 413 after at most `limit + 1` decoded bytes, never a full inflation. Responses are
-//! compressed by tower-http's layer ([`compression`]) when the client accepts it and the body is large.
+//! limit — a zip bomb is a 413 after at most `limit + 1` decoded bytes, never a full inflation. Large responses are
+//! compressed ([`compress`]) when the client accepts it. Both run in the one request layer
+//! ([`super::request_id::request_context`]): a request that neither sends nor accepts a coding pays two header
+//! lookups and nothing else — no layer, no future or body wrapper.
 
-use std::convert::Infallible;
 use std::io::Read;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures_util::TryFutureExt;
-use futures_util::future::{BoxFuture, Either};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use tower::{Layer, Service};
-use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
-use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::problem::{ApiError, Problem, ToProblem};
 
@@ -125,78 +120,21 @@ pub fn decode(coding: Coding, encoded: &[u8], limit: usize) -> Result<Vec<u8>, E
     Ok(decoded)
 }
 
-/// Decodes encoded request bodies; unencoded requests pass through without an allocation.
-#[derive(Debug, Clone, Copy)]
-pub struct DecodeLayer {
-    limit: usize,
-}
-
-impl DecodeLayer {
-    pub fn new(limit: usize) -> Self {
-        Self { limit }
-    }
-}
-
-impl<S> Layer<S> for DecodeLayer {
-    type Service = Decode<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Decode { inner, limit: self.limit }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Decode<S> {
-    inner: S,
-    limit: usize,
-}
-
-/// The inner service's answer, or our problem: an enum body, so passing through costs no boxing.
-pub type DecodeResponse<B> = http::Response<http_body_util::Either<B, Body>>;
-
-type Refusal<B> = BoxFuture<'static, Result<DecodeResponse<B>, Infallible>>;
-
-impl<S, B> Service<Request> for Decode<S>
-where
-    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = DecodeResponse<B>;
-    type Error = Infallible;
-    type Future =
-        Either<futures_util::future::MapOk<S::Future, fn(http::Response<B>) -> DecodeResponse<B>>, Refusal<B>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let coding = match coding(request.headers()) {
-            Ok(None) => return Either::Left(self.inner.call(request).map_ok(passed)),
-            Ok(Some(coding)) => coding,
-            Err(e) => return Either::Right(Box::pin(std::future::ready(Ok(refused(e.into_response()))))),
-        };
-        // The clone polled ready is the one that serves (tower's rule); a fresh clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.limit;
-        Either::Right(Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            // The encoded bytes are capped here, the decoded ones in `decode`.
-            let encoded = match axum::body::to_bytes(body, limit).await {
-                Ok(bytes) => bytes,
-                Err(e) => return Ok(refused(unreadable(&e))),
-            };
-            let decoded = match decode(coding, &encoded, limit) {
-                Ok(decoded) => decoded,
-                Err(e) => return Ok(refused(e.into_response())),
-            };
-            parts.headers.remove(header::CONTENT_ENCODING);
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(decoded.len()));
-            inner.call(Request::from_parts(parts, Body::from(decoded))).await.map(passed)
-        }))
-    }
+/// The request with its body decoded, or the problem that refuses it. An unencoded request (the common case) is
+/// handed back as it came, after one header lookup. The encoded bytes are capped at `limit`, the decoded ones in
+/// [`decode`]; the decoded body then meets the body limit like any other.
+pub async fn decode_request(request: Request, limit: usize) -> Result<Request, Response> {
+    let coding = match coding(request.headers()) {
+        Ok(None) => return Ok(request),
+        Ok(Some(coding)) => coding,
+        Err(e) => return Err(e.into_response()),
+    };
+    let (mut parts, body) = request.into_parts();
+    let encoded = axum::body::to_bytes(body, limit).await.map_err(|e| unreadable(&e))?;
+    let decoded = decode(coding, &encoded, limit).map_err(EncodingError::into_response)?;
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(decoded.len()));
+    Ok(Request::from_parts(parts, Body::from(decoded)))
 }
 
 /// The answer to a body that could not be read: 413 past the limit, else 400 (the client broke off).
@@ -211,124 +149,86 @@ fn unreadable(e: &axum::Error) -> Response {
     ApiError::InvalidJson { detail: "the request body could not be read".into(), pointer: None }.into_response()
 }
 
-fn passed<B>(response: http::Response<B>) -> DecodeResponse<B> {
-    response.map(http_body_util::Either::Left)
-}
-
-fn refused<B>(response: Response) -> DecodeResponse<B> {
-    response.map(http_body_util::Either::Right)
-}
-
-/// Response compression: gzip or br as the client's `Accept-Encoding` prefers, for bodies over
-/// [`COMPRESS_ABOVE`] bytes; never for event streams (each event must reach the client as it is written) or images.
-/// A request that accepts neither passes by tower-http's layer entirely (a header lookup, no body wrapper): most
-/// agents' small calls pay nothing for it.
-pub fn compression() -> CompressWhenAsked {
-    CompressWhenAsked
-}
-
-fn tower_compression() -> CompressionLayer<CompressionPredicate> {
-    let predicate = SizeAbove::new(COMPRESS_ABOVE)
-        .and(NotForContentType::SSE)
-        .and(NotForContentType::IMAGES)
-        .and(NotForContentType::GRPC);
-    // Fast levels: a function pays for its CPU time, and JSON compresses well at any level.
-    CompressionLayer::new()
-        .gzip(true)
-        .br(true)
-        .no_deflate()
-        .no_zstd()
-        .quality(CompressionLevel::Fastest)
-        .compress_when(predicate)
-}
-
-/// Whether `Accept-Encoding` names a coding we compress with (`gzip` or `br`, not refused with `q=0`).
-fn asks_for_compression(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
-        |item| {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or_default().trim();
-            let refused =
-                parts.any(|p| matches!(p.trim().strip_prefix("q="), Some(q) if q.trim().parse::<f32>() == Ok(0.0)));
-            !refused && (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("br") || coding == "*")
-        },
-    )
-}
-
-/// The layer of [`compression`].
-#[derive(Debug, Clone, Copy)]
-pub struct CompressWhenAsked;
-
-impl<S> Layer<S> for CompressWhenAsked {
-    type Service = CompressIfAsked<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CompressIfAsked { inner }
-    }
-}
-
-type Compressing<S> = tower_http::compression::Compression<S, CompressionPredicate>;
-type CompressionPredicate = tower_http::compression::predicate::And<
-    tower_http::compression::predicate::And<
-        tower_http::compression::predicate::And<SizeAbove, NotForContentType>,
-        NotForContentType,
-    >,
-    NotForContentType,
->;
-
-/// One inner service (axum clones the stack for every request: a second copy would be cloned too); tower-http's
-/// compression is put around it only for a request that asks.
-#[derive(Debug, Clone)]
-pub struct CompressIfAsked<S> {
-    inner: S,
-}
-
-/// As the inner service answered, or compressed: an enum body, no boxing.
-pub type MaybeCompressed<B> = http::Response<http_body_util::Either<B, tower_http::compression::CompressionBody<B>>>;
-
-impl<S, B> Service<Request> for CompressIfAsked<S>
-where
-    S: Service<Request, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: axum::body::HttpBody + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<tower::BoxError>,
-{
-    type Response = MaybeCompressed<B>;
-    type Error = Infallible;
-    type Future = Either<
-        futures_util::future::MapOk<S::Future, fn(http::Response<B>) -> MaybeCompressed<B>>,
-        futures_util::future::MapOk<
-            <Compressing<S> as Service<Request>>::Future,
-            fn(http::Response<tower_http::compression::CompressionBody<B>>) -> MaybeCompressed<B>,
-        >,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        if asks_for_compression(request.headers()) {
-            // The service polled ready goes into the compression wrapper (whose readiness is its inner's); a
-            // clone takes its place here.
-            let clone = self.inner.clone();
-            let ready = std::mem::replace(&mut self.inner, clone);
-            Either::Right(tower_compression().layer(ready).call(request).map_ok(compressed as fn(_) -> _))
+/// The coding to answer in: the one of `gzip` and `br` that `Accept-Encoding` ranks highest (gzip on a tie: every
+/// client decodes it), `None` when it names neither or refuses both with `q=0`.
+pub fn accepted(headers: &HeaderMap) -> Option<Coding> {
+    // (coding, q in thousandths: RFC 9110 §12.4.2 allows three decimals, so integers compare exactly).
+    let mut best: Option<(Coding, u16)> = None;
+    let items =
+        headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    for item in items {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let q = parts
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .map_or(1000, |q| q.trim().parse::<f32>().map_or(0, |q| (q.clamp(0.0, 1.0) * 1000.0).round() as u16));
+        let coding = if name.eq_ignore_ascii_case("gzip") || name == "*" {
+            Coding::Gzip
+        } else if name.eq_ignore_ascii_case("br") {
+            Coding::Brotli
         } else {
-            Either::Left(self.inner.call(request).map_ok(as_is as fn(_) -> _))
+            continue;
+        };
+        let better = best.is_none_or(|(held, best_q)| q > best_q || (q == best_q && held == Coding::Brotli));
+        if q > 0 && better {
+            best = Some((coding, q));
         }
     }
+    best.map(|(coding, _)| coding)
 }
 
-fn as_is<B: axum::body::HttpBody>(response: http::Response<B>) -> MaybeCompressed<B> {
-    response.map(http_body_util::Either::Left)
+/// Compresses a response of more than [`COMPRESS_ABOVE`] bytes in `coding`. Only a body of known size is
+/// compressed (every JSON answer: it is already in memory), never an event stream (each event must reach the
+/// client as it is written), an image or one a handler encoded itself.
+pub async fn compress(response: Response, coding: Coding) -> Response {
+    if !compressible(&response) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // The size is known and the bytes are in memory: collecting them is one poll.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let encoded = match encode(coding, &bytes) {
+        Ok(encoded) if encoded.len() < bytes.len() => encoded,
+        _ => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+    parts.headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(encoded))
 }
 
-fn compressed<B: axum::body::HttpBody>(
-    response: http::Response<tower_http::compression::CompressionBody<B>>,
-) -> MaybeCompressed<B> {
-    response.map(http_body_util::Either::Right)
+fn compressible(response: &Response) -> bool {
+    use axum::body::HttpBody as _;
+    let large = response.body().size_hint().exact().is_some_and(|n| n > u64::from(COMPRESS_ABOVE));
+    let headers = response.headers();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    large
+        && !headers.contains_key(header::CONTENT_ENCODING)
+        && !content_type.starts_with("text/event-stream")
+        && !content_type.starts_with("image/")
+}
+
+/// Fast levels: a function pays for its CPU time, and JSON compresses well at any level.
+fn encode(coding: Coding, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    match coding {
+        Coding::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
+            encoder.write_all(bytes)?;
+            encoder.finish()
+        }
+        Coding::Brotli => {
+            let mut out = Vec::with_capacity(bytes.len() / 4);
+            {
+                let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 1, 22);
+                writer.write_all(bytes)?;
+            }
+            Ok(out)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -365,15 +265,32 @@ mod tests {
     }
 
     #[test]
-    fn compresses_only_for_clients_that_ask() {
+    fn answers_in_the_coding_the_client_ranks_highest() {
         let asks = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
-            asks_for_compression(&headers)
+            accepted(&headers)
         };
-        assert!(asks("gzip") && asks("br;q=1.0, gzip;q=0.5") && asks("deflate, GZIP") && asks("*"));
-        assert!(!asks("identity") && !asks("gzip;q=0") && !asks("deflate") && !asks("gzip;q=0.0, br;q=0"));
-        assert!(!asks_for_compression(&HeaderMap::new()));
+        assert_eq!(asks("gzip"), Some(Coding::Gzip));
+        assert_eq!(asks("deflate, GZIP"), Some(Coding::Gzip));
+        assert_eq!(asks("*"), Some(Coding::Gzip));
+        assert_eq!(asks("br, gzip"), Some(Coding::Gzip), "a tie goes to gzip");
+        assert_eq!(asks("br;q=1.0, gzip;q=0.5"), Some(Coding::Brotli));
+        assert_eq!(asks("gzip;q=0, br"), Some(Coding::Brotli));
+        for none in ["identity", "gzip;q=0", "deflate", "gzip;q=0.0, br;q=0", "gzip;q=bad"] {
+            assert_eq!(asks(none), None, "{none}");
+        }
+        assert_eq!(accepted(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn encodes_what_decode_reads_back() {
+        let body = br#"{"id":"t-1","state":"done"}"#.repeat(100);
+        for coding in [Coding::Gzip, Coding::Brotli] {
+            let encoded = encode(coding, &body).unwrap();
+            assert!(encoded.len() < body.len() / 4, "{coding:?}: {} bytes", encoded.len());
+            assert_eq!(decode(coding, &encoded, body.len()).unwrap(), body);
+        }
     }
 
     #[test]

@@ -42,19 +42,18 @@ pub fn cursor_param(
         .map_err(|e| ApiError::Unprocessable { detail: e.to_string(), pointer: Some("/cursor".into()) })
 }
 
-/// Wraps `router` in the cross-cutting layers, outermost first: response compression, the request layer (ids,
-/// span, problem rendering, metrics when `tracking` is given, the access log line), panic catching, request
-/// body decoding and the body limit (one limit, on the encoded and the decoded size), the request deadline.
+/// Wraps `router` in the cross-cutting layers, outermost first: the request layer (ids, span, body decoding,
+/// problem rendering, response compression, metrics when `tracking` is given, the access log line), panic
+/// catching, the body limit (one limit, on the encoded and the decoded size), the request deadline.
 pub fn layered(router: Router, body_limit: usize, timeout: Duration, tracking: Option<Tracking>) -> Router {
     // One `Router::layer` call for the whole stack: axum boxes a route again for each call and clones that box on
     // every request, so five calls cost five allocations per request where one stack costs one.
     let stack = tower::ServiceBuilder::new()
-        // Outermost, so problems and every header the inner layers add leave compressed too.
-        .layer(encoding::compression())
-        .layer(middleware::from_fn_with_state(tracking, request_id::request_context))
+        .layer(middleware::from_fn_with_state(
+            request_id::RequestLayer { tracking, body_limit },
+            request_id::request_context,
+        ))
         .layer(CatchPanicLayer::custom(crate::problem::panic_response))
-        // Before the limit (which changes the body's type): it bounds the encoded and the decoded size itself.
-        .layer(encoding::DecodeLayer::new(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         // Inside the body limit: the deadline's 503 needs a response body with a default (the route's).
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))

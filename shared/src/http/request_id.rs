@@ -9,6 +9,7 @@ use axum::response::Response;
 use http::HeaderValue;
 use tracing::Instrument as _;
 
+use super::encoding;
 use crate::metrics::Tracking;
 
 /// The request id, put in the request by the request layer for the layers and handlers inside it.
@@ -24,12 +25,22 @@ fn valid_id(value: &HeaderValue) -> Option<String> {
     (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())).then(|| text.to_owned())
 }
 
+/// What the request layer needs: the metrics to record into (a router built without them records none) and the
+/// body limit that bounds a decoded body.
+#[derive(Debug, Clone)]
+pub struct RequestLayer {
+    pub tracking: Option<Tracking>,
+    pub body_limit: usize,
+}
+
 /// The request layer: everything that happens once per request at its start and end, in one middleware so a
-/// request pays for one layer, not four. It takes or makes the ids (the correlation id ties together the requests
-/// of one piece of work across services and defaults to the request id), opens the request's span, renders any
-/// error as problem+json ([`crate::problem::render`]), echoes the ids, adds the security headers, records the
-/// metrics ([`Tracking`], when the router has them) and writes the access log line.
-pub async fn request_context(State(tracking): State<Option<Tracking>>, mut request: Request, next: Next) -> Response {
+/// request pays for one layer, not six. It takes or makes the ids (the correlation id ties together the requests
+/// of one piece of work across services and defaults to the request id), opens the request's span, decodes an
+/// encoded body ([`super::encoding`]), renders any error as problem+json ([`crate::problem::render`]), echoes the
+/// ids, adds the security headers, compresses a large answer for a client that accepts it, records the metrics
+/// ([`Tracking`], when the router has them) and writes the access log line.
+pub async fn request_context(State(layer): State<RequestLayer>, mut request: Request, next: Next) -> Response {
+    let RequestLayer { tracking, body_limit } = layer;
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID).and_then(valid_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
@@ -50,8 +61,12 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, mut reque
         path = route,
         agent = tracing::field::Empty
     );
+    let answer_in = encoding::accepted(request.headers());
     request.extensions_mut().insert(RequestId(request_id.clone()));
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = match encoding::decode_request(request, body_limit).instrument(span.clone()).await {
+        Ok(request) => next.run(request).instrument(span.clone()).await,
+        Err(refusal) => refusal,
+    };
     let mut response = crate::problem::render(response, uri.path(), &request_id);
 
     let headers = response.headers_mut();
@@ -63,6 +78,9 @@ pub async fn request_context(State(tracking): State<Option<Tracking>>, mut reque
         headers.insert(CORRELATION_ID, v);
     }
     super::security_headers::apply(headers);
+    if let Some(coding) = answer_in {
+        response = encoding::compress(response, coding).await;
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     if let (Some(tracking), Some(label)) = (&tracking, label) {
