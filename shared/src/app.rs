@@ -28,6 +28,7 @@ pub const FEATURES: &[Feature] = &[
     features::agents::FEATURE,
     features::keys::FEATURE,
     features::audit::FEATURE,
+    features::analytics::FEATURE,
     features::tasks::FEATURE,
 ];
 

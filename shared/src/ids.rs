@@ -114,8 +114,11 @@ impl TenantId {
 
     /// The tenant of the bootstrap admin key, and of keys created without naming one.
     pub fn default_tenant() -> Self {
-        Self("default".to_owned())
+        Self(Self::DEFAULT.to_owned())
     }
+
+    /// The default tenant's id.
+    pub const DEFAULT: &'static str = "default";
 
     pub fn parse(text: &str) -> Result<Self, InvalidId> {
         let ok = !text.is_empty()

@@ -6,6 +6,7 @@
 //! DynamoDB in production and an embedded redb file locally.
 
 pub mod alerts;
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;

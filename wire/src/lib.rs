@@ -3,6 +3,7 @@
 //! the build of both, not a user.
 
 pub mod admin;
+pub mod analytics;
 pub mod health;
 pub mod problem;
 pub mod tasks;

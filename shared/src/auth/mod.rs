@@ -112,6 +112,14 @@ impl Principal {
 
     /// The tenant whose audit trail the request joins. Agents belong to the deployment's default tenant
     /// (agents are registered by its admins); their data is further scoped by the user they work for.
+    /// The tenant, borrowed (no copy on the request path).
+    pub fn tenant_str(&self) -> &str {
+        match self {
+            Self::Agent(_) => TenantId::DEFAULT,
+            Self::Operator(o) => o.tenant.as_str(),
+        }
+    }
+
     pub fn tenant(&self) -> TenantId {
         match self {
             Self::Agent(_) => TenantId::default_tenant(),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod analytics;
 pub mod limits;
 pub mod network;
 pub mod secrets;
@@ -157,6 +158,8 @@ pub struct Config {
     pub audit: AuditPolicy,
     /// Task delegation: the queue, retention, attempts, outbound policy.
     pub tasks: tasks::TaskSettings,
+    /// Analytics: prices, anomaly rules, request counts' writes.
+    pub analytics: analytics::AnalyticsSettings,
 }
 
 /// Which requests are stored in the audit trail (CloudTrail's model: management events always, data events
@@ -318,6 +321,7 @@ impl Config {
         let perimeter_budget =
             Duration::from_millis(parse_number(env, "CLOUD_AGENT_PERIMETER_BUDGET_MS", 300, 10..=10_000)?);
         let tasks = tasks::TaskSettings::from_lookup(env, environment)?;
+        let analytics = analytics::AnalyticsSettings::from_lookup(env)?;
         let audit = match env("CLOUD_AGENT_AUDIT").as_deref() {
             None | Some("standard") => AuditPolicy::Standard,
             Some("all") => AuditPolicy::All,
@@ -332,6 +336,7 @@ impl Config {
             vantage,
             audit,
             tasks,
+            analytics,
             perimeter_budget,
             cors_origins,
             oidc,

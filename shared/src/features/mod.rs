@@ -3,6 +3,7 @@
 
 pub mod agent_health;
 pub mod agents;
+pub mod analytics;
 pub mod audit;
 pub mod context;
 pub mod health;

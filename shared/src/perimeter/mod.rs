@@ -9,7 +9,9 @@
 //! 5. [`rate_limit`]: the principal's quota, spent from leases of the table's count — 429 with `Retry-After`;
 //! 6. the handler;
 //! 7. [`audit`]: the record, stored before the response leaves when the audit policy says so (an instance may
-//!    freeze right after it answers), otherwise carried by the access log line.
+//!    freeze right after it answers), otherwise carried by the access log line;
+//! 8. the request counted for the tenant's analytics ([`crate::analytics::requests`]): in memory, written to
+//!    the table by the request that ends at least 30 s after the instance's last write.
 //!
 //! Handlers never see a request that failed a step, and never repeat these checks. The credential routes
 //! (per-address limit) and the scheduler's route have their own one-step perimeters.
@@ -198,7 +200,24 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     };
 
     // 7: the audit record, before the response leaves.
-    audit::record(state, &gate, &seen, &principal, response).await
+    let response = audit::record(state, &gate, &seen, &principal, response).await;
+    // 8: the request counted for the tenant's analytics; this instance's counts written when due.
+    let ledger = state.part::<RequestLedger>();
+    if let Some(due) =
+        ledger.count(principal.tenant_str(), gate.route, response.status().as_u16(), seen.started.elapsed())
+    {
+        ledger.flush(state.store(), due).await;
+    }
+    response
+}
+
+/// This instance's request counts (one per instance, like the other parts).
+pub type RequestLedger = crate::analytics::requests::RequestLedger;
+
+impl Part for RequestLedger {
+    fn build(state: &AppState) -> Self {
+        Self::new(state.config().analytics.flush)
+    }
 }
 
 /// A refusal as a response.

@@ -21,6 +21,8 @@
 //! | tenants with due work at a rank | `DUETENANTS#{rank}` | `{tenant}` (`n`: its due items) |
 //! | a tenant's unfinished queued tasks | `QUEUED#{tenant}` | `COUNT` (`n`) |
 //! | task statistics of a tenant | `JOBSTATS#{tenant}` | `{type}` |
+//! | a tenant's tasks finished in one hour | `JOBHOURS#{tenant}` | `{YYYY-MM-DDTHH}#{type}` |
+//! | a tenant's requests served in one hour | `REQHOURS#{tenant}` | `{YYYY-MM-DDTHH}#{route}` |
 //! | disabled webhook endpoint | `HOOKOFF#{tenant}#{sha256(url)}` | `OFF` |
 //!
 //! Ids inside keys are validated at the edge and cannot contain `#` (user ids) or are drawn from alphabets
@@ -168,6 +170,24 @@ pub fn job_stats(tenant: &str, task_type: &str) -> Key {
 
 pub fn job_stats_partition(tenant: &str) -> String {
     format!("JOBSTATS#{tenant}")
+}
+
+/// The tasks of one type a tenant finished in one UTC hour (`hour`: `YYYY-MM-DDTHH`, so keys sort by time).
+pub fn job_hour(tenant: &str, hour: &str, task_type: &str) -> Key {
+    Key::new(job_hours_partition(tenant), format!("{hour}#{task_type}"))
+}
+
+pub fn job_hours_partition(tenant: &str) -> String {
+    format!("JOBHOURS#{tenant}")
+}
+
+/// The requests to one route (its template) a tenant made in one UTC hour.
+pub fn request_hour(tenant: &str, hour: &str, route: &str) -> Key {
+    Key::new(request_hours_partition(tenant), format!("{hour}#{route}"))
+}
+
+pub fn request_hours_partition(tenant: &str) -> String {
+    format!("REQHOURS#{tenant}")
 }
 
 /// A webhook endpoint that answered 410 Gone: no more deliveries to it for this tenant.

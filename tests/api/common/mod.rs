@@ -255,6 +255,9 @@ pub fn test_config_with(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> c
             "CLOUD_AGENT_PERIMETER_BUDGET_MS" => Some("5000".into()),
             // Every test client is 127.0.0.1: only the failed-authentication tests set a small quota.
             "CLOUD_AGENT_AUTH_FAILURES" => Some("100000/60".into()),
+            // Request counts are written by the request ending 30 s after the last write: in a test that counts
+            // store calls per request that write would land at random. Tests of the counts set their own.
+            "CLOUD_AGENT_REQUEST_COUNTS_FLUSH_SECS" => Some("3600".into()),
             _ => None,
         }
     })

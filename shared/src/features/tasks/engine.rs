@@ -518,10 +518,22 @@ impl Engine {
 
     /// Counts a task that reached a final state and queues its webhook.
     async fn after_final(&self, record: &TaskRecord) {
-        if let Err(e) =
-            stats::record(&self.store, &record.tenant, &record.kind, record.status, record.duration_ms).await
-        {
-            tracing::warn!(task = %record.id, error = %e, "task statistics not updated");
+        // The all-time counters and the hour's (analytics), written side by side: no added wait.
+        let (all_time, hour) = tokio::join!(
+            stats::record(&self.store, &record.tenant, &record.kind, record.status, record.duration_ms),
+            crate::analytics::task_hours::record(
+                &self.store,
+                &record.tenant,
+                &record.kind,
+                record.status.as_str(),
+                record.duration_ms,
+                time::OffsetDateTime::now_utc(),
+            )
+        );
+        for outcome in [all_time, hour] {
+            if let Err(e) = outcome {
+                tracing::warn!(task = %record.id, error = %e, "task statistics not updated");
+            }
         }
         if record.webhook.as_ref().is_some_and(|w| w.state == DeliveryState::Pending) {
             let work = Work {

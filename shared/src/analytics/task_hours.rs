@@ -1,0 +1,106 @@
+//! Finished tasks counted per tenant, task type and UTC hour, in the table: one `UpdateItem` of `ADD`s per finished
+//! task (atomic across instances), outcome counts and a [`Sketch`] of durations. Hours are the unit every window is
+//! built from; days and longer windows merge them.
+
+use super::sketch::{Sketch, count};
+use crate::store::{DynStore, EXPIRES_AT, Query, StoreError, Update, keys};
+
+/// Outcomes a finished task is counted under (the task states that are final).
+pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
+
+/// How long hour items are kept, in seconds: analytics reach back 400 days at most.
+pub const RETENTION_SECS: i64 = 400 * 86_400;
+
+/// The hour key of a time: `YYYY-MM-DDTHH` (UTC).
+pub fn hour_of(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02}T{:02}", at.year(), u8::from(at.month()), at.day(), at.hour())
+}
+
+/// Counts one finished task in the hour it finished.
+pub async fn record(
+    store: &DynStore,
+    tenant: &str,
+    kind: &str,
+    outcome: &str,
+    duration_ms: Option<u64>,
+    finished: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut update = Update::new().add("total", 1).add(outcome, 1);
+    if let Some(ms) = duration_ms {
+        let mut sketch = Sketch::default();
+        sketch.add(ms);
+        update = sketch.add_to(update.add("timed", 1).add("duration_ms_sum", i64::try_from(ms).unwrap_or(i64::MAX)));
+    }
+    // Kept for the retention from the hour's start: every write of the hour sets the same expiry.
+    let hour_start = finished.unix_timestamp() - finished.unix_timestamp().rem_euclid(3600);
+    update = update.set(EXPIRES_AT, hour_start + RETENTION_SECS);
+    store.update(&keys::job_hour(tenant, &hour_of(finished), kind), update, None).await?;
+    Ok(())
+}
+
+/// One hour of one task type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskHour {
+    /// `YYYY-MM-DDTHH`.
+    pub hour: String,
+    pub kind: String,
+    pub total: u64,
+    /// Counts by outcome, in the order of [`OUTCOMES`].
+    pub outcomes: [u64; 4],
+    pub timed: u64,
+    pub duration_ms_sum: u64,
+    pub durations: Sketch,
+}
+
+impl TaskHour {
+    pub fn failed(&self) -> u64 {
+        self.outcomes[1] + self.outcomes[2]
+    }
+}
+
+/// Every hour item of the tenant from hour `from` to hour `to` (both `YYYY-MM-DDTHH`, inclusive), in key order.
+pub async fn read(store: &DynStore, tenant: &str, from: &str, to: &str) -> Result<Vec<TaskHour>, StoreError> {
+    let mut hours = Vec::new();
+    let mut cursor = None;
+    loop {
+        // `~` sorts after every type name character, so the last hour's types are all inside the range.
+        let query = Query::partition(keys::job_hours_partition(tenant))
+            .between(format!("{from}#"), format!("{to}#~"))
+            .after(cursor);
+        let page = store.query(query.limit(500)).await?;
+        for item in &page.items {
+            let Some((hour, kind)) =
+                item.key().and_then(|k| k.sk.split_once('#').map(|(h, k)| (h.to_owned(), k.to_owned())))
+            else {
+                continue;
+            };
+            hours.push(TaskHour {
+                hour,
+                kind,
+                total: count(item, "total"),
+                outcomes: OUTCOMES.map(|o| count(item, o)),
+                timed: count(item, "timed"),
+                duration_ms_sum: count(item, "duration_ms_sum"),
+                durations: Sketch::from_item(item),
+            });
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(hours),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_sort_as_time() {
+        let at = time::macros::datetime!(2026-12-04 09:59:59 UTC);
+        assert_eq!(hour_of(at), "2026-12-04T09");
+        assert!(hour_of(at) < hour_of(at + time::Duration::seconds(1)));
+        assert_eq!(hour_of(time::macros::datetime!(2026-12-04 01:30 +02:00)), "2026-12-03T23");
+    }
+}
