@@ -56,11 +56,13 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::i
     // Queued tasks and webhook retries run in this process when the queue is the table (no SQS locally).
     let worker = (state.config().tasks.queue == crate::config::tasks::QueueSettings::Table)
         .then(|| crate::features::tasks::worker::spawn_local(&state));
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service).with_graceful_shutdown(crate::runtime::shutdown_signal()).await;
     if let Some(worker) = worker {
         worker.abort();
     }
+    // A local server stops when told: what it counted since its last write is written, not lost.
+    state.part::<crate::perimeter::PerimeterState>().requests().flush_now(state.store()).await;
     served
 }
 

@@ -40,7 +40,8 @@ struct Sums {
 pub struct Pending {
     tenant: String,
     route: &'static str,
-    hour: String,
+    /// Hours since the epoch (formatted only when written).
+    hour: i64,
     sums: Sums,
 }
 
@@ -68,7 +69,7 @@ impl RequestLedger {
 
     /// Counts one request; when a write is due, returns what to write (the caller writes it with [`flush`]).
     pub fn count(&self, tenant: &str, route: &'static str, status: u16, took: Duration) -> Option<Vec<Pending>> {
-        let hour = hour_of(time::OffsetDateTime::now_utc());
+        let hour = time::OffsetDateTime::now_utc().unix_timestamp().div_euclid(3600);
         let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A short list (an instance serves a few tenants and routes): a scan, and no allocation for a known one.
@@ -138,14 +139,10 @@ async fn write(store: &DynStore, p: &Pending) -> Result<(), StoreError> {
         .add("client_errors", n(s.client_errors))
         .add("duration_ms_sum", n(s.duration_ms_sum));
     update = s.durations.add_to(update);
-    let start = time::PrimitiveDateTime::parse(
-        &format!("{}:00:00", p.hour),
-        &time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
-    )
-    .map(|t| t.assume_utc().unix_timestamp())
-    .unwrap_or_default();
+    let start = p.hour * 3600;
     update = update.set(EXPIRES_AT, start + RETENTION_SECS);
-    store.update(&keys::request_hour(&p.tenant, &p.hour, p.route), update, None).await?;
+    let hour = hour_of(time::OffsetDateTime::from_unix_timestamp(start).unwrap_or(time::OffsetDateTime::UNIX_EPOCH));
+    store.update(&keys::request_hour(&p.tenant, &hour, p.route), update, None).await?;
     Ok(())
 }
 

@@ -32,6 +32,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
+use crate::analytics::requests::RequestLedger;
 use crate::auth::api_key::{KeyHasher, KeyRecord};
 use crate::auth::{AuthError, Principal};
 use crate::cache::Cache;
@@ -68,6 +69,8 @@ pub struct PerimeterState {
     touched: Mutex<std::collections::HashMap<String, i64>>,
     /// The identity provider's verifier, when one is configured.
     oidc: Option<crate::auth::oidc::Verifier>,
+    /// This instance's request counts for analytics, not yet written.
+    requests: RequestLedger,
 }
 
 impl Part for PerimeterState {
@@ -86,6 +89,7 @@ impl Part for PerimeterState {
             failures: crate::rate_limit::Limiter::default(),
             touched: Mutex::default(),
             oidc: config.oidc.clone().map(crate::auth::oidc::Verifier::new),
+            requests: RequestLedger::new(config.analytics.flush),
         }
     }
 }
@@ -93,6 +97,11 @@ impl Part for PerimeterState {
 impl PerimeterState {
     pub fn hasher(&self) -> &KeyHasher {
         &self.hasher
+    }
+
+    /// This instance's request counts (written when due; [`RequestLedger::flush_now`] on shutdown).
+    pub fn requests(&self) -> &RequestLedger {
+        &self.requests
     }
 
     /// Forgets a key this instance verified (after revoking or rotating it here).
@@ -202,22 +211,13 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     // 7: the audit record, before the response leaves.
     let response = audit::record(state, &gate, &seen, &principal, response).await;
     // 8: the request counted for the tenant's analytics; this instance's counts written when due.
-    let ledger = state.part::<RequestLedger>();
+    let ledger = &perimeter.requests;
     if let Some(due) =
         ledger.count(principal.tenant_str(), gate.route, response.status().as_u16(), seen.started.elapsed())
     {
         ledger.flush(state.store(), due).await;
     }
     response
-}
-
-/// This instance's request counts (one per instance, like the other parts).
-pub type RequestLedger = crate::analytics::requests::RequestLedger;
-
-impl Part for RequestLedger {
-    fn build(state: &AppState) -> Self {
-        Self::new(state.config().analytics.flush)
-    }
 }
 
 /// A refusal as a response.
