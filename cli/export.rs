@@ -64,7 +64,7 @@ const TASK_COLUMNS: &[&str] = &[
 ];
 
 /// One CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
-fn field(value: &Value) -> String {
+pub(crate) fn field(value: &Value) -> String {
     let text = match value {
         Value::Null => return String::new(),
         Value::String(s) => s.clone(),

@@ -12,12 +12,14 @@ use cloud_agent::ids::{ProgressTaskId, UserId};
 use cloud_agent::state::AppState;
 use cloud_agent::store::dynamo::{DynamoConfig, DynamoStore};
 
+mod analytics;
 mod benchmark;
 mod deploy;
 mod docs;
 mod export;
 mod operator;
 mod profile;
+mod report;
 mod smoke;
 mod status;
 mod style;
@@ -95,6 +97,11 @@ enum Command {
     ///
     /// Example: cloudagent export tasks --days 30 --format csv > tasks.csv
     Export(export::ExportArgs),
+    /// The tenant's analytics over the last N days: per task type outcomes, throughput and duration percentiles,
+    /// anomalies and a cost estimate — as JSON, CSV, or one HTML report with charts.
+    ///
+    /// Example: cloudagent analytics --days 7 --format html --out report.html
+    Analytics(analytics::AnalyticsArgs),
     /// The deployment's OpenAPI document: its URL and one line per operation (`--json`: the document).
     Docs(docs::DocsArgs),
     /// Print the commands that deploy to AWS (SAM) or Vercel after checking tools and secrets; `--run` runs them.
@@ -319,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => smoke::test(args).await,
         Command::Benchmark(args) => benchmark::benchmark(args).await,
         Command::Export(args) => export::export(args).await,
+        Command::Analytics(args) => analytics::analytics(args).await,
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Routes => {
             for route in cloud_agent::ROUTES.iter() {

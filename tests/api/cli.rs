@@ -548,4 +548,26 @@ fn init_status_test_benchmark_export_against_serve() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .any(|r| r["method"] == "DELETE" && r["route"] == "/api/v1/keys/{key_id}" && r["status"] == 204);
     assert!(revoked, "the smoke test revoked its throwaway key: {out}");
+
+    // Analytics of what the benchmark ran: the route's JSON, the CSV, and the HTML report seen in a browser.
+    let (ok, out, err) = run(&["analytics", "--days", "1"]);
+    assert!(ok, "{err}");
+    let analytics: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(analytics["buckets"].as_array().unwrap().len(), 24, "a day of hours");
+    let echo = analytics["tasks"].as_array().unwrap().iter().find(|s| s["type"] == "echo").expect("echo's series");
+    assert!(echo["window"]["succeeded"].as_u64().unwrap() >= 200, "{}", echo["window"]);
+    assert!(echo["window"]["duration_ms"]["p99"].is_number());
+    let (ok, out, err) = run(&["analytics", "--days", "1", "--format", "csv", "--type", "echo"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().collect();
+    assert!(rows[0].starts_with("bucket_start,type,total,succeeded"), "{out}");
+    assert_eq!(rows.len(), 1 + 24, "one row per hour of the one type: {out}");
+    let busy = rows.iter().filter(|r| !r.contains(",echo,0,")).count();
+    assert!(busy >= 2, "the header and the benchmark's hour: {out}");
+    let report = dir.path().join("report.html");
+    let (ok, _, err) = run(&["analytics", "--days", "1", "--format", "html", "--out", report.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing fetched from a network");
+    crate::common::browser::check_report(&report, "analytics-report.png");
 }

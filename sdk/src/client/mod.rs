@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 pub use admin::AuditFilter;
 pub use balance::{Balance, EndpointConfig, EndpointSnapshot, FAILOVER_AFTER, Health, RECOVER_AFTER};
 pub use error::ClientError;
-pub use tasks::{BATCH_CONCURRENCY, TaskFilter, TaskPages};
+pub use tasks::{AnalyticsQuery, BATCH_CONCURRENCY, TaskFilter, TaskPages};
 
 use crate::retry::{Attempt, RetryBudget, RetryPolicy, Retrying, Verdict, parse_retry_after};
 use crate::{RequestSigner, TokenManager};

@@ -8,8 +8,19 @@ use futures_util::{Stream, StreamExt as _};
 use reqwest::Method;
 
 use super::{Client, ClientError};
+use crate::api::analytics::{Analytics, Bucket};
 use crate::api::tasks::{Capabilities, CreateTask, Status, Task, TaskMetrics, TaskPage};
 use crate::backoff::full_jitter;
+
+/// The window of [`Client::analytics`].
+#[derive(Debug, Clone, Default)]
+pub struct AnalyticsQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub bucket: Bucket,
+    /// Only this task type's series.
+    pub kind: Option<String>,
+}
 
 /// How many creates of [`Client::create_tasks`] are in flight at once.
 pub const BATCH_CONCURRENCY: usize = 10;
@@ -143,6 +154,19 @@ impl Client {
         *self.inner.capabilities.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((tokio::time::Instant::now(), fresh.clone()));
         Ok(fresh)
+    }
+
+    /// The tenant's windowed analytics (needs `metrics:read`): per bucket and task type, outcomes and duration
+    /// percentiles; per route, requests; anomalies; the window's cost per platform. `from`/`to`: RFC 3339 times
+    /// (the server's defaults, the last 24 buckets, when `None`).
+    pub async fn analytics(&self, query: &AnalyticsQuery) -> Result<Analytics, ClientError> {
+        let mut params = vec![("bucket", query.bucket.as_str().to_owned())];
+        for (name, value) in [("from", &query.from), ("to", &query.to), ("type", &query.kind)] {
+            if let Some(value) = value {
+                params.push((name, value.clone()));
+            }
+        }
+        self.get("/api/v1/analytics", params).await
     }
 
     /// The tenant's task statistics (needs `metrics:read`), aggregated across every instance.

@@ -41,8 +41,11 @@ pub struct Flag {
 }
 
 /// Flags the points of `series` from `first` on (earlier points only serve as baseline). `None` is a point with
-/// no value (an hour without timed tasks has no latency): it is neither judged nor part of a baseline.
-pub fn detect(series: &[Option<f64>], first: usize, rules: &AnomalyRules) -> Vec<Flag> {
+/// no value (an hour without timed tasks has no latency): it is neither judged nor part of a baseline. `unit` is
+/// the smallest deviation that means anything in this series (one task per bucket, one percentage point, a
+/// millisecond): a baseline that never moved is taken to deviate by at least that much, so a jump off a flat line
+/// gets a z that says how many units it jumped, not a division by zero.
+pub fn detect(series: &[Option<f64>], first: usize, unit: f64, rules: &AnomalyRules) -> Vec<Flag> {
     let mut flags = Vec::new();
     for index in first..series.len() {
         let Some(value) = series[index] else { continue };
@@ -53,9 +56,9 @@ pub fn detect(series: &[Option<f64>], first: usize, rules: &AnomalyRules) -> Vec
         let n = baseline.len() as f64;
         let mean = baseline.iter().sum::<f64>() / n;
         let deviation = (baseline.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-        // A perfectly flat baseline has no deviation: a floor of 5 % of its level (or a tiny absolute one at zero)
-        // keeps a jump from it finite and flagged, and noise-free flat points at z = 0.
-        let scale = deviation.max(0.05 * mean.abs()).max(1e-9);
+        // A perfectly flat baseline has no deviation: a floor of 5 % of its level (or one unit) keeps a jump from
+        // it finite and flagged, and flat points at z = 0.
+        let scale = deviation.max(0.05 * mean.abs()).max(unit).max(f64::MIN_POSITIVE);
         let z = (value - mean) / scale;
         let severity = if z.abs() >= rules.critical {
             Severity::Critical
@@ -78,19 +81,19 @@ mod tests {
         let rules = AnomalyRules::default();
         // Hourly throughput with a gentle ±10 % wobble, then one hour at 5× the level.
         let mut series: Vec<Option<f64>> = (0..48).map(|i| Some(100.0 + f64::from(i % 5 - 2) * 5.0)).collect();
-        assert!(detect(&series, 0, &rules).is_empty(), "noise within the baseline's own spread");
+        assert!(detect(&series, 0, 0.01, &rules).is_empty(), "noise within the baseline's own spread");
         series[40] = Some(500.0);
-        let flags = detect(&series, 0, &rules);
+        let flags = detect(&series, 0, 0.01, &rules);
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!((flags[0].index, flags[0].severity), (40, Severity::Critical));
         assert!((flags[0].mean - 100.0).abs() < 5.0 && flags[0].z > 3.0);
         let flat = vec![Some(7.0); 48];
-        assert!(detect(&flat, 0, &rules).is_empty());
+        assert!(detect(&flat, 0, 0.01, &rules).is_empty());
         let mut stepped = flat.clone();
         stepped[30] = Some(9.0);
-        assert_eq!(detect(&stepped, 0, &rules)[0].severity, Severity::Critical, "a jump off a flat line");
+        assert_eq!(detect(&stepped, 0, 0.01, &rules)[0].severity, Severity::Critical, "a jump off a flat line");
         stepped[30] = Some(7.5);
-        assert!(detect(&stepped, 0, &rules).is_empty(), "within 5 % of a flat line's level is not an anomaly");
+        assert!(detect(&stepped, 0, 0.01, &rules).is_empty(), "within 5 % of a flat line's level is not an anomaly");
     }
 
     #[test]
@@ -98,12 +101,22 @@ mod tests {
         let rules = AnomalyRules::default();
         let mut series = vec![Some(1.0); 5];
         series.push(Some(1000.0));
-        assert!(detect(&series, 0, &rules).is_empty(), "five points are too few");
+        assert!(detect(&series, 0, 0.01, &rules).is_empty(), "five points are too few");
         let mut gappy: Vec<Option<f64>> = (0..30).map(|i| (i % 2 == 0).then_some(10.0 + f64::from(i % 4))).collect();
         gappy.push(Some(40.0));
-        let flags = detect(&gappy, 0, &rules);
+        let flags = detect(&gappy, 0, 0.01, &rules);
         assert_eq!(flags.iter().map(|f| f.index).collect::<Vec<_>>(), [30]);
-        assert_eq!(detect(&gappy, 31, &rules), [], "only points from `first` are judged");
+        assert_eq!(detect(&gappy, 31, 0.01, &rules), [], "only points from `first` are judged");
+    }
+
+    #[test]
+    fn a_first_burst_after_silence_is_measured_in_units() {
+        let rules = AnomalyRules::default();
+        let mut series = vec![Some(0.0); 24];
+        series.push(Some(202.0));
+        let flags = detect(&series, 0, 1.0, &rules);
+        assert_eq!((flags.len(), flags[0].severity), (1, Severity::Critical));
+        assert!((flags[0].z - 202.0).abs() < 1e-9, "202 units above a silent baseline: {}", flags[0].z);
     }
 
     #[test]
@@ -111,7 +124,7 @@ mod tests {
         let rules = AnomalyRules::default();
         let mut series: Vec<Option<f64>> = (0..24).map(|i| Some(if i % 2 == 0 { 90.0 } else { 110.0 })).collect();
         series.push(Some(125.0)); // mean 100, deviation 10: z = 2.5
-        let flags = detect(&series, 0, &rules);
+        let flags = detect(&series, 0, 0.01, &rules);
         assert_eq!(flags.len(), 1);
         assert_eq!(flags[0].severity, Severity::Warning);
         assert!((flags[0].z - 2.5).abs() < 1e-9);

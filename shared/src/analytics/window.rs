@@ -178,8 +178,14 @@ pub fn build(
     }
     let answered = span.baseline..span.count;
     let mut anomalies = Vec::new();
+    // The smallest meaningful move of each metric: one item per bucket, one percentage point, one millisecond.
+    let unit = |metric: &str| match metric {
+        "throughput" => 1.0 / seconds as f64,
+        "error_rate" => 0.01,
+        _ => 1.0,
+    };
     let mut judge = |series: String, metric: &str, values: Vec<Option<f64>>| {
-        for flag in anomaly::detect(&values, span.baseline, rules) {
+        for flag in anomaly::detect(&values, span.baseline, unit(metric), rules) {
             anomalies.push(Anomaly {
                 series: series.clone(),
                 metric: metric.to_owned(),

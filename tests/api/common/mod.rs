@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 #[cfg(feature = "cli")]
+pub mod browser;
 pub mod process;
 
 use cloud_agent::store::DynStore;
