@@ -100,6 +100,36 @@ async fn update_add_set_if_absent_and_remove(store: DynStore) {
     assert!(matches!(store.update(&key, Update::new().add("created", 1), None).await, Err(StoreError::Validation(_))));
 }
 
+/// Independent updates: each applied on its own, a refused one leaving the others written (unlike a transaction),
+/// concurrent callers' counts all added.
+async fn update_each_applies_every_update_on_its_own(store: DynStore) {
+    let (a, b, bad) = (Key::new("U#each", "a"), Key::new("U#each", "b"), Key::new("U#each", "bad"));
+    store.put(item("U#each", "bad").with("name", "text"), None).await.unwrap();
+    let outcomes = store
+        .update_each(vec![
+            (a.clone(), Update::new().add("n", 1)),
+            (bad.clone(), Update::new().add("name", 1)),
+            (b.clone(), Update::new().add("n", 2).set("k", "v")),
+        ])
+        .await;
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Err(StoreError::Validation(_))), "ADD on a string is refused: {outcomes:?}");
+    assert_eq!(store.get(&b).await.unwrap().unwrap().get_str("k"), Some("v"));
+    assert_eq!(store.get(&bad).await.unwrap().unwrap().get_str("name"), Some("text"), "the refused one wrote nothing");
+    let callers = (0..20).map(|_| {
+        let store = store.clone();
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            store.update_each(vec![(a, Update::new().add("n", 1)), (b, Update::new().add("n", 1))]).await
+        })
+    });
+    for caller in callers {
+        assert!(caller.await.unwrap().iter().all(Result::is_ok));
+    }
+    assert_eq!(store.get(&a).await.unwrap().unwrap().get_i64("n"), Some(21));
+    assert_eq!(store.get(&b).await.unwrap().unwrap().get_i64("n"), Some(22));
+}
+
 async fn conditional_delete_returns_the_removed_item(store: DynStore) {
     let key = Key::new("T#5", "A");
     store.put(item("T#5", "A").with("status", "open"), None).await.unwrap();
@@ -389,6 +419,7 @@ on_both_backends!(
     conditional_put_fails_and_returns_the_current_item,
     conditional_update_is_compare_and_set,
     update_add_set_if_absent_and_remove,
+    update_each_applies_every_update_on_its_own,
     conditional_delete_returns_the_removed_item,
     query_by_prefix_pages_in_order,
     query_by_sort_key_range_pages_both_ways,

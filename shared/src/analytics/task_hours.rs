@@ -3,7 +3,7 @@
 //! built from; days and longer windows merge them.
 
 use super::sketch::{Sketch, count};
-use crate::store::{DynStore, EXPIRES_AT, Query, StoreError, Update, keys};
+use crate::store::{DynStore, EXPIRES_AT, Key, Query, StoreError, Update, keys};
 
 /// Outcomes a finished task is counted under (the task states that are final).
 pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
@@ -26,6 +26,19 @@ pub async fn record(
     duration_ms: Option<u64>,
     finished: time::OffsetDateTime,
 ) -> Result<(), StoreError> {
+    let (key, update) = count_write(tenant, kind, outcome, duration_ms, finished);
+    store.update(&key, update, None).await?;
+    Ok(())
+}
+
+/// The write that counts one finished task in its hour (the settle sends it with the all-time counter's).
+pub fn count_write(
+    tenant: &str,
+    kind: &str,
+    outcome: &str,
+    duration_ms: Option<u64>,
+    finished: time::OffsetDateTime,
+) -> (Key, Update) {
     let mut update = Update::new().add("total", 1).add(outcome, 1);
     if let Some(ms) = duration_ms {
         let mut sketch = Sketch::default();
@@ -35,8 +48,7 @@ pub async fn record(
     // Kept for the retention from the hour's start: every write of the hour sets the same expiry.
     let hour_start = finished.unix_timestamp() - finished.unix_timestamp().rem_euclid(3600);
     update = update.set(EXPIRES_AT, hour_start + RETENTION_SECS);
-    store.update(&keys::job_hour(tenant, &hour_of(finished), kind), update, None).await?;
-    Ok(())
+    (keys::job_hour(tenant, &hour_of(finished), kind), update)
 }
 
 /// One hour of one task type.

@@ -271,6 +271,20 @@ impl Store for EmbeddedStore {
         self.write(move |t| t.delete(&key, condition.as_ref())).await
     }
 
+    /// One commit for all: each update is still its own (a refused one writes nothing and leaves the rest).
+    async fn update_each(&self, updates: Vec<(Key, Update)>) -> Vec<Result<(), StoreError>> {
+        let n = updates.len();
+        let written = self
+            .write(move |t| {
+                Ok(updates
+                    .iter()
+                    .map(|(key, update)| validate_update(update).and_then(|()| t.update(key, update, None).map(drop)))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        written.unwrap_or_else(|e| (0..n).map(|_| Err(e.clone_kind())).collect())
+    }
+
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         query.validate()?;
         let start = query.start.as_ref().map(|c| c.position().clone());

@@ -62,4 +62,24 @@ impl Store for Guarded {
     async fn transact_write(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
         self.run(|| self.inner.transact_write(ops)).await
     }
+    async fn update_each(&self, updates: Vec<(Key, Update)>) -> Vec<Result<(), StoreError>> {
+        let n = updates.len();
+        let mut outcomes = None;
+        // The breaker judges the call by its first transient failure; the caller gets every update's own outcome.
+        let judged = self
+            .run(|| async {
+                let each = self.inner.update_each(updates).await;
+                let transient =
+                    each.iter().find_map(|r| r.as_ref().err().filter(|e| e.is_transient()).map(StoreError::clone_kind));
+                outcomes = Some(each);
+                transient.map_or(Ok(()), Err)
+            })
+            .await;
+        match (outcomes, judged) {
+            (Some(each), _) => each,
+            // Refused by an open breaker: nothing was sent.
+            (None, Err(e)) => (0..n).map(|_| Err(e.clone_kind())).collect(),
+            (None, Ok(())) => (0..n).map(|_| Ok(())).collect(),
+        }
+    }
 }

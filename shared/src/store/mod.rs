@@ -420,6 +420,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// All-or-nothing write of up to 100 operations on distinct items.
     async fn transact_write(&self, ops: Vec<TxOp>) -> Result<(), StoreError>;
 
+    /// Unconditional updates of distinct items, each its own atomic write: not all-or-nothing, so hot counters
+    /// never conflict as a transaction's items would. One outcome per update, in order. DynamoDB has no such call:
+    /// by default the updates go out side by side, one call each; the embedded store commits them together.
+    async fn update_each(&self, updates: Vec<(Key, Update)>) -> Vec<Result<(), StoreError>> {
+        let calls =
+            updates.into_iter().map(|(key, update)| async move { self.update(&key, update, None).await.map(drop) });
+        futures_util::future::join_all(calls).await
+    }
+
     /// A batch write of at most 25 operations, retrying unprocessed items with full-jitter backoff while
     /// `policy` allows. Returns what is still unprocessed (empty when everything is durable).
     async fn batch_write(&self, ops: Vec<WriteOp>, policy: BatchRetry) -> Result<Vec<WriteOp>, StoreError> {

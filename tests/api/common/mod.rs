@@ -407,6 +407,18 @@ impl cloud_agent::store::Store for Counting {
         self.hit(&q.partition)?;
         self.inner.query(q).await
     }
+    /// One call per update: what DynamoDB receives.
+    async fn update_each(
+        &self,
+        updates: Vec<(cloud_agent::store::Key, cloud_agent::store::Update)>,
+    ) -> Vec<Result<(), cloud_agent::store::StoreError>> {
+        for (key, _) in &updates {
+            if let Err(e) = self.hit(&key.pk) {
+                return updates.iter().map(|_| Err(e.clone_kind())).collect();
+            }
+        }
+        self.inner.update_each(updates).await
+    }
     async fn batch_write_once(
         &self,
         ops: Vec<cloud_agent::store::WriteOp>,

@@ -518,19 +518,20 @@ impl Engine {
 
     /// Counts a task that reached a final state and queues its webhook.
     async fn after_final(&self, record: &TaskRecord) {
-        // The all-time counters and the hour's (analytics), written side by side: no added wait.
-        let (all_time, hour) = tokio::join!(
-            stats::record(&self.store, &record.tenant, &record.kind, record.status, record.duration_ms),
-            crate::analytics::task_hours::record(
-                &self.store,
+        // The all-time counters and the hour's (analytics) in one store call for independent updates: side by
+        // side on DynamoDB (no added wait, never a transaction that hot counters would conflict in), one commit
+        // on the embedded store.
+        let counts = vec![
+            stats::count_write(&record.tenant, &record.kind, record.status, record.duration_ms),
+            crate::analytics::task_hours::count_write(
                 &record.tenant,
                 &record.kind,
                 record.status.as_str(),
                 record.duration_ms,
                 time::OffsetDateTime::now_utc(),
-            )
-        );
-        for outcome in [all_time, hour] {
+            ),
+        ];
+        for outcome in self.store.update_each(counts).await {
             if let Err(e) = outcome {
                 tracing::warn!(task = %record.id, error = %e, "task statistics not updated");
             }

@@ -4,7 +4,7 @@
 //! are never optimistic by more than one bucket.
 
 use super::model::Status;
-use crate::store::{DynStore, Number, Query, StoreError, Update, Value, keys};
+use crate::store::{DynStore, Key, Number, Query, StoreError, Update, Value, keys};
 pub use cloud_agent_wire::tasks::{Latency, TaskMetrics, TypeStats};
 
 /// Upper bounds (ms) of the latency buckets; the last bucket is everything above.
@@ -18,6 +18,18 @@ fn bucket_of(duration_ms: u64) -> usize {
     BUCKETS_MS.iter().position(|b| duration_ms <= *b).unwrap_or(BUCKETS_MS.len())
 }
 
+/// The write that counts one finished task (see [`record`]; the settle sends it with the hour's).
+pub fn count_write(tenant: &str, kind: &str, status: Status, duration_ms: Option<u64>) -> (Key, Update) {
+    let mut update = Update::new().add("total", 1).add(status.as_str(), 1);
+    if let Some(d) = duration_ms {
+        update = update
+            .add("duration_ms_sum", i64::try_from(d).unwrap_or(i64::MAX))
+            .add("timed", 1)
+            .add(&bucket_attr(bucket_of(d)), 1);
+    }
+    (keys::job_stats(tenant, kind), update)
+}
+
 /// Counts one finished task.
 pub async fn record(
     store: &DynStore,
@@ -26,14 +38,8 @@ pub async fn record(
     status: Status,
     duration_ms: Option<u64>,
 ) -> Result<(), StoreError> {
-    let mut update = Update::new().add("total", 1).add(status.as_str(), 1);
-    if let Some(d) = duration_ms {
-        update = update
-            .add("duration_ms_sum", i64::try_from(d).unwrap_or(i64::MAX))
-            .add("timed", 1)
-            .add(&bucket_attr(bucket_of(d)), 1);
-    }
-    store.update(&keys::job_stats(tenant, kind), update, None).await?;
+    let (key, update) = count_write(tenant, kind, status, duration_ms);
+    store.update(&key, update, None).await?;
     Ok(())
 }
 
