@@ -211,11 +211,18 @@ pub async fn perimeter(State(gate): State<Gate>, request: Request, next: Next) -
     // 7: the audit record, before the response leaves.
     let response = audit::record(state, &gate, &seen, &principal, response).await;
     // 8: the request counted for the tenant's analytics; this instance's counts written when due.
-    let ledger = &perimeter.requests;
-    if let Some(due) =
-        ledger.count(principal.tenant_str(), gate.route, response.status().as_u16(), seen.started.elapsed())
-    {
-        ledger.flush(state.store(), due).await;
+    let due = perimeter.requests.count(
+        principal.tenant_str(),
+        gate.route,
+        response.status().as_u16(),
+        seen.started.elapsed(),
+    );
+    if let Some(due) = due {
+        // A task of its own, awaited here: a request cut off by its deadline or its client (which drops this
+        // future) must not drop the counts it took with it or leave the ledger marked as writing.
+        let (perimeter, store) = (perimeter.clone(), state.store().clone());
+        let written = tokio::spawn(async move { perimeter.requests.flush(&store, due).await });
+        let _ = written.await;
     }
     response
 }
