@@ -4,6 +4,7 @@
 
 pub mod anomaly;
 pub mod cost;
+pub mod hours;
 pub mod requests;
 pub mod sketch;
 pub mod task_hours;

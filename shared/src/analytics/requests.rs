@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::hours::{self, RETENTION_SECS, hour_of};
 use super::sketch::{Sketch, count};
-use super::task_hours::{RETENTION_SECS, hour_of};
-use crate::store::{DynStore, EXPIRES_AT, Query, StoreError, Update, keys};
+use crate::store::{DynStore, EXPIRES_AT, StoreError, Update, keys};
 
 /// When an instance writes what it counted.
 #[derive(Debug, Clone, Copy)]
@@ -160,32 +160,41 @@ pub struct RequestHour {
 
 /// Every request hour item of the tenant from hour `from` to hour `to` (inclusive).
 pub async fn read(store: &DynStore, tenant: &str, from: &str, to: &str) -> Result<Vec<RequestHour>, StoreError> {
-    let mut hours = Vec::new();
-    let mut cursor = None;
-    loop {
-        let query = Query::partition(keys::request_hours_partition(tenant))
-            .between(format!("{from}#"), format!("{to}#~"))
-            .after(cursor);
-        let page = store.query(query.limit(500)).await?;
-        for item in &page.items {
-            let Some((hour, route)) =
-                item.key().and_then(|k| k.sk.split_once('#').map(|(h, r)| (h.to_owned(), r.to_owned())))
-            else {
-                continue;
-            };
-            hours.push(RequestHour {
-                hour,
-                route,
-                total: count(item, "total"),
-                server_errors: count(item, "server_errors"),
-                client_errors: count(item, "client_errors"),
-                duration_ms_sum: count(item, "duration_ms_sum"),
-                durations: Sketch::from_item(item),
-            });
+    let items = hours::read(store, keys::request_hours_partition(tenant), from, to).await?;
+    Ok(items
+        .into_iter()
+        .map(|(hour, route, item)| RequestHour {
+            hour,
+            route,
+            total: count(&item, "total"),
+            server_errors: count(&item, "server_errors"),
+            client_errors: count(&item, "client_errors"),
+            duration_ms_sum: count(&item, "duration_ms_sum"),
+            durations: Sketch::from_item(&item),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_add_up_in_memory_until_a_write_is_due() {
+        let ledger = RequestLedger::new(FlushPolicy { every: Duration::from_secs(30) });
+        for status in [200, 200, 404, 503] {
+            assert!(ledger.count("acme", "/v3/tasks", status, Duration::from_millis(12)).is_none(), "not due yet");
         }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(hours),
-        }
+        assert!(ledger.count("globex", "/v3/tasks", 200, Duration::from_millis(3)).is_none());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let due = ledger.count("acme", "/v3/tasks", 200, Duration::from_millis(20)).expect("due after 30 s");
+        assert_eq!(due.len(), 2, "one entry per tenant and route: {due:?}");
+        let acme = due.iter().find(|p| p.tenant == "acme").unwrap();
+        assert_eq!((acme.sums.total, acme.sums.server_errors, acme.sums.client_errors), (5, 1, 1));
+        assert_eq!(acme.sums.duration_ms_sum, 4 * 12 + 20);
+        assert_eq!(acme.sums.durations.count(), 5);
+        // While one request writes, the others only count.
+        tokio::time::advance(Duration::from_mins(1)).await;
+        assert!(ledger.count("acme", "/v3/tasks", 200, Duration::from_millis(1)).is_none(), "a write is under way");
     }
 }

@@ -2,20 +2,12 @@
 //! task (atomic across instances), outcome counts and a [`Sketch`] of durations. Hours are the unit every window is
 //! built from; days and longer windows merge them.
 
+use super::hours::{self, RETENTION_SECS, hour_of};
 use super::sketch::{Sketch, count};
-use crate::store::{DynStore, EXPIRES_AT, Key, Query, StoreError, Update, keys};
+use crate::store::{DynStore, EXPIRES_AT, Key, StoreError, Update, keys};
 
 /// Outcomes a finished task is counted under (the task states that are final).
 pub const OUTCOMES: [&str; 4] = ["succeeded", "failed", "timed_out", "cancelled"];
-
-/// How long hour items are kept, in seconds: analytics reach back 400 days at most.
-pub const RETENTION_SECS: i64 = 400 * 86_400;
-
-/// The hour key of a time: `YYYY-MM-DDTHH` (UTC).
-pub fn hour_of(at: time::OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!("{:04}-{:02}-{:02}T{:02}", at.year(), u8::from(at.month()), at.day(), at.hour())
-}
 
 /// Counts one finished task in the hour it finished.
 pub async fn record(
@@ -73,46 +65,17 @@ impl TaskHour {
 
 /// Every hour item of the tenant from hour `from` to hour `to` (both `YYYY-MM-DDTHH`, inclusive), in key order.
 pub async fn read(store: &DynStore, tenant: &str, from: &str, to: &str) -> Result<Vec<TaskHour>, StoreError> {
-    let mut hours = Vec::new();
-    let mut cursor = None;
-    loop {
-        // `~` sorts after every type name character, so the last hour's types are all inside the range.
-        let query = Query::partition(keys::job_hours_partition(tenant))
-            .between(format!("{from}#"), format!("{to}#~"))
-            .after(cursor);
-        let page = store.query(query.limit(500)).await?;
-        for item in &page.items {
-            let Some((hour, kind)) =
-                item.key().and_then(|k| k.sk.split_once('#').map(|(h, k)| (h.to_owned(), k.to_owned())))
-            else {
-                continue;
-            };
-            hours.push(TaskHour {
-                hour,
-                kind,
-                total: count(item, "total"),
-                outcomes: OUTCOMES.map(|o| count(item, o)),
-                timed: count(item, "timed"),
-                duration_ms_sum: count(item, "duration_ms_sum"),
-                durations: Sketch::from_item(item),
-            });
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(hours),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hours_sort_as_time() {
-        let at = time::macros::datetime!(2026-12-04 09:59:59 UTC);
-        assert_eq!(hour_of(at), "2026-12-04T09");
-        assert!(hour_of(at) < hour_of(at + time::Duration::seconds(1)));
-        assert_eq!(hour_of(time::macros::datetime!(2026-12-04 01:30 +02:00)), "2026-12-03T23");
-    }
+    let items = hours::read(store, keys::job_hours_partition(tenant), from, to).await?;
+    Ok(items
+        .into_iter()
+        .map(|(hour, kind, item)| TaskHour {
+            hour,
+            kind,
+            total: count(&item, "total"),
+            outcomes: OUTCOMES.map(|o| count(&item, o)),
+            timed: count(&item, "timed"),
+            duration_ms_sum: count(&item, "duration_ms_sum"),
+            durations: Sketch::from_item(&item),
+        })
+        .collect())
 }

@@ -102,7 +102,9 @@ pub async fn get(
         count: usize::try_from(count).unwrap_or_default() + baseline,
     };
     let hour_key = |secs: i64| {
-        task_hours::hour_of(time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH))
+        crate::analytics::hours::hour_of(
+            time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        )
     };
     let (from_hour, to_hour) = (hour_key(span.start), hour_key(last + width - 3600));
     let tenant = operator.tenant.as_str();
