@@ -16,6 +16,11 @@
 //! Defaults suit short-lived serverless instances: a 30 s time window with a minimum of 5 calls (an instance
 //! may live minutes and see few calls, so a count window of 100 would never fill), 50 % failure rate, 10 s open.
 //! State is per instance.
+//!
+//! What a caller does while its breaker is open is decided where the call is made, since only the caller knows
+//! what stands in: queued work goes to the table queue instead of SQS, a webhook delivery is put off without
+//! spending an attempt, the identity provider's cached keys keep verifying tokens, a model's cached answer
+//! stands in for a new one.
 
 use std::borrow::Borrow;
 use std::collections::VecDeque;
@@ -444,56 +449,6 @@ impl<B: Borrow<Breaker>> Drop for Permit<B> {
     }
 }
 
-/// What to answer while a breaker is open.
-#[derive(Debug, Clone)]
-pub enum Fallback<T> {
-    /// A fixed response.
-    Mock(T),
-    /// The last value a successful call returned.
-    Cache,
-    /// A degraded, minimal answer computed on the spot.
-    Basic(fn() -> T),
-}
-
-/// A breaker that remembers the last good value, for [`Fallback::Cache`].
-#[derive(Debug)]
-pub struct WithFallback<T> {
-    pub breaker: Breaker,
-    fallback: Fallback<T>,
-    last_good: Mutex<Option<T>>,
-}
-
-impl<T: Clone> WithFallback<T> {
-    pub fn new(breaker: Breaker, fallback: Fallback<T>) -> Self {
-        Self { breaker, fallback, last_good: Mutex::new(None) }
-    }
-
-    /// Runs `call`; while the breaker is open answers with the fallback (or `Open` when there is none yet).
-    pub async fn call<E, F, Fut>(&self, counts: impl Fn(&E) -> bool, call: F) -> Result<T, BreakerError<E>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        match self.breaker.call(counts, call).await {
-            Ok(value) => {
-                *self.last_good.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value.clone());
-                Ok(value)
-            }
-            Err(BreakerError::Open { retry_after }) => match &self.fallback {
-                Fallback::Mock(value) => Ok(value.clone()),
-                Fallback::Basic(make) => Ok(make()),
-                Fallback::Cache => self
-                    .last_good
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone()
-                    .ok_or(BreakerError::Open { retry_after }),
-            },
-            Err(e) => Err(e),
-        }
-    }
-}
-
 #[cfg(feature = "tower")]
 mod layer;
 #[cfg(feature = "tower")]
@@ -512,8 +467,38 @@ impl Registry {
         map.entry(name.to_owned()).or_insert_with(|| std::sync::Arc::new(Breaker::new(name, config))).clone()
     }
 
+    /// Adds a breaker its owner built (a task handler guarding its own endpoint), so it is listed with the rest.
+    /// A breaker of the same name already registered is kept.
+    pub fn register(&self, breaker: std::sync::Arc<Breaker>) {
+        let mut map = self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(breaker.name().to_owned()).or_insert(breaker);
+    }
+
+    /// The breaker called `name`, one of a family whose names start with `family` (one per destination host):
+    /// such names come from callers' data, so the family is bounded. Past `cap` members, a new one first evicts
+    /// the family's closed breakers that saw no call in their window (they hold nothing worth keeping); open
+    /// ones stay, since forgetting them would send traffic to a dead destination again.
+    pub fn breaker_in(&self, family: &str, name: &str, cap: usize, config: BreakerConfig) -> std::sync::Arc<Breaker> {
+        let mut map = self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = map.get(name) {
+            return found.clone();
+        }
+        if map.keys().filter(|k| k.starts_with(family)).count() >= cap {
+            map.retain(|k, b| !k.starts_with(family) || b.state() != State::Closed || b.snapshot().calls_in_window > 0);
+        }
+        map.entry(name.to_owned()).or_insert_with(|| std::sync::Arc::new(Breaker::new(name, config))).clone()
+    }
+
     pub fn get(&self, name: &str) -> Option<std::sync::Arc<Breaker>> {
         self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// The tenant a breaker is scoped to: names of the form `{family}:{tenant}:{destination}` are (a tenant's
+    /// webhook receiver); names without two colons (`store`, `sqs`) serve everyone.
+    pub fn scope_of(name: &str) -> Option<&str> {
+        let mut parts = name.splitn(3, ':');
+        let (_, tenant, rest) = (parts.next()?, parts.next()?, parts.next()?);
+        (!rest.is_empty()).then_some(tenant)
     }
 
     pub fn snapshots(&self) -> Vec<Snapshot> {
@@ -525,6 +510,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[derive(Debug, PartialEq)]
     enum Dep {
@@ -804,34 +790,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn fallbacks_answer_while_open() {
-        let open = |f| {
-            let w = WithFallback::new(Breaker::new("dep", config()), f);
-            w.breaker.isolate();
-            w
-        };
-        let mock = open(Fallback::Mock("mock".to_owned()));
-        assert_eq!(mock.call(counts, || async { Ok::<_, Dep>("live".to_owned()) }).await, Ok("mock".to_owned()));
-        let basic = open(Fallback::Basic(|| "basic".to_owned()));
-        assert_eq!(basic.call(counts, || async { Ok::<_, Dep>("live".to_owned()) }).await, Ok("basic".to_owned()));
-        let cache = WithFallback::new(Breaker::new("dep", config()), Fallback::Cache);
-        assert!(
-            matches!(
-                {
-                    cache.breaker.isolate();
-                    cache.call(counts, || async { Ok::<_, Dep>("x".to_owned()) }).await
-                },
-                Err(BreakerError::Open { .. })
-            ),
-            "nothing cached yet"
-        );
-        cache.breaker.reset();
-        assert_eq!(cache.call(counts, || async { Ok::<_, Dep>("fresh".to_owned()) }).await, Ok("fresh".to_owned()));
-        cache.breaker.isolate();
-        assert_eq!(
-            cache.call(counts, || async { Ok::<_, Dep>("ignored".to_owned()) }).await,
-            Ok("fresh".to_owned()),
-            "last known good"
-        );
+    async fn a_family_is_bounded_and_keeps_its_open_breakers() {
+        let registry = Registry::default();
+        let dead = registry.breaker_in("webhook:", "webhook:t:dead.example", 3, config());
+        dead.isolate();
+        for host in ["a", "b", "c", "d", "e"] {
+            registry.breaker_in("webhook:", &format!("webhook:t:{host}.example"), 3, config());
+        }
+        registry.breaker("store", config());
+        let names: Vec<String> = registry.snapshots().into_iter().map(|s| s.name).collect();
+        assert!(names.contains(&"webhook:t:dead.example".to_owned()), "an open breaker is never evicted: {names:?}");
+        assert!(names.contains(&"store".to_owned()), "other families are untouched: {names:?}");
+        assert!(names.iter().filter(|n| n.starts_with("webhook:")).count() <= 3, "{names:?}");
+        assert!(Arc::ptr_eq(&dead, &registry.breaker_in("webhook:", "webhook:t:dead.example", 3, config())));
+        assert_eq!(Registry::scope_of("webhook:t:dead.example"), Some("t"));
+        assert_eq!(Registry::scope_of("store"), None);
+        assert_eq!(Registry::scope_of("idp-keys"), None);
     }
 }

@@ -147,6 +147,12 @@ pub trait Handler: Send + Sync + 'static {
     /// Plugins are trusted code linked into the functions: the outbound client in the [`Context`] is the one that
     /// enforces the SSRF policy, and a handler should make every request through it.
     async fn run(&self, cx: &Context, input: Value) -> Result<Value, Failure>;
+
+    /// The circuit breakers this handler keeps around its own dependencies: the server lists them with its own
+    /// (`/api/v1/circuit-breakers`, health) and alerts when one opens.
+    fn breakers(&self) -> Vec<std::sync::Arc<cloud_agent_breaker::Breaker>> {
+        Vec::new()
+    }
 }
 
 /// Runs CPU work on the blocking pool: the caller's deadline can still fire (the work itself runs to its end, so

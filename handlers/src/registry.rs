@@ -184,6 +184,11 @@ impl<'r> TaskType<'r> {
         self.entry.descriptor.name
     }
 
+    /// The circuit breakers the type's handler keeps (none when its code is not linked here).
+    pub fn breakers(&self) -> Vec<Arc<cloud_agent_breaker::Breaker>> {
+        self.entry.handler.as_ref().map(|h| h.breakers()).unwrap_or_default()
+    }
+
     /// Whether this binary links the type's code; if not, its tasks go to the queue.
     pub fn runs_here(&self) -> bool {
         self.entry.handler.is_some()

@@ -29,6 +29,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod webhook_signature;
 
 pub use app::{FEATURES, ROUTES, app};
 pub use route::{Feature, RouteSpec};

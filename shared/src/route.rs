@@ -122,7 +122,7 @@ pub struct EventFunction {
     pub binary: &'static str,
     /// Under `api/_…`: Vercel ignores such files (it has no queue triggers; a cron route does the work there).
     pub file: &'static str,
-    /// The SAM event type that invokes it (`SQS`).
-    pub trigger: &'static str,
+    /// The SAM event types that invoke it (`SQS`, `Schedule`).
+    pub triggers: &'static [&'static str],
     pub dynamodb_actions: &'static [&'static str],
 }

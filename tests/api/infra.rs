@@ -7,13 +7,24 @@ use std::path::Path;
 
 use cloud_agent::ROUTES;
 use cloud_agent::app::EVENT_FUNCTIONS;
+use cloud_agent::features::health::ALERT_SENDERS;
 use cloud_agent::features::tasks::QUEUE_SENDERS;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
-/// A SAM function: its events as (METHOD, path) — or (event type, "") for a non-HTTP trigger — the DynamoDB
-/// actions it is granted, and whether it may send to the task queue.
-type SamFunction = (BTreeSet<(String, String)>, BTreeSet<String>, bool);
+/// A SAM function, reduced to what is compared.
+#[derive(Debug, Clone, Default)]
+struct SamFunction {
+    /// (METHOD, path), or (event type, "") for a non-HTTP trigger.
+    events: BTreeSet<(String, String)>,
+    /// DynamoDB actions granted.
+    actions: BTreeSet<String>,
+    /// May send to the task queue.
+    sends: bool,
+    /// May publish to the alert topic.
+    alerts: bool,
+    logical_id: String,
+}
 
 /// What the deployment files say, reduced to what we compare.
 #[derive(Debug, Clone, Default)]
@@ -81,7 +92,7 @@ fn cargo_bins(manifest: &str) -> BTreeMap<String, String> {
 fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
     let mut out = BTreeMap::new();
     let resources = template["Resources"].as_mapping().expect("Resources");
-    for (_, resource) in resources {
+    for (logical_id, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
@@ -91,8 +102,14 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
         let mut events = BTreeSet::new();
         for (_, event) in resource["Properties"]["Events"].as_mapping().into_iter().flatten() {
             let kind = event["Type"].as_str().unwrap();
+            if kind == "Schedule" {
+                let schedule = event["Properties"]["Schedule"].as_str().unwrap_or_default();
+                assert!(schedule.starts_with("rate(") || schedule.starts_with("cron("), "{binary}: {schedule}");
+                events.insert((kind.to_owned(), String::new()));
+                continue;
+            }
             if kind != "HttpApi" {
-                assert_eq!(kind, "SQS", "{binary}: events are HttpApi, or SQS for the worker");
+                assert_eq!(kind, "SQS", "{binary}: events are HttpApi, or SQS and Schedule for the worker");
                 let queue = serde_yaml::to_string(&event["Properties"]["Queue"]).unwrap();
                 assert!(queue.contains("TaskQueue"), "{binary}: the worker reads the task queue: {queue}");
                 let types = serde_yaml::to_string(&event["Properties"]["FunctionResponseTypes"]).unwrap();
@@ -105,10 +122,16 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
         }
         let mut actions = BTreeSet::new();
         let mut sends = false;
+        let mut alerts = false;
         for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
             if let Some(sqs) = policy.get("SQSSendMessagePolicy") {
                 assert!(serde_yaml::to_string(sqs).unwrap().contains("TaskQueue"), "{binary}: only the task queue");
                 sends = true;
+                continue;
+            }
+            if let Some(sns) = policy.get("SNSPublishMessagePolicy") {
+                assert!(serde_yaml::to_string(sns).unwrap().contains("AlertTopic"), "{binary}: only the alert topic");
+                alerts = true;
                 continue;
             }
             for statement in policy["Statement"].as_sequence().into_iter().flatten() {
@@ -120,7 +143,10 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
                 assert!(resource.contains("Table"), "{binary}: policy resource must be the table: {resource}");
             }
         }
-        out.insert(binary, (events, actions, sends));
+        out.insert(
+            binary,
+            SamFunction { events, actions, sends, alerts, logical_id: logical_id.as_str().unwrap().to_owned() },
+        );
     }
     out
 }
@@ -182,7 +208,7 @@ fn problems(d: &Deployment) -> Vec<String> {
         let actions: BTreeSet<String> = route.granted_actions().into_iter().map(str::to_owned).collect();
         match d.sam_functions.get(route.binary) {
             None => out.push(format!("template.yaml: no function builds binary {}", route.binary)),
-            Some((events, granted, _)) => {
+            Some(SamFunction { events, actions: granted, .. }) => {
                 if *events != wanted {
                     out.push(format!("template.yaml: {} events {events:?}, routes say {wanted:?}", route.binary));
                 }
@@ -213,12 +239,11 @@ fn problems(d: &Deployment) -> Vec<String> {
         let actions: BTreeSet<String> = event_function.dynamodb_actions.iter().map(|a| (*a).to_owned()).collect();
         match d.sam_functions.get(event_function.binary) {
             None => out.push(format!("template.yaml: no function builds binary {}", event_function.binary)),
-            Some((events, granted, _)) => {
-                if *events != [(event_function.trigger.to_owned(), String::new())].into() {
-                    out.push(format!(
-                        "template.yaml: {} events {events:?}, wanted one {}",
-                        event_function.binary, event_function.trigger
-                    ));
+            Some(SamFunction { events, actions: granted, .. }) => {
+                let wanted: BTreeSet<(String, String)> =
+                    event_function.triggers.iter().map(|t| ((*t).to_owned(), String::new())).collect();
+                if *events != wanted {
+                    out.push(format!("template.yaml: {} events {events:?}, wanted {wanted:?}", event_function.binary));
                 }
                 if *granted != actions {
                     out.push(format!(
@@ -229,7 +254,10 @@ fn problems(d: &Deployment) -> Vec<String> {
             }
         }
     }
-    for (binary, (_, _, sends)) in &d.sam_functions {
+    for (binary, SamFunction { sends, alerts, .. }) in &d.sam_functions {
+        if *alerts != ALERT_SENDERS.contains(&binary.as_str()) {
+            out.push(format!("template.yaml: {binary} may publish alerts: {alerts}; the code says {}", !alerts));
+        }
         if !ROUTES.iter().any(|r| r.binary == binary) && !EVENT_FUNCTIONS.iter().any(|f| f.binary == binary) {
             out.push(format!("template.yaml: function for binary {binary}, which is no route"));
         }
@@ -284,19 +312,20 @@ fn the_checker_catches_a_missing_or_extra_function() {
     assert!(problems(&ghost_rewrite).iter().any(|p| p.contains("names no route")));
 
     let mut wrong_event = good.clone();
-    wrong_event.sam_functions.get_mut("health").unwrap().0 = [("GET".to_owned(), "/healthz".to_owned())].into();
+    wrong_event.sam_functions.get_mut("health").unwrap().events = [("GET".to_owned(), "/healthz".to_owned())].into();
     assert!(problems(&wrong_event).iter().any(|p| p.contains("events")));
 
     let mut sends_without_need = good.clone();
-    sends_without_need.sam_functions.get_mut("health").unwrap().2 = true;
+    sends_without_need.sam_functions.get_mut("health").unwrap().sends = true;
     assert!(problems(&sends_without_need).iter().any(|p| p.contains("task queue")));
 
     let mut worker_over_http = good.clone();
-    worker_over_http.sam_functions.get_mut("task-worker").unwrap().0 = [("GET".to_owned(), "/w".to_owned())].into();
+    worker_over_http.sam_functions.get_mut("task-worker").unwrap().events =
+        [("GET".to_owned(), "/w".to_owned())].into();
     assert!(problems(&worker_over_http).iter().any(|p| p.contains("task-worker events")));
 
     let mut too_much_access = good;
-    too_much_access.sam_functions.get_mut("health").unwrap().1.insert("dynamodb:DeleteItem".into());
+    too_much_access.sam_functions.get_mut("health").unwrap().actions.insert("dynamodb:Scan".into());
     assert!(problems(&too_much_access).iter().any(|p| p.contains("granted")));
 }
 
@@ -446,4 +475,43 @@ fn vercel_crons_deploy_on_a_hobby_plan() {
         assert!(hobby_refuses(refused).is_some(), "{refused}");
     }
     assert_eq!(hobby_refuses("0 0 * * 1"), None);
+}
+
+/// Every function's errors, the API's 5xx answers and the dead-letter queue's depth are alarmed, and every alarm
+/// tells the alert topic, which the health monitor's own alerts also reach.
+#[test]
+fn alarms_watch_every_function_and_the_dead_letter_queue() {
+    let template: Yaml = serde_yaml::from_str(&read("template.yaml")).unwrap();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let alarms: Vec<&Yaml> =
+        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")).collect();
+    let tells_topic =
+        |alarm: &Yaml| serde_yaml::to_string(&alarm["Properties"]["AlarmActions"]).unwrap().contains("AlertTopic");
+    let dimension = |alarm: &Yaml| serde_yaml::to_string(&alarm["Properties"]["Dimensions"]).unwrap();
+    for function in sam_functions(&template).values() {
+        let watched = alarms.iter().any(|a| {
+            a["Properties"]["Namespace"].as_str() == Some("AWS/Lambda")
+                && a["Properties"]["MetricName"].as_str() == Some("Errors")
+                && dimension(a).contains(&format!("!Ref {}", function.logical_id))
+                && dimension(a).contains("FunctionName")
+                && tells_topic(a)
+        });
+        assert!(watched, "{}: no Errors alarm telling the alert topic", function.logical_id);
+    }
+    assert!(
+        alarms.iter().any(|a| a["Properties"]["Namespace"].as_str() == Some("AWS/SQS")
+            && dimension(a).contains("TaskDeadLetterQueue")
+            && tells_topic(a)),
+        "the dead-letter queue's depth is alarmed"
+    );
+    assert!(
+        alarms.iter().any(|a| a["Properties"]["Namespace"].as_str() == Some("AWS/ApiGateway") && tells_topic(a)),
+        "the API's 5xx answers are alarmed"
+    );
+    assert_eq!(resources["AlertTopic"]["Type"].as_str(), Some("AWS::SNS::Topic"));
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(
+        matches!(&globals["CLOUD_AGENT_ALERT_TOPIC_ARN"], Yaml::Tagged(t) if t.tag == "!Ref" && t.value.as_str() == Some("AlertTopic")),
+        "the functions know the topic (!Ref AlertTopic)"
+    );
 }

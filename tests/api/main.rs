@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+mod alerts;
 mod analytics;
 #[cfg(feature = "cli")]
 mod cli;

@@ -25,10 +25,12 @@ struct Provider {
     ec: EcdsaKeyPair,
     published: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    /// While set, the JWKS answers 503 (the provider is down).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// The JWKS route's state: the published keys and the fetch counter.
-type Shared = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>);
+/// The JWKS route's state: the published keys, the fetch counter, the outage switch.
+type Shared = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>, Arc<std::sync::atomic::AtomicBool>);
 
 fn jwk_rsa(key: &RsaKeyPair, kid: &str) -> Value {
     let components: signature::RsaPublicKeyComponents<Vec<u8>> = key.public().into();
@@ -50,6 +52,7 @@ async fn provider() -> Provider {
     let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     let published = Arc::new(Mutex::new(vec![jwk_rsa(&rsa, "rsa-1"), jwk_ec(&ec, "ec-1")]));
     let fetches = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/jwks")});
@@ -57,14 +60,18 @@ async fn provider() -> Provider {
         .route("/.well-known/openid-configuration", get(move || async move { axum::Json(discovery) }))
         .route(
             "/jwks",
-            get(|State((keys, fetches)): State<Shared>| async move {
+            get(|State((keys, fetches, down)): State<Shared>| async move {
+                use axum::response::IntoResponse as _;
                 fetches.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({"keys": *keys.lock().unwrap()}))
+                if down.load(Ordering::SeqCst) {
+                    return http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                axum::Json(json!({"keys": *keys.lock().unwrap()})).into_response()
             }),
         )
-        .with_state((published.clone(), fetches.clone()));
+        .with_state((published.clone(), fetches.clone(), down.clone()));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Provider { base, rsa, ec, published, fetches }
+    Provider { base, rsa, ec, published, fetches, down }
 }
 
 fn segment(value: &Value) -> String {
@@ -194,6 +201,38 @@ async fn an_unknown_kid_fetches_the_keys_again() {
     let rotated = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-2"}), &claims(&p, "dan", "viewer"));
     assert_eq!(status_of(&app, "/api/v1/agents/health", &rotated).await.status(), 200);
     assert_eq!(p.fetches.load(Ordering::SeqCst), 2, "the unknown kid made the instance fetch the keys again");
+}
+
+/// The provider goes down after its keys were fetched: the cached keys keep verifying tokens (past their
+/// freshness), the key fetch's breaker opens and stops asking the provider, a kid the cache lacks is refused
+/// (401, not a 503), and the breaker shows in the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_provider_is_down_cached_keys_verify_and_unknown_kids_are_refused() {
+    let p = provider().await;
+    let app = TestApp::builder()
+        .env("CLOUD_AGENT_OIDC_ISSUER", &p.base)
+        .env("CLOUD_AGENT_OIDC_AUDIENCE", AUDIENCE)
+        .env("CLOUD_AGENT_OIDC_REFETCH_SECS", "0")
+        // Every key is stale at once: each request would fetch again, which is what the breaker bounds.
+        .env("CLOUD_AGENT_OIDC_KEYS_TTL_SECS", "0")
+        .spawn()
+        .await;
+    let known = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-1"}), &claims(&p, "eve", "admin"));
+    assert_eq!(status_of(&app, "/api/v1/agents/health", &known).await.status(), 200);
+    p.down.store(true, Ordering::SeqCst);
+    for attempt in 0..12 {
+        let response = status_of(&app, "/api/v1/agents/health", &known).await;
+        assert_eq!(response.status(), 200, "request {attempt} while the provider is down: the cached key verifies");
+    }
+    let asked = p.fetches.load(Ordering::SeqCst);
+    assert!(asked < 12, "the breaker opened and stopped the fetches ({asked} in all)");
+    let breakers = common::get_json(&app.client, &app.url("/api/v1/circuit-breakers"), Some(&known)).await;
+    let idp = breakers["breakers"].as_array().unwrap().iter().find(|b| b["name"] == "idp-keys").cloned();
+    assert_eq!(idp.as_ref().map(|b| b["state"].clone()), Some(json!("OPEN")), "{breakers}");
+    let unknown = token(&Signer::Rsa(&p.rsa), &json!({"alg": "RS256", "kid": "rsa-9"}), &claims(&p, "eve", "admin"));
+    let refused = status_of(&app, "/api/v1/agents/health", &unknown).await;
+    common::assert_problem(refused, 401, Some("oidc-unknown-key")).await;
+    assert_eq!(p.fetches.load(Ordering::SeqCst), asked, "an open breaker asks the provider nothing");
 }
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef0123456789";

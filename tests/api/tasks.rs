@@ -534,7 +534,7 @@ async fn start_receiver(plan: Vec<(u16, Option<&'static str>)>) -> (Receiver, St
 }
 
 /// Verifies one delivery with the reference implementation (PyPI `standardwebhooks`).
-fn verify_with_reference(secret: &str, headers: &[(String, String)], body: &str) -> Result<Value, String> {
+pub(crate) fn verify_with_reference(secret: &str, headers: &[(String, String)], body: &str) -> Result<Value, String> {
     let Some(python) = std::env::var("CLOUD_AGENT_TEST_PYTHON").ok() else {
         assert!(std::env::var("CLOUD_AGENT_REQUIRE_DYNAMODB").is_err(), "CLOUD_AGENT_TEST_PYTHON is required");
         return Err("SKIPPED".into());
@@ -730,7 +730,103 @@ async fn a_type_this_function_does_not_run_is_queued_for_the_worker(store: DynSt
     assert_eq!(ran["result"]["words"], 6, "{ran}");
 }
 
+/// A port with nothing listening: a dependency that is down.
+fn dead_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn breaker_named(app: &TestApp, key: &str, name: &str) -> Option<Value> {
+    let listing: Value = get(app, key, "/api/v1/circuit-breakers").await.json().await.unwrap();
+    listing["breakers"].as_array().unwrap().iter().find(|b| b["name"] == name).cloned()
+}
+
+/// A dead receiver opens its host's breaker (per tenant): later deliveries to it are put off without spending an
+/// attempt, while another receiver still gets its deliveries at once. The breaker is listed to its tenant only,
+/// and the public health report counts it without naming the host.
+async fn a_dead_receiver_opens_its_breaker_and_others_are_still_delivered(store: DynStore) {
+    let app = app_on(store).await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let (other_tenant, _) = operator_key(&app, "globex").await;
+    // The dead receiver is named `localhost`, the live one `127.0.0.1`: two hosts, two breakers.
+    let dead = format!("http://localhost:{}/hook", dead_address().port());
+    let (receiver, live) = start_receiver(Vec::new()).await;
+    let create = |url: String| {
+        let body = json!({"type": "echo", "payload": {"message": "done"}, "options": {"webhook": url}});
+        let (app, key) = (&app, &key);
+        async move {
+            post(app, key, "/v3/tasks", &body).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    for _ in 0..6 {
+        create(dead.clone()).await;
+    }
+    drain(&app).await;
+    let name = "webhook:acme:localhost";
+    let breaker = breaker_named(&app, &key, name).await.expect("the receiver's breaker is listed to its tenant");
+    assert_eq!(breaker["state"], "OPEN", "{breaker}");
+    assert!(breaker_named(&app, &other_tenant, name).await.is_none(), "another tenant does not see it");
+
+    let put_off = create(dead.clone()).await;
+    let delivered = create(live.clone()).await;
+    drain(&app).await;
+    let task: Value = get(&app, &key, &format!("/v3/tasks/{put_off}")).await.json().await.unwrap();
+    assert_eq!(task["webhook"]["state"], "pending", "{task}");
+    assert!(task["webhook"]["attempts"].as_array().unwrap().is_empty(), "no attempt spent while open: {task}");
+    let task: Value = get(&app, &key, &format!("/v3/tasks/{delivered}")).await.json().await.unwrap();
+    assert_eq!(task["webhook"]["state"], "delivered", "the live receiver is not held up: {task}");
+    assert_eq!(receiver.got.lock().unwrap().len(), 1);
+
+    let health: Value = app.client.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
+    let text = health.to_string();
+    assert!(!text.contains("localhost"), "the public report names no tenant's receiver: {text}");
+    let receivers = health["checks"]["circuitBreaker:state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["componentId"] == "webhook receivers")
+        .cloned()
+        .expect("receivers are counted");
+    assert_eq!(receivers["status"], "warn", "{receivers}");
+    assert_eq!(receivers["observedValue"], 1.0, "{receivers}");
+}
+
+/// SQS is down: queued tasks are still accepted (202) — their work waits in the table queue — the `sqs` breaker
+/// opens, and the drain runs every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sqs_down_queued_work_waits_in_the_table_and_runs() {
+    let dead = dead_address();
+    let app = TestApp::builder()
+        .envs(&ROOMY)
+        .env("CLOUD_AGENT_TASK_QUEUE_URL", &format!("http://{dead}/000000000000/tasks"))
+        .env("CLOUD_AGENT_SQS_ENDPOINT", &format!("http://{dead}"))
+        .spawn()
+        .await;
+    let (key, _) = operator_key(&app, "acme").await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let response = post(
+            &app,
+            &key,
+            "/v3/tasks",
+            &json!({"type": "echo", "payload": {"message": format!("task {n}")}, "options": {"async": true}}),
+        )
+        .await;
+        assert_eq!(response.status(), 202, "task {n} is accepted while SQS is down");
+        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let breaker = breaker_named(&app, &key, "sqs").await.expect("the queue's breaker is listed");
+    assert_eq!(breaker["state"], "OPEN", "{breaker}");
+    let report = drain(&app).await;
+    assert_eq!(report.done, 7, "{report:?}");
+    for id in ids {
+        let task: Value = get(&app, &key, &format!("/v3/tasks/{id}")).await.json().await.unwrap();
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+}
+
 on_both_backends!(
+    a_dead_receiver_opens_its_breaker_and_others_are_still_delivered,
     inference_answers_and_falls_back_when_the_model_fails,
     a_type_this_function_does_not_run_is_queued_for_the_worker,
     a_rotating_key_signs_with_both_secrets,
@@ -943,4 +1039,6 @@ async fn inference_answers_and_falls_back_when_the_model_fails(store: DynStore) 
     .await;
     assert_problem(refused, 503, Some("model-unavailable")).await;
     assert_eq!(*calls.lock().unwrap(), before, "an open breaker makes no call");
+    let breaker = breaker_named(&app, &key, "inference").await.expect("the handler's breaker is listed");
+    assert_eq!(breaker["state"], "OPEN", "{breaker}");
 }

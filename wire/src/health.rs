@@ -45,6 +45,17 @@ pub enum AlertKind {
     Memory,
 }
 
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ErrorRate => "error_rate",
+            Self::Latency => "latency",
+            Self::BreakerOpen => "breaker_open",
+            Self::Memory => "memory",
+        }
+    }
+}
+
 /// An alert condition holding on the instance that answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -308,4 +308,18 @@ pub struct TaskMetrics {
     /// Succeeded ÷ finished; null before the first task finishes.
     pub success_rate: Option<f64>,
     pub by_type: BTreeMap<String, TypeStats>,
+    /// The tenant's queue now.
+    #[serde(default)]
+    pub queue: QueueStats,
+}
+
+/// A tenant's queued work at the moment of reading.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueStats {
+    /// Queued tasks not finished yet (what counts against the tenant's cap).
+    pub depth: u64,
+    /// When the longest-waiting piece of due work in the table queue became due (RFC 3339); null when none waits
+    /// there (on AWS queued work waits in SQS, whose oldest message age is a CloudWatch metric).
+    pub oldest_due_at: Option<String>,
 }

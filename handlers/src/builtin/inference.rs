@@ -149,7 +149,7 @@ fn breaker() -> Breaker {
 /// The handler, with its breaker and cache (per instance).
 pub struct Inference {
     settings: Settings,
-    breaker: Breaker,
+    breaker: std::sync::Arc<Breaker>,
     cache: Mutex<lru::LruCache<[u8; 32], (Instant, Value)>>,
 }
 
@@ -174,7 +174,12 @@ fn unavailable(detail: String) -> Rejection {
 impl Inference {
     pub fn new(settings: Settings) -> Self {
         let entries = NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
-        Self { settings, breaker: breaker(), cache: Mutex::new(lru::LruCache::new(entries)) }
+        Self { settings, breaker: std::sync::Arc::new(breaker()), cache: Mutex::new(lru::LruCache::new(entries)) }
+    }
+
+    /// The endpoint's breaker, for the server's listing.
+    pub fn breaker(&self) -> std::sync::Arc<Breaker> {
+        self.breaker.clone()
     }
 
     pub async fn run(&self, cx: &Context, input: &Value) -> Result<Value, Failure> {
@@ -186,7 +191,7 @@ impl Inference {
         };
         let key = self.cache_key(&cx.task().tenant, &ask);
         // A permit dropped unreported (the task's deadline cut the call off: a hanging endpoint) is a failure.
-        let Ok(permit) = Breaker::try_acquire(&self.breaker) else {
+        let Ok(permit) = Breaker::try_acquire(&*self.breaker) else {
             return self.fallback(&key, "the model endpoint keeps failing and its circuit breaker is open");
         };
         match self.call(cx.outbound(), url, &ask).await {
@@ -425,7 +430,7 @@ mod tests {
     async fn an_open_breaker_lets_one_call_through_after_its_time() {
         let handler =
             Inference::new(Settings { url: Some("http://127.0.0.1:9/v1".into()), model: "m".into(), api_key: None });
-        let call = || Breaker::try_acquire(&handler.breaker);
+        let call = || Breaker::try_acquire(&*handler.breaker);
         for _ in 0..FAILURES_TO_OPEN {
             call().unwrap().report(true);
         }

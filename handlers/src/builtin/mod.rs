@@ -270,6 +270,10 @@ impl Handler for InferenceHandler {
     async fn run(&self, cx: &Context, input: Value) -> Result<Value, Failure> {
         self.0.run(cx, &input).await
     }
+
+    fn breakers(&self) -> Vec<std::sync::Arc<cloud_agent_breaker::Breaker>> {
+        vec![self.0.breaker()]
+    }
 }
 
 /// Every built-in compiled in, runnable here (the worker, the drain, `cloudagent serve`).

@@ -6,6 +6,10 @@
 //! configured claim, the tenant from another: when that claim is configured, a token without it (or with anything
 //! but a tenant id string in it) is refused — it never falls back to `default`, the tenant that sees the agent
 //! plane. Without a configured tenant claim every user of the provider belongs to `default`.
+//!
+//! The key fetch is behind the `idp-keys` circuit breaker. While fetching fails, or the breaker is open, the
+//! cached keys keep verifying tokens past their hour (a provider's outage does not sign everybody out), and a
+//! token naming a `kid` the cache lacks is refused as unknown (401): no key, no trust.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -245,8 +249,8 @@ pub fn issuer_of(token: &str) -> Option<String> {
     claims.iss
 }
 
-/// Keys are fetched again after this long even when every kid is known (providers rotate keys).
-const KEYS_TTL: Duration = Duration::from_hours(1);
+/// The name of the key fetch's breaker.
+pub const BREAKER: &str = "idp-keys";
 
 /// The DynamoDB client's own connector type (hyper-util's pooled client on rustls with ring, over `SdkBody`): the
 /// key fetcher reuses that code instead of linking a second instance of the client generic over another body.
@@ -259,6 +263,7 @@ pub struct Verifier {
     /// Held while fetching (one fetch at a time); holds the client and the JWKS URL once known, so a refresh
     /// neither reloads the trust roots nor reads the discovery document again.
     fetching: tokio::sync::Mutex<Fetcher>,
+    breaker: std::sync::Arc<crate::breaker::Breaker>,
 }
 
 #[derive(Default)]
@@ -274,8 +279,8 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    pub fn new(settings: OidcSettings) -> Self {
-        Self { settings, keys: RwLock::new(None), fetching: tokio::sync::Mutex::new(Fetcher::default()) }
+    pub fn new(settings: OidcSettings, breaker: std::sync::Arc<crate::breaker::Breaker>) -> Self {
+        Self { settings, keys: RwLock::new(None), fetching: tokio::sync::Mutex::new(Fetcher::default()), breaker }
     }
 
     pub fn issuer(&self) -> &str {
@@ -293,9 +298,10 @@ impl Verifier {
     /// The key `kid`, fetching the JWKS when it is unknown (or the cache is old), at most every 30 s.
     async fn key(&self, kid: &str) -> Result<VerifyingKey, OidcError> {
         match self.cached(kid) {
-            (Some(key), Some(at)) if at.elapsed() < KEYS_TTL => return Ok(key),
-            (_, Some(at)) if at.elapsed() < self.settings.refetch_after => {
-                return Err(OidcError::UnknownKey(kid.to_owned()));
+            (Some(key), Some(at)) if at.elapsed() < self.settings.keys_ttl => return Ok(key),
+            // Fetched a moment ago: no new fetch yet, whatever the kid.
+            (key, Some(at)) if at.elapsed() < self.settings.refetch_after => {
+                return key.ok_or_else(|| OidcError::UnknownKey(kid.to_owned()));
             }
             _ => {}
         }
@@ -306,7 +312,30 @@ impl Verifier {
         {
             return Ok(key);
         }
-        let fetched = fetcher.keys(&self.settings.issuer).await?;
+        let stale = self.cached(kid);
+        let fetched = match crate::breaker::Breaker::try_acquire(&*self.breaker) {
+            Err(_) => None,
+            Ok(permit) => {
+                let outcome = fetcher.keys(&self.settings.issuer).await;
+                permit.report(outcome.is_err());
+                match outcome {
+                    Ok(keys) => Some(keys),
+                    Err(e) if stale.1.is_some() => {
+                        tracing::warn!(error = %e, "the identity provider's keys cannot be fetched; using cached keys");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let Some(fetched) = fetched else {
+            // The fetch failed or its breaker is open: the cached keys stand in; a kid they lack is unknown.
+            return match stale {
+                (Some(key), _) => Ok(key),
+                (None, Some(_)) => Err(OidcError::UnknownKey(kid.to_owned())),
+                (None, None) => Err(OidcError::Unavailable("the key fetch's circuit breaker is open".into())),
+            };
+        };
         let key = fetched.get(kid).cloned();
         *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((fetched, Instant::now()));
         key.ok_or_else(|| OidcError::UnknownKey(kid.to_owned()))

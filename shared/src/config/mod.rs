@@ -107,6 +107,9 @@ pub struct OidcSettings {
     pub leeway_secs: i64,
     /// How soon an unknown `kid` may trigger another fetch of the keys.
     pub refetch_after: Duration,
+    /// How long fetched keys count as fresh (providers rotate keys); stale keys still stand in while the
+    /// provider cannot be reached.
+    pub keys_ttl: Duration,
 }
 
 /// Which store backend to use.
@@ -139,6 +142,8 @@ pub struct Config {
     /// How long a health report is reused, so health requests cannot hammer the store.
     pub health_cache: Duration,
     pub alerts: crate::alerts::AlertConfig,
+    /// Where raised alerts are sent (a signed webhook, an SNS topic).
+    pub alert_delivery: crate::alerts::delivery::DeliverySettings,
     /// When set, each request also writes a CloudWatch EMF line under this function name (default on Lambda).
     pub emf_function: Option<String>,
     pub rate_limits: limits::RateLimits,
@@ -287,6 +292,7 @@ impl Config {
             cooldown: Duration::from_secs(parse_number(env, "CLOUD_AGENT_ALERT_COOLDOWN_SECS", 300, 1..=86_400)?),
             ..crate::alerts::AlertConfig::default()
         };
+        let alert_delivery = crate::alerts::delivery::DeliverySettings::from_env(env)?;
         let emf_default = platform == Platform::Lambda;
         let emf = match env("CLOUD_AGENT_EMF").as_deref() {
             None => emf_default,
@@ -346,6 +352,7 @@ impl Config {
             emf_function,
             health_cache,
             alerts,
+            alert_delivery,
             breaker,
             context_ttl,
             context_stale_max,
@@ -382,6 +389,7 @@ fn oidc_settings(env: Lookup<'_>) -> Result<Option<OidcSettings>, ConfigError> {
         tenant_claim: env("CLOUD_AGENT_OIDC_TENANT_CLAIM"),
         leeway_secs: 30,
         refetch_after: Duration::from_secs(parse_number(env, "CLOUD_AGENT_OIDC_REFETCH_SECS", 30, 0..=3600)?),
+        keys_ttl: Duration::from_secs(parse_number(env, "CLOUD_AGENT_OIDC_KEYS_TTL_SECS", 3600, 0..=86_400)?),
     }))
 }
 

@@ -88,7 +88,10 @@ impl Part for PerimeterState {
             limiter: crate::rate_limit::Limiter::default(),
             failures: crate::rate_limit::Limiter::default(),
             touched: Mutex::default(),
-            oidc: config.oidc.clone().map(crate::auth::oidc::Verifier::new),
+            oidc: config.oidc.clone().map(|settings| {
+                let breaker = state.breakers().breaker(crate::auth::oidc::BREAKER, config.breaker);
+                crate::auth::oidc::Verifier::new(settings, breaker)
+            }),
             requests: RequestLedger::new(config.analytics.flush),
         }
     }

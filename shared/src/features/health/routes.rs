@@ -99,9 +99,23 @@ pub async fn report(state: &AppState) -> HealthReport {
     let config = state.config();
     let mut checks = BTreeMap::new();
     checks.insert("datastore:responseTime".to_owned(), vec![datastore_check(state).await]);
-    let breakers = state.breakers().snapshots();
-    let open_breakers =
-        breakers.iter().filter(|b| matches!(b.state, BreakerState::Open | BreakerState::ForcedOpen)).count();
+    // Tenants' own breakers (their webhook receivers) are counted, never named: the report is public, and one
+    // tenant's dead receiver is not the service's failure (it warns, and raises no alert).
+    let (scoped, breakers): (Vec<_>, Vec<_>) =
+        state.breakers().snapshots().into_iter().partition(|b| crate::breaker::Registry::scope_of(&b.name).is_some());
+    let is_open = |b: &&crate::breaker::Snapshot| matches!(b.state, BreakerState::Open | BreakerState::ForcedOpen);
+    let open_breakers = breakers.iter().filter(is_open).count();
+    let open_receivers = scoped.iter().filter(is_open).count();
+    let receivers = (!scoped.is_empty()).then(|| {
+        check(
+            "component",
+            Some("webhook receivers".into()),
+            Some(open_receivers as f64),
+            Some("open"),
+            if open_receivers > 0 { HealthStatus::Warn } else { HealthStatus::Pass },
+            Some(format!("{open_receivers} of {} receivers' breakers open", scoped.len())),
+        )
+    });
     checks.insert(
         "circuitBreaker:state".to_owned(),
         breakers
@@ -115,6 +129,7 @@ pub async fn report(state: &AppState) -> HealthReport {
                 let state_name = serde_json::to_value(b.state).ok().and_then(|v| v.as_str().map(str::to_owned));
                 check("component", Some(b.name.clone()), Some(b.failure_rate), Some("failure rate"), status, state_name)
             })
+            .chain(receivers)
             .collect(),
     );
     let secrets = &config.secrets;
@@ -137,13 +152,21 @@ pub async fn report(state: &AppState) -> HealthReport {
     );
     let summary = state.metrics().summary();
     let rss = crate::alerts::resident_bytes();
-    let active = state.alerts().evaluate(&crate::alerts::Readings {
+    let evaluation = state.alerts().evaluate(&crate::alerts::Readings {
         requests: summary.requests,
         error_rate: summary.error_rate,
         p95: std::time::Duration::from_secs_f64(summary.p95_seconds.min(3600.0)),
         open_breakers,
         memory_bytes: rss,
     });
+    // Sent before the answer: an instance may be frozen right after it (store calls only when one was raised).
+    if !evaluation.raised.is_empty() {
+        let delivery = state.part::<crate::alerts::delivery::Delivery>();
+        if delivery.configured() {
+            delivery.send(state, &evaluation.raised).await;
+        }
+    }
+    let active = evaluation.active;
     let alert = |kind| active.iter().any(|a| a.kind == kind);
     let warn_if = |b: bool| if b { HealthStatus::Warn } else { HealthStatus::Pass };
     checks.insert(

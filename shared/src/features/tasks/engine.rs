@@ -85,6 +85,7 @@ pub struct Engine {
     outbound: Outbound,
     secrets: WebhookSecrets,
     types: Arc<TaskTypes>,
+    breakers: Arc<crate::breaker::Registry>,
     queue: tokio::sync::OnceCell<Arc<dyn Queue>>,
     /// Wakes the local worker when work is queued.
     pub(super) wake: Arc<tokio::sync::Notify>,
@@ -93,6 +94,13 @@ pub struct Engine {
 impl Part for Engine {
     fn build(state: &AppState) -> Self {
         let config = state.config();
+        let types = state.part::<TaskTypes>();
+        // Handlers' own breakers (the model endpoint's) are listed and alerted on with the instance's.
+        for kind in types.registry().types() {
+            for breaker in kind.breakers() {
+                state.breakers().register(breaker);
+            }
+        }
         Self {
             store: state.store().clone(),
             // A minute at most per request: a model's answer takes that long; handlers that call faster services
@@ -103,7 +111,8 @@ impl Part for Engine {
                 ..Policy::default()
             }),
             secrets: WebhookSecrets::derive(&config.secrets.agent),
-            types: state.part::<TaskTypes>(),
+            types,
+            breakers: axum::extract::FromRef::from_ref(state),
             config: Arc::new(config.clone()),
             queue: tokio::sync::OnceCell::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -176,7 +185,12 @@ impl Engine {
     }
 
     pub async fn queue(&self) -> &Arc<dyn Queue> {
-        self.queue.get_or_init(|| queue::open(&self.config.tasks.queue, self.store.clone())).await
+        self.queue
+            .get_or_init(|| async {
+                let settings = &self.config.tasks.queue;
+                queue::open(settings, self.store.clone(), self.breakers.breaker("sqs", self.config.breaker)).await
+            })
+            .await
     }
 
     fn retention_secs(&self) -> i64 {
@@ -714,7 +728,24 @@ impl Engine {
             webhook.state = DeliveryState::Disabled;
             webhooks::Next::Disabled
         } else {
-            webhooks::attempt(&self.outbound, &self.secrets, &record, &mut webhook, now).await
+            // One breaker per tenant and receiving host: a dead receiver costs its own deliveries one timeout per
+            // open period, not one each, and cannot hold up another receiver's (or another tenant's) deliveries.
+            let breaker = self.breakers.breaker_in(
+                webhooks::BREAKER_FAMILY,
+                &webhooks::breaker_name(&record.tenant, &webhook.url),
+                webhooks::BREAKERS_PER_INSTANCE,
+                self.config.breaker,
+            );
+            let Ok(permit) = crate::breaker::Breaker::try_acquire(&*breaker) else {
+                // Open: put the delivery off until the breaker lets a trial through, without spending an attempt.
+                let wait = breaker.snapshot().retry_after_secs.unwrap_or(1.0).max(1.0);
+                let due_ms = now + (wait * 1000.0) as i64;
+                self.queue().await.enqueue(&Work { due_ms, ..work.clone() }).await?;
+                return Ok(Outcome::Done);
+            };
+            let next = webhooks::attempt(&self.outbound, &self.secrets, &record, &mut webhook, now).await;
+            permit.report(webhook.attempts.last().is_some_and(webhooks::receiver_failed));
+            next
         };
         if next == webhooks::Next::Disabled {
             let retention = now / 1000 + self.retention_secs() * 4;

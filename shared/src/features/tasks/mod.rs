@@ -212,11 +212,12 @@ pub const DRAIN: RouteSpec = RouteSpec {
     handler: || get(worker::drain_route),
 };
 
-/// The SQS-triggered worker (AWS): runs queued tasks and webhook deliveries.
+/// The worker (AWS): runs queued tasks and webhook deliveries from SQS, and every minute drains the table queue,
+/// where work waits when SQS refused it.
 pub const WORKER: crate::route::EventFunction = crate::route::EventFunction {
     binary: "task-worker",
     file: "api/_worker.rs",
-    trigger: "SQS",
+    triggers: &["SQS", "Schedule"],
     dynamodb_actions: CREATE_ACTIONS,
 };
 
@@ -258,6 +259,7 @@ pub const QUEUE_SENDERS: &[&str] = &["delegate", "batch", "tasks", "task", "task
         v3::TaskOptions,
         v3::TaskPage,
         stats::TaskMetrics,
+        stats::QueueStats,
         stats::TypeStats,
         stats::Latency,
         worker::DrainReport,

@@ -6,12 +6,14 @@
 //! backlog from delaying another's); in the table each tenant's due work has its own partition per priority, and
 //! a count per tenant says who has work, so the drain takes work round-robin across tenants within a priority.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::model::Priority;
+use crate::breaker::Breaker;
 use crate::config::tasks::QueueSettings;
 use crate::store::{Condition, DynStore, Item, StoreError, TxOp, Update, keys};
 
@@ -195,10 +197,59 @@ impl Queue for SqsQueue {
     }
 }
 
-/// The configured queue.
-pub async fn open(settings: &QueueSettings, store: DynStore) -> std::sync::Arc<dyn Queue> {
+/// SQS behind its breaker, with the table queue standing in: when SQS fails or its breaker is open, work goes
+/// to the table (durable all the same), which the scheduled drain works through (on AWS the worker function is
+/// also invoked every minute for it). So an SQS outage delays queued work; it does not fail the requests that
+/// queue it.
+#[derive(Debug)]
+pub struct SqsOrTable {
+    sqs: SqsQueue,
+    table: TableQueue,
+    breaker: Arc<Breaker>,
+}
+
+impl SqsOrTable {
+    pub fn new(sqs: SqsQueue, table: TableQueue, breaker: Arc<Breaker>) -> Self {
+        Self { sqs, table, breaker }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsOrTable {
+    fn name(&self) -> &'static str {
+        "sqs"
+    }
+
+    async fn enqueue(&self, work: &Work) -> Result<(), QueueError> {
+        let Ok(permit) = Breaker::try_acquire(&*self.breaker) else {
+            return self.table.enqueue(work).await;
+        };
+        match self.sqs.enqueue(work).await {
+            Ok(()) => {
+                permit.report(false);
+                Ok(())
+            }
+            Err(e) => {
+                permit.report(true);
+                tracing::warn!(task = %work.task, error = %e, "SQS refused the work; it waits in the table queue");
+                self.table.enqueue(work).await
+            }
+        }
+    }
+
+    fn in_transaction(&self, _work: &Work) -> Vec<TxOp> {
+        Vec::new()
+    }
+}
+
+/// The configured queue; SQS comes with its breaker (`sqs` in the instance's registry) and the table behind it.
+pub async fn open(settings: &QueueSettings, store: DynStore, breaker: Arc<Breaker>) -> Arc<dyn Queue> {
     match settings {
-        QueueSettings::Table => std::sync::Arc::new(TableQueue::new(store)),
-        QueueSettings::Sqs { url, endpoint } => std::sync::Arc::new(SqsQueue::connect(url, endpoint.as_deref()).await),
+        QueueSettings::Table => Arc::new(TableQueue::new(store)),
+        QueueSettings::Sqs { url, endpoint } => Arc::new(SqsOrTable::new(
+            SqsQueue::connect(url, endpoint.as_deref()).await,
+            TableQueue::new(store),
+            breaker,
+        )),
     }
 }

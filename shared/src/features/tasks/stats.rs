@@ -3,9 +3,9 @@
 //! one latency bucket. Percentiles are read off the buckets: each is reported as its bucket's upper bound, so they
 //! are never optimistic by more than one bucket.
 
-use super::model::Status;
+use super::model::{Priority, Status};
 use crate::store::{DynStore, Key, Number, Query, StoreError, Update, Value, keys};
-pub use cloud_agent_wire::tasks::{Latency, TaskMetrics, TypeStats};
+pub use cloud_agent_wire::tasks::{Latency, QueueStats, TaskMetrics, TypeStats};
 
 /// Upper bounds (ms) of the latency buckets; the last bucket is everything above.
 pub const BUCKETS_MS: [u64; 15] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000];
@@ -65,9 +65,14 @@ fn percentile(buckets: &[u64], share: f64) -> Option<u64> {
     None
 }
 
-/// The tenant's statistics, every type.
+/// The tenant's statistics, every type, and its queue: one query of the statistics, one read of the queued count
+/// and one single-item query per priority of the table queue, all at once.
 pub async fn read(store: &DynStore, tenant: &str) -> Result<TaskMetrics, StoreError> {
-    let page = store.query(Query::partition(keys::job_stats_partition(tenant)).limit(100)).await?;
+    let (page, queue) = tokio::join!(
+        store.query(Query::partition(keys::job_stats_partition(tenant)).limit(100)),
+        queue_stats(store, tenant)
+    );
+    let page = page?;
     let mut metrics = TaskMetrics::default();
     for item in &page.items {
         let Some(kind) = item.key().map(|k| k.sk) else { continue };
@@ -94,7 +99,34 @@ pub async fn read(store: &DynStore, tenant: &str) -> Result<TaskMetrics, StoreEr
         metrics.by_type.insert(kind, stats);
     }
     metrics.success_rate = (metrics.total > 0).then(|| metrics.succeeded as f64 / metrics.total as f64);
+    metrics.queue = queue?;
     Ok(metrics)
+}
+
+/// The tenant's queued count, and the earliest due time among its due items in the table queue (each priority's
+/// partition is ordered by due time, so its first item is its oldest).
+async fn queue_stats(store: &DynStore, tenant: &str) -> Result<QueueStats, StoreError> {
+    let count_key = keys::queued_count(tenant);
+    let count = store.get(&count_key);
+    let firsts = futures_util::future::join_all(
+        [Priority::High, Priority::Normal, Priority::Low]
+            .map(|p| store.query(Query::partition(keys::due_partition(p.rank(), tenant)).limit(1))),
+    );
+    let (count, firsts) = tokio::join!(count, firsts);
+    let depth = count?.as_ref().map_or(0, |item| u64::try_from(item.get_i64("n").unwrap_or(0)).unwrap_or(0));
+    let mut oldest: Option<i64> = None;
+    for page in firsts {
+        let due =
+            page?.items.first().and_then(|item| item.get_str(crate::store::SK)?.split('#').next()?.parse::<i64>().ok());
+        oldest = match (oldest, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let oldest_due_at = oldest
+        .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+    Ok(QueueStats { depth, oldest_due_at })
 }
 
 #[cfg(test)]

@@ -407,6 +407,28 @@ pub async fn sqs_batch(engine: &Arc<Engine>, event: SqsEvent) -> SqsBatchRespons
     SqsBatchResponse { batch_item_failures: failures }
 }
 
+/// How long a scheduled drain of the worker may run: under the function's 60 s timeout, with room to settle.
+pub const SCHEDULED_DRAIN_BUDGET: Duration = Duration::from_secs(45);
+
+/// One invocation of the worker: a batch from SQS, or the schedule's tick (an EventBridge `Scheduled Event`),
+/// which drains the table queue, where work waits when SQS refused it or its breaker was open.
+pub async fn worker_event(engine: &Arc<Engine>, event: serde_json::Value) -> serde_json::Value {
+    if event.get("detail-type").and_then(|t| t.as_str()) == Some("Scheduled Event") {
+        let report = drain(engine, SCHEDULED_DRAIN_BUDGET).await;
+        tracing::info!(?report, "scheduled drain of the table queue");
+        return serde_json::to_value(report).unwrap_or_default();
+    }
+    let batch = match serde_json::from_value::<SqsEvent>(event) {
+        Ok(batch) => sqs_batch(engine, batch).await,
+        // Not an event this function is wired to: nothing to redeliver, and the log says what came.
+        Err(e) => {
+            tracing::error!(error = %e, "worker: an event that is neither an SQS batch nor the schedule's tick");
+            SqsBatchResponse::default()
+        }
+    };
+    serde_json::to_value(batch).unwrap_or_default()
+}
+
 /// Runs the task worker: an AWS Lambda function that SQS invokes with batches of queued work (see
 /// this module). It answers with the messages to deliver again (partial batch response). `types`: the task types
 /// it runs (all of them: route functions queue the ones they do not link).
@@ -440,9 +462,9 @@ pub fn run(types: super::types::TaskTypes) -> std::process::ExitCode {
         };
         let engine = state.part::<Engine>();
         tracing::info!(function = "task-worker", store = state.store().backend(), "worker started");
-        let handler = service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
             let engine = engine.clone();
-            async move { Ok::<_, lambda_runtime::Error>(sqs_batch(&engine, event.payload).await) }
+            async move { Ok::<_, lambda_runtime::Error>(worker_event(&engine, event.payload).await) }
         });
         match lambda_runtime::run(handler).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

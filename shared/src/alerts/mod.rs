@@ -1,5 +1,8 @@
-//! Alert conditions with a cooldown: while a condition holds it is raised once per cooldown, as one structured
-//! log event (`alert` field), so a sustained problem does not flood the logs or the pager behind them.
+//! Alert conditions with a cooldown: while a condition holds it is raised once per cooldown on each instance, as
+//! one structured log event (`alert` field), so a sustained problem does not flood the logs; raised alerts are
+//! then sent once per cooldown across all instances ([`delivery`]).
+
+pub mod delivery;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -43,6 +46,15 @@ pub struct Readings {
     pub memory_bytes: Option<u64>,
 }
 
+/// What one evaluation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Every condition that holds now (raised or cooling down).
+    pub active: Vec<Active>,
+    /// The ones raised by this evaluation (not raised on this instance within the cooldown): to be sent.
+    pub raised: Vec<Active>,
+}
+
 /// Per-instance alert state.
 #[derive(Debug)]
 pub struct Alerts {
@@ -56,8 +68,7 @@ impl Alerts {
     }
 
     /// Judges `readings`; logs each holding condition unless it was raised within the cooldown.
-    /// Returns every condition that holds now (raised or cooling down).
-    pub fn evaluate(&self, readings: &Readings) -> Vec<Active> {
+    pub fn evaluate(&self, readings: &Readings) -> Evaluation {
         let c = &self.config;
         let mut active = Vec::new();
         if readings.requests >= c.min_requests && readings.error_rate > c.error_rate {
@@ -86,14 +97,16 @@ impl Alerts {
         }
         let now = Instant::now();
         let mut last = self.last_raised.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut raised = Vec::new();
         for alert in &active {
             let due = last.get(&alert.kind).is_none_or(|at| now.duration_since(*at) >= c.cooldown);
             if due {
                 last.insert(alert.kind, now);
                 tracing::error!(alert = ?alert.kind, detail = %alert.detail, "ALERT");
+                raised.push(alert.clone());
             }
         }
-        active
+        Evaluation { active, raised }
     }
 
     /// When each kind was last raised (for tests and diagnostics).
@@ -121,7 +134,7 @@ mod tests {
         // Every 15 s for 25 minutes the condition holds.
         for _ in 0..100 {
             let before = alerts.raised_at(AlertKind::ErrorRate);
-            assert_eq!(alerts.evaluate(&bad).len(), 1);
+            assert_eq!(alerts.evaluate(&bad).active.len(), 1);
             if alerts.raised_at(AlertKind::ErrorRate) != before {
                 raised += 1;
             }
@@ -134,7 +147,7 @@ mod tests {
     async fn thresholds_and_minimum_traffic() {
         let alerts = Alerts::new(AlertConfig::default());
         let quiet = Readings { requests: 3, error_rate: 1.0, ..Readings::default() };
-        assert!(alerts.evaluate(&quiet).is_empty(), "3 requests are too few to judge a rate");
+        assert!(alerts.evaluate(&quiet).active.is_empty(), "3 requests are too few to judge a rate");
         let kinds: Vec<AlertKind> = alerts
             .evaluate(&Readings {
                 requests: 50,
@@ -143,6 +156,7 @@ mod tests {
                 open_breakers: 1,
                 memory_bytes: Some(500 << 20),
             })
+            .active
             .into_iter()
             .map(|a| a.kind)
             .collect();
