@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod alerting;
 pub mod analytics;
 pub mod limits;
 pub mod network;
@@ -143,7 +144,7 @@ pub struct Config {
     pub health_cache: Duration,
     pub alerts: crate::alerts::AlertConfig,
     /// Where raised alerts are sent (a signed webhook, an SNS topic).
-    pub alert_delivery: crate::alerts::delivery::DeliverySettings,
+    pub alert_delivery: alerting::DeliverySettings,
     /// When set, each request also writes a CloudWatch EMF line under this function name (default on Lambda).
     pub emf_function: Option<String>,
     pub rate_limits: limits::RateLimits,
@@ -292,7 +293,7 @@ impl Config {
             cooldown: Duration::from_secs(parse_number(env, "CLOUD_AGENT_ALERT_COOLDOWN_SECS", 300, 1..=86_400)?),
             ..crate::alerts::AlertConfig::default()
         };
-        let alert_delivery = crate::alerts::delivery::DeliverySettings::from_env(env)?;
+        let alert_delivery = alerting::DeliverySettings::from_env(env)?;
         let emf_default = platform == Platform::Lambda;
         let emf = match env("CLOUD_AGENT_EMF").as_deref() {
             None => emf_default,
