@@ -1085,6 +1085,30 @@ async fn queued_tasks_run_through_sqs_and_poison_reaches_the_dead_letter_queue()
     let bodies: Vec<String> = dead.messages.unwrap().iter().map(|m| m.body().unwrap().to_owned()).collect();
     assert!(bodies.iter().any(|b| b.contains(&ids["poison"])), "{bodies:?}");
     assert!(bodies.iter().any(|b| b == "{not json"), "{bodies:?}");
+
+    // Work that waits in the table queue (where it goes when SQS refuses it) is run by the schedule's tick.
+    let table_queued = common::TestApp::builder().envs(&secrets[..3]).store(table.store.clone()).spawn().await;
+    let body = json!({"type": "echo", "payload": {"message": "t"}, "options": {"async": true}});
+    let answer =
+        table_queued.client.post(table_queued.url("/v3/tasks")).bearer_auth(admin).json(&body).send().await.unwrap();
+    assert_eq!(answer.status(), 202);
+    let waiting = answer.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let tick = json!({"version": "0", "id": "tick-1", "detail-type": "Scheduled Event", "source": "aws.events",
+                      "account": "000000000000", "time": "2026-12-04T20:00:00Z", "region": "us-east-1",
+                      "resources": ["arn:aws:events:us-east-1:000000000000:rule/drain"], "detail": {}});
+    let report = worker.invoke(tick).await;
+    assert_eq!(report["done"], 1, "{report}");
+    let ran: Value = app
+        .client
+        .get(app.url(&format!("/v3/tasks/{waiting}")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ran["status"], "succeeded", "{ran}");
     assert!(worker.proc.0.try_wait().unwrap().is_none(), "the worker stays up between batches");
 }
 
