@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod aws;
 pub use cloud_agent_breaker as breaker;
 pub mod cache;
 pub mod config;

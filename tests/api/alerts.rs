@@ -200,6 +200,37 @@ async fn a_failed_delivery_gives_the_claim_back(store: DynStore) {
     assert_eq!(got.lock().unwrap().len(), 3, "each instance tried: none was shut out by a failed claim");
 }
 
+/// The health monitor reads the dead-letter queue's depth (moto) and alerts on it; the report shows the depth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_queues_depth_is_reported_and_alerted_on() {
+    let Some(endpoint) = sqs_endpoint() else { return };
+    let sqs = aws_sdk_sqs::Client::new(&aws_config(&endpoint).await);
+    let name = format!("dlq-{}", uuid::Uuid::new_v4().simple());
+    let dlq = sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("CLOUD_AGENT_TASK_DLQ_URL", dlq.as_str()), ("CLOUD_AGENT_SQS_ENDPOINT", endpoint.as_str())];
+    let store = common::embedded();
+    let empty = instance(&store.store, dir.path(), &vars);
+    let report = cloud_agent::features::health::routes::report(&empty).await;
+    let check = &report.checks["queue:deadLetters"][0];
+    assert_eq!(
+        (check.observed_value, check.status),
+        (Some(0.0), cloud_agent::features::health::routes::HealthStatus::Pass)
+    );
+    assert!(report.alerts.is_empty(), "{:?}", report.alerts);
+
+    for body in ["{\"task\": 1}", "{\"task\": 2}"] {
+        sqs.send_message().queue_url(&dlq).message_body(body).send().await.unwrap();
+    }
+    let later = instance(&store.store, dir.path(), &vars);
+    let report = cloud_agent::features::health::routes::report(&later).await;
+    let check = &report.checks["queue:deadLetters"][0];
+    assert_eq!(check.observed_value, Some(2.0), "{check:?}");
+    assert_eq!(check.status, cloud_agent::features::health::routes::HealthStatus::Warn);
+    let alert = report.alerts.iter().find(|a| a.kind == AlertKind::DeadLetters).expect("the depth raises an alert");
+    assert!(alert.detail.contains("2 message"), "{alert:?}");
+}
+
 on_both_backends!(
     one_alert_across_instances_reaches_the_webhook_and_the_topic,
     the_cooldown_claim_has_one_winner_per_period,

@@ -123,6 +123,7 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
         let mut actions = BTreeSet::new();
         let mut sends = false;
         let mut alerts = false;
+        let mut reads_dead_letters = false;
         for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
             if let Some(sqs) = policy.get("SQSSendMessagePolicy") {
                 assert!(serde_yaml::to_string(sqs).unwrap().contains("TaskQueue"), "{binary}: only the task queue");
@@ -135,11 +136,18 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
                 continue;
             }
             for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+                let resource = serde_yaml::to_string(&statement["Resource"]).unwrap();
+                let listed: Vec<&str> =
+                    statement["Action"].as_sequence().into_iter().flatten().filter_map(Yaml::as_str).collect();
+                if listed == ["sqs:GetQueueAttributes"] {
+                    assert!(resource.contains("TaskDeadLetterQueue"), "{binary}: reads only the DLQ's depth");
+                    reads_dead_letters = true;
+                    continue;
+                }
                 for action in statement["Action"].as_sequence().into_iter().flatten() {
                     actions.insert(action.as_str().unwrap().to_owned());
                 }
                 // Policies name our own table, never `*`.
-                let resource = serde_yaml::to_string(&statement["Resource"]).unwrap();
                 assert!(resource.contains("Table"), "{binary}: policy resource must be the table: {resource}");
             }
         }
@@ -510,6 +518,10 @@ fn alarms_watch_every_function_and_the_dead_letter_queue() {
     );
     assert_eq!(resources["AlertTopic"]["Type"].as_str(), Some("AWS::SNS::Topic"));
     let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(
+        matches!(&globals["CLOUD_AGENT_TASK_DLQ_URL"], Yaml::Tagged(t) if t.value.as_str() == Some("TaskDeadLetterQueue")),
+        "the health monitor knows the dead-letter queue"
+    );
     assert!(
         matches!(&globals["CLOUD_AGENT_ALERT_TOPIC_ARN"], Yaml::Tagged(t) if t.tag == "!Ref" && t.value.as_str() == Some("AlertTopic")),
         "the functions know the topic (!Ref AlertTopic)"

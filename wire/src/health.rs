@@ -43,6 +43,8 @@ pub enum AlertKind {
     Latency,
     BreakerOpen,
     Memory,
+    /// Work that failed every attempt waits in the dead-letter queue.
+    DeadLetters,
 }
 
 impl AlertKind {
@@ -52,6 +54,7 @@ impl AlertKind {
             Self::Latency => "latency",
             Self::BreakerOpen => "breaker_open",
             Self::Memory => "memory",
+            Self::DeadLetters => "dead_letters",
         }
     }
 }

@@ -227,22 +227,7 @@ impl Delivery {
     }
 }
 
-/// The SNS client, with the store's fail-fast timeouts; a local endpoint accepts any credentials.
+/// The SNS client: one attempt may take the whole send's time.
 async fn sns_client(endpoint: Option<&str>) -> aws_sdk_sns::Client {
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_timeout(SEND_TIMEOUT)
-        .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region))
-        .timeout_config(timeouts)
-        .http_client(crate::store::dynamo::http_client());
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::from_keys("test", "test", None));
-        }
-    }
-    aws_sdk_sns::Client::new(&loader.load().await)
+    aws_sdk_sns::Client::new(&crate::aws::sdk_config(None, endpoint, SEND_TIMEOUT, SEND_TIMEOUT).await)
 }

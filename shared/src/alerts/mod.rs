@@ -21,6 +21,8 @@ pub struct AlertConfig {
     pub min_requests: u64,
     pub p95: Duration,
     pub memory_bytes: u64,
+    /// Messages in the dead-letter queue at which to alert.
+    pub dead_letters: u64,
     pub cooldown: Duration,
 }
 
@@ -31,6 +33,7 @@ impl Default for AlertConfig {
             min_requests: 20,
             p95: Duration::from_secs(1),
             memory_bytes: 200 * 1024 * 1024,
+            dead_letters: 1,
             cooldown: Duration::from_mins(5),
         }
     }
@@ -44,6 +47,8 @@ pub struct Readings {
     pub p95: Duration,
     pub open_breakers: usize,
     pub memory_bytes: Option<u64>,
+    /// Messages in the dead-letter queue, where one is configured and could be read.
+    pub dead_letters: Option<u64>,
 }
 
 /// What one evaluation found.
@@ -93,6 +98,12 @@ impl Alerts {
             active.push(Active {
                 kind: AlertKind::Memory,
                 detail: format!("resident memory {} MiB", readings.memory_bytes.unwrap_or(0) >> 20),
+            });
+        }
+        if let Some(depth) = readings.dead_letters.filter(|d| *d >= c.dead_letters) {
+            active.push(Active {
+                kind: AlertKind::DeadLetters,
+                detail: format!("{depth} message(s) in the dead-letter queue: work that failed every attempt"),
             });
         }
         let now = Instant::now();
@@ -155,12 +166,13 @@ mod tests {
                 p95: Duration::from_secs(3),
                 open_breakers: 1,
                 memory_bytes: Some(500 << 20),
+                dead_letters: Some(2),
             })
             .active
             .into_iter()
             .map(|a| a.kind)
             .collect();
-        assert_eq!(kinds, vec![AlertKind::Latency, AlertKind::BreakerOpen, AlertKind::Memory]);
+        assert_eq!(kinds, vec![AlertKind::Latency, AlertKind::BreakerOpen, AlertKind::Memory, AlertKind::DeadLetters]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Where raised alerts are sent: a webhook signed per Standard Webhooks, and/or an SNS topic.
+//! Where raised alerts are sent — a webhook signed per Standard Webhooks, and/or an SNS topic — and the
+//! dead-letter queue the health monitor watches.
 
 use super::{ConfigError, SecretString};
 
@@ -50,4 +51,12 @@ impl DeliverySettings {
     pub fn is_empty(&self) -> bool {
         self.webhook.is_none() && self.sns.is_none()
     }
+}
+
+/// The tasks' dead-letter queue (SQS), whose depth the health report reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterQueue {
+    pub url: String,
+    /// An SQS-compatible local server (`CLOUD_AGENT_SQS_ENDPOINT`), in tests.
+    pub endpoint: Option<String>,
 }

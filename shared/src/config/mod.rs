@@ -145,6 +145,8 @@ pub struct Config {
     pub alerts: crate::alerts::AlertConfig,
     /// Where raised alerts are sent (a signed webhook, an SNS topic).
     pub alert_delivery: alerting::DeliverySettings,
+    /// The dead-letter queue whose depth the health monitor reads (`CLOUD_AGENT_TASK_DLQ_URL`, on AWS).
+    pub dead_letter_queue: Option<alerting::DeadLetterQueue>,
     /// When set, each request also writes a CloudWatch EMF line under this function name (default on Lambda).
     pub emf_function: Option<String>,
     pub rate_limits: limits::RateLimits,
@@ -290,10 +292,13 @@ impl Config {
             error_rate: parse_number(env, "CLOUD_AGENT_ALERT_ERROR_RATE_PCT", 5, 1..=100)? as f64 / 100.0,
             p95: Duration::from_millis(parse_number(env, "CLOUD_AGENT_ALERT_P95_MS", 1000, 1..=60_000)?),
             memory_bytes: parse_number(env, "CLOUD_AGENT_ALERT_MEMORY_MB", memory_mb, 1..=100_000)? << 20,
+            dead_letters: parse_number(env, "CLOUD_AGENT_ALERT_DEAD_LETTERS", 1, 1..=1_000_000)?,
             cooldown: Duration::from_secs(parse_number(env, "CLOUD_AGENT_ALERT_COOLDOWN_SECS", 300, 1..=86_400)?),
             ..crate::alerts::AlertConfig::default()
         };
         let alert_delivery = alerting::DeliverySettings::from_env(env)?;
+        let dead_letter_queue = env("CLOUD_AGENT_TASK_DLQ_URL")
+            .map(|url| alerting::DeadLetterQueue { url, endpoint: env("CLOUD_AGENT_SQS_ENDPOINT") });
         let emf_default = platform == Platform::Lambda;
         let emf = match env("CLOUD_AGENT_EMF").as_deref() {
             None => emf_default,
@@ -354,6 +359,7 @@ impl Config {
             health_cache,
             alerts,
             alert_delivery,
+            dead_letter_queue,
             breaker,
             context_ttl,
             context_stale_max,

@@ -57,41 +57,17 @@ macro_rules! addressed {
     };
 }
 
-/// The SDK's HTTPS client: hyper on rustls with ring, the system's root certificates (Lambda's images carry
-/// them). Chosen over the SDK default (aws-lc-rs) for size: every function links it.
-pub(crate) fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
-}
-
 impl DynamoStore {
     /// Builds the SDK client. No network I/O happens here; the first request opens the connection.
     pub async fn connect(config: &DynamoConfig) -> Self {
-        let region = config
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .unwrap_or_else(|| "us-east-1".to_owned());
         // Serverless functions have seconds, not minutes: fail fast and let the caller's budget decide.
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
-            .timeout_config(timeouts)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-            .http_client(http_client());
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint);
-            // DynamoDB Local accepts any credentials; do not make developers configure AWS to run tests.
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                loader =
-                    loader.credentials_provider(aws_credential_types::Credentials::from_keys("test", "test", None));
-            }
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::sdk_config(
+            config.region.as_deref(),
+            config.endpoint.as_deref(),
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+        )
+        .await;
         Self { client: Client::new(&sdk), table: config.table.clone() }
     }
 

@@ -158,12 +158,17 @@ pub async fn report(state: &AppState) -> HealthReport {
     );
     let summary = state.metrics().summary();
     let rss = crate::alerts::resident_bytes();
+    let dead_letters = match &config.dead_letter_queue {
+        None => None,
+        Some(queue) => Some(state.part::<DeadLetterGauge>().depth(queue).await),
+    };
     let evaluation = state.alerts().evaluate(&crate::alerts::Readings {
         requests: summary.requests,
         error_rate: summary.error_rate,
         p95: std::time::Duration::from_secs_f64(summary.p95_seconds.min(3600.0)),
         open_breakers,
         memory_bytes: rss,
+        dead_letters: dead_letters.as_ref().and_then(|d| d.as_ref().ok().copied()),
     });
     // Sent before the answer: an instance may be frozen right after it (store calls only when one was raised).
     if !evaluation.raised.is_empty() {
@@ -208,6 +213,16 @@ pub async fn report(state: &AppState) -> HealthReport {
             None,
         )],
     );
+    if let Some(depth) = dead_letters {
+        let (value, status, output) = match depth {
+            Ok(n) => (Some(n as f64), warn_if(alert(AlertKind::DeadLetters)), None),
+            Err(why) => (None, HealthStatus::Warn, Some(why)),
+        };
+        checks.insert(
+            "queue:deadLetters".to_owned(),
+            vec![check("component", None, value, Some("messages"), status, output)],
+        );
+    }
     checks.insert(
         "uptime".to_owned(),
         vec![check(
@@ -237,6 +252,45 @@ pub async fn report(state: &AppState) -> HealthReport {
     };
     cache.put(&report);
     report
+}
+
+/// Reads the dead-letter queue's depth (SQS `ApproximateNumberOfMessages`), within [`PROBE_TIMEOUT`].
+#[derive(Debug, Default)]
+pub struct DeadLetterGauge {
+    client: tokio::sync::OnceCell<aws_sdk_sqs::Client>,
+}
+
+impl Part for DeadLetterGauge {
+    fn build(_: &AppState) -> Self {
+        Self::default()
+    }
+}
+
+impl DeadLetterGauge {
+    /// The depth, or why it could not be read (the reason is for the report; the error goes to the log).
+    async fn depth(&self, queue: &crate::config::alerting::DeadLetterQueue) -> Result<u64, String> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let client = self
+            .client
+            .get_or_init(|| async {
+                let sdk = crate::aws::sdk_config(None, queue.endpoint.as_deref(), PROBE_TIMEOUT, PROBE_TIMEOUT).await;
+                aws_sdk_sqs::Client::new(&sdk)
+            })
+            .await;
+        let read = client.get_queue_attributes().queue_url(&queue.url).attribute_names(A::ApproximateNumberOfMessages);
+        match tokio::time::timeout(PROBE_TIMEOUT, read.send()).await {
+            Ok(Ok(answer)) => answer
+                .attributes()
+                .and_then(|a| a.get(&A::ApproximateNumberOfMessages))
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| "the queue did not say its depth".to_owned()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "dead-letter queue unreadable");
+                Err("unreadable".to_owned())
+            }
+            Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+        }
+    }
 }
 
 /// The last report, reused while younger than the configured health cache: probes cost store calls.

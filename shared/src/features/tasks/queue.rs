@@ -147,25 +147,7 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// Builds the client once (no network I/O here), with the same fail-fast timeouts as the store.
     pub async fn connect(url: &str, endpoint: Option<&str>) -> Self {
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
-            .timeout_config(timeouts)
-            .http_client(crate::store::dynamo::http_client());
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-            // A local SQS-compatible server accepts any credentials.
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                loader =
-                    loader.credentials_provider(aws_credential_types::Credentials::from_keys("test", "test", None));
-            }
-        }
-        let sdk = loader.load().await;
+        let sdk = crate::aws::sdk_config(None, endpoint, Duration::from_secs(2), Duration::from_secs(5)).await;
         Self { client: aws_sdk_sqs::Client::new(&sdk), url: url.to_owned() }
     }
 }
