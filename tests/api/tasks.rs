@@ -392,6 +392,17 @@ async fn queued_tasks_run_high_priority_first_and_cancel(store: DynStore) {
         app.client.delete(app.url(&format!("/v3/tasks/{}", ids[3]))).header("x-api-key", &key).send().await.unwrap();
     assert_problem(again, 409, Some("task-finished")).await;
 
+    // The tenant's queue as operators see it: three waiting (the cancelled one gave its place back), the oldest
+    // due first; read with five store calls (statistics, the queued count, one first item per priority).
+    app.store.take();
+    let metrics: Value = get(&app, &key, "/api/metrics").await.json().await.unwrap();
+    assert_eq!(app.store.take(), 5, "store calls of /api/metrics");
+    assert_eq!(metrics["queue"]["depth"], 3, "{metrics}");
+    let oldest = metrics["queue"]["oldest_due_at"].as_str().expect("work waits in the table queue");
+    let oldest = time::OffsetDateTime::parse(oldest, &time::format_description::well_known::Rfc3339).unwrap();
+    let age = time::OffsetDateTime::now_utc() - oldest;
+    assert!(age >= time::Duration::ZERO && age < time::Duration::minutes(5), "{metrics}");
+
     let report = drain(&app).await;
     assert_eq!(report.done, 4, "{report:?}");
     let mut started = Vec::new();
@@ -402,6 +413,8 @@ async fn queued_tasks_run_high_priority_first_and_cancel(store: DynStore) {
     }
     // high (index 2) before normal (1) before low (0).
     assert!(started[2] <= started[1] && started[1] <= started[0], "{started:?}");
+    let metrics: Value = get(&app, &key, "/api/metrics").await.json().await.unwrap();
+    assert_eq!(metrics["queue"], json!({"depth": 0, "oldest_due_at": null}), "{metrics}");
     let still: Value = get(&app, &key, &format!("/v3/tasks/{}", ids[3])).await.json().await.unwrap();
     assert_eq!(still["status"], "cancelled", "a cancelled task never runs");
     assert_eq!(drain(&app).await, worker::DrainReport::default(), "nothing is left on the queue");

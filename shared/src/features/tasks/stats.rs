@@ -4,6 +4,7 @@
 //! are never optimistic by more than one bucket.
 
 use super::model::{Priority, Status};
+use crate::analytics::sketch::count;
 use crate::store::{DynStore, Key, Number, Query, StoreError, Update, Value, keys};
 pub use cloud_agent_wire::tasks::{Latency, QueueStats, TaskMetrics, TypeStats};
 
@@ -41,10 +42,6 @@ pub async fn record(
     let (key, update) = count_write(tenant, kind, status, duration_ms);
     store.update(&key, update, None).await?;
     Ok(())
-}
-
-fn count(item: &crate::store::Item, name: &str) -> u64 {
-    item.get(name).and_then(Value::as_number).and_then(Number::as_i64).and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
 }
 
 /// The bucket bound at which `share` of the timed tasks have finished.
