@@ -20,6 +20,9 @@ use crate::store::dynamo::DynamoStore;
 use crate::store::{DynStore, StoreError};
 use crate::token::Tokens;
 
+/// The store's breaker: the one dependency without a fallback (its opening fails health and readiness).
+pub const STORE_BREAKER: &str = "store";
+
 /// A feature's own state: built from the instance's state the first time a handler asks for it.
 pub trait Part: Send + Sync + Sized + 'static {
     fn build(state: &AppState) -> Self;
@@ -61,7 +64,7 @@ impl AppState {
     /// Puts `store` behind this instance's "store" circuit breaker.
     pub fn new(config: Config, store: DynStore) -> Self {
         let breakers = Registry::default();
-        let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker("store", config.breaker)));
+        let store: DynStore = Arc::new(Guarded::new(store, breakers.breaker(STORE_BREAKER, config.breaker)));
         let tokens = Tokens::new(&config);
         let metrics = Arc::new(Metrics::default());
         metrics.register_cache("verified_tokens", tokens.verified_cache());

@@ -830,6 +830,13 @@ async fn with_sqs_down_queued_work_waits_in_the_table_and_runs() {
     }
     let breaker = breaker_named(&app, &key, "sqs").await.expect("the queue's breaker is listed");
     assert_eq!(breaker["state"], "OPEN", "{breaker}");
+    // Degraded, not down: the table stands in for SQS, so the instance warns and stays ready.
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "warn", "{health}");
+    assert!(health["alerts"].to_string().contains("breaker_open"), "an open breaker is alerted: {health}");
+    assert_eq!(app.client.get(app.url("/health/ready")).send().await.unwrap().status(), 200);
     let report = drain(&app).await;
     assert_eq!(report.done, 7, "{report:?}");
     for id in ids {

@@ -14,7 +14,7 @@ use crate::breaker::State as BreakerState;
 use crate::config::Environment;
 use crate::config::secrets::SecretSource;
 use crate::problem::OwnErrorBody;
-use crate::state::{AppState, InstanceId, Part};
+use crate::state::{AppState, InstanceId, Part, STORE_BREAKER};
 use crate::store::{PROBE_TIMEOUT, probe_key};
 
 pub const HEALTH_JSON: &str = "application/health+json";
@@ -130,7 +130,9 @@ pub async fn report(state: &AppState) -> HealthReport {
                 let status = match b.state {
                     BreakerState::Closed => HealthStatus::Pass,
                     BreakerState::HalfOpen => HealthStatus::Warn,
-                    BreakerState::Open | BreakerState::ForcedOpen => HealthStatus::Fail,
+                    // Only the store has nothing to stand in for it; the others' callers fall back (degraded).
+                    BreakerState::Open | BreakerState::ForcedOpen if b.name == STORE_BREAKER => HealthStatus::Fail,
+                    BreakerState::Open | BreakerState::ForcedOpen => HealthStatus::Warn,
                 };
                 let state_name = serde_json::to_value(b.state).ok().and_then(|v| v.as_str().map(str::to_owned));
                 check("component", Some(b.name.clone()), Some(b.failure_rate), Some("failure rate"), status, state_name)

@@ -5,7 +5,7 @@
 
 use super::model::{Priority, Status};
 use crate::analytics::sketch::count;
-use crate::store::{DynStore, Key, Number, Query, StoreError, Update, Value, keys};
+use crate::store::{DynStore, Key, Query, StoreError, Update, keys};
 pub use cloud_agent_wire::tasks::{Latency, QueueStats, TaskMetrics, TypeStats};
 
 /// Upper bounds (ms) of the latency buckets; the last bucket is everything above.
