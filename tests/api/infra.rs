@@ -151,6 +151,7 @@ fn sam_functions(template: &Yaml) -> BTreeMap<String, SamFunction> {
                 assert!(resource.contains("Table"), "{binary}: policy resource must be the table: {resource}");
             }
         }
+        assert_eq!(alerts, reads_dead_letters, "{binary}: the functions that alert read the DLQ depth, and only they");
         out.insert(
             binary,
             SamFunction { events, actions, sends, alerts, logical_id: logical_id.as_str().unwrap().to_owned() },

@@ -14,6 +14,8 @@ mod infra;
 mod layout;
 #[cfg(feature = "cli")]
 mod log_hygiene;
+#[cfg(feature = "cli")]
+mod monitor;
 mod oidc;
 mod openapi_contract;
 mod perimeter;

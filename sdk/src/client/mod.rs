@@ -300,6 +300,11 @@ impl Client {
         {
             return Ok(report.clone());
         }
+        self.health_now().await
+    }
+
+    /// [`Client::health`] read now, never from the cache (a live dashboard); the reading refreshes the cache.
+    pub async fn health_now(&self) -> Result<crate::api::health::HealthReport, ClientError> {
         let at = self.inner.balancer.pick(None).ok_or_else(|| ClientError::Protocol("no endpoints".into()))?;
         let endpoint = &self.inner.balancer.endpoints[at];
         let mut url = endpoint.base.clone();
@@ -473,6 +478,15 @@ impl Client {
             return Ok((answer.status, serde_json::Value::Null));
         }
         Ok((answer.status, decode(&answer)?))
+    }
+
+    /// A route that answers text (the Prometheus exposition of `GET /api/v1/metrics`): its body as it came, sent
+    /// like every call (retries, breaker, signing).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let answer =
+            self.send(Call { method: Method::GET, path, query: Vec::new(), body: None, replayable: true }).await?;
+        String::from_utf8(answer.body.into())
+            .map_err(|e| ClientError::Protocol(format!("an answer that is not UTF-8: {e}")))
     }
 }
 

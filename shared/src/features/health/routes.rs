@@ -129,10 +129,9 @@ pub async fn report(state: &AppState) -> HealthReport {
             .map(|b| {
                 let status = match b.state {
                     BreakerState::Closed => HealthStatus::Pass,
-                    BreakerState::HalfOpen => HealthStatus::Warn,
                     // Only the store has nothing to stand in for it; the others' callers fall back (degraded).
                     BreakerState::Open | BreakerState::ForcedOpen if b.name == STORE_BREAKER => HealthStatus::Fail,
-                    BreakerState::Open | BreakerState::ForcedOpen => HealthStatus::Warn,
+                    BreakerState::HalfOpen | BreakerState::Open | BreakerState::ForcedOpen => HealthStatus::Warn,
                 };
                 let state_name = serde_json::to_value(b.state).ok().and_then(|v| v.as_str().map(str::to_owned));
                 check("component", Some(b.name.clone()), Some(b.failure_rate), Some("failure rate"), status, state_name)
